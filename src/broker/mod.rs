@@ -1,0 +1,294 @@
+//! The RabbitMQ management HTTP API. Every HTTP call gwctl makes to a broker is in this module.
+//!
+//! Credentials travel in the Authorization header only; errors never carry URIs with
+//! passwords (the API returns upstream URIs in clear, so those are masked on the way in).
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::federation::{Policy, Upstream};
+use crate::spec::secret::Secret;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error(
+        "{endpoint}: 401 unauthorized: wrong credentials for `{user}`, or the user lacks the administrator/policymaker tag"
+    )]
+    Unauthorized { endpoint: String, user: String },
+    #[error("{endpoint}: 404 not found: {what} (unknown vhost?)")]
+    NotFound { endpoint: String, what: String },
+    #[error("{endpoint}: 400 rejected {what}: {reason}")]
+    BadRequest {
+        endpoint: String,
+        what: String,
+        reason: String,
+    },
+    #[error("{endpoint}: HTTP {status} for {what}: {reason}")]
+    Http {
+        endpoint: String,
+        status: u16,
+        what: String,
+        reason: String,
+    },
+    #[error("{endpoint}: cannot reach the management API: {reason}")]
+    Unreachable { endpoint: String, reason: String },
+}
+
+/// A client of one broker's management API.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    user: String,
+    password: Secret,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("user", &self.user)
+            .finish()
+    }
+}
+
+/// `%2f` for the default vhost.
+fn vhost_segment(vhost: &str) -> String {
+    percent_encoding::utf8_percent_encode(vhost, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// One federation link as the management API reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct FederationLink {
+    pub upstream: String,
+    #[serde(default)]
+    pub exchange: Option<String>,
+    pub status: String,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub node: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Overview {
+    pub cluster_name: String,
+    pub rabbitmq_version: String,
+}
+
+impl Client {
+    /// `base` is `http://host:port` of the management listener.
+    pub fn new(base: impl Into<String>, user: impl Into<String>, password: Secret) -> Client {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(3))
+            .build()
+            .unwrap_or_default();
+        Client {
+            http,
+            base: base.into().trim_end_matches('/').to_string(),
+            user: user.into(),
+            password,
+        }
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.base
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        what: &str,
+        body: Option<Value>,
+    ) -> Result<Value, BrokerError> {
+        let mut req = self
+            .http
+            .request(method, format!("{}/api/{path}", self.base))
+            .basic_auth(&self.user, Some(self.password.expose()));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.map_err(|e| BrokerError::Unreachable {
+            endpoint: self.base.clone(),
+            reason: e.without_url().to_string(),
+        })?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if status.is_success() {
+            return Ok(if text.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&text).unwrap_or(Value::Null)
+            });
+        }
+        let reason = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["reason"].as_str().map(str::to_string))
+            .unwrap_or_else(|| text.chars().take(200).collect());
+        let endpoint = self.base.clone();
+        let what = what.to_string();
+        Err(match status {
+            StatusCode::UNAUTHORIZED => BrokerError::Unauthorized {
+                endpoint,
+                user: self.user.clone(),
+            },
+            StatusCode::NOT_FOUND => BrokerError::NotFound { endpoint, what },
+            StatusCode::BAD_REQUEST => BrokerError::BadRequest {
+                endpoint,
+                what,
+                reason: mask_uris(&reason),
+            },
+            other => BrokerError::Http {
+                endpoint,
+                status: other.as_u16(),
+                what,
+                reason: mask_uris(&reason),
+            },
+        })
+    }
+
+    pub async fn overview(&self) -> Result<Overview, BrokerError> {
+        let v = self.call(Method::GET, "overview", "overview", None).await?;
+        serde_json::from_value(v).map_err(|e| BrokerError::Http {
+            endpoint: self.base.clone(),
+            status: 200,
+            what: "overview".into(),
+            reason: format!("unexpected answer: {e}"),
+        })
+    }
+
+    pub async fn put_upstream(&self, vhost: &str, upstream: &Upstream) -> Result<(), BrokerError> {
+        let path = format!(
+            "parameters/federation-upstream/{}/{}",
+            vhost_segment(vhost),
+            vhost_segment(&upstream.name)
+        );
+        self.call(
+            Method::PUT,
+            &path,
+            &format!("upstream `{}`", upstream.name),
+            Some(json!({"value": upstream.parameter_value()})),
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn put_upstream_set(
+        &self,
+        vhost: &str,
+        name: &str,
+        members: &[String],
+    ) -> Result<(), BrokerError> {
+        let path = format!(
+            "parameters/federation-upstream-set/{}/{}",
+            vhost_segment(vhost),
+            vhost_segment(name)
+        );
+        let value: Vec<Value> = members.iter().map(|m| json!({"upstream": m})).collect();
+        self.call(
+            Method::PUT,
+            &path,
+            &format!("upstream set `{name}`"),
+            Some(json!({"value": value})),
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn put_policy(&self, vhost: &str, policy: &Policy) -> Result<(), BrokerError> {
+        let path = format!(
+            "policies/{}/{}",
+            vhost_segment(vhost),
+            vhost_segment(&policy.name)
+        );
+        self.call(
+            Method::PUT,
+            &path,
+            &format!("policy `{}`", policy.name),
+            Some(policy.body()),
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn federation_links(&self) -> Result<Vec<FederationLink>, BrokerError> {
+        let v = self
+            .call(Method::GET, "federation-links", "federation links", None)
+            .await?;
+        serde_json::from_value(v).map_err(|e| BrokerError::Http {
+            endpoint: self.base.clone(),
+            status: 200,
+            what: "federation links".into(),
+            reason: format!("unexpected answer: {e}"),
+        })
+    }
+}
+
+/// Replaces the userinfo of every `amqp(s)://user:pass@` in `text` with `***`.
+pub fn mask_uris(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '/')
+            .unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                rest = &tail[at..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_credentials_in_uris() {
+        assert_eq!(
+            mask_uris("bad uri amqp://fed:s3cret@10.0.0.1:5672 and amqps://a:b@h/x"),
+            "bad uri amqp://***@10.0.0.1:5672 and amqps://***@h/x"
+        );
+        assert_eq!(mask_uris("amqp://host:5672"), "amqp://host:5672");
+    }
+}
+
+/// Makes the backend federate from the given gateways: one upstream per gateway and exchange,
+/// one upstream set and one policy per backend exchange. `gateways` pairs each gateway with
+/// the AMQP URIs (credentials included) the backend reaches it at.
+pub async fn ensure_backend_federation(
+    backend: &Client,
+    vhost: &str,
+    gateways: &[(&crate::spec::GatewaySpec, Vec<String>)],
+) -> Result<(), BrokerError> {
+    for (gw, uris) in gateways {
+        for upstream in crate::federation::backend_upstreams(gw, uris) {
+            backend.put_upstream(vhost, &upstream).await?;
+        }
+    }
+    for (exchange, members) in crate::federation::backend_sets(gateways.iter().map(|(g, _)| *g)) {
+        backend
+            .put_upstream_set(
+                vhost,
+                &crate::federation::backend_set_name(&exchange),
+                &members,
+            )
+            .await?;
+        backend
+            .put_policy(vhost, &crate::federation::backend_policy(&exchange))
+            .await?;
+    }
+    Ok(())
+}

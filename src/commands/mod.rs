@@ -1,0 +1,30 @@
+//! Commands: each orchestrates the layers below (spec, render, broker, sandbox) and owns no
+//! API calls of its own.
+
+mod render;
+mod sandbox;
+mod schema;
+mod validate;
+
+use crate::cli::{Cli, Command, SandboxCommand};
+use crate::error::{Result, Status};
+use crate::printer::Printer;
+
+pub fn run(cli: Cli, printer: &Printer) -> Result<Status> {
+    match cli.command {
+        Command::Validate(args) => validate::run(&cli.regions, &args, printer),
+        Command::Schema(args) => schema::run(&args, printer),
+        Command::Render(args) => render::run(&cli.regions, &args, printer),
+        Command::Sandbox(SandboxCommand::Demo(args)) => sandbox::demo(&cli.regions, &args, printer),
+    }
+}
+
+/// A tokio runtime for commands that talk to networks. Two workers match the machines gwctl
+/// runs on in CI; the work is I/O-bound.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| crate::error::Error::io("starting the async runtime", e))
+}

@@ -1,0 +1,54 @@
+use std::path::Path;
+
+use crate::cli::RenderArgs;
+use crate::error::{Error, Result, Status};
+use crate::printer::Printer;
+use crate::render::{self, Addressing};
+use crate::spec::{self, Selection};
+
+pub fn run(dir: &Path, args: &RenderArgs, printer: &Printer) -> Result<Status> {
+    let is_backend = args.region == "backend";
+    let selection = if is_backend {
+        Selection::Regions(Vec::new())
+    } else {
+        Selection::Regions(vec![args.region.clone()])
+    };
+    let stack = spec::load(dir, &selection).map_err(Error::Invalid)?;
+    let backend = &stack.backend.spec;
+    let rendered = if is_backend {
+        render::backend(backend, &Addressing::backend(backend))?
+    } else {
+        let gw = stack
+            .gateway(&args.region)
+            .ok_or_else(|| Error::Usage(format!("no gateway region `{}`", args.region)))?;
+        render::gateway(&gw.spec, backend, &Addressing::gateway(&gw.spec, backend))?
+    };
+    match &args.out {
+        Some(out) => {
+            let target = out.join(&args.region);
+            rendered
+                .write_to(&target)
+                .map_err(|e| Error::io(format!("writing {}", target.display()), e))?;
+            for f in &rendered.files {
+                printer.info(&format!("wrote {}", target.join(&f.name).display()));
+            }
+            printer.success(
+                "ok",
+                &format!(
+                    "rendered {} files for {}",
+                    rendered.files.len(),
+                    args.region
+                ),
+            );
+        }
+        None => {
+            let text: Vec<String> = rendered
+                .files
+                .iter()
+                .map(|f| format!("# ==> {} <==\n{}", f.name, f.contents))
+                .collect();
+            printer.data(&text.join("\n"));
+        }
+    }
+    Ok(Status::Success)
+}

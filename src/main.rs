@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    gwctl::main(std::env::args_os())
+}

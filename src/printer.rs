@@ -1,0 +1,83 @@
+//! All terminal output goes through the [`Printer`]: data on stdout, diagnostics and progress
+//! on stderr, colour only on a terminal and never with `NO_COLOR`.
+
+use std::io::{IsTerminal, Write};
+
+use anstyle::{AnsiColor, Style};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum ColorChoice {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone)]
+pub struct Printer {
+    color: bool,
+    quiet: bool,
+}
+
+impl Printer {
+    pub fn new(choice: ColorChoice, quiet: bool) -> Printer {
+        let color = match choice {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && std::io::stderr().is_terminal()
+                    && std::env::var("TERM").map_or(true, |t| t != "dumb")
+            }
+        };
+        Printer { color, quiet }
+    }
+
+    /// Plain output for tests and pipes.
+    pub fn plain() -> Printer {
+        Printer {
+            color: false,
+            quiet: false,
+        }
+    }
+
+    /// Data (what a pipe reads): validated files, schemas, rendered files.
+    pub fn data(&self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        if !text.ends_with('\n') {
+            let _ = out.write_all(b"\n");
+        }
+    }
+
+    /// A progress or result line for a person, on stderr. Silent with `--quiet`.
+    pub fn info(&self, text: &str) {
+        if !self.quiet {
+            eprintln!("{text}");
+        }
+    }
+
+    /// `label` in bold green (`ok`, `done`), then the message.
+    pub fn success(&self, label: &str, text: &str) {
+        if !self.quiet {
+            eprintln!("{} {text}", self.paint(label, AnsiColor::Green));
+        }
+    }
+
+    pub fn warn(&self, text: &str) {
+        eprintln!("{} {text}", self.paint("warning:", AnsiColor::Yellow));
+    }
+
+    pub fn error(&self, text: &str) {
+        eprintln!("{} {text}", self.paint("error:", AnsiColor::Red));
+    }
+
+    fn paint(&self, s: &str, color: AnsiColor) -> String {
+        if self.color {
+            let style = Style::new().bold().fg_color(Some(color.into()));
+            format!("{style}{s}{style:#}")
+        } else {
+            s.to_string()
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! Rendering: region specs → the files a broker boots from.
+//!
+//! Text configuration goes through the tera templates in `templates/` (compiled into the
+//! binary); `definitions.json` is built as data and checked before anyone can load it, because
+//! RabbitMQ drops a broken definitions file silently. Rendered files carry secret
+//! placeholders, never secrets ([`placeholder`]).
+
+pub mod definitions;
+pub mod placeholder;
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use serde::Serialize;
+use tera::Tera;
+
+use crate::federation;
+use crate::spec::BackendSpec;
+use crate::spec::model::{DataVolume, GatewaySpec, Ports, Tuning};
+use placeholder::{Encoding, SecretName};
+
+/// Why rendering failed. Rendering valid specs fails only on a gwctl bug, so these carry
+/// enough context to report one.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("template {0}: {1}")]
+    Template(String, String),
+    #[error("rendered {file} is invalid: {problems}")]
+    Invalid { file: String, problems: String },
+}
+
+/// One rendered file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RenderedFile {
+    pub name: String,
+    pub contents: String,
+    /// Unix mode the file is written with.
+    pub mode: u32,
+}
+
+/// The rendered files of one region, in a stable order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Rendered {
+    pub files: Vec<RenderedFile>,
+}
+
+impl Rendered {
+    pub fn get(&self, name: &str) -> Option<&RenderedFile> {
+        self.files.iter().find(|f| f.name == name)
+    }
+
+    fn push(&mut self, name: impl Into<String>, contents: String, mode: u32) {
+        self.files.push(RenderedFile {
+            name: name.into(),
+            contents,
+            mode,
+        });
+    }
+
+    /// Writes every file under `dir`, creating it; each file is written whole (temp + rename).
+    pub fn write_to(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        for f in &self.files {
+            write_file(&dir.join(&f.name), f.contents.as_bytes(), f.mode)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to `path` with `mode`, atomically: the mode is set before any byte lands, so
+/// a secret is never readable by others even for a moment.
+pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("gwctl-tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Where a broker listens, how it finds its peers and where its federation links connect.
+/// Production values come from the region files; the sandbox supplies its own (loopback
+/// addresses, free ports, no EC2 discovery). Rendering itself never knows which it got.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Addressing {
+    /// Listen on this address only; `None` listens on every interface.
+    pub bind: Option<Ipv4Addr>,
+    pub ports: Ports,
+    /// AMQP endpoints of the other side (for a gateway: the backend brokers).
+    pub peer_amqp: Vec<(String, u16)>,
+    pub discovery: Discovery,
+    /// Where the filled-in definitions file lives on the broker.
+    pub definitions_path: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Discovery {
+    /// Nodes of a region find each other through EC2 tags (rabbitmq_peer_discovery_aws).
+    Aws,
+    /// A single node that forms no cluster.
+    None,
+}
+
+pub const DEFINITIONS_PATH: &str = "/etc/rabbitmq/definitions.json";
+
+impl Addressing {
+    /// A gateway broker on EC2.
+    pub fn gateway(gw: &GatewaySpec, backend: &BackendSpec) -> Addressing {
+        Addressing {
+            bind: None,
+            ports: gw.brokers.ports.clone(),
+            peer_amqp: backend
+                .brokers
+                .endpoints
+                .iter()
+                .map(|e| (e.host.clone(), e.amqp_port))
+                .collect(),
+            discovery: Discovery::Aws,
+            definitions_path: DEFINITIONS_PATH.to_string(),
+        }
+    }
+
+    /// A backend broker, as declared in backend.yaml (its first endpoint's ports).
+    pub fn backend(backend: &BackendSpec) -> Addressing {
+        let mut ports = Ports::default();
+        if let Some(e) = backend.brokers.endpoints.first() {
+            ports.amqp = e.amqp_port;
+            ports.management = e.management_port;
+        }
+        Addressing {
+            bind: None,
+            ports,
+            peer_amqp: Vec::new(),
+            discovery: Discovery::None,
+            definitions_path: DEFINITIONS_PATH.to_string(),
+        }
+    }
+
+    fn listener(&self, port: u16) -> String {
+        match self.bind {
+            Some(ip) => format!("{ip}:{port}"),
+            None => port.to_string(),
+        }
+    }
+}
+
+/// Tuning values behind a profile. Gateways hold many mostly idle device connections: small
+/// socket buffers (memory per connection), deep accept queues (reconnection storms), coarse
+/// statistics. The backend holds few busy links: large buffers, finer statistics.
+#[derive(Debug, Clone, Serialize)]
+struct TuningValues {
+    // Floats are strings: RabbitMQ's config parser rejects `2` where it wants a float.
+    backlog: u32,
+    buffer: u32,
+    acceptors: u32,
+    heartbeat_s: u32,
+    channel_max: u32,
+    stats_interval_ms: u32,
+    rates_mode: &'static str,
+    memory_watermark: &'static str,
+    disk_free_relative: &'static str,
+}
+
+impl From<Tuning> for TuningValues {
+    fn from(t: Tuning) -> Self {
+        match t {
+            Tuning::Connections => TuningValues {
+                backlog: 4096,
+                buffer: 16384,
+                acceptors: 20,
+                heartbeat_s: 60,
+                channel_max: 16,
+                stats_interval_ms: 30000,
+                rates_mode: "none",
+                memory_watermark: "0.6",
+                disk_free_relative: "1.5",
+            },
+            Tuning::Throughput => TuningValues {
+                backlog: 1024,
+                buffer: 196608,
+                acceptors: 10,
+                heartbeat_s: 30,
+                channel_max: 2047,
+                stats_interval_ms: 10000,
+                rates_mode: "basic",
+                memory_watermark: "0.6",
+                disk_free_relative: "2.0",
+            },
+        }
+    }
+}
+
+fn templates() -> Result<Tera, RenderError> {
+    let mut tera = Tera::default();
+    let sources = [
+        (
+            "common/tuning.conf",
+            include_str!("../../templates/common/tuning.conf"),
+        ),
+        (
+            "gateway/rabbitmq.conf",
+            include_str!("../../templates/gateway/rabbitmq.conf.tera"),
+        ),
+        (
+            "gateway/enabled_plugins",
+            include_str!("../../templates/gateway/enabled_plugins.tera"),
+        ),
+        (
+            "gateway/user-data.yaml",
+            include_str!("../../templates/gateway/user-data.yaml.tera"),
+        ),
+        (
+            "backend/rabbitmq.conf",
+            include_str!("../../templates/backend/rabbitmq.conf.tera"),
+        ),
+        (
+            "backend/enabled_plugins",
+            include_str!("../../templates/backend/enabled_plugins.tera"),
+        ),
+    ];
+    tera.add_raw_templates(sources)
+        .map_err(|e| RenderError::Template("(compile)".into(), error_chain(&e)))?;
+    tera.register_filter("indent_block", indent_block);
+    Ok(tera)
+}
+
+/// `{{ text | indent_block(n=6) }}`: indents every line, for YAML block scalars.
+fn indent_block(
+    value: &tera::Value,
+    args: &std::collections::HashMap<String, tera::Value>,
+) -> tera::Result<tera::Value> {
+    let text = value.as_str().ok_or("indent_block expects a string")?;
+    let n = args.get("n").and_then(tera::Value::as_u64).unwrap_or(2) as usize;
+    let pad = " ".repeat(n);
+    let out: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.is_empty() {
+                String::new()
+            } else {
+                format!("{pad}{l}")
+            }
+        })
+        .collect();
+    Ok(tera::Value::String(out.join("\n")))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(&format!(": {c}"));
+        cur = c.source();
+    }
+    s
+}
+
+fn render(tera: &Tera, name: &str, ctx: &tera::Context) -> Result<String, RenderError> {
+    tera.render(name, ctx)
+        .map_err(|e| RenderError::Template(name.to_string(), error_chain(&e)))
+}
+
+/// Where a region's secrets live in SSM Parameter Store.
+pub fn ssm_prefix(stack: &str, region: &str) -> String {
+    format!("/gwctl/{stack}/{region}")
+}
+
+/// The files of one gateway region: broker configuration, definitions, and one cloud-init
+/// user-data document per broker.
+pub fn gateway(
+    gw: &GatewaySpec,
+    backend: &BackendSpec,
+    addr: &Addressing,
+) -> Result<Rendered, RenderError> {
+    let tera = templates()?;
+    let cluster_name = gw.cluster_name();
+    let mut ctx = base_context(&cluster_name, &gw.region, gw.brokers.tuning, addr);
+    ctx.insert(
+        "partition_handling",
+        if gw.brokers.count >= 3 {
+            "pause_minority"
+        } else {
+            "autoheal"
+        },
+    );
+    let conf = render(&tera, "gateway/rabbitmq.conf", &ctx)?;
+    let plugins = render(&tera, "gateway/enabled_plugins", &ctx)?;
+    let defs = definitions::gateway(gw, backend, addr);
+    let defs_text = definitions::to_checked_text("definitions.json", &defs)?;
+
+    let mut out = Rendered::default();
+    out.push("rabbitmq.conf", conf.clone(), 0o644);
+    out.push("enabled_plugins", plugins.clone(), 0o644);
+    out.push("definitions.json", defs_text.clone(), 0o644);
+
+    ctx.insert("rabbitmq_conf", &conf);
+    ctx.insert("enabled_plugins", &plugins);
+    ctx.insert("definitions", &defs_text);
+    ctx.insert(
+        "materialize",
+        include_str!("../../templates/common/materialize.py"),
+    );
+    ctx.insert("ssm_prefix", &ssm_prefix(&backend.stack, &gw.region));
+    ctx.insert("count", &gw.brokers.count);
+    let data_device = match &gw.brokers.data_volume {
+        Some(DataVolume::Ebs(_)) => Some("/dev/sdf".to_string()),
+        Some(DataVolume::InstanceStore(s)) => Some(s.device.clone()),
+        None => None,
+    };
+    ctx.insert("data_volume", &data_device);
+    for node in 1..=gw.brokers.count {
+        ctx.insert("node", &node);
+        let name = format!("broker-{node}.user-data.yaml");
+        let user_data = render(&tera, "gateway/user-data.yaml", &ctx)?;
+        check_user_data(&name, &user_data)?;
+        out.push(name, user_data, 0o644);
+    }
+    Ok(out)
+}
+
+/// The backend's files: a throughput-tuned configuration and its base definitions.
+pub fn backend(backend: &BackendSpec, addr: &Addressing) -> Result<Rendered, RenderError> {
+    let tera = templates()?;
+    let ctx = base_context(
+        &backend.cluster_name,
+        &backend.region,
+        backend.brokers.tuning,
+        addr,
+    );
+    let mut out = Rendered::default();
+    out.push(
+        "rabbitmq.conf",
+        render(&tera, "backend/rabbitmq.conf", &ctx)?,
+        0o644,
+    );
+    out.push(
+        "enabled_plugins",
+        render(&tera, "backend/enabled_plugins", &ctx)?,
+        0o644,
+    );
+    let defs = definitions::backend(backend);
+    out.push(
+        "definitions.json",
+        definitions::to_checked_text("definitions.json", &defs)?,
+        0o644,
+    );
+    Ok(out)
+}
+
+fn base_context(
+    cluster_name: &str,
+    region: &str,
+    tuning: Tuning,
+    addr: &Addressing,
+) -> tera::Context {
+    let mut ctx = tera::Context::new();
+    ctx.insert("cluster_name", cluster_name);
+    ctx.insert("region", region);
+    ctx.insert("tuning", &tuning);
+    ctx.insert("t", &TuningValues::from(tuning));
+    ctx.insert("bind", &addr.bind.map(|b| b.to_string()));
+    ctx.insert("ports", &addr.ports);
+    ctx.insert(
+        "listeners",
+        &serde_json::json!({
+            "amqp": addr.listener(addr.ports.amqp),
+            "mqtt": addr.listener(addr.ports.mqtt),
+        }),
+    );
+    ctx.insert("discovery", &addr.discovery);
+    ctx.insert("definitions_path", &addr.definitions_path);
+    ctx
+}
+
+/// User-data must be a cloud-config YAML document, and must not carry secrets in clear (it
+/// only has placeholders, which the boot script fills).
+fn check_user_data(name: &str, text: &str) -> Result<(), RenderError> {
+    let invalid = |problems: String| RenderError::Invalid {
+        file: name.to_string(),
+        problems,
+    };
+    if !text.starts_with("#cloud-config\n") {
+        return Err(invalid("does not start with #cloud-config".into()));
+    }
+    crate::spec::yaml::parse(text).map_err(|errs| {
+        invalid(
+            errs.iter()
+                .map(|e| format!("{}:{}: {}", e.pos.line, e.pos.col, e.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })?;
+    Ok(())
+}
+
+/// The federation upstream URIs of a gateway: its backend endpoints, password as a placeholder.
+pub fn backend_uris(backend: &BackendSpec, addr: &Addressing, heartbeat_s: u32) -> Vec<String> {
+    let pw = placeholder::placeholder(SecretName::FederationPassword, Encoding::Uri);
+    addr.peer_amqp
+        .iter()
+        .map(|(host, port)| {
+            federation::amqp_uri(
+                &backend.credentials.federation.user,
+                &pw,
+                host,
+                *port,
+                heartbeat_s,
+            )
+        })
+        .collect()
+}

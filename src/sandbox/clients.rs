@@ -1,0 +1,269 @@
+//! Minimal MQTT and AMQP clients (rumqttc, lapin) standing in for devices and backend
+//! services: enough to prove that messages cross federation links.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::sync::mpsc;
+
+use crate::spec::secret::Secret;
+
+/// Where and as whom a client connects.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Secret,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("MQTT {0}:{1}: {2}")]
+    Mqtt(String, u16, String),
+    #[error("AMQP {0}:{1}: {2}")]
+    Amqp(String, u16, String),
+    #[error("{0}")]
+    Timeout(String),
+}
+
+/// A message as a client received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// MQTT topic or AMQP routing key.
+    pub key: String,
+    pub payload: Vec<u8>,
+}
+
+/// An MQTT client subscribed to one topic filter (QoS 1).
+pub struct MqttSubscriber {
+    client: AsyncClient,
+    rx: mpsc::UnboundedReceiver<Received>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn mqtt_options(login: &Login, client_id: &str) -> MqttOptions {
+    let mut opts = MqttOptions::new(client_id, login.host.clone(), login.port);
+    opts.set_credentials(login.user.clone(), login.password.expose().to_string());
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts
+}
+
+impl MqttSubscriber {
+    /// Connects and subscribes; returns once the broker acknowledged the subscription.
+    pub async fn connect(
+        login: &Login,
+        client_id: &str,
+        filter: &str,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
+        let err = |m: String| ClientError::Mqtt(login.host.clone(), login.port, m);
+        let (client, mut events) = AsyncClient::new(mqtt_options(login, client_id), 64);
+        client
+            .subscribe(filter, QoS::AtLeastOnce)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (ready_tx, mut ready_rx) = mpsc::channel::<Result<(), String>>(1);
+        let task = tokio::spawn(async move {
+            loop {
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = ready_tx.try_send(Ok(()));
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let _ = tx.send(Received {
+                            key: p.topic.clone(),
+                            payload: p.payload.to_vec(),
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        let _ = ready_tx.try_send(Err(e.to_string()));
+                        return;
+                    }
+                }
+            }
+        });
+        match tokio::time::timeout(timeout, ready_rx.recv()).await {
+            Ok(Some(Ok(()))) => Ok(MqttSubscriber { client, rx, task }),
+            Ok(Some(Err(e))) => {
+                task.abort();
+                Err(err(e))
+            }
+            _ => {
+                task.abort();
+                Err(err("no SUBACK in time".into()))
+            }
+        }
+    }
+
+    /// The next message, or `None` if none arrives within `timeout`.
+    pub async fn next(&mut self, timeout: Duration) -> Option<Received> {
+        tokio::time::timeout(timeout, self.rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    pub async fn disconnect(self) {
+        let _ = self.client.disconnect().await;
+        self.task.abort();
+    }
+}
+
+/// Publishes one QoS 1 message and waits for the broker's PUBACK.
+pub async fn mqtt_publish(
+    login: &Login,
+    client_id: &str,
+    topic: &str,
+    payload: &[u8],
+    timeout: Duration,
+) -> Result<(), ClientError> {
+    let err = |m: String| ClientError::Mqtt(login.host.clone(), login.port, m);
+    let (client, mut events) = AsyncClient::new(mqtt_options(login, client_id), 16);
+    client
+        .publish(topic, QoS::AtLeastOnce, false, payload.to_vec())
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let acked = tokio::time::timeout(timeout, async {
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(err(e.to_string())),
+            }
+        }
+    })
+    .await
+    .map_err(|_| err("no PUBACK in time".into()))?;
+    let _ = client.disconnect().await;
+    acked
+}
+
+fn amqp_uri(login: &Login) -> String {
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    format!(
+        "amqp://{}:{}@{}:{}/%2f",
+        enc(&login.user),
+        enc(login.password.expose()),
+        login.host,
+        login.port
+    )
+}
+
+async fn amqp_connect(login: &Login) -> Result<Connection, ClientError> {
+    Connection::connect(&amqp_uri(login), ConnectionProperties::default())
+        .await
+        .map_err(|e| ClientError::Amqp(login.host.clone(), login.port, e.to_string()))
+}
+
+/// An AMQP consumer on a server-named exclusive queue bound to an exchange.
+pub struct AmqpConsumer {
+    conn: Connection,
+    consumer: lapin::Consumer,
+}
+
+impl AmqpConsumer {
+    pub async fn bind(
+        login: &Login,
+        exchange: &str,
+        binding_key: &str,
+    ) -> Result<Self, ClientError> {
+        let err =
+            |e: lapin::Error| ClientError::Amqp(login.host.clone(), login.port, e.to_string());
+        let conn = amqp_connect(login).await?;
+        let ch = conn.create_channel().await.map_err(err)?;
+        let opts = QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..Default::default()
+        };
+        let queue = ch
+            .queue_declare("".into(), opts, FieldTable::default())
+            .await
+            .map_err(err)?;
+        ch.queue_bind(
+            queue.name().clone(),
+            exchange.into(),
+            binding_key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(err)?;
+        let consumer = ch
+            .basic_consume(
+                queue.name().clone(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(err)?;
+        Ok(AmqpConsumer { conn, consumer })
+    }
+
+    pub async fn next(&mut self, timeout: Duration) -> Option<Received> {
+        match tokio::time::timeout(timeout, self.consumer.next()).await {
+            Ok(Some(Ok(d))) => Some(Received {
+                key: d.routing_key.to_string(),
+                payload: d.data,
+            }),
+            _ => None,
+        }
+    }
+
+    pub async fn close(self) {
+        let _ = self.conn.close(200, "done".into()).await;
+    }
+}
+
+/// Publishes one persistent message with publisher confirms; fails on a nack.
+pub async fn amqp_publish(
+    login: &Login,
+    exchange: &str,
+    routing_key: &str,
+    payload: &[u8],
+) -> Result<(), ClientError> {
+    let err = |e: lapin::Error| ClientError::Amqp(login.host.clone(), login.port, e.to_string());
+    let conn = amqp_connect(login).await?;
+    let ch = conn.create_channel().await.map_err(err)?;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(err)?;
+    let confirm = ch
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions::default(),
+            payload,
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .map_err(err)?
+        .await
+        .map_err(err)?;
+    let _ = conn.close(200, "done".into()).await;
+    if confirm.is_ack() {
+        Ok(())
+    } else {
+        Err(ClientError::Amqp(
+            login.host.clone(),
+            login.port,
+            "the broker refused the message (nack)".into(),
+        ))
+    }
+}

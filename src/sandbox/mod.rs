@@ -1,0 +1,415 @@
+//! The sandbox: the whole stack on one machine. Local RabbitMQ nodes stand in for the backend
+//! and for every gateway region's brokers.
+//!
+//! The sandbox is a configuration, not a code path: it renders each region with the same
+//! renderer as production, only with an [`Addressing`] of its own (loopback, free ports, no EC2
+//! discovery), recorded in `sandbox.json` in its directory.
+
+pub mod clients;
+pub mod node;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::broker::{self, BrokerError};
+use crate::federation;
+use crate::render::placeholder::{self, SecretName, SecretValues};
+use crate::render::{self, Addressing, Discovery, write_file};
+use crate::spec::model::Ports;
+use crate::spec::secret::{Secret, SecretError};
+use crate::spec::{GatewaySpec, Stack};
+use clients::Login;
+use node::{LocalNode, NodeConfig, NodeError};
+
+pub const BACKEND: &str = "backend";
+const LOOPBACK: std::net::Ipv4Addr = std::net::Ipv4Addr::LOCALHOST;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error(transparent)]
+    Render(#[from] render::RenderError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The local ports of one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodePorts {
+    pub ports: Ports,
+    pub dist: u16,
+}
+
+/// How the sandbox maps each region ("backend" or a gateway region) to local addresses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Layout {
+    pub host: String,
+    pub nodes: BTreeMap<String, NodePorts>,
+}
+
+impl Layout {
+    /// Free loopback ports for the backend and every gateway of `stack`.
+    pub fn allocate(stack: &Stack) -> std::io::Result<Layout> {
+        let names: Vec<String> = std::iter::once(BACKEND.to_string())
+            .chain(stack.gateways.iter().map(|g| g.spec.region.clone()))
+            .collect();
+        let mut ports = node::free_ports(names.len() * 6)?.into_iter();
+        let mut next = || ports.next().unwrap_or_default();
+        let nodes = names
+            .into_iter()
+            .map(|n| {
+                let p = Ports {
+                    amqp: next(),
+                    mqtt: next(),
+                    web_mqtt: next(),
+                    management: next(),
+                    health: next(),
+                };
+                (
+                    n,
+                    NodePorts {
+                        ports: p,
+                        dist: next(),
+                    },
+                )
+            })
+            .collect();
+        Ok(Layout {
+            host: LOOPBACK.to_string(),
+            nodes,
+        })
+    }
+
+    fn node(&self, name: &str) -> Result<&NodePorts, SandboxError> {
+        self.nodes.get(name).ok_or_else(|| {
+            SandboxError::Failed(format!("the sandbox layout has no node for `{name}`"))
+        })
+    }
+}
+
+/// A running sandbox.
+pub struct Sandbox {
+    pub dir: PathBuf,
+    pub layout: Layout,
+    stack: Stack,
+    nodes: BTreeMap<String, LocalNode>,
+}
+
+/// Secrets of one node, read from the region files' sources.
+fn secrets_for(stack: &Stack, gateway: Option<&GatewaySpec>) -> Result<SecretValues, SandboxError> {
+    let base = &stack.dir;
+    let b = &stack.backend.spec.credentials;
+    let mut s = SecretValues::new();
+    s.insert(
+        SecretName::FederationPassword,
+        b.federation.password.resolve(base)?,
+    );
+    match gateway {
+        None => {
+            s.insert(SecretName::AdminPassword, b.admin.password.resolve(base)?);
+            s.insert(SecretName::ErlangCookie, b.erlang_cookie.resolve(base)?);
+        }
+        Some(gw) => {
+            let c = &gw.credentials;
+            s.insert(SecretName::AdminPassword, c.admin.password.resolve(base)?);
+            s.insert(SecretName::ErlangCookie, c.erlang_cookie.resolve(base)?);
+            if let Some(d) = &c.device {
+                s.insert(SecretName::DevicePassword, d.password.resolve(base)?);
+            }
+        }
+    }
+    Ok(s)
+}
+
+impl Sandbox {
+    /// Renders every region into `dir`, fills in secrets (0600 files), starts all nodes in
+    /// parallel and waits until each accepts connections.
+    pub async fn start(
+        stack: &Stack,
+        dir: &Path,
+        rabbitmq_bin: &Path,
+    ) -> Result<Sandbox, SandboxError> {
+        let io = |what: String| move |e| SandboxError::Io(what, e);
+        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+        let layout = Layout::allocate(stack).map_err(io("allocating ports".into()))?;
+        let layout_text = serde_json::to_string_pretty(&layout).unwrap_or_default();
+        write_file(&dir.join("sandbox.json"), layout_text.as_bytes(), 0o644)
+            .map_err(io("writing sandbox.json".into()))?;
+
+        let mut sandbox = Sandbox {
+            dir: dir.to_path_buf(),
+            layout,
+            stack: stack.clone(),
+            nodes: BTreeMap::new(),
+        };
+        let backend = &stack.backend.spec;
+        let backend_ports = sandbox.layout.node(BACKEND)?.clone();
+        let node_dir = dir.join(BACKEND);
+        let addr = sandbox.addressing(&node_dir, &backend_ports, Vec::new());
+        let files = render::backend(backend, &addr)?;
+        let secrets = secrets_for(stack, None)?;
+        let node = sandbox.launch(
+            BACKEND,
+            &backend.cluster_name,
+            &node_dir,
+            &files,
+            &secrets,
+            &backend_ports,
+            false,
+            rabbitmq_bin,
+        )?;
+        sandbox.nodes.insert(BACKEND.to_string(), node);
+
+        for gw in &stack.gateways {
+            let region = gw.spec.region.clone();
+            let ports = sandbox.layout.node(&region)?.clone();
+            let node_dir = dir.join(&region);
+            let peers = vec![(LOOPBACK.to_string(), backend_ports.ports.amqp)];
+            let addr = sandbox.addressing(&node_dir, &ports, peers);
+            let files = render::gateway(&gw.spec, backend, &addr)?;
+            let secrets = secrets_for(stack, Some(&gw.spec))?;
+            let node = sandbox.launch(
+                &region,
+                &gw.spec.cluster_name(),
+                &node_dir,
+                &files,
+                &secrets,
+                &ports,
+                true,
+                rabbitmq_bin,
+            )?;
+            sandbox.nodes.insert(region, node);
+        }
+
+        let waits = sandbox
+            .nodes
+            .values_mut()
+            .map(|n| n.wait_ready(Duration::from_secs(120)));
+        for result in futures_util::future::join_all(waits).await {
+            result?;
+        }
+        Ok(sandbox)
+    }
+
+    fn addressing(
+        &self,
+        node_dir: &Path,
+        ports: &NodePorts,
+        peer_amqp: Vec<(String, u16)>,
+    ) -> Addressing {
+        Addressing {
+            bind: Some(LOOPBACK),
+            ports: ports.ports.clone(),
+            peer_amqp,
+            discovery: Discovery::None,
+            definitions_path: node_dir.join("definitions.json").display().to_string(),
+        }
+    }
+
+    /// Writes a node's rendered files (as rendered) and its filled-in definitions (0600), then
+    /// starts it.
+    #[allow(clippy::too_many_arguments)]
+    fn launch(
+        &self,
+        name: &str,
+        cluster_name: &str,
+        node_dir: &Path,
+        files: &render::Rendered,
+        secrets: &SecretValues,
+        ports: &NodePorts,
+        mqtt: bool,
+        rabbitmq_bin: &Path,
+    ) -> Result<LocalNode, SandboxError> {
+        let rendered_dir = node_dir.join("rendered");
+        files
+            .write_to(&rendered_dir)
+            .map_err(|e| SandboxError::Io(format!("writing {}", rendered_dir.display()), e))?;
+        let defs = files.get("definitions.json").ok_or_else(|| {
+            SandboxError::Failed(format!("{name}: nothing rendered as definitions.json"))
+        })?;
+        let mut value: serde_json::Value = serde_json::from_str(&defs.contents)
+            .map_err(|e| SandboxError::Failed(format!("{name}: rendered definitions: {e}")))?;
+        placeholder::fill_json(&mut value, secrets)
+            .map_err(|e| SandboxError::Failed(format!("{name}: {e}")))?;
+        let text = serde_json::to_string_pretty(&value).unwrap_or_default();
+        write_file(&node_dir.join("definitions.json"), text.as_bytes(), 0o600)
+            .map_err(|e| SandboxError::Io(format!("{name}: writing definitions"), e))?;
+        let cookie = secrets
+            .get(&SecretName::ErlangCookie)
+            .ok_or_else(|| SandboxError::Failed(format!("{name}: no Erlang cookie")))?;
+        let mut ready_ports = vec![ports.ports.amqp];
+        if mqtt {
+            ready_ports.push(ports.ports.mqtt);
+        }
+        let config = NodeConfig {
+            name: node_name(cluster_name),
+            dir: node_dir.join("node"),
+            config_file: rendered_dir.join("rabbitmq.conf"),
+            enabled_plugins_file: rendered_dir.join("enabled_plugins"),
+            amqp_port: ports.ports.amqp,
+            dist_port: ports.dist,
+            ready_ports,
+            rabbitmq_bin: rabbitmq_bin.to_path_buf(),
+        };
+        Ok(LocalNode::start(config, cookie.expose())?)
+    }
+
+    /// Applies the backend's side of federation (an upstream per gateway) through the
+    /// management API, exactly as against real brokers.
+    pub async fn federate_backend(&self) -> Result<(), SandboxError> {
+        let fed = &self.stack.backend.spec.credentials.federation;
+        let password = fed.password.resolve(&self.stack.dir)?;
+        let encoded = percent_encoding::utf8_percent_encode(
+            password.expose(),
+            percent_encoding::NON_ALPHANUMERIC,
+        )
+        .to_string();
+        let mut gateways = Vec::new();
+        for gw in &self.stack.gateways {
+            let p = self.layout.node(&gw.spec.region)?;
+            let uri =
+                federation::amqp_uri(&fed.user, &encoded, &self.layout.host, p.ports.amqp, 30);
+            gateways.push((&gw.spec, vec![uri]));
+        }
+        broker::ensure_backend_federation(&self.admin(BACKEND)?, "/", &gateways).await?;
+        Ok(())
+    }
+
+    /// Waits until every federation link of every node is `running`; returns the links.
+    pub async fn wait_links_running(
+        &self,
+        timeout: Duration,
+    ) -> Result<BTreeMap<String, Vec<broker::FederationLink>>, SandboxError> {
+        let start = std::time::Instant::now();
+        loop {
+            let mut all = BTreeMap::new();
+            let mut pending = Vec::new();
+            for name in self.nodes.keys() {
+                let links = self.admin(name)?.federation_links().await?;
+                let expected = self.expected_links(name);
+                let running = links.iter().filter(|l| l.status == "running").count();
+                if running < expected || links.iter().any(|l| l.status != "running") {
+                    pending.push(format!(
+                        "{name}: {running}/{expected} running {:?}",
+                        links
+                            .iter()
+                            .map(|l| (&l.upstream, &l.status, &l.error))
+                            .collect::<Vec<_>>()
+                    ));
+                }
+                all.insert(name.clone(), links);
+            }
+            if pending.is_empty() {
+                return Ok(all);
+            }
+            if start.elapsed() > timeout {
+                return Err(SandboxError::Failed(format!(
+                    "federation links not running after {} s: {}",
+                    timeout.as_secs(),
+                    pending.join("; ")
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    fn expected_links(&self, name: &str) -> usize {
+        if name == BACKEND {
+            self.stack
+                .gateways
+                .iter()
+                .map(|g| g.spec.federation.to_backend.len())
+                .sum()
+        } else {
+            self.stack
+                .gateway(name)
+                .map_or(0, |g| g.spec.federation.from_backend.len())
+        }
+    }
+
+    /// A management client for a node, logged in as its admin user.
+    pub fn admin(&self, name: &str) -> Result<broker::Client, SandboxError> {
+        let login = self.admin_login(name)?;
+        let p = self.layout.node(name)?;
+        Ok(broker::Client::new(
+            format!("http://{}:{}", self.layout.host, p.ports.management),
+            login.user,
+            login.password,
+        ))
+    }
+
+    /// The admin user of a node, at its AMQP port.
+    pub fn admin_login(&self, name: &str) -> Result<Login, SandboxError> {
+        let base = &self.stack.dir;
+        let cred = if name == BACKEND {
+            &self.stack.backend.spec.credentials.admin
+        } else {
+            &self.gateway(name)?.credentials.admin
+        };
+        Ok(Login {
+            host: self.layout.host.clone(),
+            port: self.layout.node(name)?.ports.amqp,
+            user: cred.user.clone(),
+            password: cred.password.resolve(base)?,
+        })
+    }
+
+    /// The device user of a gateway, at its MQTT port.
+    pub fn device_login(&self, region: &str) -> Result<Login, SandboxError> {
+        let gw = self.gateway(region)?;
+        let cred = gw.credentials.device.as_ref().ok_or_else(|| {
+            SandboxError::Failed(format!("{region} declares no device credentials"))
+        })?;
+        let password: Secret = cred.password.resolve(&self.stack.dir)?;
+        Ok(Login {
+            host: self.layout.host.clone(),
+            port: self.layout.node(region)?.ports.mqtt,
+            user: cred.user.clone(),
+            password,
+        })
+    }
+
+    fn gateway(&self, region: &str) -> Result<&GatewaySpec, SandboxError> {
+        self.stack.gateway(region).map(|g| &g.spec).ok_or_else(|| {
+            SandboxError::Failed(format!("no gateway region `{region}` in the sandbox"))
+        })
+    }
+
+    pub fn node_mut(&mut self, name: &str) -> Option<&mut LocalNode> {
+        self.nodes.get_mut(name)
+    }
+
+    pub fn node_names(&self) -> Vec<String> {
+        self.nodes.keys().cloned().collect()
+    }
+
+    /// Stops every node (SIGTERM, then SIGKILL after `grace`).
+    pub async fn stop(mut self, grace: Duration) {
+        let stops = self.nodes.values_mut().map(|n| n.stop(grace));
+        futures_util::future::join_all(stops).await;
+    }
+}
+
+/// An Erlang node name from a cluster name (letters, digits, `-`, `_` only).
+fn node_name(cluster_name: &str) -> String {
+    cluster_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}

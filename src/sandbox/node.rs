@@ -1,0 +1,242 @@
+//! One local RabbitMQ node, started from rendered files on loopback ports.
+//!
+//! Facts this relies on (see shared notes on local RabbitMQ): call the server script directly
+//! (the /usr/sbin wrapper switches user), give each node its own name, ports, data and log
+//! directories, keep /etc/rabbitmq out of the way, run in the foreground in its own process
+//! group (`-detached` hides a failed boot), and treat "listener accepts TCP while the process
+//! lives" as ready.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::render::write_file;
+
+/// How to start a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Erlang node name (without `@localhost`).
+    pub name: String,
+    /// The node's own directory: data, logs, HOME with its cookie.
+    pub dir: PathBuf,
+    pub config_file: PathBuf,
+    pub enabled_plugins_file: PathBuf,
+    pub amqp_port: u16,
+    pub dist_port: u16,
+    /// Ports that must accept connections before the node counts as ready.
+    pub ready_ports: Vec<u16>,
+    pub rabbitmq_bin: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("node {name}: cannot start {bin}: {source}")]
+    Spawn {
+        name: String,
+        bin: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("node {name}: {what}: {source}")]
+    Io {
+        name: String,
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("node {name} exited during boot ({status}); last console lines:\n{tail}")]
+    BootFailed {
+        name: String,
+        status: String,
+        tail: String,
+    },
+    #[error("node {name} not ready after {secs} s (ports {ports:?}); last console lines:\n{tail}")]
+    NotReady {
+        name: String,
+        secs: u64,
+        ports: Vec<u16>,
+        tail: String,
+    },
+}
+
+/// A running node. Dropping it kills the node's whole process group.
+#[derive(Debug)]
+pub struct LocalNode {
+    pub config: NodeConfig,
+    child: Option<Child>,
+}
+
+impl LocalNode {
+    /// Writes the node's cookie and starts it; does not wait for readiness.
+    pub fn start(config: NodeConfig, erlang_cookie: &str) -> Result<LocalNode, NodeError> {
+        let name = config.name.clone();
+        let io = |what: &str| {
+            let name = name.clone();
+            let what = what.to_string();
+            move |source| NodeError::Io { name, what, source }
+        };
+        let home = config.dir.join("home");
+        for d in [&home, &config.dir.join("mnesia"), &config.dir.join("log")] {
+            std::fs::create_dir_all(d).map_err(io("creating directories"))?;
+        }
+        let cookie = home.join(".erlang.cookie");
+        if cookie.exists() {
+            // The cookie is read-only once written; replace it whole.
+            std::fs::remove_file(&cookie).map_err(io("replacing the cookie"))?;
+        }
+        write_file(&cookie, erlang_cookie.as_bytes(), 0o400).map_err(io("writing the cookie"))?;
+        let console = std::fs::File::create(config.dir.join("console.log"))
+            .map_err(io("creating console.log"))?;
+        let console_err = console.try_clone().map_err(io("creating console.log"))?;
+        let bin = config.rabbitmq_bin.join("rabbitmq-server");
+        let missing = config.dir.join("does-not-exist");
+        let mut cmd = Command::new(&bin);
+        cmd.env("HOME", &home)
+            .env("RABBITMQ_NODENAME", format!("{}@localhost", config.name))
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", config.amqp_port.to_string())
+            .env("RABBITMQ_DIST_PORT", config.dist_port.to_string())
+            .env("RABBITMQ_MNESIA_BASE", config.dir.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", config.dir.join("log"))
+            .env("RABBITMQ_CONFIG_FILE", &config.config_file)
+            .env(
+                "RABBITMQ_ENABLED_PLUGINS_FILE",
+                &config.enabled_plugins_file,
+            )
+            .env("RABBITMQ_PID_FILE", config.dir.join("rabbitmq.pid"))
+            .env("RABBITMQ_CONF_ENV_FILE", &missing)
+            .env(
+                "RABBITMQ_ADVANCED_CONFIG_FILE",
+                missing.with_extension("config"),
+            )
+            .env(
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
+                "-kernel inet_dist_use_interface {127,0,0,1}",
+            )
+            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            .stdin(Stdio::null())
+            .stdout(console)
+            .stderr(console_err);
+        {
+            use std::os::unix::process::CommandExt;
+            // Its own process group, so stopping the node also stops beam and its helpers.
+            cmd.process_group(0);
+        }
+        let child = cmd.spawn().map_err(|source| NodeError::Spawn {
+            name: config.name.clone(),
+            bin: bin.display().to_string(),
+            source,
+        })?;
+        Ok(LocalNode {
+            config,
+            child: Some(child),
+        })
+    }
+
+    /// Waits until every ready port accepts TCP while the process lives.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), NodeError> {
+        let start = Instant::now();
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                return Err(NodeError::BootFailed {
+                    name: self.config.name.clone(),
+                    status: status.to_string(),
+                    tail: self.console_tail(),
+                });
+            }
+            let mut all = true;
+            for port in &self.config.ready_ports {
+                if tokio::net::TcpStream::connect(("127.0.0.1", *port))
+                    .await
+                    .is_err()
+                {
+                    all = false;
+                    break;
+                }
+            }
+            if all {
+                return Ok(());
+            }
+            if start.elapsed() > timeout {
+                return Err(NodeError::NotReady {
+                    name: self.config.name.clone(),
+                    secs: timeout.as_secs(),
+                    ports: self.config.ready_ports.clone(),
+                    tail: self.console_tail(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Stops the node: SIGTERM to its process group, SIGKILL after `grace`.
+    pub async fn stop(&mut self, grace: Duration) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        signal_group(child.id(), libc::SIGTERM);
+        let start = Instant::now();
+        while start.elapsed() < grace {
+            if let Ok(Some(_)) = child.try_wait() {
+                signal_group(child.id(), libc::SIGKILL);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        signal_group(child.id(), libc::SIGKILL);
+        let _ = child.wait();
+    }
+
+    /// What the node printed that explains a failure: its first error lines (a failed boot
+    /// ends in pages of process dumps that hide the cause), or else its last lines.
+    pub fn console_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.config.dir.join("console.log")).unwrap_or_default();
+        let errors: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("[error]"))
+            .take(8)
+            .collect();
+        if !errors.is_empty() {
+            return errors.join("\n");
+        }
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(15)..].join("\n")
+    }
+}
+
+impl Drop for LocalNode {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal_group(child.id(), libc::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+}
+
+fn signal_group(pid: u32, signal: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) with a negative pid signals the process group we created for this
+        // node; it has no memory-safety preconditions.
+        unsafe {
+            libc::kill(-pid, signal);
+        }
+    }
+}
+
+/// Free TCP ports on loopback, all distinct (the listeners are held until every port is known).
+pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind(("127.0.0.1", 0)))
+        .collect::<Result<_, _>>()?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect()
+}

@@ -1,0 +1,757 @@
+//! The region-file model: what an operator writes in `regions/*.yaml`.
+//!
+//! These types are the single source of truth for the file format: the JSON Schema printed by
+//! `gwctl schema` and used by `gwctl validate` is derived from them, and serde reads files into
+//! them once the schema check passed. Doc comments become schema descriptions (editor hovers).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use ipnet::Ipv4Net;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
+
+use super::patterns;
+
+/// The backend side (`regions/backend.yaml`): the existing RabbitMQ cluster that every gateway
+/// federates with, its network, and the DNS name clients use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSpec {
+    /// Name of the whole stack (backend + gateways). Everything gwctl creates carries it as an
+    /// ownership tag, so two stacks in one account never touch each other's resources.
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9-]{0,31}$"))]
+    pub stack: String,
+    /// AWS region of the backend network, e.g. `eu-west-1`.
+    pub region: String,
+    /// RabbitMQ `cluster_name` of the backend; federation loop detection relies on it being unique.
+    #[serde(default = "default_backend_cluster_name")]
+    pub cluster_name: String,
+    /// The backend network's CIDR; gateways route it through their VPN.
+    pub network_cidr: Cidr,
+    /// The backend side of the site-to-site VPN.
+    pub vpn: BackendVpn,
+    /// The backend brokers gateways federate with.
+    pub brokers: BackendBrokers,
+    /// The DNS name MQTT clients connect to.
+    pub dns: Dns,
+    /// Credentials (secret sources only, never values).
+    pub credentials: BackendCredentials,
+    /// Free tags added to everything gwctl creates for the stack.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+fn default_backend_cluster_name() -> String {
+    "backend".to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackendVpn {
+    /// Public IP of the backend's VPN endpoint (the customer gateway seen from AWS).
+    pub public_ip: Ipv4Addr,
+    /// BGP ASN of the backend's VPN endpoint.
+    #[serde(default = "default_bgp_asn")]
+    #[schemars(range(min = 1, max = 4294967294u32))]
+    pub bgp_asn: u32,
+}
+
+fn default_bgp_asn() -> u32 {
+    65000
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackendBrokers {
+    /// Reachable endpoints of the backend brokers (private addresses, over the VPN).
+    #[schemars(length(min = 1))]
+    pub endpoints: Vec<BrokerEndpoint>,
+    /// Tuning profile of the rendered backend configuration.
+    #[serde(default = "Tuning::backend_default")]
+    pub tuning: Tuning,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerEndpoint {
+    /// Host name or IP address.
+    #[schemars(length(min = 1))]
+    pub host: String,
+    /// AMQP port.
+    #[serde(default = "default_amqp_port")]
+    #[schemars(range(min = 1))]
+    pub amqp_port: u16,
+    /// Management HTTP API port.
+    #[serde(default = "default_management_port")]
+    #[schemars(range(min = 1))]
+    pub management_port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Dns {
+    /// Hosted zone, e.g. `example.com`.
+    #[schemars(regex(pattern = r"^([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}\.?$"))]
+    pub zone: String,
+    /// Record clients resolve, e.g. `mqtt.example.com`; must lie inside `zone`.
+    #[schemars(regex(pattern = r"^([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}\.?$"))]
+    pub record: String,
+    /// TTL of the latency records, in seconds.
+    #[serde(default = "default_dns_ttl")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub ttl: u32,
+}
+
+fn default_dns_ttl() -> u32 {
+    60
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackendCredentials {
+    /// The management user gwctl uses on the backend (needs `administrator` or `policymaker`).
+    pub admin: UserCredential,
+    /// The user federation links log in with, on the backend and on every gateway.
+    pub federation: UserCredential,
+    /// Erlang cookie of the backend nodes (used when gwctl renders the backend's configuration).
+    pub erlang_cookie: SecretRef,
+}
+
+/// A gateway region (`regions/<region>.yaml`): a VPC, its RabbitMQ brokers, the VPN to the
+/// backend, federation settings, health checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySpec {
+    /// AWS region name; must match the file name (`us-east-1` in `us-east-1.yaml`).
+    pub region: String,
+    /// RabbitMQ `cluster_name`, unique across all region files. Default: `gw-<region>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"))]
+    pub cluster_name: Option<String>,
+    /// The region's VPC.
+    pub network: Network,
+    /// The RabbitMQ broker cluster of this gateway.
+    pub brokers: Brokers,
+    /// Proxy / support instances beside the brokers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub support: Vec<SupportGroup>,
+    /// Site-to-site VPN to the backend.
+    #[serde(default)]
+    pub vpn: Vpn,
+    /// Federation between this gateway and the backend (never gateway to gateway).
+    #[serde(default)]
+    pub federation: Federation,
+    /// Route53 health check of this gateway's public endpoints.
+    #[serde(default)]
+    pub health_check: HealthCheck,
+    /// Credentials (secret sources only, never values).
+    pub credentials: GatewayCredentials,
+    /// Free tags added to every resource of this region.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+impl GatewaySpec {
+    /// The RabbitMQ cluster name, defaulted.
+    pub fn cluster_name(&self) -> String {
+        self.cluster_name
+            .clone()
+            .unwrap_or_else(|| format!("gw-{}", self.region))
+    }
+
+    /// Fills every default that depends on another value or file, so `--show-effective` shows
+    /// what gwctl will actually use.
+    pub fn apply_defaults(&mut self, backend: &BackendSpec) {
+        self.cluster_name = Some(self.cluster_name());
+        if self.vpn.static_routes.is_none() {
+            self.vpn.static_routes = Some(vec![backend.network_cidr]);
+        }
+        if self.health_check.port.is_none() {
+            self.health_check.port = Some(match self.health_check.protocol {
+                HealthProtocol::Tcp => self.brokers.ports.mqtt,
+                HealthProtocol::Http | HealthProtocol::Https => self.brokers.ports.health,
+            });
+        }
+        if self.health_check.path.is_none() && self.health_check.protocol != HealthProtocol::Tcp {
+            self.health_check.path = Some("/health".to_string());
+        }
+        for group in &mut self.support {
+            if group.ami.is_none() {
+                group.ami = Some(self.brokers.ami.clone());
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// CIDR of the region's VPC; must not overlap other gateways nor the backend.
+    pub vpc_cidr: Cidr,
+    /// One public subnet per availability zone (at least two zones).
+    #[schemars(length(min = 2))]
+    pub subnets: Vec<Subnet>,
+    /// Networks MQTT clients may connect from.
+    #[serde(default = "default_client_cidrs")]
+    #[schemars(length(min = 1))]
+    pub client_cidrs: Vec<Cidr>,
+}
+
+fn default_client_cidrs() -> Vec<Cidr> {
+    vec![Cidr(Ipv4Net::default())]
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Subnet {
+    /// Availability zone, e.g. `us-east-1a`.
+    #[schemars(regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+[a-z]$"))]
+    pub zone: String,
+    /// Subnet CIDR inside the VPC.
+    pub cidr: Cidr,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Brokers {
+    /// Number of broker nodes in this region's cluster.
+    #[schemars(range(min = 1, max = 9))]
+    pub count: u8,
+    /// EC2 instance type; compute-optimised (`c` family) by default.
+    #[serde(default = "default_broker_instance_type")]
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9-]*\.[a-z0-9]+$"))]
+    pub instance_type: String,
+    /// Machine image: an explicit id, or the newest image of an owner matching a name filter.
+    pub ami: Ami,
+    /// Root volume.
+    #[serde(default)]
+    pub root_volume: Volume,
+    /// Data volume for the RabbitMQ data directory: EBS (`gp3`/`io2`) or the instance store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_volume: Option<DataVolume>,
+    /// Tuning profile of the rendered configuration.
+    #[serde(default = "Tuning::gateway_default")]
+    pub tuning: Tuning,
+    /// Listener ports.
+    #[serde(default)]
+    pub ports: Ports,
+}
+
+fn default_broker_instance_type() -> String {
+    "c6i.large".to_string()
+}
+
+/// Machine image selection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Ami {
+    /// An explicit AMI id.
+    Id(AmiId),
+    /// The newest image owned by `owner` whose name matches `name` (wildcards allowed).
+    Lookup(AmiLookup),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AmiId {
+    /// e.g. `ami-0123456789abcdef0`.
+    #[schemars(regex(pattern = r"^ami-[0-9a-f]{8,17}$"))]
+    pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AmiLookup {
+    /// Owner account id or alias, e.g. `136693071363` (Debian).
+    #[schemars(length(min = 1))]
+    pub owner: String,
+    /// Image name filter, e.g. `debian-12-amd64-*`.
+    #[schemars(length(min = 1))]
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Volume {
+    /// EBS volume type.
+    #[serde(rename = "type", default = "default_volume_type")]
+    pub kind: EbsType,
+    /// Size in GiB.
+    #[serde(default = "default_root_size")]
+    #[schemars(range(min = 8, max = 16384))]
+    pub size_gib: u32,
+    /// Provisioned IOPS (gp3: 3000-16000, io2: required, up to 500 per GiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iops: Option<u32>,
+    /// Throughput in MiB/s (gp3 only, 125-1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throughput_mibps: Option<u32>,
+}
+
+impl Default for Volume {
+    fn default() -> Self {
+        Volume {
+            kind: default_volume_type(),
+            size_gib: default_root_size(),
+            iops: None,
+            throughput_mibps: None,
+        }
+    }
+}
+
+fn default_volume_type() -> EbsType {
+    EbsType::Gp3
+}
+
+fn default_root_size() -> u32 {
+    20
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum EbsType {
+    Gp3,
+    Io2,
+}
+
+/// Where RabbitMQ keeps its data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DataVolume {
+    /// A dedicated EBS volume.
+    Ebs(Volume),
+    /// The instance's local NVMe store (needs a `d` instance type such as `c6id.large`); data
+    /// does not survive a stop.
+    InstanceStore(InstanceStore),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceStore {
+    /// Device name of the instance store volume.
+    #[serde(default = "default_instance_store_device")]
+    pub device: String,
+}
+
+fn default_instance_store_device() -> String {
+    "/dev/nvme1n1".to_string()
+}
+
+/// How the rendered RabbitMQ configuration is tuned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tuning {
+    /// Many mostly idle connections (gateways): small TCP buffers, large backlog.
+    Connections,
+    /// Few connections carrying much traffic (backend): large buffers.
+    Throughput,
+}
+
+impl Tuning {
+    fn gateway_default() -> Tuning {
+        Tuning::Connections
+    }
+    fn backend_default() -> Tuning {
+        Tuning::Throughput
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ports {
+    /// AMQP 0-9-1 (federation links from the backend).
+    #[serde(default = "default_amqp_port")]
+    #[schemars(range(min = 1))]
+    pub amqp: u16,
+    /// MQTT over TCP.
+    #[serde(default = "default_mqtt_port")]
+    #[schemars(range(min = 1))]
+    pub mqtt: u16,
+    /// MQTT over WebSocket (web_mqtt plugin).
+    #[serde(default = "default_web_mqtt_port")]
+    #[schemars(range(min = 1))]
+    pub web_mqtt: u16,
+    /// Management HTTP API.
+    #[serde(default = "default_management_port")]
+    #[schemars(range(min = 1))]
+    pub management: u16,
+    /// Unauthenticated health endpoint for HTTP(S) health checks.
+    #[serde(default = "default_health_port")]
+    #[schemars(range(min = 1))]
+    pub health: u16,
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Ports {
+            amqp: default_amqp_port(),
+            mqtt: default_mqtt_port(),
+            web_mqtt: default_web_mqtt_port(),
+            management: default_management_port(),
+            health: default_health_port(),
+        }
+    }
+}
+
+impl Ports {
+    /// Every listener with its field name, for collision checks and security groups.
+    pub fn named(&self) -> [(&'static str, u16); 5] {
+        [
+            ("amqp", self.amqp),
+            ("mqtt", self.mqtt),
+            ("web_mqtt", self.web_mqtt),
+            ("management", self.management),
+            ("health", self.health),
+        ]
+    }
+}
+
+/// Ports RabbitMQ clustering uses on every node (epmd, inter-node distribution).
+pub const CLUSTER_PORTS: [(&str, u16); 2] = [("epmd", 4369), ("distribution", 25672)];
+
+fn default_amqp_port() -> u16 {
+    5672
+}
+fn default_mqtt_port() -> u16 {
+    1883
+}
+fn default_web_mqtt_port() -> u16 {
+    15675
+}
+fn default_management_port() -> u16 {
+    15672
+}
+fn default_health_port() -> u16 {
+    8080
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SupportGroup {
+    /// Name of the group, e.g. `proxy`; unique in the file.
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9-]{0,30}$"))]
+    pub name: String,
+    /// Number of instances.
+    #[serde(default = "default_support_count")]
+    #[schemars(range(min = 1, max = 10))]
+    pub count: u8,
+    /// EC2 instance type.
+    #[serde(default = "default_support_instance_type")]
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9-]*\.[a-z0-9]+$"))]
+    pub instance_type: String,
+    /// Machine image; defaults to the brokers' image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ami: Option<Ami>,
+}
+
+fn default_support_count() -> u8 {
+    1
+}
+fn default_support_instance_type() -> String {
+    "t3.small".to_string()
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Vpn {
+    /// Static routes of the VPN connection; default: the backend's `network_cidr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub static_routes: Option<Vec<Cidr>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Federation {
+    /// Exchanges this gateway federates from the backend (backend → devices).
+    #[serde(default = "default_federated")]
+    pub from_backend: Vec<FederatedExchange>,
+    /// Exchanges the backend federates from this gateway (devices → backend).
+    #[serde(default = "default_federated")]
+    pub to_backend: Vec<FederatedExchange>,
+    /// Federation max-hops. Only 1 is allowed: a message never travels gateway → backend →
+    /// another gateway, so loops are impossible by construction.
+    #[serde(default = "default_max_hops")]
+    #[schemars(range(min = 1, max = 1))]
+    pub max_hops: u8,
+    /// Messages in flight per link before confirms.
+    #[serde(default = "default_prefetch")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub prefetch: u32,
+    /// When the link acknowledges upstream: `on-confirm` loses nothing.
+    #[serde(default = "default_ack_mode")]
+    pub ack_mode: AckMode,
+    /// Seconds between reconnection attempts of a link.
+    #[serde(default = "default_reconnect_delay")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub reconnect_delay_s: u32,
+    /// The upstream queue of a link is deleted after this long without a consumer, so an
+    /// unreachable peer cannot grow it without bound.
+    #[serde(default = "default_queue_expires")]
+    #[schemars(range(min = 1000))]
+    pub queue_expires_ms: u64,
+    /// Messages older than this are dropped from the upstream queue.
+    #[serde(default = "default_message_ttl")]
+    #[schemars(range(min = 1000))]
+    pub message_ttl_ms: u64,
+}
+
+impl Default for Federation {
+    fn default() -> Self {
+        Federation {
+            from_backend: default_federated(),
+            to_backend: default_federated(),
+            max_hops: default_max_hops(),
+            prefetch: default_prefetch(),
+            ack_mode: default_ack_mode(),
+            reconnect_delay_s: default_reconnect_delay(),
+            queue_expires_ms: default_queue_expires(),
+            message_ttl_ms: default_message_ttl(),
+        }
+    }
+}
+
+/// One federated exchange. `peer_exchange` lets a gateway federate from a differently named
+/// exchange on the other side (e.g. a per-region exchange a message router publishes to).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FederatedExchange {
+    /// Local exchange receiving the federated messages.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._:-]+$"))]
+    pub exchange: String,
+    /// Exchange on the other side; default: the same name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._:-]+$"))]
+    pub peer_exchange: Option<String>,
+}
+
+impl FederatedExchange {
+    pub fn peer(&self) -> &str {
+        self.peer_exchange.as_deref().unwrap_or(&self.exchange)
+    }
+}
+
+fn default_federated() -> Vec<FederatedExchange> {
+    vec![FederatedExchange {
+        exchange: "amq.topic".to_string(),
+        peer_exchange: None,
+    }]
+}
+fn default_max_hops() -> u8 {
+    1
+}
+fn default_prefetch() -> u32 {
+    1000
+}
+fn default_ack_mode() -> AckMode {
+    AckMode::OnConfirm
+}
+fn default_reconnect_delay() -> u32 {
+    5
+}
+fn default_queue_expires() -> u64 {
+    3_600_000
+}
+fn default_message_ttl() -> u64 {
+    86_400_000
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum AckMode {
+    OnConfirm,
+    OnPublish,
+    NoAck,
+}
+
+impl AckMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AckMode::OnConfirm => "on-confirm",
+            AckMode::OnPublish => "on-publish",
+            AckMode::NoAck => "no-ack",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// `tcp` connects to the MQTT port; `http`/`https` ask the node's health endpoint.
+    #[serde(default = "default_health_protocol")]
+    pub protocol: HealthProtocol,
+    /// Port checked; default: MQTT for `tcp`, `brokers.ports.health` for `http(s)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub port: Option<u16>,
+    /// Request path for `http(s)`; default `/health`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^/[^\s]*$"))]
+    pub path: Option<String>,
+    /// Seconds between checks: 10 (fast) or 30 (standard).
+    #[serde(default = "default_health_interval")]
+    pub interval_s: u32,
+    /// Consecutive failures before an endpoint is unhealthy.
+    #[serde(default = "default_failure_threshold")]
+    #[schemars(range(min = 1, max = 10))]
+    pub failure_threshold: u32,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            protocol: default_health_protocol(),
+            port: None,
+            path: None,
+            interval_s: default_health_interval(),
+            failure_threshold: default_failure_threshold(),
+        }
+    }
+}
+
+fn default_health_protocol() -> HealthProtocol {
+    HealthProtocol::Tcp
+}
+fn default_health_interval() -> u32 {
+    30
+}
+fn default_failure_threshold() -> u32 {
+    3
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum HealthProtocol {
+    Tcp,
+    Http,
+    Https,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayCredentials {
+    /// The management user gwctl and operators use on this gateway (tag `administrator`).
+    pub admin: UserCredential,
+    /// The user MQTT devices log in with (optional: without it only the admin can connect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<UserCredential>,
+    /// Erlang cookie shared by this region's nodes.
+    pub erlang_cookie: SecretRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserCredential {
+    /// RabbitMQ user name.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"))]
+    pub user: String,
+    /// Where the password comes from: `env:VAR` or `file:PATH`.
+    pub password: SecretRef,
+}
+
+/// An IPv4 network in CIDR notation, e.g. `10.10.0.0/16`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Cidr(pub Ipv4Net);
+
+impl TryFrom<String> for Cidr {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ipv4Net::from_str(s)
+            .map(Cidr)
+            .map_err(|_| format!("`{s}` is not an IPv4 CIDR such as 10.0.0.0/16"))
+    }
+}
+
+impl From<Cidr> for String {
+    fn from(c: Cidr) -> String {
+        c.to_string()
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl JsonSchema for Cidr {
+    fn schema_name() -> Cow<'static, str> {
+        "Cidr".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "description": "An IPv4 network in CIDR notation, e.g. 10.10.0.0/16.",
+            "pattern": patterns::CIDR,
+        })
+    }
+}
+
+/// Where a secret comes from. The value itself never appears in a region file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum SecretRef {
+    /// An environment variable of the gwctl process.
+    Env(String),
+    /// A file (relative paths are relative to the region file's directory).
+    File(String),
+}
+
+impl TryFrom<String> for SecretRef {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if let Some(var) = s.strip_prefix("env:")
+            && !var.is_empty()
+        {
+            return Ok(SecretRef::Env(var.to_string()));
+        }
+        if let Some(path) = s.strip_prefix("file:")
+            && !path.is_empty()
+        {
+            return Ok(SecretRef::File(path.to_string()));
+        }
+        Err(format!(
+            "`{s}` is not a secret source (env:VAR or file:PATH)"
+        ))
+    }
+}
+
+impl From<SecretRef> for String {
+    fn from(s: SecretRef) -> String {
+        s.to_string()
+    }
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::Env(v) => write!(f, "env:{v}"),
+            SecretRef::File(p) => write!(f, "file:{p}"),
+        }
+    }
+}
+
+impl JsonSchema for SecretRef {
+    fn schema_name() -> Cow<'static, str> {
+        "SecretRef".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "description": "Where a secret comes from: env:VAR or file:PATH. Never the secret itself.",
+            "pattern": patterns::SECRET_REF,
+        })
+    }
+}

@@ -1,0 +1,368 @@
+//! Checks of one file that a schema cannot express: CIDR arithmetic, AWS limits, port
+//! collisions, secret sources that must exist.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ipnet::Ipv4Net;
+
+use super::diag::Sink;
+use super::model::{
+    BackendSpec, CLUSTER_PORTS, Cidr, DataVolume, EbsType, GatewaySpec, HealthProtocol, SecretRef,
+    Volume,
+};
+use super::regions;
+
+pub fn check_gateway(spec: &GatewaySpec, file: &Path, base: &Path, sink: &mut Sink<'_>) {
+    check_region(&spec.region, sink);
+    if let Some(stem) = file.file_stem().and_then(|s| s.to_str())
+        && stem != spec.region
+    {
+        sink.at(
+            "/region",
+            format!("`{}` does not match the file name `{stem}.yaml`; a gateway file is named after its region", spec.region),
+        );
+    }
+
+    let vpc = spec.network.vpc_cidr.0;
+    check_host_bits(&spec.network.vpc_cidr, "/network/vpc_cidr", sink);
+    if !(16..=28).contains(&vpc.prefix_len()) {
+        sink.at(
+            "/network/vpc_cidr",
+            format!(
+                "a VPC CIDR needs a prefix between /16 and /28, not /{}",
+                vpc.prefix_len()
+            ),
+        );
+    }
+    let mut zones: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, subnet) in spec.network.subnets.iter().enumerate() {
+        let at = format!("/network/subnets/{i}");
+        check_host_bits(&subnet.cidr, &format!("{at}/cidr"), sink);
+        if !vpc.contains(&subnet.cidr.0) {
+            sink.at(
+                &format!("{at}/cidr"),
+                format!("{} lies outside the VPC {vpc}", subnet.cidr),
+            );
+        }
+        if subnet.cidr.0.prefix_len() > 28 {
+            sink.at(
+                &format!("{at}/cidr"),
+                "a subnet needs a prefix of /28 or larger",
+            );
+        }
+        for (j, other) in spec.network.subnets.iter().enumerate().take(i) {
+            if overlaps(subnet.cidr.0, other.cidr.0) {
+                sink.at(
+                    &format!("{at}/cidr"),
+                    format!(
+                        "{} overlaps network.subnets[{j}] ({})",
+                        subnet.cidr, other.cidr
+                    ),
+                );
+            }
+        }
+        let zone_region = subnet
+            .zone
+            .trim_end_matches(|c: char| c.is_ascii_lowercase());
+        if zone_region != spec.region {
+            sink.at(
+                &format!("{at}/zone"),
+                format!("`{}` is not a zone of {}", subnet.zone, spec.region),
+            );
+        }
+        if let Some(j) = zones.insert(&subnet.zone, i) {
+            sink.at(
+                &format!("{at}/zone"),
+                format!(
+                    "`{}` already has network.subnets[{j}]: one subnet per availability zone",
+                    subnet.zone
+                ),
+            );
+        }
+    }
+    for (i, c) in spec.network.client_cidrs.iter().enumerate() {
+        check_host_bits(c, &format!("/network/client_cidrs/{i}"), sink);
+    }
+
+    let mut seen: BTreeMap<u16, &str> = CLUSTER_PORTS.iter().map(|(n, p)| (*p, *n)).collect();
+    for (name, port) in spec.brokers.ports.named() {
+        if let Some(other) = seen.insert(port, name) {
+            sink.at(
+                &format!("/brokers/ports/{name}"),
+                format!("port {port} is already used by {other}"),
+            );
+        }
+    }
+
+    check_volume(&spec.brokers.root_volume, "/brokers/root_volume", sink);
+    match &spec.brokers.data_volume {
+        Some(DataVolume::Ebs(v)) => check_volume(v, "/brokers/data_volume/ebs", sink),
+        Some(DataVolume::InstanceStore(_)) if !has_instance_store(&spec.brokers.instance_type) => {
+            sink.at(
+                "/brokers/data_volume",
+                format!(
+                    "instance type {} has no instance store; use a `d` type such as c6id.large",
+                    spec.brokers.instance_type
+                ),
+            )
+        }
+        _ => {}
+    }
+
+    let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, g) in spec.support.iter().enumerate() {
+        if let Some(j) = names.insert(&g.name, i) {
+            sink.at(
+                &format!("/support/{i}/name"),
+                format!("`{}` is already the name of support[{j}]", g.name),
+            );
+        }
+    }
+
+    let hc = &spec.health_check;
+    if hc.interval_s != 10 && hc.interval_s != 30 {
+        sink.at(
+            "/health_check/interval_s",
+            "Route53 checks every 10 or 30 seconds",
+        );
+    }
+    match hc.protocol {
+        HealthProtocol::Tcp if hc.path.is_some() => sink.at(
+            "/health_check/path",
+            "a path only applies to http and https checks",
+        ),
+        _ => {}
+    }
+    if let Some(port) = hc.port
+        && !spec.brokers.ports.named().iter().any(|(_, p)| *p == port)
+    {
+        sink.at(
+            "/health_check/port",
+            format!("nothing listens on port {port}: use one of brokers.ports"),
+        );
+    }
+
+    if let Some(routes) = &spec.vpn.static_routes {
+        for (i, r) in routes.iter().enumerate() {
+            check_host_bits(r, &format!("/vpn/static_routes/{i}"), sink);
+            if overlaps(r.0, vpc) {
+                sink.at(
+                    &format!("/vpn/static_routes/{i}"),
+                    format!("{r} overlaps this region's own VPC {vpc}"),
+                );
+            }
+        }
+    }
+
+    for (list, key) in [
+        (&spec.federation.from_backend, "from_backend"),
+        (&spec.federation.to_backend, "to_backend"),
+    ] {
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, x) in list.iter().enumerate() {
+            if let Some(j) = seen.insert(&x.exchange, i) {
+                sink.at(
+                    &format!("/federation/{key}/{i}/exchange"),
+                    format!(
+                        "`{}` is already federated by federation.{key}[{j}]",
+                        x.exchange
+                    ),
+                );
+            }
+        }
+    }
+
+    check_tags(&spec.tags, sink);
+    if let Some(device) = &spec.credentials.device
+        && device.user == spec.credentials.admin.user
+    {
+        sink.at(
+            "/credentials/device/user",
+            "the device user must differ from the admin user",
+        );
+    }
+    check_secret(
+        &spec.credentials.admin.password,
+        "/credentials/admin/password",
+        base,
+        sink,
+    );
+    if let Some(device) = &spec.credentials.device {
+        check_secret(&device.password, "/credentials/device/password", base, sink);
+    }
+    check_secret(
+        &spec.credentials.erlang_cookie,
+        "/credentials/erlang_cookie",
+        base,
+        sink,
+    );
+}
+
+pub fn check_backend(spec: &BackendSpec, base: &Path, sink: &mut Sink<'_>) {
+    check_region(&spec.region, sink);
+    check_host_bits(&spec.network_cidr, "/network_cidr", sink);
+    let zone = spec.dns.zone.trim_end_matches('.');
+    let record = spec.dns.record.trim_end_matches('.');
+    if !(record.ends_with(&format!(".{zone}"))) {
+        sink.at(
+            "/dns/record",
+            format!("`{record}` is not inside the zone `{zone}`"),
+        );
+    }
+    for (i, e) in spec.brokers.endpoints.iter().enumerate() {
+        if e.amqp_port == e.management_port {
+            sink.at(
+                &format!("/brokers/endpoints/{i}/management_port"),
+                format!("port {} is already the AMQP port", e.amqp_port),
+            );
+        }
+    }
+    if spec.credentials.admin.user == spec.credentials.federation.user {
+        sink.at(
+            "/credentials/federation/user",
+            "the federation user must differ from the admin user",
+        );
+    }
+    check_tags(&spec.tags, sink);
+    check_secret(
+        &spec.credentials.admin.password,
+        "/credentials/admin/password",
+        base,
+        sink,
+    );
+    check_secret(
+        &spec.credentials.federation.password,
+        "/credentials/federation/password",
+        base,
+        sink,
+    );
+    check_secret(
+        &spec.credentials.erlang_cookie,
+        "/credentials/erlang_cookie",
+        base,
+        sink,
+    );
+}
+
+fn check_region(region: &str, sink: &mut Sink<'_>) {
+    if !regions::is_known(region) {
+        let hint = regions::suggest(region)
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
+        sink.at("/region", format!("`{region}` is not an AWS region{hint}"));
+    }
+}
+
+fn check_host_bits(c: &Cidr, at: &str, sink: &mut Sink<'_>) {
+    if c.0.trunc() != c.0 {
+        sink.at(
+            at,
+            format!("{c} has host bits set; did you mean {}?", c.0.trunc()),
+        );
+    }
+}
+
+pub fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+fn check_volume(v: &Volume, at: &str, sink: &mut Sink<'_>) {
+    let max_by_size = v.size_gib.saturating_mul(500);
+    match v.kind {
+        EbsType::Gp3 => {
+            if let Some(iops) = v.iops {
+                if !(3000..=16000).contains(&iops) {
+                    sink.at(
+                        &format!("{at}/iops"),
+                        "gp3 IOPS must be between 3000 and 16000",
+                    );
+                } else if iops > max_by_size.max(3000) {
+                    sink.at(
+                        &format!("{at}/iops"),
+                        format!(
+                            "gp3 allows at most 500 IOPS per GiB ({max_by_size} for {} GiB)",
+                            v.size_gib
+                        ),
+                    );
+                }
+            }
+            if let Some(t) = v.throughput_mibps
+                && !(125..=1000).contains(&t)
+            {
+                sink.at(
+                    &format!("{at}/throughput_mibps"),
+                    "gp3 throughput must be between 125 and 1000 MiB/s",
+                );
+            }
+        }
+        EbsType::Io2 => {
+            match v.iops {
+                None => sink.at(at, "io2 needs `iops`"),
+                Some(iops) if !(100..=64000).contains(&iops) => sink.at(
+                    &format!("{at}/iops"),
+                    "io2 IOPS must be between 100 and 64000",
+                ),
+                Some(iops) if iops > max_by_size => sink.at(
+                    &format!("{at}/iops"),
+                    format!(
+                        "io2 allows at most 500 IOPS per GiB ({max_by_size} for {} GiB)",
+                        v.size_gib
+                    ),
+                ),
+                Some(_) => {}
+            }
+            if v.throughput_mibps.is_some() {
+                sink.at(
+                    &format!("{at}/throughput_mibps"),
+                    "throughput only applies to gp3",
+                );
+            }
+        }
+    }
+}
+
+/// Instance families with local NVMe storage carry a `d` after the generation (`c6id`, `c5d`).
+fn has_instance_store(instance_type: &str) -> bool {
+    let family = instance_type.split('.').next().unwrap_or_default();
+    family
+        .trim_start_matches(|c: char| c.is_ascii_lowercase())
+        .trim_start_matches(|c: char| c.is_ascii_digit())
+        .contains('d')
+}
+
+fn check_tags(tags: &BTreeMap<String, String>, sink: &mut Sink<'_>) {
+    for (k, v) in tags {
+        let at = format!("/tags/{}", super::yaml::pointer_segment(k));
+        if k.starts_with("aws:") || k.starts_with("gwctl:") {
+            sink.at_key(
+                &at,
+                format!("tag key `{k}` is reserved (aws: and gwctl: prefixes)"),
+            );
+        } else if k.is_empty() || k.chars().count() > 128 {
+            sink.at_key(&at, "tag keys are 1 to 128 characters");
+        }
+        if v.chars().count() > 256 {
+            sink.at(&at, "tag values are at most 256 characters");
+        }
+    }
+}
+
+fn check_secret(source: &SecretRef, at: &str, base: &Path, sink: &mut Sink<'_>) {
+    if let Err(e) = source.resolve(base) {
+        sink.at(at, e.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_store_families() {
+        assert!(has_instance_store("c6id.large"));
+        assert!(has_instance_store("c5d.xlarge"));
+        assert!(!has_instance_store("c6i.large"));
+        assert!(!has_instance_store("c7gn.large"));
+    }
+}
