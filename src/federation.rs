@@ -113,10 +113,22 @@ pub fn regex_escape(s: &str) -> String {
     out
 }
 
+/// Percent-encodes a URI component: everything but RFC 3986's unreserved characters, as
+/// Python's `urllib.parse.quote(s, safe="")` does in the boot script, so both produce the same
+/// URI for the same secret.
+pub fn encode_component(s: &str) -> String {
+    const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string()
+}
+
 /// A credentialed AMQP URI. `password` is inserted as given: callers pass either a
 /// placeholder or an already percent-encoded secret.
 pub fn amqp_uri(user: &str, password: &str, host: &str, port: u16, heartbeat_s: u32) -> String {
-    let user = percent_encoding::utf8_percent_encode(user, percent_encoding::NON_ALPHANUMERIC);
+    let user = encode_component(user);
     format!(
         "amqp://{user}:{password}@{host}:{port}?heartbeat={heartbeat_s}&connection_timeout=10000"
     )

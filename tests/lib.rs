@@ -1,1 +1,8 @@
+//! gwctl's integration tests: one binary, one module per feature (as in casey/just).
 
+mod support;
+
+mod rabbitmq;
+mod render;
+mod schema;
+mod validate;

@@ -57,7 +57,7 @@ impl std::fmt::Debug for Client {
 
 /// `%2f` for the default vhost.
 fn vhost_segment(vhost: &str) -> String {
-    percent_encoding::utf8_percent_encode(vhost, percent_encoding::NON_ALPHANUMERIC).to_string()
+    crate::federation::encode_component(vhost)
 }
 
 /// One federation link as the management API reports it.
@@ -251,20 +251,6 @@ pub fn mask_uris(text: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn masks_credentials_in_uris() {
-        assert_eq!(
-            mask_uris("bad uri amqp://fed:s3cret@10.0.0.1:5672 and amqps://a:b@h/x"),
-            "bad uri amqp://***@10.0.0.1:5672 and amqps://***@h/x"
-        );
-        assert_eq!(mask_uris("amqp://host:5672"), "amqp://host:5672");
-    }
-}
-
 /// Makes the backend federate from the given gateways: one upstream per gateway and exchange,
 /// one upstream set and one policy per backend exchange. `gateways` pairs each gateway with
 /// the AMQP URIs (credentials included) the backend reaches it at.
@@ -291,4 +277,18 @@ pub async fn ensure_backend_federation(
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_credentials_in_uris() {
+        assert_eq!(
+            mask_uris("bad uri amqp://fed:s3cret@10.0.0.1:5672 and amqps://a:b@h/x"),
+            "bad uri amqp://***@10.0.0.1:5672 and amqps://***@h/x"
+        );
+        assert_eq!(mask_uris("amqp://host:5672"), "amqp://host:5672");
+    }
 }

@@ -131,11 +131,7 @@ pub fn fill_str(text: &str, secrets: &SecretValues) -> Result<String, String> {
 /// quotes or backslashes cannot break the JSON).
 pub fn fill_json(value: &mut Value, secrets: &SecretValues) -> Result<(), String> {
     match value {
-        Value::String(s) => {
-            if s.contains(OPEN) {
-                *s = fill_str(s, secrets)?;
-            }
-        }
+        Value::String(s) if s.contains(OPEN) => *s = fill_str(s, secrets)?,
         Value::Array(items) => {
             for item in items {
                 fill_json(item, secrets)?;
@@ -154,11 +150,7 @@ pub fn fill_json(value: &mut Value, secrets: &SecretValues) -> Result<(), String
 fn encode(secret: &Secret, enc: Encoding) -> String {
     match enc {
         Encoding::Raw => secret.expose().to_string(),
-        Encoding::Uri => percent_encoding::utf8_percent_encode(
-            secret.expose(),
-            percent_encoding::NON_ALPHANUMERIC,
-        )
-        .to_string(),
+        Encoding::Uri => crate::federation::encode_component(secret.expose()),
         Encoding::RabbitHash => rabbit_hash(secret.expose(), rand::random()),
     }
 }

@@ -149,9 +149,7 @@ pub async fn mqtt_publish(
 }
 
 fn amqp_uri(login: &Login) -> String {
-    let enc = |s: &str| {
-        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-    };
+    let enc = crate::federation::encode_component;
     format!(
         "amqp://{}:{}@{}:{}/%2f",
         enc(&login.user),

@@ -269,11 +269,7 @@ impl Sandbox {
     pub async fn federate_backend(&self) -> Result<(), SandboxError> {
         let fed = &self.stack.backend.spec.credentials.federation;
         let password = fed.password.resolve(&self.stack.dir)?;
-        let encoded = percent_encoding::utf8_percent_encode(
-            password.expose(),
-            percent_encoding::NON_ALPHANUMERIC,
-        )
-        .to_string();
+        let encoded = federation::encode_component(password.expose());
         let mut gateways = Vec::new();
         for gw in &self.stack.gateways {
             let p = self.layout.node(&gw.spec.region)?;

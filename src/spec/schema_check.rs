@@ -83,7 +83,8 @@ fn report(root: &Value, error: &ValidationError<'_>, sink: &mut Sink<'_>) {
         }
         ValidationErrorKind::Required { property } => {
             let name = property.as_str().unwrap_or_default();
-            sink.at(&at, format!("missing required key `{name}`"));
+            // At the parent's key (`brokers:`), where the missing key belongs.
+            sink.at_key(&at, format!("missing required key `{name}`"));
         }
         ValidationErrorKind::Type { .. } => {
             let expected = expected_types(root, &at);

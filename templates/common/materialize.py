@@ -60,15 +60,17 @@ def main():
     p.add_argument("--prefix", required=True)
     p.add_argument("--template", required=True)
     p.add_argument("--definitions", required=True)
+    p.add_argument("--owner", default="rabbitmq", help="user owning the written files")
+    p.add_argument("--cookie", help="Erlang cookie path (default: the owner's ~/.erlang.cookie)")
     args = p.parse_args()
     cache = {}
     secret = lambda name: fetch(args.region, args.prefix, name, cache)
-    owner = pwd.getpwnam("rabbitmq")
+    owner = pwd.getpwnam(args.owner)
     with open(args.template) as f:
         definitions = fill(json.load(f), secret)
     write_private(args.definitions, json.dumps(definitions, indent=2), 0o600, owner)
-    home = owner.pw_dir
-    write_private(os.path.join(home, ".erlang.cookie"), secret("erlang_cookie"), 0o400, owner)
+    cookie = args.cookie or os.path.join(owner.pw_dir, ".erlang.cookie")
+    write_private(cookie, secret("erlang_cookie"), 0o400, owner)
     print("gwctl-materialize: wrote %s and the Erlang cookie" % args.definitions)
 
 

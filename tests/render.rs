@@ -1,0 +1,254 @@
+//! `gwctl render`: pinned output (insta snapshots), no secret in clear, files written whole.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::support::{Regions, contains, read_tree};
+
+fn render_to(r: &Regions, region: &str) -> tempfile::TempDir {
+    let out = tempfile::tempdir().expect("tempdir");
+    r.gwctl()
+        .args(["render", region, "--out"])
+        .arg(out.path())
+        .assert()
+        .success();
+    out
+}
+
+#[test]
+fn gateway_files_are_pinned() {
+    let r = Regions::examples();
+    let out = render_to(&r, "us-east-1");
+    let dir = out.path().join("us-east-1");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("rendered dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "broker-1.user-data.yaml",
+            "broker-2.user-data.yaml",
+            "definitions.json",
+            "enabled_plugins",
+            "rabbitmq.conf"
+        ]
+    );
+    for name in [
+        "rabbitmq.conf",
+        "enabled_plugins",
+        "definitions.json",
+        "broker-1.user-data.yaml",
+    ] {
+        let text = std::fs::read_to_string(dir.join(name)).expect("read");
+        insta::assert_snapshot!(format!("us-east-1__{name}"), text);
+    }
+}
+
+#[test]
+fn backend_files_are_pinned() {
+    let r = Regions::examples();
+    let out = render_to(&r, "backend");
+    for name in ["rabbitmq.conf", "enabled_plugins", "definitions.json"] {
+        let text = std::fs::read_to_string(out.path().join("backend").join(name)).expect("read");
+        insta::assert_snapshot!(format!("backend__{name}"), text);
+    }
+}
+
+#[test]
+fn tuning_profiles_differ_where_they_should() {
+    let r = Regions::examples();
+    let out = render_to(&r, "ap-northeast-1");
+    let gw =
+        std::fs::read_to_string(out.path().join("ap-northeast-1/rabbitmq.conf")).expect("read");
+    let out = render_to(&r, "backend");
+    let be = std::fs::read_to_string(out.path().join("backend/rabbitmq.conf")).expect("read");
+    assert!(
+        gw.contains("tcp_listen_options.sndbuf = 16384")
+            && gw.contains("tcp_listen_options.backlog = 4096")
+    );
+    assert!(be.contains("tcp_listen_options.sndbuf = 196608"));
+    assert!(
+        gw.contains("cluster_name = gw-ap-northeast-1") && be.contains("cluster_name = backend")
+    );
+    assert!(gw.contains("cluster_formation.peer_discovery_backend = aws"));
+    assert!(gw.contains("cluster_formation.aws.instance_tags.gwctl-cluster = gw-ap-northeast-1"));
+}
+
+#[test]
+fn no_secret_is_rendered_in_clear() {
+    let r = Regions::examples();
+    assert!(r.secrets.len() >= 8, "the fixture injects every secret");
+    for region in ["us-east-1", "ap-northeast-1", "backend"] {
+        let out = render_to(&r, region);
+        let stdout = r.gwctl().args(["render", region]).output().expect("run");
+        let mut texts = read_tree(out.path());
+        texts.push(("stdout".into(), stdout.stdout));
+        texts.push(("stderr".into(), stdout.stderr));
+        assert!(texts.len() > 3);
+        for (path, bytes) in &texts {
+            for (var, value) in &r.secrets {
+                assert!(
+                    !contains(bytes, value),
+                    "{var} appears in clear in {}",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn user_data_fetches_secrets_at_boot_and_requires_no_clear_values() {
+    let r = Regions::examples();
+    let out = render_to(&r, "us-east-1");
+    let ud = std::fs::read_to_string(out.path().join("us-east-1/broker-2.user-data.yaml"))
+        .expect("read");
+    assert!(ud.starts_with("#cloud-config\n"));
+    assert!(ud.contains("Broker 2 of 2 in gw-us-east-1"));
+    assert!(ud.contains("--prefix, \"/gwctl/mqtt-example/us-east-1\""));
+    assert!(
+        ud.contains("aws\", \"ssm\", \"get-parameter\""),
+        "the boot script reads SSM"
+    );
+    assert!(
+        ud.contains("@@gwctl:federation_password:uri@@"),
+        "definitions carry placeholders"
+    );
+    let mode = std::fs::metadata(out.path().join("us-east-1/definitions.json"))
+        .expect("stat")
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o644,
+        "rendered files hold no secret and are world-readable"
+    );
+}
+
+/// The boot script in the user-data fills placeholders as gwctl does for local runs: same
+/// document, URIs percent-encoded, password hashes RabbitMQ can verify. `aws` is replaced by a
+/// script answering `ssm get-parameter` from the fixture's secrets (there is no SSM here).
+#[test]
+fn boot_script_fills_placeholders_like_gwctl() {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+
+    let r = Regions::examples();
+    let out = render_to(&r, "us-east-1");
+    let dir = out.path().join("us-east-1");
+    let script = dir.join("gwctl-materialize");
+    std::fs::write(&script, include_str!("../templates/common/materialize.py"))
+        .expect("write script");
+    let bin = out.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    let answers: Vec<String> = [
+        ("admin_password", "GWCTL_US_EAST_1_ADMIN_PASSWORD"),
+        ("device_password", "GWCTL_DEVICE_PASSWORD"),
+        ("federation_password", "GWCTL_FEDERATION_PASSWORD"),
+        ("erlang_cookie", "GWCTL_US_EAST_1_ERLANG_COOKIE"),
+    ]
+    .iter()
+    .map(|(name, var)| {
+        format!(
+            "  */{name}) printf '%s\\n' '{}' ;;",
+            r.secrets[*var].replace('\'', "'\\''")
+        )
+    })
+    .collect();
+    let fake_aws = format!(
+        "#!/bin/sh\n# answers `aws ssm get-parameter ... --name NAME ...`\nwhile [ $# -gt 0 ]; do [ \"$1\" = --name ] && name=$2; shift; done\ncase $name in\n{}\n  *) exit 254 ;;\nesac\n",
+        answers.join("\n")
+    );
+    std::fs::write(bin.join("aws"), fake_aws).expect("write aws");
+    std::fs::set_permissions(bin.join("aws"), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    let me = std::env::var("USER").unwrap_or_else(|_| "root".into());
+    let filled = out.path().join("filled.json");
+    let cookie = out.path().join("cookie");
+    // Debian's python3, as on a broker (a pyenv shim would put its own `aws` first on PATH).
+    let status = std::process::Command::new("/usr/bin/python3")
+        .arg(&script)
+        .args([
+            "--region",
+            "us-east-1",
+            "--prefix",
+            "/gwctl/mqtt-example/us-east-1",
+            "--owner",
+            &me,
+        ])
+        .arg("--template")
+        .arg(dir.join("definitions.json"))
+        .arg("--definitions")
+        .arg(&filled)
+        .arg("--cookie")
+        .arg(&cookie)
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .status()
+        .expect("python3 runs");
+    assert!(status.success());
+    assert_eq!(
+        std::fs::metadata(&filled)
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(&cookie)
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o400
+    );
+    assert_eq!(
+        std::fs::read_to_string(&cookie).expect("cookie"),
+        r.secrets["GWCTL_US_EAST_1_ERLANG_COOKIE"]
+    );
+
+    let defs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&filled).expect("read")).expect("json");
+    let fed = &r.secrets["GWCTL_FEDERATION_PASSWORD"];
+    let encoded = gwctl::federation::encode_component(fed);
+    assert_eq!(
+        defs["parameters"][0]["value"]["uri"][0],
+        format!("amqp://federation:{encoded}@10.0.1.10:5672?heartbeat=30&connection_timeout=10000")
+    );
+    let verify = |hash: &str, password: &str| {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(hash)
+            .expect("base64");
+        let (salt, digest) = bytes.split_at(4);
+        let mut h = Sha256::new();
+        h.update(salt);
+        h.update(password.as_bytes());
+        h.finalize().as_slice() == digest
+    };
+    let users = defs["users"].as_array().expect("users");
+    let by_name = |n: &str| {
+        users
+            .iter()
+            .find(|u| u["name"] == n)
+            .and_then(|u| u["password_hash"].as_str())
+            .expect("user")
+    };
+    assert!(verify(
+        by_name("gwctl"),
+        &r.secrets["GWCTL_US_EAST_1_ADMIN_PASSWORD"]
+    ));
+    assert!(verify(by_name("federation"), fed));
+    assert!(verify(
+        by_name("device"),
+        &r.secrets["GWCTL_DEVICE_PASSWORD"]
+    ));
+    assert!(!verify(by_name("device"), "wrong"));
+}

@@ -1,0 +1,391 @@
+//! `gwctl validate`: the examples pass; broken files fail with exit 2, `file:line:column`, the
+//! field path, and nothing written.
+
+use crate::support::Regions;
+
+/// Runs `gwctl validate` and returns (exit code, stderr).
+fn validate(r: &Regions, args: &[&str]) -> (i32, String) {
+    let out = r
+        .gwctl()
+        .arg("validate")
+        .args(args)
+        .output()
+        .expect("run gwctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Asserts exit 2 and that stderr holds `<file>:<line>:<col>: <field>: <message start>`.
+#[track_caller]
+fn assert_invalid(r: &Regions, file: &str, at: &str, field: &str, message: &str) {
+    let (code, stderr) = validate(r, &["--all"]);
+    assert_eq!(code, 2, "stderr:\n{stderr}");
+    let location = format!("{}:{at}", r.file(file).display());
+    let expected = if field.is_empty() {
+        format!("{location}: {message}")
+    } else {
+        format!("{location}: {field}: {message}")
+    };
+    assert!(
+        stderr.contains(&expected),
+        "expected `{expected}` in:\n{stderr}"
+    );
+    // And rendering the broken file's region writes nothing.
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let target = out_dir.path().join("out");
+    let region = file.trim_end_matches(".yaml");
+    r.gwctl()
+        .args(["render", region, "--out"])
+        .arg(&target)
+        .assert()
+        .code(2);
+    assert!(!target.exists(), "render wrote files for invalid input");
+}
+
+#[test]
+fn examples_are_valid() {
+    let r = Regions::examples();
+    let (code, stderr) = validate(&r, &["--all"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("3 region files valid"), "{stderr}");
+}
+
+#[test]
+fn unknown_key_suggests_the_nearest() {
+    let r = Regions::examples();
+    r.edit("us-east-1.yaml", "  count: 2", "  cout: 2");
+    assert_invalid(
+        &r,
+        "us-east-1.yaml",
+        "11:3",
+        "brokers.cout",
+        "unknown key `cout` (did you mean `count`?)",
+    );
+    let (_, stderr) = validate(&r, &["us-east-1"]);
+    assert!(
+        stderr.contains("10:1: brokers: missing required key `count`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn wrong_type() {
+    let r = Regions::examples();
+    r.edit("us-east-1.yaml", "  count: 2", "  count: two");
+    assert_invalid(
+        &r,
+        "us-east-1.yaml",
+        "11:10",
+        "brokers.count",
+        "must be an integer, not the string \"two\"",
+    );
+}
+
+#[test]
+fn range_violation() {
+    let r = Regions::examples();
+    r.edit("us-east-1.yaml", "  count: 2", "  count: 0");
+    assert_invalid(
+        &r,
+        "us-east-1.yaml",
+        "11:10",
+        "brokers.count",
+        "must be at least 1",
+    );
+}
+
+#[test]
+fn bad_cidr() {
+    let r = Regions::examples();
+    r.edit(
+        "us-east-1.yaml",
+        "cidr: 10.10.2.0/24",
+        "cidr: 10.10.256.0/24",
+    );
+    assert_invalid(
+        &r,
+        "us-east-1.yaml",
+        "9:13",
+        "network.subnets[1].cidr",
+        "the string \"10.10.256.0/24\" is not an IPv4 CIDR",
+    );
+}
+
+#[test]
+fn subnet_outside_its_vpc_and_host_bits() {
+    let r = Regions::examples();
+    r.edit("us-east-1.yaml", "cidr: 10.10.2.0/24", "cidr: 10.11.2.0/24");
+    assert_invalid(
+        &r,
+        "us-east-1.yaml",
+        "9:13",
+        "network.subnets[1].cidr",
+        "10.11.2.0/24 lies outside the VPC 10.10.0.0/16",
+    );
+    r.edit("us-east-1.yaml", "cidr: 10.11.2.0/24", "cidr: 10.10.2.7/24");
+    assert_invalid(
+        &r,
+        "us-east-1.yaml",
+        "9:13",
+        "network.subnets[1].cidr",
+        "10.10.2.7/24 has host bits set; did you mean 10.10.2.0/24?",
+    );
+}
+
+#[test]
+fn overlapping_vpcs_between_gateways_and_with_the_backend() {
+    let r = Regions::examples();
+    r.edit(
+        "us-east-1.yaml",
+        "vpc_cidr: 10.10.0.0/16",
+        "vpc_cidr: 10.20.128.0/17",
+    );
+    r.edit(
+        "us-east-1.yaml",
+        "cidr: 10.10.1.0/24",
+        "cidr: 10.20.129.0/24",
+    );
+    r.edit(
+        "us-east-1.yaml",
+        "cidr: 10.10.2.0/24",
+        "cidr: 10.20.130.0/24",
+    );
+    assert_invalid(
+        &r,
+        "us-east-1.yaml",
+        "4:13",
+        "network.vpc_cidr",
+        "10.20.128.0/17 overlaps the VPC 10.20.0.0/16 of ap-northeast-1",
+    );
+    let r = Regions::examples();
+    r.edit(
+        "ap-northeast-1.yaml",
+        "vpc_cidr: 10.20.0.0/16",
+        "vpc_cidr: 10.0.0.0/16",
+    );
+    r.edit(
+        "ap-northeast-1.yaml",
+        "cidr: 10.20.1.0/24",
+        "cidr: 10.0.1.0/24",
+    );
+    r.edit(
+        "ap-northeast-1.yaml",
+        "cidr: 10.20.2.0/24",
+        "cidr: 10.0.2.0/24",
+    );
+    assert_invalid(
+        &r,
+        "ap-northeast-1.yaml",
+        "4:13",
+        "network.vpc_cidr",
+        "10.0.0.0/16 overlaps the backend network 10.0.0.0/16",
+    );
+}
+
+#[test]
+fn duplicate_cluster_names_and_unknown_regions() {
+    let r = Regions::examples();
+    r.edit(
+        "us-east-1.yaml",
+        "region: us-east-1\n",
+        "region: us-east-1\ncluster_name: backend\n",
+    );
+    assert_invalid(
+        &r,
+        "us-east-1.yaml",
+        "3:15",
+        "cluster_name",
+        "`backend` is already the backend's cluster_name",
+    );
+    let r = Regions::examples();
+    r.edit("backend.yaml", "region: eu-west-1", "region: eu-wset-1");
+    assert_invalid(
+        &r,
+        "backend.yaml",
+        "4:9",
+        "region",
+        "`eu-wset-1` is not an AWS region (did you mean `eu-west-1`?)",
+    );
+}
+
+#[test]
+fn port_collision() {
+    let r = Regions::examples();
+    r.edit(
+        "us-east-1.yaml",
+        "  instance_type: c6i.large\n",
+        "  instance_type: c6i.large\n  ports:\n    web_mqtt: 1883\n",
+    );
+    assert_invalid(
+        &r,
+        "us-east-1.yaml",
+        "14:15",
+        "brokers.ports.web_mqtt",
+        "port 1883 is already used by mqtt",
+    );
+}
+
+#[test]
+fn missing_region_file() {
+    let r = Regions::examples();
+    let (code, stderr) = validate(&r, &["sa-east-1"]);
+    assert_eq!(code, 2);
+    let expected = format!(
+        "{}: no region file for `sa-east-1`",
+        r.file("sa-east-1.yaml").display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    std::fs::remove_file(r.file("backend.yaml")).expect("rm");
+    let (code, stderr) = validate(&r, &["--all"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("backend.yaml: missing"), "{stderr}");
+}
+
+#[test]
+fn yaml_syntax_error() {
+    let r = Regions::examples();
+    r.edit("us-east-1.yaml", "  count: 2", "  count: [2");
+    assert_invalid(
+        &r,
+        "us-east-1.yaml",
+        "12:16",
+        "",
+        "YAML syntax error: illegal placement of ':' indicator",
+    );
+}
+
+#[test]
+fn empty_file() {
+    let r = Regions::examples();
+    r.write("us-east-1.yaml", "# nothing yet\n");
+    let (code, stderr) = validate(&r, &["us-east-1"]);
+    assert_eq!(code, 2);
+    let expected = format!("{}:", r.file("us-east-1.yaml").display());
+    assert!(
+        stderr.contains(&expected) && stderr.contains("the file is empty"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn duplicate_key() {
+    let r = Regions::examples();
+    r.edit("us-east-1.yaml", "  count: 2\n", "  count: 2\n  count: 3\n");
+    assert_invalid(
+        &r,
+        "us-east-1.yaml",
+        "12:3",
+        "brokers.count",
+        "duplicate key `count` (first set at line 11)",
+    );
+}
+
+#[test]
+fn every_error_of_a_file_is_reported_at_once() {
+    let r = Regions::examples();
+    r.edit("us-east-1.yaml", "  count: 2", "  count: 0");
+    r.edit("us-east-1.yaml", "type: gp3", "type: gp4");
+    r.edit(
+        "us-east-1.yaml",
+        "interval_s: 10",
+        "interval_s: 10\n  colour: red",
+    );
+    let (code, stderr) = validate(&r, &["us-east-1"]);
+    assert_eq!(code, 2);
+    for needle in [
+        "brokers.count: must be at least 1",
+        "brokers.root_volume.type: must be one of: gp3, io2 (did you mean `gp3`?)",
+        "health_check.colour: unknown key `colour`",
+    ] {
+        assert!(stderr.contains(needle), "{needle} not in:\n{stderr}");
+    }
+    assert!(
+        stderr.contains("3 problems in region files; nothing was changed"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn secret_sources_must_exist_and_values_are_never_echoed() {
+    let r = Regions::examples();
+    r.edit(
+        "us-east-1.yaml",
+        "file:secrets/GWCTL_DEVICE_PASSWORD",
+        "env:GWCTL_TEST_UNSET_VARIABLE",
+    );
+    assert_invalid(
+        &r,
+        "us-east-1.yaml",
+        "43:15",
+        "credentials.device.password",
+        "secret source `env:GWCTL_TEST_UNSET_VARIABLE`: the environment variable is not set",
+    );
+    // A secret written into the file by mistake is refused without being repeated.
+    let r = Regions::examples();
+    r.edit(
+        "us-east-1.yaml",
+        "file:secrets/GWCTL_DEVICE_PASSWORD",
+        "correct-horse-battery",
+    );
+    let (code, stderr) = validate(&r, &["us-east-1"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("credentials.device.password: the value given (not shown"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("correct-horse-battery"), "{stderr}");
+}
+
+#[test]
+fn env_sources_are_read_from_the_environment() {
+    let r = Regions::examples();
+    r.edit(
+        "us-east-1.yaml",
+        "file:secrets/GWCTL_DEVICE_PASSWORD",
+        "env:GWCTL_TEST_DEVICE_PASSWORD",
+    );
+    r.gwctl()
+        .env("GWCTL_TEST_DEVICE_PASSWORD", "from-env")
+        .args(["validate", "us-east-1"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn show_effective_prints_defaults() {
+    let r = Regions::examples();
+    let out = r
+        .gwctl()
+        .args(["validate", "--show-effective", "ap-northeast-1"])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "cluster_name: gw-ap-northeast-1",
+        "instance_type: c6i.large",
+        "tuning: connections",
+        "ack_mode: on-confirm",
+        "static_routes:\n  - 10.0.0.0/16",
+        "port: 1883",
+    ] {
+        assert!(text.contains(needle), "{needle} not in:\n{text}");
+    }
+}
+
+#[test]
+fn regions_dir_comes_from_the_environment_too() {
+    let r = Regions::examples();
+    let mut cmd = assert_cmd::Command::cargo_bin("gwctl").expect("binary");
+    cmd.env("GWCTL_REGIONS", r.dir())
+        .args(["validate", "--all"])
+        .assert()
+        .success();
+    let mut cmd = assert_cmd::Command::cargo_bin("gwctl").expect("binary");
+    cmd.env("GWCTL_REGIONS", "/nonexistent/regions")
+        .args(["validate"])
+        .assert()
+        .code(2);
+}
