@@ -42,6 +42,12 @@ pub enum Command {
     Schema(SchemaArgs),
     /// Render a region's broker configuration, definitions and cloud-init user-data.
     Render(RenderArgs),
+    /// Show what `up` would change in AWS, without changing anything.
+    Plan(PlanArgs),
+    /// Create or update the gateway regions' AWS resources to match the region files.
+    Up(UpArgs),
+    /// Delete every AWS resource gwctl owns in a gateway region.
+    Down(DownArgs),
     /// Run the stack on this machine: local RabbitMQ nodes stand in for every region's brokers.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
@@ -97,4 +103,61 @@ pub struct SandboxArgs {
         value_name = "DIR"
     )]
     pub rabbitmq_bin: PathBuf,
+}
+
+/// Which gateway regions: named ones, or all.
+#[derive(Debug, Args)]
+pub struct RegionSelection {
+    /// Gateway regions to work on.
+    #[arg(id = "region", value_name = "REGION", required_unless_present = "all", conflicts_with = "all")]
+    pub names: Vec<String>,
+    /// Every gateway region file.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub select: RegionSelection,
+    /// Print the plan as JSON (Terraform's plan shape) instead of text.
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+    /// Print the plan as Markdown, for a pull-request comment.
+    #[arg(long)]
+    pub markdown: bool,
+    /// Also save the plan (JSON) to FILE, for `up --plan FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Exit 0 when there is nothing to change, 2 when there is, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub select: RegionSelection,
+    /// Apply a plan saved by `plan --out`; refused if the files or AWS changed since.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Operations run at once per region.
+    #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallelism: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// The gateway region to delete.
+    #[arg(value_name = "REGION")]
+    pub region: String,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Operations run at once.
+    #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallelism: u16,
 }

@@ -3,11 +3,14 @@
 
 pub mod broker;
 pub mod cli;
+pub mod cloud;
 pub mod commands;
 pub mod error;
 pub mod federation;
+pub mod plan;
 pub mod printer;
 pub mod render;
+pub mod resources;
 pub mod sandbox;
 pub mod spec;
 

@@ -3,7 +3,8 @@
 
 use std::io::{IsTerminal, Write};
 
-use anstyle::{AnsiColor, Style};
+pub use anstyle::AnsiColor;
+use anstyle::Style;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum ColorChoice {
@@ -17,6 +18,7 @@ pub enum ColorChoice {
 pub struct Printer {
     color: bool,
     quiet: bool,
+    tty: bool,
 }
 
 impl Printer {
@@ -30,15 +32,21 @@ impl Printer {
                     && std::env::var("TERM").map_or(true, |t| t != "dumb")
             }
         };
-        Printer { color, quiet }
+        Printer { color, quiet, tty: std::io::stderr().is_terminal() }
+    }
+
+    /// Whether progress can be drawn (bars, spinners) rather than printed as plain lines.
+    pub fn is_tty(&self) -> bool {
+        self.tty && !self.quiet
+    }
+
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
     }
 
     /// Plain output for tests and pipes.
     pub fn plain() -> Printer {
-        Printer {
-            color: false,
-            quiet: false,
-        }
+        Printer { color: false, quiet: false, tty: false }
     }
 
     /// Data (what a pipe reads): validated files, schemas, rendered files.
@@ -72,7 +80,8 @@ impl Printer {
         eprintln!("{} {text}", self.paint("error:", AnsiColor::Red));
     }
 
-    fn paint(&self, s: &str, color: AnsiColor) -> String {
+    /// `s` in bold `color` on a colour terminal, plain otherwise.
+    pub fn paint(&self, s: &str, color: AnsiColor) -> String {
         if self.color {
             let style = Style::new().bold().fg_color(Some(color.into()));
             format!("{style}{s}{style:#}")

@@ -1,7 +1,11 @@
 //! Commands: each orchestrates the layers below (spec, render, broker, sandbox) and owns no
 //! API calls of its own.
 
+mod aws;
+mod down;
+mod plan;
 mod render;
+mod up;
 mod sandbox;
 mod schema;
 mod validate;
@@ -15,6 +19,9 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<Status> {
         Command::Validate(args) => validate::run(&cli.regions, &args, printer),
         Command::Schema(args) => schema::run(&args, printer),
         Command::Render(args) => render::run(&cli.regions, &args, printer),
+        Command::Plan(args) => plan::run(&cli.regions, &args, printer),
+        Command::Up(args) => up::run(&cli.regions, &args, printer),
+        Command::Down(args) => down::run(&cli.regions, &args, printer),
         Command::Sandbox(SandboxCommand::Demo(args)) => sandbox::demo(&cli.regions, &args, printer),
     }
 }

@@ -224,6 +224,10 @@ fn templates() -> Result<Tera, RenderError> {
             "backend/enabled_plugins",
             include_str!("../../templates/backend/enabled_plugins.tera"),
         ),
+        (
+            "support/user-data.yaml",
+            include_str!("../../templates/support/user-data.yaml.tera"),
+        ),
     ];
     tera.add_raw_templates(sources)
         .map_err(|e| RenderError::Template("(compile)".into(), error_chain(&e)))?;
@@ -323,6 +327,46 @@ pub fn gateway(
         out.push(name, user_data, 0o644);
     }
     Ok(out)
+}
+
+/// User-data of support instance `node` of `group`.
+pub fn support_user_data(gw: &GatewaySpec, group: &str, node: u8) -> Result<String, RenderError> {
+    let tera = templates()?;
+    let mut ctx = tera::Context::new();
+    ctx.insert("name", group);
+    ctx.insert("node", &node);
+    ctx.insert("cluster_name", &gw.cluster_name());
+    ctx.insert("region", &gw.region);
+    let text = render(&tera, "support/user-data.yaml", &ctx)?;
+    check_user_data(&format!("{group}-{node}.user-data.yaml"), &text)?;
+    Ok(text)
+}
+
+/// The secrets one node needs, read from the region files' sources: the backend's
+/// (`gateway` = `None`) or a gateway's.
+pub fn node_secrets(
+    stack: &crate::spec::Stack,
+    gateway: Option<&GatewaySpec>,
+) -> Result<placeholder::SecretValues, crate::spec::secret::SecretError> {
+    let base = &stack.dir;
+    let b = &stack.backend.spec.credentials;
+    let mut s = placeholder::SecretValues::new();
+    s.insert(SecretName::FederationPassword, b.federation.password.resolve(base)?);
+    match gateway {
+        None => {
+            s.insert(SecretName::AdminPassword, b.admin.password.resolve(base)?);
+            s.insert(SecretName::ErlangCookie, b.erlang_cookie.resolve(base)?);
+        }
+        Some(gw) => {
+            let c = &gw.credentials;
+            s.insert(SecretName::AdminPassword, c.admin.password.resolve(base)?);
+            s.insert(SecretName::ErlangCookie, c.erlang_cookie.resolve(base)?);
+            if let Some(d) = &c.device {
+                s.insert(SecretName::DevicePassword, d.password.resolve(base)?);
+            }
+        }
+    }
+    Ok(s)
 }
 
 /// The backend's files: a throughput-tuned configuration and its base definitions.

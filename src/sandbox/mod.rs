@@ -105,32 +105,6 @@ pub struct Sandbox {
     nodes: BTreeMap<String, LocalNode>,
 }
 
-/// Secrets of one node, read from the region files' sources.
-fn secrets_for(stack: &Stack, gateway: Option<&GatewaySpec>) -> Result<SecretValues, SandboxError> {
-    let base = &stack.dir;
-    let b = &stack.backend.spec.credentials;
-    let mut s = SecretValues::new();
-    s.insert(
-        SecretName::FederationPassword,
-        b.federation.password.resolve(base)?,
-    );
-    match gateway {
-        None => {
-            s.insert(SecretName::AdminPassword, b.admin.password.resolve(base)?);
-            s.insert(SecretName::ErlangCookie, b.erlang_cookie.resolve(base)?);
-        }
-        Some(gw) => {
-            let c = &gw.credentials;
-            s.insert(SecretName::AdminPassword, c.admin.password.resolve(base)?);
-            s.insert(SecretName::ErlangCookie, c.erlang_cookie.resolve(base)?);
-            if let Some(d) = &c.device {
-                s.insert(SecretName::DevicePassword, d.password.resolve(base)?);
-            }
-        }
-    }
-    Ok(s)
-}
-
 impl Sandbox {
     /// Renders every region into `dir`, fills in secrets (0600 files), starts all nodes in
     /// parallel and waits until each accepts connections.
@@ -157,7 +131,7 @@ impl Sandbox {
         let node_dir = dir.join(BACKEND);
         let addr = sandbox.addressing(&node_dir, &backend_ports, Vec::new());
         let files = render::backend(backend, &addr)?;
-        let secrets = secrets_for(stack, None)?;
+        let secrets = render::node_secrets(stack, None)?;
         let node = sandbox.launch(
             BACKEND,
             &backend.cluster_name,
@@ -177,7 +151,7 @@ impl Sandbox {
             let peers = vec![(LOOPBACK.to_string(), backend_ports.ports.amqp)];
             let addr = sandbox.addressing(&node_dir, &ports, peers);
             let files = render::gateway(&gw.spec, backend, &addr)?;
-            let secrets = secrets_for(stack, Some(&gw.spec))?;
+            let secrets = render::node_secrets(stack, Some(&gw.spec))?;
             let node = sandbox.launch(
                 &region,
                 &gw.spec.cluster_name(),

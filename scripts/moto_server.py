@@ -1,0 +1,158 @@
+"""moto_server, extended where moto lacks an EC2 action that real AWS has and gwctl relies on.
+
+moto 5.2.1 answers CreateVpnConnectionRoute, DeleteVpnConnectionRoute, EnableVgwRoutePropagation
+and DisableVgwRoutePropagation with HTTP 500 NotImplemented, and forgets the VPN connection's
+Options (StaticRoutesOnly). A static-routes VPN carries no traffic on AWS without its route, so
+gwctl makes these calls; this launcher adds them with state that DescribeVpnConnections
+(Routes, Options) and DescribeRouteTables (PropagatingVgws) report back, then runs moto's own
+server. Usage: python moto_server.py -H 127.0.0.1 -p PORT
+
+It also seeds the images an AWS account sees and moto does not list: Debian's (owner
+136693071363), so region files can select images by owner and name as in production. They are
+added to moto's own built-in images through moto's MOTO_AMIS_PATH setting.
+"""
+import gzip
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+
+DEBIAN = "136693071363"
+DEBIAN_IMAGES = [
+    ("ami-0d0ebb1e000000001", "debian-12-amd64-20250101-1900", "2025-01-01T19:00:00.000Z"),
+    ("ami-0d0ebb1e000000002", "debian-12-amd64-20260101-2345", "2026-01-01T23:45:00.000Z"),
+]
+
+
+def seed_images():
+    spec = importlib.util.find_spec("moto")
+    base = os.path.join(spec.submodule_search_locations[0], "ec2", "resources", "amis.json.gz")
+    with gzip.open(base, "rt", encoding="utf-8") as f:
+        amis = json.load(f)
+    for ami_id, name, created in DEBIAN_IMAGES:
+        amis.append({
+            "ami_id": ami_id, "name": name, "owner_id": DEBIAN, "state": "available", "public": True,
+            "creation_date": created, "root_device_type": "ebs", "root_device_name": "/dev/xvda",
+            "architecture": "x86_64", "virtualization_type": "hvm", "hypervisor": "xen",
+            "image_type": "machine", "description": "Debian 12 (bookworm)", "sriov": "simple",
+            "image_location": f"{DEBIAN}/{name}",
+        })
+    fd, path = tempfile.mkstemp(prefix="gwctl-moto-amis-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(amis, f)
+    os.environ["MOTO_AMIS_PATH"] = path
+
+
+seed_images()  # before moto reads its settings
+
+import moto.server  # noqa: E402
+from moto.core.responses import EmptyResult  # noqa: E402
+from moto.ec2.exceptions import InvalidParameterValue  # noqa: E402
+from moto.ec2.responses import EC2Response  # noqa: E402
+
+
+def _vpn_connection(self, conn_id):
+    # Raises InvalidVpnConnectionID.NotFound like AWS for an unknown id.
+    found = self.ec2_backend.describe_vpn_connections(vpn_connection_ids=[conn_id])
+    return found[0]
+
+
+def create_vpn_connection_route(self):
+    conn = _vpn_connection(self, self._get_param("VpnConnectionId"))
+    cidr = self._get_param("DestinationCidrBlock")
+    routes = list(getattr(conn, "routes", None) or [])
+    if not any(r["DestinationCidrBlock"] == cidr for r in routes):
+        routes.append({"DestinationCidrBlock": cidr, "Source": "static", "State": "available"})
+    conn.routes = routes
+    return EmptyResult()
+
+
+def delete_vpn_connection_route(self):
+    conn = _vpn_connection(self, self._get_param("VpnConnectionId"))
+    cidr = self._get_param("DestinationCidrBlock")
+    routes = list(getattr(conn, "routes", None) or [])
+    if not any(r["DestinationCidrBlock"] == cidr for r in routes):
+        raise InvalidParameterValue(f"The route {cidr} does not exist on {conn.id}")
+    conn.routes = [r for r in routes if r["DestinationCidrBlock"] != cidr]
+    return EmptyResult()
+
+
+def _propagation(self, enable):
+    table = self.ec2_backend.get_route_table(self._get_param("RouteTableId"))
+    gateway = self._get_param("GatewayId")
+    self.ec2_backend.get_vpn_gateway(gateway)  # InvalidVpnGatewayID.NotFound for unknown ids
+    vgws = [v for v in (getattr(table, "propagating_vgws", None) or []) if v["GatewayId"] != gateway]
+    if enable:
+        vgws.append({"GatewayId": gateway})
+    table.propagating_vgws = vgws
+    return EmptyResult()
+
+
+def enable_vgw_route_propagation(self):
+    return _propagation(self, True)
+
+
+def disable_vgw_route_propagation(self):
+    return _propagation(self, False)
+
+
+_create_vpn_connection = EC2Response.create_vpn_connection
+
+
+def create_vpn_connection(self):
+    result = _create_vpn_connection(self)
+    options = self._get_param("Options") or {}
+    static = str(options.get("StaticRoutesOnly", "false")).lower() == "true"
+    result.result["VpnConnection"].options = {"StaticRoutesOnly": static}
+    return result
+
+
+# moto parses the creation dates of its image list in place, so the second load (after
+# POST /moto-api/reset) finds datetimes where it expects strings and fails; accept both.
+import moto.ec2.models.amis as _amis  # noqa: E402
+
+_parse_timestamp = _amis.parse_timestamp
+_amis.parse_timestamp = lambda v: _parse_timestamp(v) if isinstance(v, str) else v
+
+# RunInstances drops a block device's Iops and Throughput, so io2 volumes fail with
+# InvalidParameterDependency (after the instance was half created) and gp3 volumes report the
+# default IOPS. AWS creates the volumes as requested: pass both through.
+import contextvars  # noqa: E402
+
+from moto.ec2.models.instances import Instance, InstanceBackend  # noqa: E402
+
+_mappings = contextvars.ContextVar("gwctl_block_device_mappings", default=None)
+_run_instances = InstanceBackend.run_instances
+
+
+def run_instances(self, *args, **kwargs):
+    token = _mappings.set(kwargs.get("block_device_mappings"))
+    try:
+        return _run_instances(self, *args, **kwargs)
+    finally:
+        _mappings.reset(token)
+
+
+def add_block_device(self, size, device_path, snapshot_id, encrypted, delete_on_termination, kms_key_id, volume_type):
+    ebs = next((m.get("Ebs") or {} for m in (_mappings.get() or []) if m.get("DeviceName") == device_path), {})
+    number = lambda v: int(v) if v not in (None, "") else None  # noqa: E731
+    volume = self.ec2_backend.create_volume(
+        size=size, zone_name=self._placement.zone, snapshot_id=snapshot_id, encrypted=encrypted,
+        kms_key_id=kms_key_id, volume_type=volume_type,
+        iops=number(ebs.get("Iops")), throughput=number(ebs.get("Throughput")),
+    )
+    self.ec2_backend.attach_volume(volume.id, self.id, device_path, delete_on_termination)
+
+
+InstanceBackend.run_instances = run_instances
+Instance.add_block_device = add_block_device
+
+EC2Response.create_vpn_connection_route = create_vpn_connection_route
+EC2Response.delete_vpn_connection_route = delete_vpn_connection_route
+EC2Response.enable_vgw_route_propagation = enable_vgw_route_propagation
+EC2Response.disable_vgw_route_propagation = disable_vgw_route_propagation
+EC2Response.create_vpn_connection = create_vpn_connection
+
+if __name__ == "__main__":
+    sys.exit(moto.server.main(sys.argv[1:]))

@@ -1,0 +1,922 @@
+//! EC2: VPC, subnets, gateways, routes, security groups, VPN, instances, Elastic IPs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::{
+    AttributeBooleanValue, BlockDeviceMapping, DomainType, EbsBlockDevice, Filter, GatewayType,
+    HttpTokensState, IamInstanceProfileSpecification, InstanceMetadataEndpointState,
+    InstanceMetadataOptionsRequest, InstanceType, IpPermission, IpRange, ResourceType, Tag,
+    TagSpecification, UserIdGroupPair, VolumeType, VpnConnectionOptionsSpecification,
+};
+use base64::Engine;
+
+use super::{Call, CloudError, Ids, Owner, resolve, retry};
+use crate::resources::{
+    Desired, Ingress, IngressSource, Key, Kind, Observed, Payload, Ref, Route, Spec, TAG_ID,
+    TAG_LAUNCH, TAG_REGION, TAG_STACK,
+};
+use crate::spec::model::Ami;
+
+/// Time AWS may take to bring an instance to `running` or `terminated`.
+const INSTANCE_WAIT: Duration = Duration::from_secs(600);
+/// Time a VPN gateway may take to attach or detach.
+const ATTACH_WAIT: Duration = Duration::from_secs(300);
+
+fn filter(name: &str, value: &str) -> Filter {
+    Filter::builder().name(name).values(value).build()
+}
+
+fn owner_filters(o: &Owner) -> [Filter; 2] {
+    [filter(&format!("tag:{TAG_STACK}"), &o.stack), filter(&format!("tag:{TAG_REGION}"), &o.region)]
+}
+
+fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+        .collect()
+}
+
+/// The key an owned resource carries, if it is ours (stack, region and a valid `gwctl:id`).
+fn owned_key(o: &Owner, tags: &[Tag], kind: Kind) -> Option<Key> {
+    let t = tag_map(tags);
+    if t.get(TAG_STACK) != Some(&o.stack) || t.get(TAG_REGION) != Some(&o.region) {
+        return None;
+    }
+    let key = Key::try_from(t.get(TAG_ID)?.clone()).ok()?;
+    (key.kind == kind).then_some(key)
+}
+
+fn tag_spec(kind: ResourceType, tags: &BTreeMap<String, String>) -> TagSpecification {
+    let mut b = TagSpecification::builder().resource_type(kind);
+    for (k, v) in tags {
+        b = b.tags(Tag::builder().key(k).value(v).build());
+    }
+    b.build()
+}
+
+fn observed(key: Key, id: &str, spec: Spec) -> Observed {
+    Observed { key, id: id.to_string(), spec, parts: BTreeMap::new(), state: None }
+}
+
+fn id_ref(id: Option<&str>) -> Ref {
+    Ref::Id(id.unwrap_or_default().to_string())
+}
+
+pub async fn discover(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError> {
+    let (vpcs, subnets, igws, sgs, cgws, vgws, vpns, rtbs, instances, eips) = tokio::join!(
+        vpcs(c, o),
+        subnets(c, o),
+        internet_gateways(c, o),
+        security_groups(c, o),
+        customer_gateways(c, o),
+        vpn_gateways(c, o),
+        vpn_connections(c, o),
+        route_tables(c, o),
+        instances(c, o),
+        elastic_ips(c, o),
+    );
+    let mut out = Vec::new();
+    for part in [vpcs, subnets, igws, sgs, cgws, vgws, vpns, rtbs, instances, eips] {
+        out.extend(part?);
+    }
+    Ok(out)
+}
+
+async fn vpcs(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError> {
+    let resp = c.describe_vpcs().set_filters(Some(owner_filters(o).to_vec())).send().await.op("DescribeVpcs")?;
+    Ok(resp
+        .vpcs()
+        .iter()
+        .filter_map(|v| {
+            let key = owned_key(o, v.tags(), Kind::Vpc)?;
+            Some(observed(key, v.vpc_id()?, Spec::Vpc { cidr: v.cidr_block()?.to_string() }))
+        })
+        .collect())
+}
+
+async fn subnets(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError> {
+    let resp = c.describe_subnets().set_filters(Some(owner_filters(o).to_vec())).send().await.op("DescribeSubnets")?;
+    Ok(resp
+        .subnets()
+        .iter()
+        .filter_map(|s| {
+            let key = owned_key(o, s.tags(), Kind::Subnet)?;
+            let spec = Spec::Subnet {
+                vpc: id_ref(s.vpc_id()),
+                zone: s.availability_zone()?.to_string(),
+                cidr: s.cidr_block()?.to_string(),
+            };
+            Some(observed(key, s.subnet_id()?, spec))
+        })
+        .collect())
+}
+
+async fn internet_gateways(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError> {
+    let resp = c
+        .describe_internet_gateways()
+        .set_filters(Some(owner_filters(o).to_vec()))
+        .send()
+        .await
+        .op("DescribeInternetGateways")?;
+    Ok(resp
+        .internet_gateways()
+        .iter()
+        .filter_map(|g| {
+            let key = owned_key(o, g.tags(), Kind::InternetGateway)?;
+            let vpc = g.attachments().first().and_then(|a| a.vpc_id());
+            Some(observed(key, g.internet_gateway_id()?, Spec::InternetGateway { vpc: id_ref(vpc) }))
+        })
+        .collect())
+}
+
+async fn security_groups(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError> {
+    let resp = c
+        .describe_security_groups()
+        .set_filters(Some(owner_filters(o).to_vec()))
+        .send()
+        .await
+        .op("DescribeSecurityGroups")?;
+    Ok(resp
+        .security_groups()
+        .iter()
+        .filter_map(|g| {
+            let key = owned_key(o, g.tags(), Kind::SecurityGroup)?;
+            let id = g.group_id()?;
+            let mut ingress = Vec::new();
+            for p in g.ip_permissions() {
+                let (Some(from), Some(to)) = (p.from_port(), p.to_port()) else { continue };
+                if from != to || p.ip_protocol() != Some("tcp") {
+                    // Not a rule gwctl writes: keep it visible as drift.
+                    ingress.push(Ingress { port: 0, from: IngressSource::Cidr(format!("{:?}:{from}-{to}", p.ip_protocol())), description: String::new() });
+                    continue;
+                }
+                let port = u16::try_from(from).unwrap_or_default();
+                for r in p.ip_ranges() {
+                    ingress.push(Ingress {
+                        port,
+                        from: IngressSource::Cidr(r.cidr_ip().unwrap_or_default().to_string()),
+                        description: r.description().unwrap_or_default().to_string(),
+                    });
+                }
+                for pair in p.user_id_group_pairs() {
+                    let from = if pair.group_id() == Some(id) {
+                        IngressSource::Itself
+                    } else {
+                        IngressSource::Cidr(pair.group_id().unwrap_or_default().to_string())
+                    };
+                    ingress.push(Ingress { port, from, description: pair.description().unwrap_or_default().to_string() });
+                }
+            }
+            ingress.sort();
+            let spec = Spec::SecurityGroup {
+                vpc: id_ref(g.vpc_id()),
+                group_name: g.group_name().unwrap_or_default().to_string(),
+                description: g.description().unwrap_or_default().to_string(),
+                ingress,
+            };
+            Some(observed(key, id, spec))
+        })
+        .collect())
+}
+
+/// Deleted VPN objects stay listed for a while (on AWS and moto): skip them.
+fn gone(state: Option<&str>) -> bool {
+    matches!(state, Some("deleted" | "deleting"))
+}
+
+async fn customer_gateways(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError> {
+    // Tag filters are sent for AWS; moto ignores them here, so ownership is also checked below.
+    let resp = c
+        .describe_customer_gateways()
+        .set_filters(Some(owner_filters(o).to_vec()))
+        .send()
+        .await
+        .op("DescribeCustomerGateways")?;
+    Ok(resp
+        .customer_gateways()
+        .iter()
+        .filter(|g| !gone(g.state()))
+        .filter_map(|g| {
+            let key = owned_key(o, g.tags(), Kind::CustomerGateway)?;
+            let spec = Spec::CustomerGateway {
+                ip: g.ip_address().unwrap_or_default().to_string(),
+                bgp_asn: g.bgp_asn().and_then(|a| a.parse().ok()).unwrap_or_default(),
+            };
+            Some(observed(key, g.customer_gateway_id()?, spec))
+        })
+        .collect())
+}
+
+async fn vpn_gateways(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError> {
+    let resp = c
+        .describe_vpn_gateways()
+        .set_filters(Some(owner_filters(o).to_vec()))
+        .send()
+        .await
+        .op("DescribeVpnGateways")?;
+    Ok(resp
+        .vpn_gateways()
+        .iter()
+        .filter(|g| !gone(g.state().map(|s| s.as_str())))
+        .filter_map(|g| {
+            let key = owned_key(o, g.tags(), Kind::VpnGateway)?;
+            let vpc = g
+                .vpc_attachments()
+                .iter()
+                .find(|a| matches!(a.state().map(|s| s.as_str()), Some("attached" | "attaching")))
+                .and_then(|a| a.vpc_id());
+            Some(observed(key, g.vpn_gateway_id()?, Spec::VpnGateway { vpc: id_ref(vpc) }))
+        })
+        .collect())
+}
+
+async fn vpn_connections(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError> {
+    let resp = c
+        .describe_vpn_connections()
+        .set_filters(Some(owner_filters(o).to_vec()))
+        .send()
+        .await
+        .op("DescribeVpnConnections")?;
+    Ok(resp
+        .vpn_connections()
+        .iter()
+        .filter(|v| !gone(v.state().map(|s| s.as_str())))
+        .filter_map(|v| {
+            let key = owned_key(o, v.tags(), Kind::VpnConnection)?;
+            let mut routes: Vec<String> = v
+                .routes()
+                .iter()
+                .filter(|r| !gone(r.state().map(|s| s.as_str())))
+                .filter_map(|r| r.destination_cidr_block().map(str::to_string))
+                .collect();
+            routes.sort();
+            let spec = Spec::VpnConnection {
+                customer_gateway: id_ref(v.customer_gateway_id()),
+                vpn_gateway: id_ref(v.vpn_gateway_id()),
+                static_routes_only: v.options().and_then(|o| o.static_routes_only()).unwrap_or(false),
+                routes,
+            };
+            Some(observed(key, v.vpn_connection_id()?, spec))
+        })
+        .collect())
+}
+
+async fn route_tables(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError> {
+    let resp = c
+        .describe_route_tables()
+        .set_filters(Some(owner_filters(o).to_vec()))
+        .send()
+        .await
+        .op("DescribeRouteTables")?;
+    Ok(resp
+        .route_tables()
+        .iter()
+        .filter_map(|t| {
+            let key = owned_key(o, t.tags(), Kind::RouteTable)?;
+            let mut parts = BTreeMap::new();
+            let routes = t
+                .routes()
+                .iter()
+                .filter(|r| r.origin().map(|x| x.as_str()) == Some("CreateRoute"))
+                .filter_map(|r| {
+                    Some(Route {
+                        destination: r.destination_cidr_block()?.to_string(),
+                        target: id_ref(r.gateway_id()),
+                    })
+                })
+                .collect();
+            let propagating = t.propagating_vgws().iter().map(|p| id_ref(p.gateway_id())).collect();
+            let mut subnets = Vec::new();
+            for a in t.associations() {
+                if a.main() == Some(true) {
+                    continue;
+                }
+                if let (Some(s), Some(id)) = (a.subnet_id(), a.route_table_association_id()) {
+                    subnets.push(Ref::Id(s.to_string()));
+                    parts.insert(format!("association:{s}"), id.to_string());
+                }
+            }
+            let spec = Spec::RouteTable { vpc: id_ref(t.vpc_id()), routes, propagating, subnets };
+            let mut ob = observed(key, t.route_table_id()?, spec);
+            ob.parts = parts;
+            Some(ob)
+        })
+        .collect())
+}
+
+async fn instances(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError> {
+    let pages: Vec<_> = c
+        .describe_instances()
+        .set_filters(Some(owner_filters(o).to_vec()))
+        .into_paginator()
+        .send()
+        .collect::<Vec<_>>()
+        .await;
+    let mut out = Vec::new();
+    for page in pages {
+        let page = page.op("DescribeInstances")?;
+        for r in page.reservations() {
+            for i in r.instances() {
+                let state = i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string());
+                if matches!(state.as_deref(), Some("terminated" | "shutting-down")) {
+                    continue;
+                }
+                let Some(key) = owned_key(o, i.tags(), Kind::Instance) else { continue };
+                let Some(id) = i.instance_id() else { continue };
+                let tags = tag_map(i.tags());
+                let profile = i.iam_instance_profile().and_then(|p| p.arn());
+                let spec = Spec::Instance {
+                    image: i.image_id().unwrap_or_default().to_string(),
+                    instance_type: i.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+                    subnet: id_ref(i.subnet_id()),
+                    security_groups: i.security_groups().iter().map(|g| id_ref(g.group_id())).collect(),
+                    profile: id_ref(profile),
+                    launch_sha256: tags.get(TAG_LAUNCH).cloned().unwrap_or_default(),
+                    imdsv2_required: i.metadata_options().and_then(|m| m.http_tokens()) == Some(&HttpTokensState::Required),
+                };
+                let mut ob = observed(key, id, spec);
+                ob.state = state;
+                out.push(ob);
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn elastic_ips(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError> {
+    let resp = c.describe_addresses().set_filters(Some(owner_filters(o).to_vec())).send().await.op("DescribeAddresses")?;
+    Ok(resp
+        .addresses()
+        .iter()
+        .filter_map(|a| {
+            let key = owned_key(o, a.tags(), Kind::ElasticIp)?;
+            let mut ob = observed(key, a.allocation_id()?, Spec::ElasticIp { instance: id_ref(a.instance_id()) });
+            if let Some(assoc) = a.association_id() {
+                ob.parts.insert("association".into(), assoc.to_string());
+            }
+            ob.state = a.public_ip().map(str::to_string);
+            Some(ob)
+        })
+        .collect())
+}
+
+/// A machine image, as far as launching needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    pub id: String,
+    pub root_device: String,
+}
+
+pub async fn find_image(c: &Client, ami: &Ami) -> Result<Image, CloudError> {
+    let req = match ami {
+        Ami::Id(a) => c.describe_images().image_ids(&a.id),
+        Ami::Lookup(l) => c.describe_images().owners(&l.owner).filters(filter("name", &l.name)),
+    };
+    let resp = req.send().await.op("DescribeImages")?;
+    let newest = resp
+        .images()
+        .iter()
+        .filter(|i| i.image_id().is_some())
+        .max_by(|a, b| a.creation_date().unwrap_or_default().cmp(b.creation_date().unwrap_or_default()));
+    match (newest, ami) {
+        (Some(i), _) => Ok(Image {
+            id: i.image_id().unwrap_or_default().to_string(),
+            root_device: i.root_device_name().unwrap_or("/dev/xvda").to_string(),
+        }),
+        (None, Ami::Id(a)) => Err(CloudError::new("DescribeImages", format!("image {} does not exist in this region", a.id))),
+        (None, Ami::Lookup(l)) => Err(CloudError::new(
+            "DescribeImages",
+            format!("no image owned by {} matches `{}` in this region", l.owner, l.name),
+        )),
+    }
+}
+
+fn spec_mismatch(d: &Desired) -> CloudError {
+    CloudError::new("apply", format!("{}: spec does not match its kind", d.key))
+}
+
+pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, CloudError> {
+    let eventual = Duration::from_secs(60);
+    let id = match &d.spec {
+        Spec::Vpc { cidr } => {
+            let r = c.create_vpc().cidr_block(cidr).tag_specifications(tag_spec(ResourceType::Vpc, &d.tags)).send().await.op("CreateVpc")?;
+            let id = r.vpc().and_then(|v| v.vpc_id()).ok_or_else(|| missing("CreateVpc", "VpcId"))?.to_string();
+            // Private DNS names are how RabbitMQ's AWS peer discovery names nodes.
+            retry(eventual, CloudError::is_eventual, || async {
+                c.modify_vpc_attribute()
+                    .vpc_id(&id)
+                    .enable_dns_hostnames(AttributeBooleanValue::builder().value(true).build())
+                    .send()
+                    .await
+                    .op("ModifyVpcAttribute")
+            })
+            .await?;
+            id
+        }
+        Spec::Subnet { vpc, zone, cidr } => {
+            let vpc = resolve(ids, vpc)?;
+            let r = retry(eventual, CloudError::is_eventual, || async {
+                c.create_subnet()
+                    .vpc_id(&vpc)
+                    .availability_zone(zone)
+                    .cidr_block(cidr)
+                    .tag_specifications(tag_spec(ResourceType::Subnet, &d.tags))
+                    .send()
+                    .await
+                    .op("CreateSubnet")
+            })
+            .await?;
+            let id = r.subnet().and_then(|s| s.subnet_id()).ok_or_else(|| missing("CreateSubnet", "SubnetId"))?.to_string();
+            // Brokers need the internet to install packages before their Elastic IP arrives.
+            c.modify_subnet_attribute()
+                .subnet_id(&id)
+                .map_public_ip_on_launch(AttributeBooleanValue::builder().value(true).build())
+                .send()
+                .await
+                .op("ModifySubnetAttribute")?;
+            id
+        }
+        Spec::InternetGateway { vpc } => {
+            let vpc = resolve(ids, vpc)?;
+            let r = c
+                .create_internet_gateway()
+                .tag_specifications(tag_spec(ResourceType::InternetGateway, &d.tags))
+                .send()
+                .await
+                .op("CreateInternetGateway")?;
+            let id = r
+                .internet_gateway()
+                .and_then(|g| g.internet_gateway_id())
+                .ok_or_else(|| missing("CreateInternetGateway", "InternetGatewayId"))?
+                .to_string();
+            attach_igw(c, &id, &vpc).await?;
+            id
+        }
+        Spec::SecurityGroup { vpc, group_name, description, ingress } => {
+            let vpc = resolve(ids, vpc)?;
+            let r = retry(eventual, CloudError::is_eventual, || async {
+                c.create_security_group()
+                    .vpc_id(&vpc)
+                    .group_name(group_name)
+                    .description(description)
+                    .tag_specifications(tag_spec(ResourceType::SecurityGroup, &d.tags))
+                    .send()
+                    .await
+                    .op("CreateSecurityGroup")
+            })
+            .await?;
+            let id = r.group_id().ok_or_else(|| missing("CreateSecurityGroup", "GroupId"))?.to_string();
+            authorize(c, &id, ingress).await?;
+            id
+        }
+        Spec::CustomerGateway { ip, bgp_asn } => {
+            let r = c
+                .create_customer_gateway()
+                .r#type(GatewayType::Ipsec1)
+                .ip_address(ip)
+                .bgp_asn(i32::try_from(*bgp_asn).unwrap_or(i32::MAX))
+                .tag_specifications(tag_spec(ResourceType::CustomerGateway, &d.tags))
+                .send()
+                .await
+                .op("CreateCustomerGateway")?;
+            r.customer_gateway()
+                .and_then(|g| g.customer_gateway_id())
+                .ok_or_else(|| missing("CreateCustomerGateway", "CustomerGatewayId"))?
+                .to_string()
+        }
+        Spec::VpnGateway { vpc } => {
+            let vpc = resolve(ids, vpc)?;
+            let r = c
+                .create_vpn_gateway()
+                .r#type(GatewayType::Ipsec1)
+                .tag_specifications(tag_spec(ResourceType::VpnGateway, &d.tags))
+                .send()
+                .await
+                .op("CreateVpnGateway")?;
+            let id = r.vpn_gateway().and_then(|g| g.vpn_gateway_id()).ok_or_else(|| missing("CreateVpnGateway", "VpnGatewayId"))?.to_string();
+            attach_vgw(c, &id, &vpc).await?;
+            id
+        }
+        Spec::VpnConnection { customer_gateway, vpn_gateway, static_routes_only, routes } => {
+            let (cgw, vgw) = (resolve(ids, customer_gateway)?, resolve(ids, vpn_gateway)?);
+            let r = retry(eventual, CloudError::is_eventual, || async {
+                c.create_vpn_connection()
+                    .r#type("ipsec.1")
+                    .customer_gateway_id(&cgw)
+                    .vpn_gateway_id(&vgw)
+                    .options(VpnConnectionOptionsSpecification::builder().static_routes_only(*static_routes_only).build())
+                    .tag_specifications(tag_spec(ResourceType::VpnConnection, &d.tags))
+                    .send()
+                    .await
+                    .op("CreateVpnConnection")
+            })
+            .await?;
+            let id = r
+                .vpn_connection()
+                .and_then(|v| v.vpn_connection_id())
+                .ok_or_else(|| missing("CreateVpnConnection", "VpnConnectionId"))?
+                .to_string();
+            for cidr in routes {
+                vpn_route(c, &id, cidr, true).await?;
+            }
+            id
+        }
+        Spec::RouteTable { vpc, routes, propagating, subnets } => {
+            let vpc = resolve(ids, vpc)?;
+            let r = retry(eventual, CloudError::is_eventual, || async {
+                c.create_route_table()
+                    .vpc_id(&vpc)
+                    .tag_specifications(tag_spec(ResourceType::RouteTable, &d.tags))
+                    .send()
+                    .await
+                    .op("CreateRouteTable")
+            })
+            .await?;
+            let id = r.route_table().and_then(|t| t.route_table_id()).ok_or_else(|| missing("CreateRouteTable", "RouteTableId"))?.to_string();
+            for route in routes {
+                put_route(c, &id, &route.destination, &resolve(ids, &route.target)?, false).await?;
+            }
+            for vgw in propagating {
+                propagation(c, &id, &resolve(ids, vgw)?, true).await?;
+            }
+            for subnet in subnets {
+                associate(c, &id, &resolve(ids, subnet)?).await?;
+            }
+            id
+        }
+        Spec::Instance { image, instance_type, subnet, security_groups, profile, imdsv2_required, .. } => {
+            let Payload::Launch { user_data, root_device, block_devices, client_token } = &d.payload else {
+                return Err(spec_mismatch(d));
+            };
+            let subnet = resolve(ids, subnet)?;
+            let groups: Vec<String> = security_groups.iter().map(|g| resolve(ids, g)).collect::<Result<_, _>>()?;
+            let profile = resolve(ids, profile)?;
+            let mappings: Vec<BlockDeviceMapping> = block_devices
+                .iter()
+                .map(|b| {
+                    let device = if b.device == "root" { root_device.clone() } else { b.device.clone() };
+                    BlockDeviceMapping::builder()
+                        .device_name(device)
+                        .ebs(
+                            EbsBlockDevice::builder()
+                                .volume_type(VolumeType::from(b.volume_type.as_str()))
+                                .volume_size(i32::try_from(b.size_gib).unwrap_or(i32::MAX))
+                                .set_iops(b.iops.and_then(|i| i32::try_from(i).ok()))
+                                .set_throughput(b.throughput_mibps.and_then(|t| i32::try_from(t).ok()))
+                                .encrypted(true)
+                                .delete_on_termination(true)
+                                .build(),
+                        )
+                        .build()
+                })
+                .collect();
+            let user_data = base64::engine::general_purpose::STANDARD.encode(user_data);
+            // A retried RunInstances returns the same instance on AWS. Convergence still rests
+            // on discovery by tag first (moto ignores client tokens).
+            let token = client_token;
+            let r = retry(Duration::from_secs(90), CloudError::is_eventual, || async {
+                c.run_instances()
+                    .image_id(image)
+                    .instance_type(InstanceType::from(instance_type.as_str()))
+                    .min_count(1)
+                    .max_count(1)
+                    .subnet_id(&subnet)
+                    .set_security_group_ids(Some(groups.clone()))
+                    .iam_instance_profile(IamInstanceProfileSpecification::builder().arn(&profile).build())
+                    .user_data(&user_data)
+                    .metadata_options(
+                        InstanceMetadataOptionsRequest::builder()
+                            .http_tokens(if *imdsv2_required { HttpTokensState::Required } else { HttpTokensState::Optional })
+                            .http_endpoint(InstanceMetadataEndpointState::Enabled)
+                            .http_put_response_hop_limit(1)
+                            .build(),
+                    )
+                    .set_block_device_mappings(Some(mappings.clone()))
+                    .tag_specifications(tag_spec(ResourceType::Instance, &d.tags))
+                    .tag_specifications(tag_spec(ResourceType::Volume, &d.tags))
+                    .client_token(token)
+                    .send()
+                    .await
+                    .op("RunInstances")
+            })
+            .await?;
+            let id = r.instances().first().and_then(|i| i.instance_id()).ok_or_else(|| missing("RunInstances", "InstanceId"))?.to_string();
+            wait_instance(c, &id, "running").await?;
+            id
+        }
+        Spec::ElasticIp { instance } => {
+            let instance = resolve(ids, instance)?;
+            let r = c
+                .allocate_address()
+                .domain(DomainType::Vpc)
+                .tag_specifications(tag_spec(ResourceType::ElasticIp, &d.tags))
+                .send()
+                .await
+                .op("AllocateAddress")?;
+            let id = r.allocation_id().ok_or_else(|| missing("AllocateAddress", "AllocationId"))?.to_string();
+            associate_address(c, &id, &instance).await?;
+            id
+        }
+        Spec::IamRole { .. } | Spec::InstanceProfile { .. } | Spec::SsmParameter { .. } => return Err(spec_mismatch(d)),
+    };
+    Ok(Observed { key: d.key.clone(), id, spec: d.spec.clone(), parts: BTreeMap::new(), state: None })
+}
+
+pub async fn update(c: &Client, d: &Desired, before: &Observed, ids: &Ids) -> Result<Observed, CloudError> {
+    let id = before.id.as_str();
+    match (&d.spec, &before.spec) {
+        (Spec::SecurityGroup { ingress, .. }, Spec::SecurityGroup { ingress: old, .. }) => {
+            let want: BTreeSet<&Ingress> = ingress.iter().collect();
+            let have: BTreeSet<&Ingress> = old.iter().collect();
+            let revoke: Vec<Ingress> = have.difference(&want).map(|i| (*i).clone()).collect();
+            let add: Vec<Ingress> = want.difference(&have).map(|i| (*i).clone()).collect();
+            if !revoke.is_empty() {
+                c.revoke_security_group_ingress()
+                    .group_id(id)
+                    .set_ip_permissions(Some(permissions(id, &revoke)))
+                    .send()
+                    .await
+                    .op("RevokeSecurityGroupIngress")?;
+            }
+            authorize(c, id, &add).await?;
+        }
+        (Spec::InternetGateway { vpc }, Spec::InternetGateway { vpc: old }) => {
+            if let Ref::Id(old) = old
+                && !old.is_empty()
+            {
+                c.detach_internet_gateway().internet_gateway_id(id).vpc_id(old).send().await.op("DetachInternetGateway")?;
+            }
+            attach_igw(c, id, &resolve(ids, vpc)?).await?;
+        }
+        (Spec::VpnGateway { vpc }, Spec::VpnGateway { .. }) => attach_vgw(c, id, &resolve(ids, vpc)?).await?,
+        (Spec::VpnConnection { routes, .. }, Spec::VpnConnection { routes: old, .. }) => {
+            for cidr in old.iter().filter(|r| !routes.contains(r)) {
+                vpn_route(c, id, cidr, false).await?;
+            }
+            for cidr in routes.iter().filter(|r| !old.contains(r)) {
+                vpn_route(c, id, cidr, true).await?;
+            }
+        }
+        (Spec::RouteTable { routes, propagating, subnets, .. }, Spec::RouteTable { routes: old_routes, propagating: old_prop, subnets: old_subnets, .. }) => {
+            let resolve_all = |refs: &[Ref]| refs.iter().map(|r| resolve(ids, r)).collect::<Result<BTreeSet<_>, _>>();
+            let want: BTreeMap<&str, String> =
+                routes.iter().map(|r| Ok((r.destination.as_str(), resolve(ids, &r.target)?))).collect::<Result<_, CloudError>>()?;
+            let have: BTreeMap<&str, String> =
+                old_routes.iter().map(|r| (r.destination.as_str(), resolve(ids, &r.target).unwrap_or_default())).collect();
+            for dest in have.keys().filter(|d| !want.contains_key(*d)) {
+                c.delete_route().route_table_id(id).destination_cidr_block(*dest).send().await.op("DeleteRoute")?;
+            }
+            for (dest, target) in &want {
+                match have.get(dest) {
+                    Some(t) if t == target => {}
+                    Some(_) => put_route(c, id, dest, target, true).await?,
+                    None => put_route(c, id, dest, target, false).await?,
+                }
+            }
+            let (want_p, have_p) = (resolve_all(propagating)?, resolve_all(old_prop).unwrap_or_default());
+            for vgw in have_p.difference(&want_p) {
+                propagation(c, id, vgw, false).await?;
+            }
+            for vgw in want_p.difference(&have_p) {
+                propagation(c, id, vgw, true).await?;
+            }
+            let want_s = resolve_all(subnets)?;
+            let have_s: BTreeSet<String> = old_subnets.iter().filter_map(|r| resolve(ids, r).ok()).collect();
+            for (part, assoc) in &before.parts {
+                if let Some(subnet) = part.strip_prefix("association:")
+                    && !want_s.contains(subnet)
+                {
+                    c.disassociate_route_table().association_id(assoc).send().await.op("DisassociateRouteTable")?;
+                }
+            }
+            for subnet in want_s.difference(&have_s) {
+                associate(c, id, subnet).await?;
+            }
+        }
+        (Spec::Instance { imdsv2_required: true, .. }, Spec::Instance { imdsv2_required: false, .. }) => {
+            c.modify_instance_metadata_options()
+                .instance_id(id)
+                .http_tokens(HttpTokensState::Required)
+                .send()
+                .await
+                .op("ModifyInstanceMetadataOptions")?;
+        }
+        (Spec::ElasticIp { instance }, Spec::ElasticIp { .. }) => associate_address(c, id, &resolve(ids, instance)?).await?,
+        _ => return Err(CloudError::new("update", format!("{} cannot be updated in place", d.key))),
+    }
+    Ok(Observed { key: d.key.clone(), id: id.to_string(), spec: d.spec.clone(), parts: BTreeMap::new(), state: None })
+}
+
+pub async fn delete(c: &Client, o: &Observed) -> Result<(), CloudError> {
+    let id = o.id.as_str();
+    let ignore_missing = |r: Result<(), CloudError>| match r {
+        Err(e) if e.code.as_deref().is_some_and(|c| c.ends_with(".NotFound")) => Ok(()),
+        other => other,
+    };
+    let r = match &o.spec {
+        Spec::Vpc { .. } => c.delete_vpc().vpc_id(id).send().await.op("DeleteVpc").map(drop),
+        Spec::Subnet { .. } => c.delete_subnet().subnet_id(id).send().await.op("DeleteSubnet").map(drop),
+        Spec::InternetGateway { vpc } => {
+            if let Ref::Id(v) | Ref::Key(Key { name: v, .. }) = vpc
+                && !v.is_empty()
+            {
+                for a in c
+                    .describe_internet_gateways()
+                    .internet_gateway_ids(id)
+                    .send()
+                    .await
+                    .op("DescribeInternetGateways")?
+                    .internet_gateways()
+                    .iter()
+                    .flat_map(|g| g.attachments())
+                {
+                    if let Some(vpc) = a.vpc_id() {
+                        c.detach_internet_gateway().internet_gateway_id(id).vpc_id(vpc).send().await.op("DetachInternetGateway")?;
+                    }
+                }
+            }
+            c.delete_internet_gateway().internet_gateway_id(id).send().await.op("DeleteInternetGateway").map(drop)
+        }
+        Spec::SecurityGroup { .. } => c.delete_security_group().group_id(id).send().await.op("DeleteSecurityGroup").map(drop),
+        Spec::CustomerGateway { .. } => c.delete_customer_gateway().customer_gateway_id(id).send().await.op("DeleteCustomerGateway").map(drop),
+        Spec::VpnGateway { .. } => {
+            let gw = c.describe_vpn_gateways().vpn_gateway_ids(id).send().await.op("DescribeVpnGateways")?;
+            for a in gw.vpn_gateways().iter().flat_map(|g| g.vpc_attachments()) {
+                if let (Some(vpc), Some("attached" | "attaching")) = (a.vpc_id(), a.state().map(|s| s.as_str())) {
+                    c.detach_vpn_gateway().vpn_gateway_id(id).vpc_id(vpc).send().await.op("DetachVpnGateway")?;
+                }
+            }
+            c.delete_vpn_gateway().vpn_gateway_id(id).send().await.op("DeleteVpnGateway").map(drop)
+        }
+        Spec::VpnConnection { .. } => c.delete_vpn_connection().vpn_connection_id(id).send().await.op("DeleteVpnConnection").map(drop),
+        Spec::RouteTable { .. } => {
+            // A subnet's association outlives the subnet on moto and blocks the delete on AWS.
+            for assoc in o.parts.values() {
+                ignore_missing(c.disassociate_route_table().association_id(assoc).send().await.op("DisassociateRouteTable").map(drop))?;
+            }
+            c.delete_route_table().route_table_id(id).send().await.op("DeleteRouteTable").map(drop)
+        }
+        Spec::Instance { .. } => {
+            c.terminate_instances().instance_ids(id).send().await.op("TerminateInstances")?;
+            // Its security groups, subnet and Elastic IP are free only once it is gone.
+            wait_instance(c, id, "terminated").await
+        }
+        Spec::ElasticIp { .. } => {
+            if let Some(assoc) = o.parts.get("association") {
+                ignore_missing(c.disassociate_address().association_id(assoc).send().await.op("DisassociateAddress").map(drop))?;
+            }
+            c.release_address().allocation_id(id).send().await.op("ReleaseAddress").map(drop)
+        }
+        Spec::IamRole { .. } | Spec::InstanceProfile { .. } | Spec::SsmParameter { .. } => {
+            Err(CloudError::new("delete", format!("{} is not an EC2 resource", o.key)))
+        }
+    };
+    ignore_missing(r)
+}
+
+fn missing(op: &str, field: &str) -> CloudError {
+    CloudError::new(op, format!("the answer has no {field}"))
+}
+
+async fn attach_igw(c: &Client, igw: &str, vpc: &str) -> Result<(), CloudError> {
+    retry(Duration::from_secs(60), CloudError::is_eventual, || async {
+        c.attach_internet_gateway().internet_gateway_id(igw).vpc_id(vpc).send().await.op("AttachInternetGateway").map(drop)
+    })
+    .await
+}
+
+/// Attaches a VPN gateway and waits until AWS reports it attached (routes to it need that).
+async fn attach_vgw(c: &Client, vgw: &str, vpc: &str) -> Result<(), CloudError> {
+    retry(Duration::from_secs(60), CloudError::is_eventual, || async {
+        c.attach_vpn_gateway().vpn_gateway_id(vgw).vpc_id(vpc).send().await.op("AttachVpnGateway").map(drop)
+    })
+    .await?;
+    let start = std::time::Instant::now();
+    loop {
+        let r = c.describe_vpn_gateways().vpn_gateway_ids(vgw).send().await.op("DescribeVpnGateways")?;
+        let attached = r
+            .vpn_gateways()
+            .iter()
+            .flat_map(|g| g.vpc_attachments())
+            .any(|a| a.vpc_id() == Some(vpc) && a.state().map(|s| s.as_str()) == Some("attached"));
+        if attached {
+            return Ok(());
+        }
+        if start.elapsed() > ATTACH_WAIT {
+            return Err(CloudError::new("AttachVpnGateway", format!("{vgw} not attached to {vpc} after {} s", ATTACH_WAIT.as_secs())));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+async fn vpn_route(c: &Client, vpn: &str, cidr: &str, create: bool) -> Result<(), CloudError> {
+    retry(Duration::from_secs(120), CloudError::is_eventual, || async {
+        if create {
+            c.create_vpn_connection_route().vpn_connection_id(vpn).destination_cidr_block(cidr).send().await.op("CreateVpnConnectionRoute").map(drop)
+        } else {
+            c.delete_vpn_connection_route().vpn_connection_id(vpn).destination_cidr_block(cidr).send().await.op("DeleteVpnConnectionRoute").map(drop)
+        }
+    })
+    .await
+}
+
+async fn put_route(c: &Client, table: &str, dest: &str, target: &str, replace: bool) -> Result<(), CloudError> {
+    retry(Duration::from_secs(60), CloudError::is_eventual, || async {
+        if replace {
+            c.replace_route().route_table_id(table).destination_cidr_block(dest).gateway_id(target).send().await.op("ReplaceRoute").map(drop)
+        } else {
+            c.create_route().route_table_id(table).destination_cidr_block(dest).gateway_id(target).send().await.op("CreateRoute").map(drop)
+        }
+    })
+    .await
+}
+
+async fn propagation(c: &Client, table: &str, vgw: &str, enable: bool) -> Result<(), CloudError> {
+    retry(Duration::from_secs(60), CloudError::is_eventual, || async {
+        if enable {
+            c.enable_vgw_route_propagation().route_table_id(table).gateway_id(vgw).send().await.op("EnableVgwRoutePropagation").map(drop)
+        } else {
+            c.disable_vgw_route_propagation().route_table_id(table).gateway_id(vgw).send().await.op("DisableVgwRoutePropagation").map(drop)
+        }
+    })
+    .await
+}
+
+async fn associate(c: &Client, table: &str, subnet: &str) -> Result<(), CloudError> {
+    retry(Duration::from_secs(60), CloudError::is_eventual, || async {
+        c.associate_route_table().route_table_id(table).subnet_id(subnet).send().await.op("AssociateRouteTable").map(drop)
+    })
+    .await
+}
+
+async fn associate_address(c: &Client, allocation: &str, instance: &str) -> Result<(), CloudError> {
+    retry(Duration::from_secs(120), CloudError::is_eventual, || async {
+        c.associate_address()
+            .allocation_id(allocation)
+            .instance_id(instance)
+            .allow_reassociation(true)
+            .send()
+            .await
+            .op("AssociateAddress")
+            .map(drop)
+    })
+    .await
+}
+
+fn permissions(group: &str, rules: &[Ingress]) -> Vec<IpPermission> {
+    rules
+        .iter()
+        .map(|r| {
+            let b = IpPermission::builder().ip_protocol("tcp").from_port(i32::from(r.port)).to_port(i32::from(r.port));
+            match &r.from {
+                IngressSource::Cidr(cidr) => b.ip_ranges(IpRange::builder().cidr_ip(cidr).description(&r.description).build()),
+                IngressSource::Itself => b.user_id_group_pairs(UserIdGroupPair::builder().group_id(group).description(&r.description).build()),
+            }
+            .build()
+        })
+        .collect()
+}
+
+async fn authorize(c: &Client, group: &str, rules: &[Ingress]) -> Result<(), CloudError> {
+    if rules.is_empty() {
+        return Ok(());
+    }
+    retry(Duration::from_secs(60), CloudError::is_eventual, || async {
+        c.authorize_security_group_ingress()
+            .group_id(group)
+            .set_ip_permissions(Some(permissions(group, rules)))
+            .send()
+            .await
+            .op("AuthorizeSecurityGroupIngress")
+            .map(drop)
+    })
+    .await
+}
+
+/// Polls DescribeInstances (never a blind sleep) until the instance reaches `state`.
+async fn wait_instance(c: &Client, id: &str, state: &str) -> Result<(), CloudError> {
+    let start = std::time::Instant::now();
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let r = c.describe_instances().instance_ids(id).send().await.op("DescribeInstances");
+        let now = match r {
+            Ok(r) => r
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .find_map(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string())),
+            Err(e) if e.is_eventual() => None,
+            Err(e) => return Err(e),
+        };
+        if now.as_deref() == Some(state) || (state == "terminated" && now.is_none() && start.elapsed() > Duration::from_secs(5)) {
+            return Ok(());
+        }
+        if start.elapsed() > INSTANCE_WAIT {
+            return Err(CloudError::new("DescribeInstances", format!("{id} not {state} after {} s (now {now:?})", INSTANCE_WAIT.as_secs())));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}

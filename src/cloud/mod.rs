@@ -1,0 +1,210 @@
+//! The AWS layer: every call gwctl makes to AWS is in this module (EC2, IAM, SSM).
+//!
+//! Production code only sees the standard AWS configuration: the credential chain, profiles,
+//! the region, and `AWS_ENDPOINT_URL` (how tests point it at the moto emulator).
+
+mod ec2;
+mod iam;
+mod ssm;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::error::DisplayErrorContext;
+
+use crate::resources::{Actual, Desired, Key, Kind, Observed, Ref};
+use crate::spec::model::Ami;
+
+pub use ec2::Image;
+pub use ssm::sha256_hex;
+
+/// A failed AWS call. Messages carry AWS's words, never request bodies (which may hold secrets).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{op}: {message}")]
+pub struct CloudError {
+    pub op: String,
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl CloudError {
+    pub fn new(op: impl Into<String>, message: impl Into<String>) -> CloudError {
+        CloudError { op: op.into(), code: None, message: message.into() }
+    }
+
+    fn from_sdk<E>(op: &str, e: E) -> CloudError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        // AWS's code and message when the service answered; the whole chain otherwise
+        // (timeouts, connection errors).
+        let message = match (e.code(), e.message()) {
+            (Some(code), Some(msg)) => format!("{code}: {msg}"),
+            _ => DisplayErrorContext(&e).to_string(),
+        };
+        CloudError { op: op.to_string(), code: e.code().map(str::to_string), message }
+    }
+
+    fn code_is(&self, code: &str) -> bool {
+        self.code.as_deref() == Some(code)
+    }
+
+    /// AWS's eventual consistency: an id that was just created is not visible everywhere yet,
+    /// an instance profile is not usable yet, an instance is still pending.
+    fn is_eventual(&self) -> bool {
+        let code = self.code.as_deref().unwrap_or_default();
+        code.ends_with(".NotFound")
+            || code == "IncorrectInstanceState"
+            || (code == "InvalidParameterValue" && self.message.contains("nstance profile"))
+    }
+
+    fn is_dependency(&self) -> bool {
+        matches!(self.code.as_deref(), Some("DependencyViolation" | "DeleteConflict" | "InvalidIPAddress.InUse"))
+            || self.code_is("AuthFailure") && self.message.contains("in use")
+    }
+}
+
+/// `?`-friendly conversion for SDK results.
+trait Call<T> {
+    fn op(self, op: &str) -> Result<T, CloudError>;
+}
+
+impl<T, E, R> Call<T> for Result<T, aws_sdk_ec2::error::SdkError<E, R>>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    fn op(self, op: &str) -> Result<T, CloudError> {
+        self.map_err(|e| CloudError::from_sdk(op, e))
+    }
+}
+
+/// Retries `f` while it fails with `retry_if`, with jittered exponential backoff, for up to
+/// `budget`. Throttling and 5xx are retried by the SDK itself; this covers what it does not.
+async fn retry<T, F, Fut>(budget: Duration, retry_if: fn(&CloudError) -> bool, mut f: F) -> Result<T, CloudError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, CloudError>>,
+{
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match f().await {
+            Err(e) if retry_if(&e) && start.elapsed() + delay < budget => {
+                let jitter = rand::random::<f64>() * 0.5 + 0.75;
+                tokio::time::sleep(delay.mul_f64(jitter)).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Who owns what: the stack and the region, written as tags on everything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub stack: String,
+    pub region: String,
+}
+
+/// AWS clients of one region.
+#[derive(Debug, Clone)]
+pub struct Aws {
+    pub owner: Owner,
+    ec2: aws_sdk_ec2::Client,
+    iam: aws_sdk_iam::Client,
+    ssm: aws_sdk_ssm::Client,
+}
+
+/// Maps a desired resource's references to the AWS ids they have now.
+pub type Ids = BTreeMap<Key, String>;
+
+fn resolve(ids: &Ids, r: &Ref) -> Result<String, CloudError> {
+    match r {
+        Ref::Id(id) => Ok(id.clone()),
+        Ref::Key(k) => ids
+            .get(k)
+            .cloned()
+            .ok_or_else(|| CloudError::new("resolve", format!("{k} has no id yet"))),
+    }
+}
+
+impl Aws {
+    /// Loads the standard AWS configuration for `owner.region` (once per region).
+    pub async fn connect(owner: Owner) -> Aws {
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new(owner.region.clone()))
+            .retry_config(RetryConfig::standard().with_max_attempts(8))
+            .load()
+            .await;
+        Aws {
+            owner,
+            ec2: aws_sdk_ec2::Client::new(&config),
+            iam: aws_sdk_iam::Client::new(&config),
+            ssm: aws_sdk_ssm::Client::new(&config),
+        }
+    }
+
+    /// Everything gwctl owns in this region: one describe per kind, all at once; references
+    /// are mapped from AWS ids to keys.
+    pub async fn discover(&self, iam_name: &str, ssm_prefix: &str) -> Result<Actual, CloudError> {
+        let (ec2, iam, ssm) = tokio::join!(
+            ec2::discover(&self.ec2, &self.owner),
+            iam::discover(&self.iam, &self.owner, iam_name),
+            ssm::discover(&self.ssm, &self.owner, ssm_prefix),
+        );
+        let mut resources = ec2?;
+        resources.extend(iam?);
+        resources.extend(ssm?);
+        let index: BTreeMap<String, Key> = resources.iter().map(|o| (o.id.clone(), o.key.clone())).collect();
+        for o in &mut resources {
+            o.spec.map_refs(|r| {
+                if let Ref::Id(id) = r
+                    && let Some(k) = index.get(id.as_str())
+                {
+                    *r = Ref::Key(k.clone());
+                }
+            });
+        }
+        resources.sort_by(|a, b| (&a.key, &a.id).cmp(&(&b.key, &b.id)));
+        Ok(Actual { resources })
+    }
+
+    pub async fn find_image(&self, ami: &Ami) -> Result<Image, CloudError> {
+        ec2::find_image(&self.ec2, ami).await
+    }
+
+    /// Creates `d`; returns it as AWS now reports it.
+    pub async fn create(&self, d: &Desired, ids: &Ids) -> Result<Observed, CloudError> {
+        match d.key.kind {
+            Kind::IamRole | Kind::InstanceProfile => iam::create(&self.iam, d, ids).await,
+            Kind::SsmParameter => ssm::put(&self.ssm, d, false).await,
+            _ => ec2::create(&self.ec2, d, ids).await,
+        }
+    }
+
+    /// Brings `before` to `d` in place.
+    pub async fn update(&self, d: &Desired, before: &Observed, ids: &Ids) -> Result<Observed, CloudError> {
+        match d.key.kind {
+            Kind::IamRole | Kind::InstanceProfile => iam::update(&self.iam, d, before, ids).await,
+            Kind::SsmParameter => ssm::put(&self.ssm, d, true).await,
+            _ => ec2::update(&self.ec2, d, before, ids).await,
+        }
+    }
+
+    /// Deletes an owned resource, retrying while dependents disappear.
+    pub async fn delete(&self, o: &Observed) -> Result<(), CloudError> {
+        retry(Duration::from_secs(300), CloudError::is_dependency, || async {
+            match o.key.kind {
+                Kind::IamRole | Kind::InstanceProfile => iam::delete(&self.iam, o).await,
+                Kind::SsmParameter => ssm::delete(&self.ssm, o).await,
+                _ => ec2::delete(&self.ec2, o).await,
+            }
+        })
+        .await
+    }
+}

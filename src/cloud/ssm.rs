@@ -1,0 +1,87 @@
+//! SSM Parameter Store: the region's secrets as SecureString parameters, which brokers read at
+//! boot. Values are compared by hash in memory and never printed.
+
+use aws_sdk_ssm::Client;
+use aws_sdk_ssm::types::{ParameterStringFilter, ParameterType, Tag};
+use sha2::{Digest, Sha256};
+
+use super::{Call, CloudError, Owner};
+use crate::resources::{Desired, Key, Kind, Observed, Payload, Spec, TAG_REGION, TAG_STACK};
+
+pub fn sha256_hex(value: &str) -> String {
+    Sha256::digest(value.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub async fn discover(c: &Client, o: &Owner, prefix: &str) -> Result<Vec<Observed>, CloudError> {
+    let tag = |k: &str, v: &str| ParameterStringFilter::builder().key(format!("tag:{k}")).values(v).build();
+    let mut names = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let r = c
+            .describe_parameters()
+            .parameter_filters(tag(TAG_STACK, &o.stack).map_err(|e| CloudError::new("DescribeParameters", e.to_string()))?)
+            .parameter_filters(tag(TAG_REGION, &o.region).map_err(|e| CloudError::new("DescribeParameters", e.to_string()))?)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .op("DescribeParameters")?;
+        names.extend(r.parameters().iter().filter_map(|p| p.name().map(str::to_string)));
+        match r.next_token() {
+            Some(t) if Some(t) != token.as_deref() => token = Some(t.to_string()),
+            _ => break,
+        }
+    }
+    names.retain(|n| n.starts_with(&format!("{prefix}/")));
+    let mut out = Vec::new();
+    for chunk in names.chunks(10) {
+        let r = c
+            .get_parameters()
+            .set_names(Some(chunk.to_vec()))
+            .with_decryption(true)
+            .send()
+            .await
+            .op("GetParameters")?;
+        for p in r.parameters() {
+            let (Some(name), Some(value)) = (p.name(), p.value()) else { continue };
+            let short = name.trim_start_matches(&format!("{prefix}/"));
+            out.push(Observed {
+                key: Key::new(Kind::SsmParameter, short),
+                id: name.to_string(),
+                spec: Spec::SsmParameter { name: name.to_string(), value_sha256: sha256_hex(value) },
+                parts: Default::default(),
+                state: None,
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub async fn put(c: &Client, d: &Desired, overwrite: bool) -> Result<Observed, CloudError> {
+    let (Spec::SsmParameter { name, .. }, Payload::Secret(value)) = (&d.spec, &d.payload) else {
+        return Err(CloudError::new("apply", format!("{} is not an SSM parameter with a value", d.key)));
+    };
+    let mut req = c
+        .put_parameter()
+        .name(name)
+        .value(value.expose())
+        .r#type(ParameterType::SecureString)
+        .description("gwctl: read by the region's brokers at boot");
+    if overwrite {
+        // AWS refuses tags together with Overwrite; the tags were written at creation.
+        req = req.overwrite(true);
+    } else {
+        for (k, v) in &d.tags {
+            let tag = Tag::builder().key(k).value(v).build().map_err(|e| CloudError::new("PutParameter", e.to_string()))?;
+            req = req.tags(tag);
+        }
+    }
+    req.send().await.op("PutParameter")?;
+    Ok(Observed { key: d.key.clone(), id: name.clone(), spec: d.spec.clone(), parts: Default::default(), state: None })
+}
+
+pub async fn delete(c: &Client, o: &Observed) -> Result<(), CloudError> {
+    match c.delete_parameter().name(&o.id).send().await.op("DeleteParameter") {
+        Err(e) if e.code.as_deref() == Some("ParameterNotFound") => Ok(()),
+        other => other.map(drop),
+    }
+}

@@ -1,0 +1,289 @@
+//! Desired state: what one gateway region file asks for, as resources.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use crate::cloud::Image;
+use crate::render::placeholder::{SecretName, SecretValues};
+use crate::render::{self, Addressing, RenderError};
+use crate::resources::{
+    BlockDevice, Desired, Ingress, IngressSource, Key, Kind, Payload, Ref, Route, Spec, TAG_CLUSTER,
+    TAG_ID, TAG_LAUNCH, TAG_REGION, TAG_STACK, TAG_TOOL,
+};
+use crate::spec::model::{DataVolume, GatewaySpec, HealthProtocol, Volume, CLUSTER_PORTS};
+use crate::spec::BackendSpec;
+
+/// Names shared by the desired state and discovery.
+pub fn iam_name(stack: &str, region: &str) -> String {
+    format!("gwctl-{stack}-{region}")
+}
+
+/// What desired-state building needs besides the specs: looked up (images) or read (secrets).
+pub struct Inputs<'a> {
+    pub backend: &'a BackendSpec,
+    pub gateway: &'a GatewaySpec,
+    pub broker_image: Image,
+    /// Image of each support group, by group name.
+    pub support_images: BTreeMap<String, Image>,
+    pub secrets: SecretValues,
+}
+
+fn k(kind: Kind, name: &str) -> Key {
+    Key::new(kind, name)
+}
+
+fn r(kind: Kind, name: &str) -> Ref {
+    Ref::Key(k(kind, name))
+}
+
+fn sha256_hex(s: &str) -> String {
+    crate::cloud::sha256_hex(s)
+}
+
+pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
+    let gw = inputs.gateway;
+    let backend = inputs.backend;
+    let stack = &backend.stack;
+    let region = &gw.region;
+    let mut common = backend.tags.clone();
+    common.extend(gw.tags.clone());
+    let tags = |key: &Key| {
+        let mut t = common.clone();
+        t.insert("Name".into(), format!("{stack}-{region}-{}", key.name));
+        t.insert(TAG_TOOL.into(), "gwctl".into());
+        t.insert(TAG_STACK.into(), stack.clone());
+        t.insert(TAG_REGION.into(), region.clone());
+        t.insert(TAG_ID.into(), key.to_string());
+        t
+    };
+    let mut out = Vec::new();
+    let push = |out: &mut Vec<Desired>, key: Key, spec: Spec, payload: Payload| {
+        let t = tags(&key);
+        out.push(Desired { key, spec, tags: t, payload, after: Vec::new() });
+    };
+
+    // IAM: least privilege for the brokers.
+    let iam = iam_name(stack, region);
+    let prefix = render::ssm_prefix(stack, region);
+    let policy = json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "ReadOwnSecrets", "Effect": "Allow",
+             "Action": ["ssm:GetParameter", "ssm:GetParameters"],
+             "Resource": format!("arn:aws:ssm:{region}:*:parameter{prefix}/*")},
+            {"Sid": "PeerDiscovery", "Effect": "Allow",
+             "Action": ["ec2:DescribeInstances"], "Resource": "*"}
+        ]
+    });
+    push(&mut out, k(Kind::IamRole, "brokers"), Spec::IamRole { name: iam.clone(), policy: policy.to_string() }, Payload::None);
+    push(&mut out, 
+        k(Kind::InstanceProfile, "brokers"),
+        Spec::InstanceProfile { name: iam, role: r(Kind::IamRole, "brokers") },
+        Payload::None,
+    );
+
+    // Secrets, as SecureString parameters.
+    let mut secret_keys = Vec::new();
+    for (name, value) in &inputs.secrets {
+        if *name == SecretName::DevicePassword && gw.credentials.device.is_none() {
+            continue;
+        }
+        let key = k(Kind::SsmParameter, name.as_str());
+        secret_keys.push(key.clone());
+        push(&mut out, 
+            key,
+            Spec::SsmParameter { name: format!("{prefix}/{}", name.as_str()), value_sha256: sha256_hex(value.expose()) },
+            Payload::Secret(value.clone()),
+        );
+    }
+
+    // Network.
+    let vpc = r(Kind::Vpc, "main");
+    push(&mut out, k(Kind::Vpc, "main"), Spec::Vpc { cidr: gw.network.vpc_cidr.to_string() }, Payload::None);
+    let mut subnets = Vec::new();
+    for s in &gw.network.subnets {
+        subnets.push(r(Kind::Subnet, &s.zone));
+        push(&mut out, 
+            k(Kind::Subnet, &s.zone),
+            Spec::Subnet { vpc: vpc.clone(), zone: s.zone.clone(), cidr: s.cidr.to_string() },
+            Payload::None,
+        );
+    }
+    push(&mut out, k(Kind::InternetGateway, "main"), Spec::InternetGateway { vpc: vpc.clone() }, Payload::None);
+    push(&mut out, k(Kind::VpnGateway, "main"), Spec::VpnGateway { vpc: vpc.clone() }, Payload::None);
+    push(&mut out, 
+        k(Kind::CustomerGateway, "backend"),
+        Spec::CustomerGateway { ip: backend.vpn.public_ip.to_string(), bgp_asn: backend.vpn.bgp_asn },
+        Payload::None,
+    );
+    let static_routes: Vec<String> = gw.vpn.static_routes.iter().flatten().map(|c| c.to_string()).collect();
+    let mut vpn_routes = static_routes.clone();
+    vpn_routes.sort();
+    push(&mut out, 
+        k(Kind::VpnConnection, "backend"),
+        Spec::VpnConnection {
+            customer_gateway: r(Kind::CustomerGateway, "backend"),
+            vpn_gateway: r(Kind::VpnGateway, "main"),
+            static_routes_only: true,
+            routes: vpn_routes,
+        },
+        Payload::None,
+    );
+    let mut routes = vec![Route { destination: "0.0.0.0/0".into(), target: r(Kind::InternetGateway, "main") }];
+    routes.extend(static_routes.iter().map(|c| Route { destination: c.clone(), target: r(Kind::VpnGateway, "main") }));
+    let mut rtb = Spec::RouteTable {
+        vpc: vpc.clone(),
+        routes,
+        propagating: vec![r(Kind::VpnGateway, "main")],
+        subnets: subnets.clone(),
+    };
+    rtb.map_refs(|_| {}); // sorts the lists the way discovery does
+    push(&mut out, k(Kind::RouteTable, "public"), rtb, Payload::None);
+
+    // Security groups.
+    let ports = &gw.brokers.ports;
+    let mut ingress = Vec::new();
+    for cidr in &gw.network.client_cidrs {
+        for (port, what) in [(ports.mqtt, "MQTT"), (ports.web_mqtt, "MQTT over WebSocket")] {
+            ingress.push(Ingress { port, from: IngressSource::Cidr(cidr.to_string()), description: format!("{what} from clients") });
+        }
+    }
+    let backend_cidr = backend.network_cidr.to_string();
+    for (port, what) in [(ports.amqp, "AMQP federation"), (ports.management, "management API")] {
+        ingress.push(Ingress { port, from: IngressSource::Cidr(backend_cidr.clone()), description: format!("{what} from the backend") });
+    }
+    if gw.health_check.protocol != HealthProtocol::Tcp {
+        // Route53 health checkers come from many public ranges; the endpoint tells health only.
+        ingress.push(Ingress { port: ports.health, from: IngressSource::Cidr("0.0.0.0/0".into()), description: "health checks".into() });
+    }
+    for (name, port) in CLUSTER_PORTS {
+        ingress.push(Ingress { port, from: IngressSource::Itself, description: format!("RabbitMQ {name} between brokers") });
+    }
+    ingress.sort();
+    ingress.dedup();
+    push(&mut out, 
+        k(Kind::SecurityGroup, "brokers"),
+        Spec::SecurityGroup {
+            vpc: vpc.clone(),
+            group_name: format!("gwctl-{stack}-{region}-brokers"),
+            description: format!("gwctl {stack} {region} RabbitMQ brokers"),
+            ingress,
+        },
+        Payload::None,
+    );
+    if !gw.support.is_empty() {
+        let mut ingress: Vec<Ingress> = gw
+            .network
+            .client_cidrs
+            .iter()
+            .map(|c| Ingress { port: ports.mqtt, from: IngressSource::Cidr(c.to_string()), description: "MQTT from clients".into() })
+            .collect();
+        ingress.sort();
+        push(&mut out, 
+            k(Kind::SecurityGroup, "support"),
+            Spec::SecurityGroup {
+                vpc: vpc.clone(),
+                group_name: format!("gwctl-{stack}-{region}-support"),
+                description: format!("gwctl {stack} {region} support instances"),
+                ingress,
+            },
+            Payload::None,
+        );
+    }
+
+    // Instances: brokers spread over the zones, then support groups.
+    let mut after = secret_keys.clone();
+    after.push(k(Kind::RouteTable, "public"));
+    let files = render::gateway(gw, backend, &Addressing::gateway(gw, backend))?;
+    let root = block_device("root", &gw.brokers.root_volume);
+    let mut devices = vec![root];
+    if let Some(DataVolume::Ebs(v)) = &gw.brokers.data_volume {
+        devices.push(block_device("/dev/sdf", v));
+    }
+    for n in 1..=gw.brokers.count {
+        let name = format!("broker-{n}");
+        let user_data = files
+            .get(&format!("broker-{n}.user-data.yaml"))
+            .map(|f| f.contents.clone())
+            .unwrap_or_default();
+        let subnet = subnets[(usize::from(n) - 1) % subnets.len()].clone();
+        let key = k(Kind::Instance, &name);
+        let launch = launch_hash(&user_data, &inputs.broker_image.root_device, &devices);
+        let mut desired = Desired {
+            key: key.clone(),
+            spec: Spec::Instance {
+                image: inputs.broker_image.id.clone(),
+                instance_type: gw.brokers.instance_type.clone(),
+                subnet,
+                security_groups: vec![r(Kind::SecurityGroup, "brokers")],
+                profile: r(Kind::InstanceProfile, "brokers"),
+                launch_sha256: launch.clone(),
+                imdsv2_required: true,
+            },
+            tags: tags(&key),
+            payload: Payload::Launch {
+                user_data,
+                root_device: inputs.broker_image.root_device.clone(),
+                block_devices: devices.clone(),
+                client_token: String::new(),
+            },
+            after: after.clone(),
+        };
+        desired.tags.insert(TAG_CLUSTER.into(), gw.cluster_name());
+        desired.tags.insert(TAG_LAUNCH.into(), launch);
+        out.push(desired);
+        push(&mut out, k(Kind::ElasticIp, &name), Spec::ElasticIp { instance: Ref::Key(key) }, Payload::None);
+    }
+    for group in &gw.support {
+        let image = inputs.support_images.get(&group.name).unwrap_or(&inputs.broker_image);
+        for n in 1..=group.count {
+            let name = format!("{}-{n}", group.name);
+            let user_data = render::support_user_data(gw, &group.name, n)?;
+            let key = k(Kind::Instance, &name);
+            let devices = vec![BlockDevice { device: "root".into(), volume_type: "gp3".into(), size_gib: 8, iops: None, throughput_mibps: None }];
+            let launch = launch_hash(&user_data, &image.root_device, &devices);
+            let mut desired = Desired {
+                key: key.clone(),
+                spec: Spec::Instance {
+                    image: image.id.clone(),
+                    instance_type: group.instance_type.clone(),
+                    subnet: subnets[(usize::from(n) - 1) % subnets.len()].clone(),
+                    security_groups: vec![r(Kind::SecurityGroup, "support")],
+                    profile: r(Kind::InstanceProfile, "brokers"),
+                    launch_sha256: launch.clone(),
+                    imdsv2_required: true,
+                },
+                tags: tags(&key),
+                payload: Payload::Launch { user_data, root_device: image.root_device.clone(), block_devices: devices, client_token: String::new() },
+                after: vec![k(Kind::RouteTable, "public")],
+            };
+            desired.tags.insert(TAG_LAUNCH.into(), launch);
+            out.push(desired);
+        }
+    }
+    for d in &mut out {
+        if let Spec::Instance { security_groups, .. } = &mut d.spec {
+            security_groups.sort();
+        }
+    }
+    Ok(out)
+}
+
+fn block_device(device: &str, v: &Volume) -> BlockDevice {
+    BlockDevice {
+        device: device.to_string(),
+        volume_type: match v.kind {
+            crate::spec::model::EbsType::Gp3 => "gp3".into(),
+            crate::spec::model::EbsType::Io2 => "io2".into(),
+        },
+        size_gib: v.size_gib,
+        iops: v.iops,
+        throughput_mibps: v.throughput_mibps,
+    }
+}
+
+fn launch_hash(user_data: &str, root_device: &str, devices: &[BlockDevice]) -> String {
+    let devices = serde_json::to_string(devices).unwrap_or_default();
+    sha256_hex(&format!("{user_data}\n{root_device}\n{devices}"))
+}

@@ -1,0 +1,177 @@
+//! Plans: desired state (from region files) diffed against actual state (discovered by
+//! ownership tags) into create / update / replace / delete actions. A plan is data: it is
+//! printed, saved, checked for staleness and executed as a dependency graph.
+
+pub mod desired;
+pub mod exec;
+pub mod output;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::resources::{Actual, Desired, Key, Observed, Payload, Spec};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Create,
+    Update,
+    Replace,
+    Delete,
+    NoOp,
+}
+
+impl Action {
+    /// Terraform's `actions` list for this action.
+    pub fn terraform_actions(self) -> &'static [&'static str] {
+        match self {
+            Action::Create => &["create"],
+            Action::Update => &["update"],
+            Action::Replace => &["delete", "create"],
+            Action::Delete => &["delete"],
+            Action::NoOp => &["no-op"],
+        }
+    }
+}
+
+/// One resource's change.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub key: Key,
+    pub action: Action,
+    /// What exists now (for deletes of duplicates: the duplicate).
+    pub before: Option<Observed>,
+    pub after: Option<Desired>,
+    pub reason: Option<&'static str>,
+    pub replace_paths: Vec<&'static str>,
+}
+
+/// The plan of one region.
+#[derive(Debug, Clone)]
+pub struct RegionPlan {
+    pub stack: String,
+    pub region: String,
+    pub changes: Vec<Change>,
+    /// Hash of the desired state and of the discovered state: a saved plan is applied only
+    /// while both are unchanged.
+    pub desired_sha256: String,
+    pub actual_sha256: String,
+}
+
+impl RegionPlan {
+    pub fn pending(&self) -> impl Iterator<Item = &Change> {
+        self.changes.iter().filter(|c| c.action != Action::NoOp)
+    }
+
+    pub fn has_changes(&self) -> bool {
+        self.pending().next().is_some()
+    }
+
+    pub fn count(&self, action: Action) -> usize {
+        self.changes.iter().filter(|c| c.action == action).count()
+    }
+}
+
+fn fingerprint<T: Serialize>(value: &T) -> String {
+    crate::cloud::sha256_hex(&serde_json::to_string(value).unwrap_or_default())
+}
+
+/// Desired state, as hashed for staleness: specs and tags (secret values enter as hashes).
+pub fn desired_fingerprint(desired: &[Desired]) -> String {
+    let view: Vec<(&Key, &Spec, &BTreeMap<String, String>)> = desired.iter().map(|d| (&d.key, &d.spec, &d.tags)).collect();
+    fingerprint(&view)
+}
+
+/// Diffs desired against actual. `destroy` plans the deletion of everything owned instead.
+pub fn diff(stack: &str, region: &str, mut desired: Vec<Desired>, actual: &Actual, destroy: bool) -> RegionPlan {
+    let desired_sha256 = desired_fingerprint(&desired);
+    let actual_sha256 = fingerprint(&actual.resources);
+    if destroy {
+        desired.clear();
+    }
+    // Every RunInstances of this plan gets a token derived from the state it was planned on.
+    for d in &mut desired {
+        if let Payload::Launch { client_token, .. } = &mut d.payload {
+            *client_token = format!("gwctl-{}", &crate::cloud::sha256_hex(&format!("{actual_sha256}/{region}/{}", d.key))[..40]);
+        }
+    }
+    let mut changes = Vec::new();
+    let wanted: BTreeSet<&Key> = desired.iter().map(|d| &d.key).collect();
+    for d in &desired {
+        let mut found = actual.get(&d.key);
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        let (action, before, paths, reason) = match found.first() {
+            None => (Action::Create, None, vec![], None),
+            Some(a) if a.spec == d.spec => (Action::NoOp, Some((*a).clone()), vec![], None),
+            Some(a) => {
+                let paths = d.spec.replace_paths(&a.spec);
+                if paths.is_empty() {
+                    (Action::Update, Some((*a).clone()), paths, None)
+                } else {
+                    (Action::Replace, Some((*a).clone()), paths, Some("replace_because_cannot_update"))
+                }
+            }
+        };
+        changes.push(Change { key: d.key.clone(), action, before, after: Some(d.clone()), reason, replace_paths: paths });
+        // Two resources with one key: an earlier run was interrupted between a create and its
+        // bookkeeping, or someone copied our tags. Keep one, delete the rest.
+        for extra in found.iter().skip(1) {
+            changes.push(Change {
+                key: d.key.clone(),
+                action: Action::Delete,
+                before: Some((*extra).clone()),
+                after: None,
+                reason: Some("delete_because_duplicate"),
+                replace_paths: vec![],
+            });
+        }
+    }
+    for o in &actual.resources {
+        if !wanted.contains(&o.key) {
+            changes.push(Change {
+                key: o.key.clone(),
+                action: Action::Delete,
+                before: Some(o.clone()),
+                after: None,
+                reason: Some(if destroy { "delete_because_destroy" } else { "delete_because_owned_not_declared" }),
+                replace_paths: vec![],
+            });
+        }
+    }
+    propagate_replacements(&mut changes);
+    changes.sort_by(|a, b| (&a.key, a.action).cmp(&(&b.key, b.action)));
+    RegionPlan { stack: stack.to_string(), region: region.to_string(), changes, desired_sha256, actual_sha256 }
+}
+
+/// A resource that refers to a replaced one would keep pointing at a deleted id: it is
+/// replaced too (or, for Elastic IPs and instance profiles, re-associated).
+fn propagate_replacements(changes: &mut [Change]) {
+    loop {
+        let replaced: BTreeSet<Key> = changes
+            .iter()
+            .filter(|c| matches!(c.action, Action::Replace) || (c.action == Action::Delete && c.after.is_none() && c.reason == Some("delete_because_owned_not_declared")))
+            .map(|c| c.key.clone())
+            .collect();
+        let mut changed = false;
+        for c in changes.iter_mut() {
+            let Some(after) = &c.after else { continue };
+            if !matches!(c.action, Action::NoOp | Action::Update) || c.before.is_none() {
+                continue;
+            }
+            if after.spec.refs().iter().any(|k| replaced.contains(*k)) {
+                if after.spec.replaced_dep_forces_replace() {
+                    c.action = Action::Replace;
+                    c.reason = Some("replace_because_dependency_replaced");
+                    changed = true;
+                } else if c.action != Action::Update {
+                    c.action = Action::Update;
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            return;
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Plans for people (terminal, Markdown for a pull request) and machines (JSON in the shape
+//! of Terraform's plan representation). Secrets are masked everywhere.
+
+use serde_json::{Map, Value, json};
+
+use super::{Action, Change, RegionPlan};
+use crate::printer::{AnsiColor, Printer};
+use crate::resources::Spec;
+
+const MASK: &str = "(sensitive)";
+
+/// A spec as JSON, sensitive fields masked.
+fn masked(spec: &Spec) -> Value {
+    let mut v = serde_json::to_value(spec).unwrap_or(Value::Null);
+    if let Some(obj) = v.as_object_mut() {
+        for path in spec.sensitive_paths() {
+            if obj.contains_key(*path) {
+                obj.insert((*path).to_string(), Value::String(MASK.into()));
+            }
+        }
+    }
+    v
+}
+
+fn sensitive_shape(spec: &Spec) -> Value {
+    let mut m = Map::new();
+    for path in spec.sensitive_paths() {
+        m.insert((*path).to_string(), Value::Bool(true));
+    }
+    Value::Object(m)
+}
+
+/// Fields that differ between before and after (top-level attributes).
+fn changed_fields(c: &Change) -> Vec<(String, Value, Value)> {
+    let (Some(b), Some(a)) = (&c.before, &c.after) else { return vec![] };
+    let (bv, av) = (masked(&b.spec), masked(&a.spec));
+    let (Some(bo), Some(ao)) = (bv.as_object(), av.as_object()) else { return vec![] };
+    let mut out = Vec::new();
+    for (k, v) in ao {
+        let old = bo.get(k).cloned().unwrap_or(Value::Null);
+        if &old != v || (v == MASK && b.spec != a.spec && c.after.as_ref().is_some_and(|a| a.spec.sensitive_paths().contains(&k.as_str()))) {
+            out.push((k.clone(), old, v.clone()));
+        }
+    }
+    out
+}
+
+fn symbol(a: Action) -> (&'static str, AnsiColor) {
+    match a {
+        Action::Create => ("+", AnsiColor::Green),
+        Action::Update => ("~", AnsiColor::Yellow),
+        Action::Replace => ("-/+", AnsiColor::Magenta),
+        Action::Delete => ("-", AnsiColor::Red),
+        Action::NoOp => (" ", AnsiColor::White),
+    }
+}
+
+fn reason_text(c: &Change) -> String {
+    match c.reason {
+        Some("replace_because_cannot_update") => format!("{} forces replacement", c.replace_paths.join(", ")),
+        Some("replace_because_dependency_replaced") => "a resource it uses is replaced".into(),
+        Some("delete_because_owned_not_declared") => "owned by gwctl, no longer declared".into(),
+        Some("delete_because_duplicate") => "duplicate of the same resource".into(),
+        Some("delete_because_destroy") => "down".into(),
+        Some(other) => other.into(),
+        None => String::new(),
+    }
+}
+
+fn short(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "(none)".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The human plan of one region.
+pub fn human(plan: &RegionPlan, printer: &Printer) -> String {
+    let mut out = format!("{} (stack {})\n", plan.region, plan.stack);
+    for c in plan.pending() {
+        let (sym, color) = symbol(c.action);
+        let id = c.before.as_ref().map(|b| format!(" ({})", b.id)).unwrap_or_default();
+        out.push_str(&format!("  {} {}{id}", printer.paint(&format!("{sym:>3}"), color), c.key));
+        let reason = reason_text(c);
+        if !reason.is_empty() {
+            out.push_str(&format!("  # {reason}"));
+        }
+        out.push('\n');
+        if c.action == Action::Update {
+            for (field, old, new) in changed_fields(c) {
+                out.push_str(&format!("        {field}: {} -> {}\n", short(&old), short(&new)));
+            }
+        }
+    }
+    out.push_str(&summary(plan));
+    out.push('\n');
+    out
+}
+
+pub fn summary(plan: &RegionPlan) -> String {
+    if !plan.has_changes() {
+        return format!("{}: no changes ({} resources up to date)", plan.region, plan.count(Action::NoOp));
+    }
+    format!(
+        "{}: {} to add, {} to change, {} to replace, {} to destroy",
+        plan.region,
+        plan.count(Action::Create),
+        plan.count(Action::Update),
+        plan.count(Action::Replace),
+        plan.count(Action::Delete)
+    )
+}
+
+pub fn markdown(plans: &[RegionPlan]) -> String {
+    let mut out = String::from("## gwctl plan\n\n");
+    for plan in plans {
+        out.push_str(&format!("### {} (stack `{}`)\n\n", plan.region, plan.stack));
+        if !plan.has_changes() {
+            out.push_str("No changes.\n\n");
+            continue;
+        }
+        out.push_str("| | resource | action | why |\n|---|---|---|---|\n");
+        for c in plan.pending() {
+            let (sym, _) = symbol(c.action);
+            let action = format!("{:?}", c.action).to_lowercase();
+            let mut why = reason_text(c);
+            if c.action == Action::Update {
+                why = changed_fields(c).into_iter().map(|(f, _, _)| f).collect::<Vec<_>>().join(", ");
+            }
+            out.push_str(&format!("| `{sym}` | `{}` | {action} | {why} |\n", c.key));
+        }
+        out.push_str(&format!("\n**{}**\n\n", summary(plan)));
+    }
+    out
+}
+
+/// Terraform-shaped JSON: `resource_changes[]` with `actions`, `before`/`after`,
+/// `after_unknown`, `*_sensitive`, `replace_paths`, `action_reason`.
+pub fn json(plans: &[RegionPlan]) -> Value {
+    let regions: Vec<Value> = plans
+        .iter()
+        .map(|p| {
+            let changes: Vec<Value> = p
+                .changes
+                .iter()
+                .map(|c| {
+                    let before = c.before.as_ref().map(|b| masked(&b.spec)).unwrap_or(Value::Null);
+                    let after = c.after.as_ref().map(|a| masked(&a.spec)).unwrap_or(Value::Null);
+                    let unknown = if matches!(c.action, Action::Create | Action::Replace) { json!({"id": true}) } else { json!({}) };
+                    let mut v = json!({
+                        "address": format!("{}/{}", p.region, c.key),
+                        "type": c.key.kind.as_str(),
+                        "name": c.key.name,
+                        "id": c.before.as_ref().map(|b| b.id.clone()),
+                        "change": {
+                            "actions": c.action.terraform_actions(),
+                            "before": before,
+                            "after": after,
+                            "after_unknown": unknown,
+                            "before_sensitive": c.before.as_ref().map(|b| sensitive_shape(&b.spec)).unwrap_or(json!(false)),
+                            "after_sensitive": c.after.as_ref().map(|a| sensitive_shape(&a.spec)).unwrap_or(json!(false)),
+                            "replace_paths": c.replace_paths.iter().map(|p| vec![p]).collect::<Vec<_>>(),
+                        },
+                    });
+                    if let (Some(reason), Some(obj)) = (c.reason, v.as_object_mut()) {
+                        obj.insert("action_reason".into(), json!(reason));
+                    }
+                    v
+                })
+                .collect();
+            json!({
+                "region": p.region,
+                "stack": p.stack,
+                "desired_sha256": p.desired_sha256,
+                "actual_sha256": p.actual_sha256,
+                "summary": {
+                    "add": p.count(Action::Create), "change": p.count(Action::Update),
+                    "replace": p.count(Action::Replace), "destroy": p.count(Action::Delete),
+                },
+                "resource_changes": changes,
+            })
+        })
+        .collect();
+    json!({
+        "format_version": "1.2",
+        "gwctl_version": env!("CARGO_PKG_VERSION"),
+        "applyable": plans.iter().any(RegionPlan::has_changes),
+        "complete": true,
+        "errored": false,
+        "regions": regions,
+    })
+}
