@@ -109,7 +109,12 @@ pub struct SandboxArgs {
 #[derive(Debug, Args)]
 pub struct RegionSelection {
     /// Gateway regions to work on.
-    #[arg(id = "region", value_name = "REGION", required_unless_present = "all", conflicts_with = "all")]
+    #[arg(
+        id = "region",
+        value_name = "REGION",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
     pub names: Vec<String>,
     /// Every gateway region file.
     #[arg(long)]

@@ -32,7 +32,11 @@ impl Printer {
                     && std::env::var("TERM").map_or(true, |t| t != "dumb")
             }
         };
-        Printer { color, quiet, tty: std::io::stderr().is_terminal() }
+        Printer {
+            color,
+            quiet,
+            tty: std::io::stderr().is_terminal(),
+        }
     }
 
     /// Whether progress can be drawn (bars, spinners) rather than printed as plain lines.
@@ -46,7 +50,11 @@ impl Printer {
 
     /// Plain output for tests and pipes.
     pub fn plain() -> Printer {
-        Printer { color: false, quiet: false, tty: false }
+        Printer {
+            color: false,
+            quiet: false,
+            tty: false,
+        }
     }
 
     /// Data (what a pipe reads): validated files, schemas, rendered files.

@@ -91,7 +91,10 @@ pub struct Key {
 
 impl Key {
     pub fn new(kind: Kind, name: impl Into<String>) -> Key {
-        Key { kind, name: name.into() }
+        Key {
+            kind,
+            name: name.into(),
+        }
     }
 }
 
@@ -110,7 +113,9 @@ impl From<Key> for String {
 impl TryFrom<String> for Key {
     type Error = String;
     fn try_from(s: String) -> Result<Key, String> {
-        let (kind, name) = s.split_once('/').ok_or_else(|| format!("`{s}` is not a resource key"))?;
+        let (kind, name) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}` is not a resource key"))?;
         let kind = Kind::parse(kind).ok_or_else(|| format!("`{kind}` is not a resource kind"))?;
         Ok(Key::new(kind, name))
     }
@@ -190,11 +195,16 @@ pub enum Spec {
     },
     Vpc {
         cidr: String,
+        /// Private DNS names, which RabbitMQ's AWS peer discovery uses as node names.
+        dns_hostnames: bool,
     },
     Subnet {
         vpc: Ref,
         zone: String,
         cidr: String,
+        /// Instances get a public address at launch (to install packages before their
+        /// Elastic IP is associated).
+        public_ip_on_launch: bool,
     },
     InternetGateway {
         vpc: Ref,
@@ -263,25 +273,44 @@ impl Spec {
         let mut out: Vec<&Ref> = Vec::new();
         match self {
             Spec::InstanceProfile { role, .. } => out.push(role),
-            Spec::Subnet { vpc, .. } | Spec::InternetGateway { vpc } | Spec::VpnGateway { vpc } => out.push(vpc),
+            Spec::Subnet { vpc, .. } | Spec::InternetGateway { vpc } | Spec::VpnGateway { vpc } => {
+                out.push(vpc)
+            }
             Spec::SecurityGroup { vpc, .. } => out.push(vpc),
-            Spec::VpnConnection { customer_gateway, vpn_gateway, .. } => {
+            Spec::VpnConnection {
+                customer_gateway,
+                vpn_gateway,
+                ..
+            } => {
                 out.push(customer_gateway);
                 out.push(vpn_gateway);
             }
-            Spec::RouteTable { vpc, routes, propagating, subnets } => {
+            Spec::RouteTable {
+                vpc,
+                routes,
+                propagating,
+                subnets,
+            } => {
                 out.push(vpc);
                 out.extend(routes.iter().map(|r| &r.target));
                 out.extend(propagating);
                 out.extend(subnets);
             }
-            Spec::Instance { subnet, security_groups, profile, .. } => {
+            Spec::Instance {
+                subnet,
+                security_groups,
+                profile,
+                ..
+            } => {
                 out.push(subnet);
                 out.extend(security_groups);
                 out.push(profile);
             }
             Spec::ElasticIp { instance } => out.push(instance),
-            Spec::IamRole { .. } | Spec::SsmParameter { .. } | Spec::Vpc { .. } | Spec::CustomerGateway { .. } => {}
+            Spec::IamRole { .. }
+            | Spec::SsmParameter { .. }
+            | Spec::Vpc { .. }
+            | Spec::CustomerGateway { .. } => {}
         }
         let mut keys: Vec<&Key> = out
             .into_iter()
@@ -299,13 +328,24 @@ impl Spec {
     pub fn map_refs(&mut self, mut f: impl FnMut(&mut Ref)) {
         match self {
             Spec::InstanceProfile { role, .. } => f(role),
-            Spec::Subnet { vpc, .. } | Spec::InternetGateway { vpc } | Spec::VpnGateway { vpc } => f(vpc),
+            Spec::Subnet { vpc, .. } | Spec::InternetGateway { vpc } | Spec::VpnGateway { vpc } => {
+                f(vpc)
+            }
             Spec::SecurityGroup { vpc, .. } => f(vpc),
-            Spec::VpnConnection { customer_gateway, vpn_gateway, .. } => {
+            Spec::VpnConnection {
+                customer_gateway,
+                vpn_gateway,
+                ..
+            } => {
                 f(customer_gateway);
                 f(vpn_gateway);
             }
-            Spec::RouteTable { vpc, routes, propagating, subnets } => {
+            Spec::RouteTable {
+                vpc,
+                routes,
+                propagating,
+                subnets,
+            } => {
                 f(vpc);
                 routes.iter_mut().for_each(|r| f(&mut r.target));
                 propagating.iter_mut().for_each(&mut f);
@@ -315,14 +355,22 @@ impl Spec {
                 propagating.sort();
                 subnets.sort();
             }
-            Spec::Instance { subnet, security_groups, profile, .. } => {
+            Spec::Instance {
+                subnet,
+                security_groups,
+                profile,
+                ..
+            } => {
                 f(subnet);
                 security_groups.iter_mut().for_each(&mut f);
                 security_groups.sort();
                 f(profile);
             }
             Spec::ElasticIp { instance } => f(instance),
-            Spec::IamRole { .. } | Spec::SsmParameter { .. } | Spec::Vpc { .. } | Spec::CustomerGateway { .. } => {}
+            Spec::IamRole { .. }
+            | Spec::SsmParameter { .. }
+            | Spec::Vpc { .. }
+            | Spec::CustomerGateway { .. } => {}
         }
     }
 
@@ -344,35 +392,86 @@ impl Spec {
         match (self, actual) {
             (Spec::IamRole { name: a, .. }, Spec::IamRole { name: b, .. })
             | (Spec::InstanceProfile { name: a, .. }, Spec::InstanceProfile { name: b, .. })
-            | (Spec::SsmParameter { name: a, .. }, Spec::SsmParameter { name: b, .. }) => check(a != b, "name"),
-            (Spec::Vpc { cidr: a }, Spec::Vpc { cidr: b }) => check(a != b, "cidr"),
-            (Spec::Subnet { vpc, zone, cidr }, Spec::Subnet { vpc: v2, zone: z2, cidr: c2 }) => {
+            | (Spec::SsmParameter { name: a, .. }, Spec::SsmParameter { name: b, .. }) => {
+                check(a != b, "name")
+            }
+            (Spec::Vpc { cidr: a, .. }, Spec::Vpc { cidr: b, .. }) => check(a != b, "cidr"),
+            (
+                Spec::Subnet {
+                    vpc, zone, cidr, ..
+                },
+                Spec::Subnet {
+                    vpc: v2,
+                    zone: z2,
+                    cidr: c2,
+                    ..
+                },
+            ) => {
                 check(vpc != v2, "vpc");
                 check(zone != z2, "zone");
                 check(cidr != c2, "cidr");
             }
             (Spec::InternetGateway { vpc: a }, Spec::InternetGateway { vpc: b })
             | (Spec::VpnGateway { vpc: a }, Spec::VpnGateway { vpc: b }) => check(a != b, "vpc"),
-            (Spec::SecurityGroup { vpc, group_name, description, .. }, Spec::SecurityGroup { vpc: v2, group_name: n2, description: d2, .. }) => {
+            (
+                Spec::SecurityGroup {
+                    vpc,
+                    group_name,
+                    description,
+                    ..
+                },
+                Spec::SecurityGroup {
+                    vpc: v2,
+                    group_name: n2,
+                    description: d2,
+                    ..
+                },
+            ) => {
                 check(vpc != v2, "vpc");
                 check(group_name != n2, "group_name");
                 check(description != d2, "description");
             }
-            (Spec::CustomerGateway { ip, bgp_asn }, Spec::CustomerGateway { ip: i2, bgp_asn: a2 }) => {
+            (
+                Spec::CustomerGateway { ip, bgp_asn },
+                Spec::CustomerGateway {
+                    ip: i2,
+                    bgp_asn: a2,
+                },
+            ) => {
                 check(ip != i2, "ip");
                 check(bgp_asn != a2, "bgp_asn");
             }
             (
-                Spec::VpnConnection { customer_gateway, vpn_gateway, static_routes_only, .. },
-                Spec::VpnConnection { customer_gateway: c2, vpn_gateway: g2, static_routes_only: s2, .. },
+                Spec::VpnConnection {
+                    customer_gateway,
+                    vpn_gateway,
+                    static_routes_only,
+                    ..
+                },
+                Spec::VpnConnection {
+                    customer_gateway: c2,
+                    vpn_gateway: g2,
+                    static_routes_only: s2,
+                    ..
+                },
             ) => {
                 check(customer_gateway != c2, "customer_gateway");
                 check(vpn_gateway != g2, "vpn_gateway");
                 check(static_routes_only != s2, "static_routes_only");
             }
-            (Spec::RouteTable { vpc, .. }, Spec::RouteTable { vpc: v2, .. }) => check(vpc != v2, "vpc"),
+            (Spec::RouteTable { vpc, .. }, Spec::RouteTable { vpc: v2, .. }) => {
+                check(vpc != v2, "vpc")
+            }
             (
-                Spec::Instance { image, instance_type, subnet, security_groups, profile, launch_sha256, .. },
+                Spec::Instance {
+                    image,
+                    instance_type,
+                    subnet,
+                    security_groups,
+                    profile,
+                    launch_sha256,
+                    ..
+                },
                 Spec::Instance {
                     image: i2,
                     instance_type: t2,

@@ -2,6 +2,8 @@
 
 mod support;
 
+mod aws;
+
 mod rabbitmq;
 mod render;
 mod schema;

@@ -29,12 +29,20 @@ fn filter(name: &str, value: &str) -> Filter {
 }
 
 fn owner_filters(o: &Owner) -> [Filter; 2] {
-    [filter(&format!("tag:{TAG_STACK}"), &o.stack), filter(&format!("tag:{TAG_REGION}"), &o.region)]
+    [
+        filter(&format!("tag:{TAG_STACK}"), &o.stack),
+        filter(&format!("tag:{TAG_REGION}"), &o.region),
+    ]
 }
 
 fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
     tags.iter()
-        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_string(),
+                t.value().unwrap_or_default().to_string(),
+            ))
+        })
         .collect()
 }
 
@@ -57,7 +65,13 @@ fn tag_spec(kind: ResourceType, tags: &BTreeMap<String, String>) -> TagSpecifica
 }
 
 fn observed(key: Key, id: &str, spec: Spec) -> Observed {
-    Observed { key, id: id.to_string(), spec, parts: BTreeMap::new(), state: None }
+    Observed {
+        key,
+        id: id.to_string(),
+        spec,
+        parts: BTreeMap::new(),
+        state: None,
+    }
 }
 
 fn id_ref(id: Option<&str>) -> Ref {
@@ -78,26 +92,62 @@ pub async fn discover(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError
         elastic_ips(c, o),
     );
     let mut out = Vec::new();
-    for part in [vpcs, subnets, igws, sgs, cgws, vgws, vpns, rtbs, instances, eips] {
+    for part in [
+        vpcs, subnets, igws, sgs, cgws, vgws, vpns, rtbs, instances, eips,
+    ] {
         out.extend(part?);
     }
     Ok(out)
 }
 
 async fn vpcs(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError> {
-    let resp = c.describe_vpcs().set_filters(Some(owner_filters(o).to_vec())).send().await.op("DescribeVpcs")?;
-    Ok(resp
-        .vpcs()
-        .iter()
-        .filter_map(|v| {
-            let key = owned_key(o, v.tags(), Kind::Vpc)?;
-            Some(observed(key, v.vpc_id()?, Spec::Vpc { cidr: v.cidr_block()?.to_string() }))
-        })
-        .collect())
+    let resp = c
+        .describe_vpcs()
+        .set_filters(Some(owner_filters(o).to_vec()))
+        .send()
+        .await
+        .op("DescribeVpcs")?;
+    let mut out = Vec::new();
+    for v in resp.vpcs() {
+        let (Some(key), Some(id), Some(cidr)) = (
+            owned_key(o, v.tags(), Kind::Vpc),
+            v.vpc_id(),
+            v.cidr_block(),
+        ) else {
+            continue;
+        };
+        // One VPC per region: one more call, so a run interrupted before the attribute was
+        // set is repaired.
+        let attr = c
+            .describe_vpc_attribute()
+            .vpc_id(id)
+            .attribute(aws_sdk_ec2::types::VpcAttributeName::EnableDnsHostnames)
+            .send()
+            .await
+            .op("DescribeVpcAttribute")?;
+        let dns_hostnames = attr
+            .enable_dns_hostnames()
+            .and_then(|a| a.value())
+            .unwrap_or(false);
+        out.push(observed(
+            key,
+            id,
+            Spec::Vpc {
+                cidr: cidr.to_string(),
+                dns_hostnames,
+            },
+        ));
+    }
+    Ok(out)
 }
 
 async fn subnets(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError> {
-    let resp = c.describe_subnets().set_filters(Some(owner_filters(o).to_vec())).send().await.op("DescribeSubnets")?;
+    let resp = c
+        .describe_subnets()
+        .set_filters(Some(owner_filters(o).to_vec()))
+        .send()
+        .await
+        .op("DescribeSubnets")?;
     Ok(resp
         .subnets()
         .iter()
@@ -107,6 +157,7 @@ async fn subnets(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError> {
                 vpc: id_ref(s.vpc_id()),
                 zone: s.availability_zone()?.to_string(),
                 cidr: s.cidr_block()?.to_string(),
+                public_ip_on_launch: s.map_public_ip_on_launch().unwrap_or(false),
             };
             Some(observed(key, s.subnet_id()?, spec))
         })
@@ -126,7 +177,11 @@ async fn internet_gateways(c: &Client, o: &Owner) -> Result<Vec<Observed>, Cloud
         .filter_map(|g| {
             let key = owned_key(o, g.tags(), Kind::InternetGateway)?;
             let vpc = g.attachments().first().and_then(|a| a.vpc_id());
-            Some(observed(key, g.internet_gateway_id()?, Spec::InternetGateway { vpc: id_ref(vpc) }))
+            Some(observed(
+                key,
+                g.internet_gateway_id()?,
+                Spec::InternetGateway { vpc: id_ref(vpc) },
+            ))
         })
         .collect())
 }
@@ -146,10 +201,16 @@ async fn security_groups(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudEr
             let id = g.group_id()?;
             let mut ingress = Vec::new();
             for p in g.ip_permissions() {
-                let (Some(from), Some(to)) = (p.from_port(), p.to_port()) else { continue };
+                let (Some(from), Some(to)) = (p.from_port(), p.to_port()) else {
+                    continue;
+                };
                 if from != to || p.ip_protocol() != Some("tcp") {
                     // Not a rule gwctl writes: keep it visible as drift.
-                    ingress.push(Ingress { port: 0, from: IngressSource::Cidr(format!("{:?}:{from}-{to}", p.ip_protocol())), description: String::new() });
+                    ingress.push(Ingress {
+                        port: 0,
+                        from: IngressSource::Cidr(format!("{:?}:{from}-{to}", p.ip_protocol())),
+                        description: String::new(),
+                    });
                     continue;
                 }
                 let port = u16::try_from(from).unwrap_or_default();
@@ -166,7 +227,11 @@ async fn security_groups(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudEr
                     } else {
                         IngressSource::Cidr(pair.group_id().unwrap_or_default().to_string())
                     };
-                    ingress.push(Ingress { port, from, description: pair.description().unwrap_or_default().to_string() });
+                    ingress.push(Ingress {
+                        port,
+                        from,
+                        description: pair.description().unwrap_or_default().to_string(),
+                    });
                 }
             }
             ingress.sort();
@@ -225,9 +290,18 @@ async fn vpn_gateways(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError
             let vpc = g
                 .vpc_attachments()
                 .iter()
-                .find(|a| matches!(a.state().map(|s| s.as_str()), Some("attached" | "attaching")))
+                .find(|a| {
+                    matches!(
+                        a.state().map(|s| s.as_str()),
+                        Some("attached" | "attaching")
+                    )
+                })
                 .and_then(|a| a.vpc_id());
-            Some(observed(key, g.vpn_gateway_id()?, Spec::VpnGateway { vpc: id_ref(vpc) }))
+            Some(observed(
+                key,
+                g.vpn_gateway_id()?,
+                Spec::VpnGateway { vpc: id_ref(vpc) },
+            ))
         })
         .collect())
 }
@@ -255,7 +329,10 @@ async fn vpn_connections(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudEr
             let spec = Spec::VpnConnection {
                 customer_gateway: id_ref(v.customer_gateway_id()),
                 vpn_gateway: id_ref(v.vpn_gateway_id()),
-                static_routes_only: v.options().and_then(|o| o.static_routes_only()).unwrap_or(false),
+                static_routes_only: v
+                    .options()
+                    .and_then(|o| o.static_routes_only())
+                    .unwrap_or(false),
                 routes,
             };
             Some(observed(key, v.vpn_connection_id()?, spec))
@@ -287,7 +364,11 @@ async fn route_tables(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError
                     })
                 })
                 .collect();
-            let propagating = t.propagating_vgws().iter().map(|p| id_ref(p.gateway_id())).collect();
+            let propagating = t
+                .propagating_vgws()
+                .iter()
+                .map(|p| id_ref(p.gateway_id()))
+                .collect();
             let mut subnets = Vec::new();
             for a in t.associations() {
                 if a.main() == Some(true) {
@@ -298,7 +379,12 @@ async fn route_tables(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError
                     parts.insert(format!("association:{s}"), id.to_string());
                 }
             }
-            let spec = Spec::RouteTable { vpc: id_ref(t.vpc_id()), routes, propagating, subnets };
+            let spec = Spec::RouteTable {
+                vpc: id_ref(t.vpc_id()),
+                routes,
+                propagating,
+                subnets,
+            };
             let mut ob = observed(key, t.route_table_id()?, spec);
             ob.parts = parts;
             Some(ob)
@@ -319,22 +405,35 @@ async fn instances(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError> {
         let page = page.op("DescribeInstances")?;
         for r in page.reservations() {
             for i in r.instances() {
-                let state = i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string());
+                let state = i
+                    .state()
+                    .and_then(|s| s.name())
+                    .map(|n| n.as_str().to_string());
                 if matches!(state.as_deref(), Some("terminated" | "shutting-down")) {
                     continue;
                 }
-                let Some(key) = owned_key(o, i.tags(), Kind::Instance) else { continue };
+                let Some(key) = owned_key(o, i.tags(), Kind::Instance) else {
+                    continue;
+                };
                 let Some(id) = i.instance_id() else { continue };
                 let tags = tag_map(i.tags());
                 let profile = i.iam_instance_profile().and_then(|p| p.arn());
                 let spec = Spec::Instance {
                     image: i.image_id().unwrap_or_default().to_string(),
-                    instance_type: i.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+                    instance_type: i
+                        .instance_type()
+                        .map(|t| t.as_str().to_string())
+                        .unwrap_or_default(),
                     subnet: id_ref(i.subnet_id()),
-                    security_groups: i.security_groups().iter().map(|g| id_ref(g.group_id())).collect(),
+                    security_groups: i
+                        .security_groups()
+                        .iter()
+                        .map(|g| id_ref(g.group_id()))
+                        .collect(),
                     profile: id_ref(profile),
                     launch_sha256: tags.get(TAG_LAUNCH).cloned().unwrap_or_default(),
-                    imdsv2_required: i.metadata_options().and_then(|m| m.http_tokens()) == Some(&HttpTokensState::Required),
+                    imdsv2_required: i.metadata_options().and_then(|m| m.http_tokens())
+                        == Some(&HttpTokensState::Required),
                 };
                 let mut ob = observed(key, id, spec);
                 ob.state = state;
@@ -346,13 +445,24 @@ async fn instances(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError> {
 }
 
 async fn elastic_ips(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError> {
-    let resp = c.describe_addresses().set_filters(Some(owner_filters(o).to_vec())).send().await.op("DescribeAddresses")?;
+    let resp = c
+        .describe_addresses()
+        .set_filters(Some(owner_filters(o).to_vec()))
+        .send()
+        .await
+        .op("DescribeAddresses")?;
     Ok(resp
         .addresses()
         .iter()
         .filter_map(|a| {
             let key = owned_key(o, a.tags(), Kind::ElasticIp)?;
-            let mut ob = observed(key, a.allocation_id()?, Spec::ElasticIp { instance: id_ref(a.instance_id()) });
+            let mut ob = observed(
+                key,
+                a.allocation_id()?,
+                Spec::ElasticIp {
+                    instance: id_ref(a.instance_id()),
+                },
+            );
             if let Some(assoc) = a.association_id() {
                 ob.parts.insert("association".into(), assoc.to_string());
             }
@@ -372,23 +482,36 @@ pub struct Image {
 pub async fn find_image(c: &Client, ami: &Ami) -> Result<Image, CloudError> {
     let req = match ami {
         Ami::Id(a) => c.describe_images().image_ids(&a.id),
-        Ami::Lookup(l) => c.describe_images().owners(&l.owner).filters(filter("name", &l.name)),
+        Ami::Lookup(l) => c
+            .describe_images()
+            .owners(&l.owner)
+            .filters(filter("name", &l.name)),
     };
     let resp = req.send().await.op("DescribeImages")?;
     let newest = resp
         .images()
         .iter()
         .filter(|i| i.image_id().is_some())
-        .max_by(|a, b| a.creation_date().unwrap_or_default().cmp(b.creation_date().unwrap_or_default()));
+        .max_by(|a, b| {
+            a.creation_date()
+                .unwrap_or_default()
+                .cmp(b.creation_date().unwrap_or_default())
+        });
     match (newest, ami) {
         (Some(i), _) => Ok(Image {
             id: i.image_id().unwrap_or_default().to_string(),
             root_device: i.root_device_name().unwrap_or("/dev/xvda").to_string(),
         }),
-        (None, Ami::Id(a)) => Err(CloudError::new("DescribeImages", format!("image {} does not exist in this region", a.id))),
+        (None, Ami::Id(a)) => Err(CloudError::new(
+            "DescribeImages",
+            format!("image {} does not exist in this region", a.id),
+        )),
         (None, Ami::Lookup(l)) => Err(CloudError::new(
             "DescribeImages",
-            format!("no image owned by {} matches `{}` in this region", l.owner, l.name),
+            format!(
+                "no image owned by {} matches `{}` in this region",
+                l.owner, l.name
+            ),
         )),
     }
 }
@@ -400,22 +523,31 @@ fn spec_mismatch(d: &Desired) -> CloudError {
 pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, CloudError> {
     let eventual = Duration::from_secs(60);
     let id = match &d.spec {
-        Spec::Vpc { cidr } => {
-            let r = c.create_vpc().cidr_block(cidr).tag_specifications(tag_spec(ResourceType::Vpc, &d.tags)).send().await.op("CreateVpc")?;
-            let id = r.vpc().and_then(|v| v.vpc_id()).ok_or_else(|| missing("CreateVpc", "VpcId"))?.to_string();
-            // Private DNS names are how RabbitMQ's AWS peer discovery names nodes.
-            retry(eventual, CloudError::is_eventual, || async {
-                c.modify_vpc_attribute()
-                    .vpc_id(&id)
-                    .enable_dns_hostnames(AttributeBooleanValue::builder().value(true).build())
-                    .send()
-                    .await
-                    .op("ModifyVpcAttribute")
-            })
-            .await?;
+        Spec::Vpc {
+            cidr,
+            dns_hostnames,
+        } => {
+            let r = c
+                .create_vpc()
+                .cidr_block(cidr)
+                .tag_specifications(tag_spec(ResourceType::Vpc, &d.tags))
+                .send()
+                .await
+                .op("CreateVpc")?;
+            let id = r
+                .vpc()
+                .and_then(|v| v.vpc_id())
+                .ok_or_else(|| missing("CreateVpc", "VpcId"))?
+                .to_string();
+            set_dns_hostnames(c, &id, *dns_hostnames).await?;
             id
         }
-        Spec::Subnet { vpc, zone, cidr } => {
+        Spec::Subnet {
+            vpc,
+            zone,
+            cidr,
+            public_ip_on_launch,
+        } => {
             let vpc = resolve(ids, vpc)?;
             let r = retry(eventual, CloudError::is_eventual, || async {
                 c.create_subnet()
@@ -428,14 +560,12 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
                     .op("CreateSubnet")
             })
             .await?;
-            let id = r.subnet().and_then(|s| s.subnet_id()).ok_or_else(|| missing("CreateSubnet", "SubnetId"))?.to_string();
-            // Brokers need the internet to install packages before their Elastic IP arrives.
-            c.modify_subnet_attribute()
-                .subnet_id(&id)
-                .map_public_ip_on_launch(AttributeBooleanValue::builder().value(true).build())
-                .send()
-                .await
-                .op("ModifySubnetAttribute")?;
+            let id = r
+                .subnet()
+                .and_then(|s| s.subnet_id())
+                .ok_or_else(|| missing("CreateSubnet", "SubnetId"))?
+                .to_string();
+            set_public_ip_on_launch(c, &id, *public_ip_on_launch).await?;
             id
         }
         Spec::InternetGateway { vpc } => {
@@ -454,7 +584,12 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
             attach_igw(c, &id, &vpc).await?;
             id
         }
-        Spec::SecurityGroup { vpc, group_name, description, ingress } => {
+        Spec::SecurityGroup {
+            vpc,
+            group_name,
+            description,
+            ingress,
+        } => {
             let vpc = resolve(ids, vpc)?;
             let r = retry(eventual, CloudError::is_eventual, || async {
                 c.create_security_group()
@@ -467,7 +602,10 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
                     .op("CreateSecurityGroup")
             })
             .await?;
-            let id = r.group_id().ok_or_else(|| missing("CreateSecurityGroup", "GroupId"))?.to_string();
+            let id = r
+                .group_id()
+                .ok_or_else(|| missing("CreateSecurityGroup", "GroupId"))?
+                .to_string();
             authorize(c, &id, ingress).await?;
             id
         }
@@ -495,18 +633,31 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
                 .send()
                 .await
                 .op("CreateVpnGateway")?;
-            let id = r.vpn_gateway().and_then(|g| g.vpn_gateway_id()).ok_or_else(|| missing("CreateVpnGateway", "VpnGatewayId"))?.to_string();
+            let id = r
+                .vpn_gateway()
+                .and_then(|g| g.vpn_gateway_id())
+                .ok_or_else(|| missing("CreateVpnGateway", "VpnGatewayId"))?
+                .to_string();
             attach_vgw(c, &id, &vpc).await?;
             id
         }
-        Spec::VpnConnection { customer_gateway, vpn_gateway, static_routes_only, routes } => {
+        Spec::VpnConnection {
+            customer_gateway,
+            vpn_gateway,
+            static_routes_only,
+            routes,
+        } => {
             let (cgw, vgw) = (resolve(ids, customer_gateway)?, resolve(ids, vpn_gateway)?);
             let r = retry(eventual, CloudError::is_eventual, || async {
                 c.create_vpn_connection()
                     .r#type("ipsec.1")
                     .customer_gateway_id(&cgw)
                     .vpn_gateway_id(&vgw)
-                    .options(VpnConnectionOptionsSpecification::builder().static_routes_only(*static_routes_only).build())
+                    .options(
+                        VpnConnectionOptionsSpecification::builder()
+                            .static_routes_only(*static_routes_only)
+                            .build(),
+                    )
                     .tag_specifications(tag_spec(ResourceType::VpnConnection, &d.tags))
                     .send()
                     .await
@@ -523,7 +674,12 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
             }
             id
         }
-        Spec::RouteTable { vpc, routes, propagating, subnets } => {
+        Spec::RouteTable {
+            vpc,
+            routes,
+            propagating,
+            subnets,
+        } => {
             let vpc = resolve(ids, vpc)?;
             let r = retry(eventual, CloudError::is_eventual, || async {
                 c.create_route_table()
@@ -534,9 +690,20 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
                     .op("CreateRouteTable")
             })
             .await?;
-            let id = r.route_table().and_then(|t| t.route_table_id()).ok_or_else(|| missing("CreateRouteTable", "RouteTableId"))?.to_string();
+            let id = r
+                .route_table()
+                .and_then(|t| t.route_table_id())
+                .ok_or_else(|| missing("CreateRouteTable", "RouteTableId"))?
+                .to_string();
             for route in routes {
-                put_route(c, &id, &route.destination, &resolve(ids, &route.target)?, false).await?;
+                put_route(
+                    c,
+                    &id,
+                    &route.destination,
+                    &resolve(ids, &route.target)?,
+                    false,
+                )
+                .await?;
             }
             for vgw in propagating {
                 propagation(c, &id, &resolve(ids, vgw)?, true).await?;
@@ -546,17 +713,38 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
             }
             id
         }
-        Spec::Instance { image, instance_type, subnet, security_groups, profile, imdsv2_required, .. } => {
-            let Payload::Launch { user_data, root_device, block_devices, client_token } = &d.payload else {
+        Spec::Instance {
+            image,
+            instance_type,
+            subnet,
+            security_groups,
+            profile,
+            imdsv2_required,
+            ..
+        } => {
+            let Payload::Launch {
+                user_data,
+                root_device,
+                block_devices,
+                client_token,
+            } = &d.payload
+            else {
                 return Err(spec_mismatch(d));
             };
             let subnet = resolve(ids, subnet)?;
-            let groups: Vec<String> = security_groups.iter().map(|g| resolve(ids, g)).collect::<Result<_, _>>()?;
+            let groups: Vec<String> = security_groups
+                .iter()
+                .map(|g| resolve(ids, g))
+                .collect::<Result<_, _>>()?;
             let profile = resolve(ids, profile)?;
             let mappings: Vec<BlockDeviceMapping> = block_devices
                 .iter()
                 .map(|b| {
-                    let device = if b.device == "root" { root_device.clone() } else { b.device.clone() };
+                    let device = if b.device == "root" {
+                        root_device.clone()
+                    } else {
+                        b.device.clone()
+                    };
                     BlockDeviceMapping::builder()
                         .device_name(device)
                         .ebs(
@@ -564,7 +752,9 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
                                 .volume_type(VolumeType::from(b.volume_type.as_str()))
                                 .volume_size(i32::try_from(b.size_gib).unwrap_or(i32::MAX))
                                 .set_iops(b.iops.and_then(|i| i32::try_from(i).ok()))
-                                .set_throughput(b.throughput_mibps.and_then(|t| i32::try_from(t).ok()))
+                                .set_throughput(
+                                    b.throughput_mibps.and_then(|t| i32::try_from(t).ok()),
+                                )
                                 .encrypted(true)
                                 .delete_on_termination(true)
                                 .build(),
@@ -584,11 +774,19 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
                     .max_count(1)
                     .subnet_id(&subnet)
                     .set_security_group_ids(Some(groups.clone()))
-                    .iam_instance_profile(IamInstanceProfileSpecification::builder().arn(&profile).build())
+                    .iam_instance_profile(
+                        IamInstanceProfileSpecification::builder()
+                            .arn(&profile)
+                            .build(),
+                    )
                     .user_data(&user_data)
                     .metadata_options(
                         InstanceMetadataOptionsRequest::builder()
-                            .http_tokens(if *imdsv2_required { HttpTokensState::Required } else { HttpTokensState::Optional })
+                            .http_tokens(if *imdsv2_required {
+                                HttpTokensState::Required
+                            } else {
+                                HttpTokensState::Optional
+                            })
                             .http_endpoint(InstanceMetadataEndpointState::Enabled)
                             .http_put_response_hop_limit(1)
                             .build(),
@@ -602,7 +800,12 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
                     .op("RunInstances")
             })
             .await?;
-            let id = r.instances().first().and_then(|i| i.instance_id()).ok_or_else(|| missing("RunInstances", "InstanceId"))?.to_string();
+            let id = r
+                .instances()
+                .first()
+                .and_then(|i| i.instance_id())
+                .ok_or_else(|| missing("RunInstances", "InstanceId"))?
+                .to_string();
             wait_instance(c, &id, "running").await?;
             id
         }
@@ -615,18 +818,44 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
                 .send()
                 .await
                 .op("AllocateAddress")?;
-            let id = r.allocation_id().ok_or_else(|| missing("AllocateAddress", "AllocationId"))?.to_string();
+            let id = r
+                .allocation_id()
+                .ok_or_else(|| missing("AllocateAddress", "AllocationId"))?
+                .to_string();
             associate_address(c, &id, &instance).await?;
             id
         }
-        Spec::IamRole { .. } | Spec::InstanceProfile { .. } | Spec::SsmParameter { .. } => return Err(spec_mismatch(d)),
+        Spec::IamRole { .. } | Spec::InstanceProfile { .. } | Spec::SsmParameter { .. } => {
+            return Err(spec_mismatch(d));
+        }
     };
-    Ok(Observed { key: d.key.clone(), id, spec: d.spec.clone(), parts: BTreeMap::new(), state: None })
+    Ok(Observed {
+        key: d.key.clone(),
+        id,
+        spec: d.spec.clone(),
+        parts: BTreeMap::new(),
+        state: None,
+    })
 }
 
-pub async fn update(c: &Client, d: &Desired, before: &Observed, ids: &Ids) -> Result<Observed, CloudError> {
+pub async fn update(
+    c: &Client,
+    d: &Desired,
+    before: &Observed,
+    ids: &Ids,
+) -> Result<Observed, CloudError> {
     let id = before.id.as_str();
     match (&d.spec, &before.spec) {
+        (Spec::Vpc { dns_hostnames, .. }, Spec::Vpc { .. }) => {
+            set_dns_hostnames(c, id, *dns_hostnames).await?
+        }
+        (
+            Spec::Subnet {
+                public_ip_on_launch,
+                ..
+            },
+            Spec::Subnet { .. },
+        ) => set_public_ip_on_launch(c, id, *public_ip_on_launch).await?,
         (Spec::SecurityGroup { ingress, .. }, Spec::SecurityGroup { ingress: old, .. }) => {
             let want: BTreeSet<&Ingress> = ingress.iter().collect();
             let have: BTreeSet<&Ingress> = old.iter().collect();
@@ -646,11 +875,18 @@ pub async fn update(c: &Client, d: &Desired, before: &Observed, ids: &Ids) -> Re
             if let Ref::Id(old) = old
                 && !old.is_empty()
             {
-                c.detach_internet_gateway().internet_gateway_id(id).vpc_id(old).send().await.op("DetachInternetGateway")?;
+                c.detach_internet_gateway()
+                    .internet_gateway_id(id)
+                    .vpc_id(old)
+                    .send()
+                    .await
+                    .op("DetachInternetGateway")?;
             }
             attach_igw(c, id, &resolve(ids, vpc)?).await?;
         }
-        (Spec::VpnGateway { vpc }, Spec::VpnGateway { .. }) => attach_vgw(c, id, &resolve(ids, vpc)?).await?,
+        (Spec::VpnGateway { vpc }, Spec::VpnGateway { .. }) => {
+            attach_vgw(c, id, &resolve(ids, vpc)?).await?
+        }
         (Spec::VpnConnection { routes, .. }, Spec::VpnConnection { routes: old, .. }) => {
             for cidr in old.iter().filter(|r| !routes.contains(r)) {
                 vpn_route(c, id, cidr, false).await?;
@@ -659,14 +895,45 @@ pub async fn update(c: &Client, d: &Desired, before: &Observed, ids: &Ids) -> Re
                 vpn_route(c, id, cidr, true).await?;
             }
         }
-        (Spec::RouteTable { routes, propagating, subnets, .. }, Spec::RouteTable { routes: old_routes, propagating: old_prop, subnets: old_subnets, .. }) => {
-            let resolve_all = |refs: &[Ref]| refs.iter().map(|r| resolve(ids, r)).collect::<Result<BTreeSet<_>, _>>();
-            let want: BTreeMap<&str, String> =
-                routes.iter().map(|r| Ok((r.destination.as_str(), resolve(ids, &r.target)?))).collect::<Result<_, CloudError>>()?;
-            let have: BTreeMap<&str, String> =
-                old_routes.iter().map(|r| (r.destination.as_str(), resolve(ids, &r.target).unwrap_or_default())).collect();
+        (
+            Spec::RouteTable {
+                routes,
+                propagating,
+                subnets,
+                ..
+            },
+            Spec::RouteTable {
+                routes: old_routes,
+                propagating: old_prop,
+                subnets: old_subnets,
+                ..
+            },
+        ) => {
+            let resolve_all = |refs: &[Ref]| {
+                refs.iter()
+                    .map(|r| resolve(ids, r))
+                    .collect::<Result<BTreeSet<_>, _>>()
+            };
+            let want: BTreeMap<&str, String> = routes
+                .iter()
+                .map(|r| Ok((r.destination.as_str(), resolve(ids, &r.target)?)))
+                .collect::<Result<_, CloudError>>()?;
+            let have: BTreeMap<&str, String> = old_routes
+                .iter()
+                .map(|r| {
+                    (
+                        r.destination.as_str(),
+                        resolve(ids, &r.target).unwrap_or_default(),
+                    )
+                })
+                .collect();
             for dest in have.keys().filter(|d| !want.contains_key(*d)) {
-                c.delete_route().route_table_id(id).destination_cidr_block(*dest).send().await.op("DeleteRoute")?;
+                c.delete_route()
+                    .route_table_id(id)
+                    .destination_cidr_block(*dest)
+                    .send()
+                    .await
+                    .op("DeleteRoute")?;
             }
             for (dest, target) in &want {
                 match have.get(dest) {
@@ -675,7 +942,10 @@ pub async fn update(c: &Client, d: &Desired, before: &Observed, ids: &Ids) -> Re
                     None => put_route(c, id, dest, target, false).await?,
                 }
             }
-            let (want_p, have_p) = (resolve_all(propagating)?, resolve_all(old_prop).unwrap_or_default());
+            let (want_p, have_p) = (
+                resolve_all(propagating)?,
+                resolve_all(old_prop).unwrap_or_default(),
+            );
             for vgw in have_p.difference(&want_p) {
                 propagation(c, id, vgw, false).await?;
             }
@@ -683,19 +953,35 @@ pub async fn update(c: &Client, d: &Desired, before: &Observed, ids: &Ids) -> Re
                 propagation(c, id, vgw, true).await?;
             }
             let want_s = resolve_all(subnets)?;
-            let have_s: BTreeSet<String> = old_subnets.iter().filter_map(|r| resolve(ids, r).ok()).collect();
+            let have_s: BTreeSet<String> = old_subnets
+                .iter()
+                .filter_map(|r| resolve(ids, r).ok())
+                .collect();
             for (part, assoc) in &before.parts {
                 if let Some(subnet) = part.strip_prefix("association:")
                     && !want_s.contains(subnet)
                 {
-                    c.disassociate_route_table().association_id(assoc).send().await.op("DisassociateRouteTable")?;
+                    c.disassociate_route_table()
+                        .association_id(assoc)
+                        .send()
+                        .await
+                        .op("DisassociateRouteTable")?;
                 }
             }
             for subnet in want_s.difference(&have_s) {
                 associate(c, id, subnet).await?;
             }
         }
-        (Spec::Instance { imdsv2_required: true, .. }, Spec::Instance { imdsv2_required: false, .. }) => {
+        (
+            Spec::Instance {
+                imdsv2_required: true,
+                ..
+            },
+            Spec::Instance {
+                imdsv2_required: false,
+                ..
+            },
+        ) => {
             c.modify_instance_metadata_options()
                 .instance_id(id)
                 .http_tokens(HttpTokensState::Required)
@@ -703,10 +989,23 @@ pub async fn update(c: &Client, d: &Desired, before: &Observed, ids: &Ids) -> Re
                 .await
                 .op("ModifyInstanceMetadataOptions")?;
         }
-        (Spec::ElasticIp { instance }, Spec::ElasticIp { .. }) => associate_address(c, id, &resolve(ids, instance)?).await?,
-        _ => return Err(CloudError::new("update", format!("{} cannot be updated in place", d.key))),
+        (Spec::ElasticIp { instance }, Spec::ElasticIp { .. }) => {
+            associate_address(c, id, &resolve(ids, instance)?).await?
+        }
+        _ => {
+            return Err(CloudError::new(
+                "update",
+                format!("{} cannot be updated in place", d.key),
+            ));
+        }
     }
-    Ok(Observed { key: d.key.clone(), id: id.to_string(), spec: d.spec.clone(), parts: BTreeMap::new(), state: None })
+    Ok(Observed {
+        key: d.key.clone(),
+        id: id.to_string(),
+        spec: d.spec.clone(),
+        parts: BTreeMap::new(),
+        state: None,
+    })
 }
 
 pub async fn delete(c: &Client, o: &Observed) -> Result<(), CloudError> {
@@ -716,8 +1015,20 @@ pub async fn delete(c: &Client, o: &Observed) -> Result<(), CloudError> {
         other => other,
     };
     let r = match &o.spec {
-        Spec::Vpc { .. } => c.delete_vpc().vpc_id(id).send().await.op("DeleteVpc").map(drop),
-        Spec::Subnet { .. } => c.delete_subnet().subnet_id(id).send().await.op("DeleteSubnet").map(drop),
+        Spec::Vpc { .. } => c
+            .delete_vpc()
+            .vpc_id(id)
+            .send()
+            .await
+            .op("DeleteVpc")
+            .map(drop),
+        Spec::Subnet { .. } => c
+            .delete_subnet()
+            .subnet_id(id)
+            .send()
+            .await
+            .op("DeleteSubnet")
+            .map(drop),
         Spec::InternetGateway { vpc } => {
             if let Ref::Id(v) | Ref::Key(Key { name: v, .. }) = vpc
                 && !v.is_empty()
@@ -733,47 +1044,146 @@ pub async fn delete(c: &Client, o: &Observed) -> Result<(), CloudError> {
                     .flat_map(|g| g.attachments())
                 {
                     if let Some(vpc) = a.vpc_id() {
-                        c.detach_internet_gateway().internet_gateway_id(id).vpc_id(vpc).send().await.op("DetachInternetGateway")?;
+                        c.detach_internet_gateway()
+                            .internet_gateway_id(id)
+                            .vpc_id(vpc)
+                            .send()
+                            .await
+                            .op("DetachInternetGateway")?;
                     }
                 }
             }
-            c.delete_internet_gateway().internet_gateway_id(id).send().await.op("DeleteInternetGateway").map(drop)
+            c.delete_internet_gateway()
+                .internet_gateway_id(id)
+                .send()
+                .await
+                .op("DeleteInternetGateway")
+                .map(drop)
         }
-        Spec::SecurityGroup { .. } => c.delete_security_group().group_id(id).send().await.op("DeleteSecurityGroup").map(drop),
-        Spec::CustomerGateway { .. } => c.delete_customer_gateway().customer_gateway_id(id).send().await.op("DeleteCustomerGateway").map(drop),
+        Spec::SecurityGroup { .. } => c
+            .delete_security_group()
+            .group_id(id)
+            .send()
+            .await
+            .op("DeleteSecurityGroup")
+            .map(drop),
+        Spec::CustomerGateway { .. } => c
+            .delete_customer_gateway()
+            .customer_gateway_id(id)
+            .send()
+            .await
+            .op("DeleteCustomerGateway")
+            .map(drop),
         Spec::VpnGateway { .. } => {
-            let gw = c.describe_vpn_gateways().vpn_gateway_ids(id).send().await.op("DescribeVpnGateways")?;
+            let gw = c
+                .describe_vpn_gateways()
+                .vpn_gateway_ids(id)
+                .send()
+                .await
+                .op("DescribeVpnGateways")?;
             for a in gw.vpn_gateways().iter().flat_map(|g| g.vpc_attachments()) {
-                if let (Some(vpc), Some("attached" | "attaching")) = (a.vpc_id(), a.state().map(|s| s.as_str())) {
-                    c.detach_vpn_gateway().vpn_gateway_id(id).vpc_id(vpc).send().await.op("DetachVpnGateway")?;
+                if let (Some(vpc), Some("attached" | "attaching")) =
+                    (a.vpc_id(), a.state().map(|s| s.as_str()))
+                {
+                    c.detach_vpn_gateway()
+                        .vpn_gateway_id(id)
+                        .vpc_id(vpc)
+                        .send()
+                        .await
+                        .op("DetachVpnGateway")?;
                 }
             }
-            c.delete_vpn_gateway().vpn_gateway_id(id).send().await.op("DeleteVpnGateway").map(drop)
+            c.delete_vpn_gateway()
+                .vpn_gateway_id(id)
+                .send()
+                .await
+                .op("DeleteVpnGateway")
+                .map(drop)
         }
-        Spec::VpnConnection { .. } => c.delete_vpn_connection().vpn_connection_id(id).send().await.op("DeleteVpnConnection").map(drop),
+        Spec::VpnConnection { .. } => c
+            .delete_vpn_connection()
+            .vpn_connection_id(id)
+            .send()
+            .await
+            .op("DeleteVpnConnection")
+            .map(drop),
         Spec::RouteTable { .. } => {
             // A subnet's association outlives the subnet on moto and blocks the delete on AWS.
             for assoc in o.parts.values() {
-                ignore_missing(c.disassociate_route_table().association_id(assoc).send().await.op("DisassociateRouteTable").map(drop))?;
+                ignore_missing(
+                    c.disassociate_route_table()
+                        .association_id(assoc)
+                        .send()
+                        .await
+                        .op("DisassociateRouteTable")
+                        .map(drop),
+                )?;
             }
-            c.delete_route_table().route_table_id(id).send().await.op("DeleteRouteTable").map(drop)
+            c.delete_route_table()
+                .route_table_id(id)
+                .send()
+                .await
+                .op("DeleteRouteTable")
+                .map(drop)
         }
         Spec::Instance { .. } => {
-            c.terminate_instances().instance_ids(id).send().await.op("TerminateInstances")?;
+            c.terminate_instances()
+                .instance_ids(id)
+                .send()
+                .await
+                .op("TerminateInstances")?;
             // Its security groups, subnet and Elastic IP are free only once it is gone.
             wait_instance(c, id, "terminated").await
         }
         Spec::ElasticIp { .. } => {
             if let Some(assoc) = o.parts.get("association") {
-                ignore_missing(c.disassociate_address().association_id(assoc).send().await.op("DisassociateAddress").map(drop))?;
+                ignore_missing(
+                    c.disassociate_address()
+                        .association_id(assoc)
+                        .send()
+                        .await
+                        .op("DisassociateAddress")
+                        .map(drop),
+                )?;
             }
-            c.release_address().allocation_id(id).send().await.op("ReleaseAddress").map(drop)
+            c.release_address()
+                .allocation_id(id)
+                .send()
+                .await
+                .op("ReleaseAddress")
+                .map(drop)
         }
-        Spec::IamRole { .. } | Spec::InstanceProfile { .. } | Spec::SsmParameter { .. } => {
-            Err(CloudError::new("delete", format!("{} is not an EC2 resource", o.key)))
-        }
+        Spec::IamRole { .. } | Spec::InstanceProfile { .. } | Spec::SsmParameter { .. } => Err(
+            CloudError::new("delete", format!("{} is not an EC2 resource", o.key)),
+        ),
     };
     ignore_missing(r)
+}
+
+async fn set_dns_hostnames(c: &Client, vpc: &str, on: bool) -> Result<(), CloudError> {
+    retry(Duration::from_secs(60), CloudError::is_eventual, || async {
+        c.modify_vpc_attribute()
+            .vpc_id(vpc)
+            .enable_dns_hostnames(AttributeBooleanValue::builder().value(on).build())
+            .send()
+            .await
+            .op("ModifyVpcAttribute")
+            .map(drop)
+    })
+    .await
+}
+
+async fn set_public_ip_on_launch(c: &Client, subnet: &str, on: bool) -> Result<(), CloudError> {
+    retry(Duration::from_secs(60), CloudError::is_eventual, || async {
+        c.modify_subnet_attribute()
+            .subnet_id(subnet)
+            .map_public_ip_on_launch(AttributeBooleanValue::builder().value(on).build())
+            .send()
+            .await
+            .op("ModifySubnetAttribute")
+            .map(drop)
+    })
+    .await
 }
 
 fn missing(op: &str, field: &str) -> CloudError {
@@ -782,7 +1192,13 @@ fn missing(op: &str, field: &str) -> CloudError {
 
 async fn attach_igw(c: &Client, igw: &str, vpc: &str) -> Result<(), CloudError> {
     retry(Duration::from_secs(60), CloudError::is_eventual, || async {
-        c.attach_internet_gateway().internet_gateway_id(igw).vpc_id(vpc).send().await.op("AttachInternetGateway").map(drop)
+        c.attach_internet_gateway()
+            .internet_gateway_id(igw)
+            .vpc_id(vpc)
+            .send()
+            .await
+            .op("AttachInternetGateway")
+            .map(drop)
     })
     .await
 }
@@ -790,12 +1206,23 @@ async fn attach_igw(c: &Client, igw: &str, vpc: &str) -> Result<(), CloudError> 
 /// Attaches a VPN gateway and waits until AWS reports it attached (routes to it need that).
 async fn attach_vgw(c: &Client, vgw: &str, vpc: &str) -> Result<(), CloudError> {
     retry(Duration::from_secs(60), CloudError::is_eventual, || async {
-        c.attach_vpn_gateway().vpn_gateway_id(vgw).vpc_id(vpc).send().await.op("AttachVpnGateway").map(drop)
+        c.attach_vpn_gateway()
+            .vpn_gateway_id(vgw)
+            .vpc_id(vpc)
+            .send()
+            .await
+            .op("AttachVpnGateway")
+            .map(drop)
     })
     .await?;
     let start = std::time::Instant::now();
     loop {
-        let r = c.describe_vpn_gateways().vpn_gateway_ids(vgw).send().await.op("DescribeVpnGateways")?;
+        let r = c
+            .describe_vpn_gateways()
+            .vpn_gateway_ids(vgw)
+            .send()
+            .await
+            .op("DescribeVpnGateways")?;
         let attached = r
             .vpn_gateways()
             .iter()
@@ -805,29 +1232,71 @@ async fn attach_vgw(c: &Client, vgw: &str, vpc: &str) -> Result<(), CloudError> 
             return Ok(());
         }
         if start.elapsed() > ATTACH_WAIT {
-            return Err(CloudError::new("AttachVpnGateway", format!("{vgw} not attached to {vpc} after {} s", ATTACH_WAIT.as_secs())));
+            return Err(CloudError::new(
+                "AttachVpnGateway",
+                format!(
+                    "{vgw} not attached to {vpc} after {} s",
+                    ATTACH_WAIT.as_secs()
+                ),
+            ));
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
 
 async fn vpn_route(c: &Client, vpn: &str, cidr: &str, create: bool) -> Result<(), CloudError> {
-    retry(Duration::from_secs(120), CloudError::is_eventual, || async {
-        if create {
-            c.create_vpn_connection_route().vpn_connection_id(vpn).destination_cidr_block(cidr).send().await.op("CreateVpnConnectionRoute").map(drop)
-        } else {
-            c.delete_vpn_connection_route().vpn_connection_id(vpn).destination_cidr_block(cidr).send().await.op("DeleteVpnConnectionRoute").map(drop)
-        }
-    })
+    retry(
+        Duration::from_secs(120),
+        CloudError::is_eventual,
+        || async {
+            if create {
+                c.create_vpn_connection_route()
+                    .vpn_connection_id(vpn)
+                    .destination_cidr_block(cidr)
+                    .send()
+                    .await
+                    .op("CreateVpnConnectionRoute")
+                    .map(drop)
+            } else {
+                c.delete_vpn_connection_route()
+                    .vpn_connection_id(vpn)
+                    .destination_cidr_block(cidr)
+                    .send()
+                    .await
+                    .op("DeleteVpnConnectionRoute")
+                    .map(drop)
+            }
+        },
+    )
     .await
 }
 
-async fn put_route(c: &Client, table: &str, dest: &str, target: &str, replace: bool) -> Result<(), CloudError> {
+async fn put_route(
+    c: &Client,
+    table: &str,
+    dest: &str,
+    target: &str,
+    replace: bool,
+) -> Result<(), CloudError> {
     retry(Duration::from_secs(60), CloudError::is_eventual, || async {
         if replace {
-            c.replace_route().route_table_id(table).destination_cidr_block(dest).gateway_id(target).send().await.op("ReplaceRoute").map(drop)
+            c.replace_route()
+                .route_table_id(table)
+                .destination_cidr_block(dest)
+                .gateway_id(target)
+                .send()
+                .await
+                .op("ReplaceRoute")
+                .map(drop)
         } else {
-            c.create_route().route_table_id(table).destination_cidr_block(dest).gateway_id(target).send().await.op("CreateRoute").map(drop)
+            c.create_route()
+                .route_table_id(table)
+                .destination_cidr_block(dest)
+                .gateway_id(target)
+                .send()
+                .await
+                .op("CreateRoute")
+                .map(drop)
         }
     })
     .await
@@ -836,9 +1305,21 @@ async fn put_route(c: &Client, table: &str, dest: &str, target: &str, replace: b
 async fn propagation(c: &Client, table: &str, vgw: &str, enable: bool) -> Result<(), CloudError> {
     retry(Duration::from_secs(60), CloudError::is_eventual, || async {
         if enable {
-            c.enable_vgw_route_propagation().route_table_id(table).gateway_id(vgw).send().await.op("EnableVgwRoutePropagation").map(drop)
+            c.enable_vgw_route_propagation()
+                .route_table_id(table)
+                .gateway_id(vgw)
+                .send()
+                .await
+                .op("EnableVgwRoutePropagation")
+                .map(drop)
         } else {
-            c.disable_vgw_route_propagation().route_table_id(table).gateway_id(vgw).send().await.op("DisableVgwRoutePropagation").map(drop)
+            c.disable_vgw_route_propagation()
+                .route_table_id(table)
+                .gateway_id(vgw)
+                .send()
+                .await
+                .op("DisableVgwRoutePropagation")
+                .map(drop)
         }
     })
     .await
@@ -846,22 +1327,32 @@ async fn propagation(c: &Client, table: &str, vgw: &str, enable: bool) -> Result
 
 async fn associate(c: &Client, table: &str, subnet: &str) -> Result<(), CloudError> {
     retry(Duration::from_secs(60), CloudError::is_eventual, || async {
-        c.associate_route_table().route_table_id(table).subnet_id(subnet).send().await.op("AssociateRouteTable").map(drop)
+        c.associate_route_table()
+            .route_table_id(table)
+            .subnet_id(subnet)
+            .send()
+            .await
+            .op("AssociateRouteTable")
+            .map(drop)
     })
     .await
 }
 
 async fn associate_address(c: &Client, allocation: &str, instance: &str) -> Result<(), CloudError> {
-    retry(Duration::from_secs(120), CloudError::is_eventual, || async {
-        c.associate_address()
-            .allocation_id(allocation)
-            .instance_id(instance)
-            .allow_reassociation(true)
-            .send()
-            .await
-            .op("AssociateAddress")
-            .map(drop)
-    })
+    retry(
+        Duration::from_secs(120),
+        CloudError::is_eventual,
+        || async {
+            c.associate_address()
+                .allocation_id(allocation)
+                .instance_id(instance)
+                .allow_reassociation(true)
+                .send()
+                .await
+                .op("AssociateAddress")
+                .map(drop)
+        },
+    )
     .await
 }
 
@@ -869,10 +1360,23 @@ fn permissions(group: &str, rules: &[Ingress]) -> Vec<IpPermission> {
     rules
         .iter()
         .map(|r| {
-            let b = IpPermission::builder().ip_protocol("tcp").from_port(i32::from(r.port)).to_port(i32::from(r.port));
+            let b = IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(i32::from(r.port))
+                .to_port(i32::from(r.port));
             match &r.from {
-                IngressSource::Cidr(cidr) => b.ip_ranges(IpRange::builder().cidr_ip(cidr).description(&r.description).build()),
-                IngressSource::Itself => b.user_id_group_pairs(UserIdGroupPair::builder().group_id(group).description(&r.description).build()),
+                IngressSource::Cidr(cidr) => b.ip_ranges(
+                    IpRange::builder()
+                        .cidr_ip(cidr)
+                        .description(&r.description)
+                        .build(),
+                ),
+                IngressSource::Itself => b.user_id_group_pairs(
+                    UserIdGroupPair::builder()
+                        .group_id(group)
+                        .description(&r.description)
+                        .build(),
+                ),
             }
             .build()
         })
@@ -900,21 +1404,38 @@ async fn wait_instance(c: &Client, id: &str, state: &str) -> Result<(), CloudErr
     let start = std::time::Instant::now();
     let mut delay = Duration::from_millis(250);
     loop {
-        let r = c.describe_instances().instance_ids(id).send().await.op("DescribeInstances");
+        let r = c
+            .describe_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .op("DescribeInstances");
         let now = match r {
             Ok(r) => r
                 .reservations()
                 .iter()
                 .flat_map(|r| r.instances())
-                .find_map(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string())),
+                .find_map(|i| {
+                    i.state()
+                        .and_then(|s| s.name())
+                        .map(|n| n.as_str().to_string())
+                }),
             Err(e) if e.is_eventual() => None,
             Err(e) => return Err(e),
         };
-        if now.as_deref() == Some(state) || (state == "terminated" && now.is_none() && start.elapsed() > Duration::from_secs(5)) {
+        if now.as_deref() == Some(state)
+            || (state == "terminated" && now.is_none() && start.elapsed() > Duration::from_secs(5))
+        {
             return Ok(());
         }
         if start.elapsed() > INSTANCE_WAIT {
-            return Err(CloudError::new("DescribeInstances", format!("{id} not {state} after {} s (now {now:?})", INSTANCE_WAIT.as_secs())));
+            return Err(CloudError::new(
+                "DescribeInstances",
+                format!(
+                    "{id} not {state} after {} s (now {now:?})",
+                    INSTANCE_WAIT.as_secs()
+                ),
+            ));
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));

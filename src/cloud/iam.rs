@@ -42,7 +42,14 @@ pub async fn discover(c: &Client, o: &Owner, name: &str) -> Result<Vec<Observed>
             if let Some(role) = r.role()
                 && owned(o, role.tags())
             {
-                let policy = match c.get_role_policy().role_name(name).policy_name(POLICY_NAME).send().await.op("GetRolePolicy") {
+                let policy = match c
+                    .get_role_policy()
+                    .role_name(name)
+                    .policy_name(POLICY_NAME)
+                    .send()
+                    .await
+                    .op("GetRolePolicy")
+                {
                     Ok(p) => normalise_policy(p.policy_document()),
                     Err(e) if not_found(&e) => String::new(),
                     Err(e) => return Err(e),
@@ -50,7 +57,10 @@ pub async fn discover(c: &Client, o: &Owner, name: &str) -> Result<Vec<Observed>
                 out.push(Observed {
                     key: Key::new(Kind::IamRole, "brokers"),
                     id: role.arn().to_string(),
-                    spec: Spec::IamRole { name: name.to_string(), policy },
+                    spec: Spec::IamRole {
+                        name: name.to_string(),
+                        policy,
+                    },
                     parts: Default::default(),
                     state: None,
                 });
@@ -59,16 +69,29 @@ pub async fn discover(c: &Client, o: &Owner, name: &str) -> Result<Vec<Observed>
         Err(e) if not_found(&e) => {}
         Err(e) => return Err(e),
     }
-    match c.get_instance_profile().instance_profile_name(name).send().await.op("GetInstanceProfile") {
+    match c
+        .get_instance_profile()
+        .instance_profile_name(name)
+        .send()
+        .await
+        .op("GetInstanceProfile")
+    {
         Ok(r) => {
             if let Some(p) = r.instance_profile()
                 && owned(o, p.tags())
             {
-                let role = p.roles().first().map(|r| r.arn().to_string()).unwrap_or_default();
+                let role = p
+                    .roles()
+                    .first()
+                    .map(|r| r.arn().to_string())
+                    .unwrap_or_default();
                 out.push(Observed {
                     key: Key::new(Kind::InstanceProfile, "brokers"),
                     id: p.arn().to_string(),
-                    spec: Spec::InstanceProfile { name: name.to_string(), role: Ref::Id(role) },
+                    spec: Spec::InstanceProfile {
+                        name: name.to_string(),
+                        role: Ref::Id(role),
+                    },
                     parts: Default::default(),
                     state: None,
                 });
@@ -118,10 +141,22 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
                 .op("AddRoleToInstanceProfile")?;
             r.instance_profile().map(|p| p.arn().to_string())
         }
-        _ => return Err(CloudError::new("apply", format!("{} is not an IAM resource", d.key))),
+        _ => {
+            return Err(CloudError::new(
+                "apply",
+                format!("{} is not an IAM resource", d.key),
+            ));
+        }
     };
-    let id = arn.ok_or_else(|| CloudError::new("apply", format!("{}: the answer has no ARN", d.key)))?;
-    Ok(Observed { key: d.key.clone(), id, spec: d.spec.clone(), parts: Default::default(), state: None })
+    let id =
+        arn.ok_or_else(|| CloudError::new("apply", format!("{}: the answer has no ARN", d.key)))?;
+    Ok(Observed {
+        key: d.key.clone(),
+        id,
+        spec: d.spec.clone(),
+        parts: Default::default(),
+        state: None,
+    })
 }
 
 async fn put_policy(c: &Client, role: &str, policy: &str) -> Result<(), CloudError> {
@@ -135,7 +170,12 @@ async fn put_policy(c: &Client, role: &str, policy: &str) -> Result<(), CloudErr
         .map(drop)
 }
 
-pub async fn update(c: &Client, d: &Desired, before: &Observed, ids: &Ids) -> Result<Observed, CloudError> {
+pub async fn update(
+    c: &Client,
+    d: &Desired,
+    before: &Observed,
+    ids: &Ids,
+) -> Result<Observed, CloudError> {
     match (&d.spec, &before.spec) {
         (Spec::IamRole { name, policy }, _) => put_policy(c, name, policy).await?,
         (Spec::InstanceProfile { name, role }, Spec::InstanceProfile { role: old, .. }) => {
@@ -156,9 +196,20 @@ pub async fn update(c: &Client, d: &Desired, before: &Observed, ids: &Ids) -> Re
                 .await
                 .op("AddRoleToInstanceProfile")?;
         }
-        _ => return Err(CloudError::new("update", format!("{} cannot be updated in place", d.key))),
+        _ => {
+            return Err(CloudError::new(
+                "update",
+                format!("{} cannot be updated in place", d.key),
+            ));
+        }
     }
-    Ok(Observed { key: d.key.clone(), id: before.id.clone(), spec: d.spec.clone(), parts: Default::default(), state: None })
+    Ok(Observed {
+        key: d.key.clone(),
+        id: before.id.clone(),
+        spec: d.spec.clone(),
+        parts: Default::default(),
+        state: None,
+    })
 }
 
 pub async fn delete(c: &Client, o: &Observed) -> Result<(), CloudError> {
@@ -168,11 +219,32 @@ pub async fn delete(c: &Client, o: &Observed) -> Result<(), CloudError> {
     };
     match &o.spec {
         Spec::IamRole { name, .. } => {
-            ignore(c.delete_role_policy().role_name(name).policy_name(POLICY_NAME).send().await.op("DeleteRolePolicy").map(drop))?;
-            ignore(c.delete_role().role_name(name).send().await.op("DeleteRole").map(drop))
+            ignore(
+                c.delete_role_policy()
+                    .role_name(name)
+                    .policy_name(POLICY_NAME)
+                    .send()
+                    .await
+                    .op("DeleteRolePolicy")
+                    .map(drop),
+            )?;
+            ignore(
+                c.delete_role()
+                    .role_name(name)
+                    .send()
+                    .await
+                    .op("DeleteRole")
+                    .map(drop),
+            )
         }
         Spec::InstanceProfile { name, .. } => {
-            if let Ok(p) = c.get_instance_profile().instance_profile_name(name).send().await.op("GetInstanceProfile") {
+            if let Ok(p) = c
+                .get_instance_profile()
+                .instance_profile_name(name)
+                .send()
+                .await
+                .op("GetInstanceProfile")
+            {
                 for role in p.instance_profile().map(|p| p.roles()).unwrap_or_default() {
                     ignore(
                         c.remove_role_from_instance_profile()
@@ -185,8 +257,18 @@ pub async fn delete(c: &Client, o: &Observed) -> Result<(), CloudError> {
                     )?;
                 }
             }
-            ignore(c.delete_instance_profile().instance_profile_name(name).send().await.op("DeleteInstanceProfile").map(drop))
+            ignore(
+                c.delete_instance_profile()
+                    .instance_profile_name(name)
+                    .send()
+                    .await
+                    .op("DeleteInstanceProfile")
+                    .map(drop),
+            )
         }
-        _ => Err(CloudError::new("delete", format!("{} is not an IAM resource", o.key))),
+        _ => Err(CloudError::new(
+            "delete",
+            format!("{} is not an IAM resource", o.key),
+        )),
     }
 }

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
-use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::error::DisplayErrorContext;
+use aws_sdk_ec2::error::ProvideErrorMetadata;
 
 use crate::resources::{Actual, Desired, Key, Kind, Observed, Ref};
 use crate::spec::model::Ami;
@@ -33,7 +33,11 @@ pub struct CloudError {
 
 impl CloudError {
     pub fn new(op: impl Into<String>, message: impl Into<String>) -> CloudError {
-        CloudError { op: op.into(), code: None, message: message.into() }
+        CloudError {
+            op: op.into(),
+            code: None,
+            message: message.into(),
+        }
     }
 
     fn from_sdk<E>(op: &str, e: E) -> CloudError
@@ -46,7 +50,11 @@ impl CloudError {
             (Some(code), Some(msg)) => format!("{code}: {msg}"),
             _ => DisplayErrorContext(&e).to_string(),
         };
-        CloudError { op: op.to_string(), code: e.code().map(str::to_string), message }
+        CloudError {
+            op: op.to_string(),
+            code: e.code().map(str::to_string),
+            message,
+        }
     }
 
     fn code_is(&self, code: &str) -> bool {
@@ -63,8 +71,10 @@ impl CloudError {
     }
 
     fn is_dependency(&self) -> bool {
-        matches!(self.code.as_deref(), Some("DependencyViolation" | "DeleteConflict" | "InvalidIPAddress.InUse"))
-            || self.code_is("AuthFailure") && self.message.contains("in use")
+        matches!(
+            self.code.as_deref(),
+            Some("DependencyViolation" | "DeleteConflict" | "InvalidIPAddress.InUse")
+        ) || self.code_is("AuthFailure") && self.message.contains("in use")
     }
 }
 
@@ -85,7 +95,11 @@ where
 
 /// Retries `f` while it fails with `retry_if`, with jittered exponential backoff, for up to
 /// `budget`. Throttling and 5xx are retried by the SDK itself; this covers what it does not.
-async fn retry<T, F, Fut>(budget: Duration, retry_if: fn(&CloudError) -> bool, mut f: F) -> Result<T, CloudError>
+async fn retry<T, F, Fut>(
+    budget: Duration,
+    retry_if: fn(&CloudError) -> bool,
+    mut f: F,
+) -> Result<T, CloudError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, CloudError>>,
@@ -160,7 +174,10 @@ impl Aws {
         let mut resources = ec2?;
         resources.extend(iam?);
         resources.extend(ssm?);
-        let index: BTreeMap<String, Key> = resources.iter().map(|o| (o.id.clone(), o.key.clone())).collect();
+        let index: BTreeMap<String, Key> = resources
+            .iter()
+            .map(|o| (o.id.clone(), o.key.clone()))
+            .collect();
         for o in &mut resources {
             o.spec.map_refs(|r| {
                 if let Ref::Id(id) = r
@@ -188,7 +205,12 @@ impl Aws {
     }
 
     /// Brings `before` to `d` in place.
-    pub async fn update(&self, d: &Desired, before: &Observed, ids: &Ids) -> Result<Observed, CloudError> {
+    pub async fn update(
+        &self,
+        d: &Desired,
+        before: &Observed,
+        ids: &Ids,
+    ) -> Result<Observed, CloudError> {
         match d.key.kind {
             Kind::IamRole | Kind::InstanceProfile => iam::update(&self.iam, d, before, ids).await,
             Kind::SsmParameter => ssm::put(&self.ssm, d, true).await,
@@ -198,13 +220,17 @@ impl Aws {
 
     /// Deletes an owned resource, retrying while dependents disappear.
     pub async fn delete(&self, o: &Observed) -> Result<(), CloudError> {
-        retry(Duration::from_secs(300), CloudError::is_dependency, || async {
-            match o.key.kind {
-                Kind::IamRole | Kind::InstanceProfile => iam::delete(&self.iam, o).await,
-                Kind::SsmParameter => ssm::delete(&self.ssm, o).await,
-                _ => ec2::delete(&self.ec2, o).await,
-            }
-        })
+        retry(
+            Duration::from_secs(300),
+            CloudError::is_dependency,
+            || async {
+                match o.key.kind {
+                    Kind::IamRole | Kind::InstanceProfile => iam::delete(&self.iam, o).await,
+                    Kind::SsmParameter => ssm::delete(&self.ssm, o).await,
+                    _ => ec2::delete(&self.ec2, o).await,
+                }
+            },
+        )
         .await
     }
 }

@@ -9,23 +9,41 @@ use super::{Call, CloudError, Owner};
 use crate::resources::{Desired, Key, Kind, Observed, Payload, Spec, TAG_REGION, TAG_STACK};
 
 pub fn sha256_hex(value: &str) -> String {
-    Sha256::digest(value.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(value.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 pub async fn discover(c: &Client, o: &Owner, prefix: &str) -> Result<Vec<Observed>, CloudError> {
-    let tag = |k: &str, v: &str| ParameterStringFilter::builder().key(format!("tag:{k}")).values(v).build();
+    let tag = |k: &str, v: &str| {
+        ParameterStringFilter::builder()
+            .key(format!("tag:{k}"))
+            .values(v)
+            .build()
+    };
     let mut names = Vec::new();
     let mut token: Option<String> = None;
     loop {
         let r = c
             .describe_parameters()
-            .parameter_filters(tag(TAG_STACK, &o.stack).map_err(|e| CloudError::new("DescribeParameters", e.to_string()))?)
-            .parameter_filters(tag(TAG_REGION, &o.region).map_err(|e| CloudError::new("DescribeParameters", e.to_string()))?)
+            .parameter_filters(
+                tag(TAG_STACK, &o.stack)
+                    .map_err(|e| CloudError::new("DescribeParameters", e.to_string()))?,
+            )
+            .parameter_filters(
+                tag(TAG_REGION, &o.region)
+                    .map_err(|e| CloudError::new("DescribeParameters", e.to_string()))?,
+            )
             .set_next_token(token.clone())
             .send()
             .await
             .op("DescribeParameters")?;
-        names.extend(r.parameters().iter().filter_map(|p| p.name().map(str::to_string)));
+        names.extend(
+            r.parameters()
+                .iter()
+                .filter_map(|p| p.name().map(str::to_string)),
+        );
         match r.next_token() {
             Some(t) if Some(t) != token.as_deref() => token = Some(t.to_string()),
             _ => break,
@@ -42,12 +60,17 @@ pub async fn discover(c: &Client, o: &Owner, prefix: &str) -> Result<Vec<Observe
             .await
             .op("GetParameters")?;
         for p in r.parameters() {
-            let (Some(name), Some(value)) = (p.name(), p.value()) else { continue };
+            let (Some(name), Some(value)) = (p.name(), p.value()) else {
+                continue;
+            };
             let short = name.trim_start_matches(&format!("{prefix}/"));
             out.push(Observed {
                 key: Key::new(Kind::SsmParameter, short),
                 id: name.to_string(),
-                spec: Spec::SsmParameter { name: name.to_string(), value_sha256: sha256_hex(value) },
+                spec: Spec::SsmParameter {
+                    name: name.to_string(),
+                    value_sha256: sha256_hex(value),
+                },
                 parts: Default::default(),
                 state: None,
             });
@@ -58,7 +81,10 @@ pub async fn discover(c: &Client, o: &Owner, prefix: &str) -> Result<Vec<Observe
 
 pub async fn put(c: &Client, d: &Desired, overwrite: bool) -> Result<Observed, CloudError> {
     let (Spec::SsmParameter { name, .. }, Payload::Secret(value)) = (&d.spec, &d.payload) else {
-        return Err(CloudError::new("apply", format!("{} is not an SSM parameter with a value", d.key)));
+        return Err(CloudError::new(
+            "apply",
+            format!("{} is not an SSM parameter with a value", d.key),
+        ));
     };
     let mut req = c
         .put_parameter()
@@ -71,16 +97,32 @@ pub async fn put(c: &Client, d: &Desired, overwrite: bool) -> Result<Observed, C
         req = req.overwrite(true);
     } else {
         for (k, v) in &d.tags {
-            let tag = Tag::builder().key(k).value(v).build().map_err(|e| CloudError::new("PutParameter", e.to_string()))?;
+            let tag = Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| CloudError::new("PutParameter", e.to_string()))?;
             req = req.tags(tag);
         }
     }
     req.send().await.op("PutParameter")?;
-    Ok(Observed { key: d.key.clone(), id: name.clone(), spec: d.spec.clone(), parts: Default::default(), state: None })
+    Ok(Observed {
+        key: d.key.clone(),
+        id: name.clone(),
+        spec: d.spec.clone(),
+        parts: Default::default(),
+        state: None,
+    })
 }
 
 pub async fn delete(c: &Client, o: &Observed) -> Result<(), CloudError> {
-    match c.delete_parameter().name(&o.id).send().await.op("DeleteParameter") {
+    match c
+        .delete_parameter()
+        .name(&o.id)
+        .send()
+        .await
+        .op("DeleteParameter")
+    {
         Err(e) if e.code.as_deref() == Some("ParameterNotFound") => Ok(()),
         other => other.map(drop),
     }

@@ -5,9 +5,9 @@ mod aws;
 mod down;
 mod plan;
 mod render;
-mod up;
 mod sandbox;
 mod schema;
+mod up;
 mod validate;
 
 use crate::cli::{Cli, Command, SandboxCommand};

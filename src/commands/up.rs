@@ -15,10 +15,16 @@ fn check_saved(saved: &Value, plans: &[RegionPlan]) -> Result<()> {
             .and_then(|rs| rs.iter().find(|r| r["region"] == p.region.as_str()))
             .ok_or_else(|| Error::Failed(format!("the saved plan has no region {}", p.region)))?;
         if entry["desired_sha256"] != p.desired_sha256.as_str() {
-            return Err(Error::Failed(format!("stale plan: the region files of {} changed since the plan was made; plan again", p.region)));
+            return Err(Error::Failed(format!(
+                "stale plan: the region files of {} changed since the plan was made; plan again",
+                p.region
+            )));
         }
         if entry["actual_sha256"] != p.actual_sha256.as_str() {
-            return Err(Error::Failed(format!("stale plan: the AWS resources of {} changed since the plan was made; plan again", p.region)));
+            return Err(Error::Failed(format!(
+                "stale plan: the AWS resources of {} changed since the plan was made; plan again",
+                p.region
+            )));
         }
     }
     Ok(())
@@ -26,13 +32,17 @@ fn check_saved(saved: &Value, plans: &[RegionPlan]) -> Result<()> {
 
 pub fn run(regions: &Path, args: &UpArgs, printer: &Printer) -> Result<Status> {
     let stack = super::aws::load(regions, &args.select)?;
-    let saved: Option<Value> = match &args.plan {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-            Some(serde_json::from_str(&text).map_err(|e| Error::Usage(format!("{}: not a gwctl plan: {e}", path.display())))?)
-        }
-        None => None,
-    };
+    let saved: Option<Value> =
+        match &args.plan {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+                Some(serde_json::from_str(&text).map_err(|e| {
+                    Error::Usage(format!("{}: not a gwctl plan: {e}", path.display()))
+                })?)
+            }
+            None => None,
+        };
     super::runtime()?.block_on(async {
         let (plans, errors) = super::plan::plan_all(&stack, printer).await;
         let region_plans: Vec<RegionPlan> = plans.iter().map(|(_, p)| p.clone()).collect();

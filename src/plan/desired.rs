@@ -8,11 +8,11 @@ use crate::cloud::Image;
 use crate::render::placeholder::{SecretName, SecretValues};
 use crate::render::{self, Addressing, RenderError};
 use crate::resources::{
-    BlockDevice, Desired, Ingress, IngressSource, Key, Kind, Payload, Ref, Route, Spec, TAG_CLUSTER,
-    TAG_ID, TAG_LAUNCH, TAG_REGION, TAG_STACK, TAG_TOOL,
+    BlockDevice, Desired, Ingress, IngressSource, Key, Kind, Payload, Ref, Route, Spec,
+    TAG_CLUSTER, TAG_ID, TAG_LAUNCH, TAG_REGION, TAG_STACK, TAG_TOOL,
 };
-use crate::spec::model::{DataVolume, GatewaySpec, HealthProtocol, Volume, CLUSTER_PORTS};
 use crate::spec::BackendSpec;
+use crate::spec::model::{CLUSTER_PORTS, DataVolume, GatewaySpec, HealthProtocol, Volume};
 
 /// Names shared by the desired state and discovery.
 pub fn iam_name(stack: &str, region: &str) -> String {
@@ -60,7 +60,13 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
     let mut out = Vec::new();
     let push = |out: &mut Vec<Desired>, key: Key, spec: Spec, payload: Payload| {
         let t = tags(&key);
-        out.push(Desired { key, spec, tags: t, payload, after: Vec::new() });
+        out.push(Desired {
+            key,
+            spec,
+            tags: t,
+            payload,
+            after: Vec::new(),
+        });
     };
 
     // IAM: least privilege for the brokers.
@@ -76,10 +82,22 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
              "Action": ["ec2:DescribeInstances"], "Resource": "*"}
         ]
     });
-    push(&mut out, k(Kind::IamRole, "brokers"), Spec::IamRole { name: iam.clone(), policy: policy.to_string() }, Payload::None);
-    push(&mut out, 
+    push(
+        &mut out,
+        k(Kind::IamRole, "brokers"),
+        Spec::IamRole {
+            name: iam.clone(),
+            policy: policy.to_string(),
+        },
+        Payload::None,
+    );
+    push(
+        &mut out,
         k(Kind::InstanceProfile, "brokers"),
-        Spec::InstanceProfile { name: iam, role: r(Kind::IamRole, "brokers") },
+        Spec::InstanceProfile {
+            name: iam,
+            role: r(Kind::IamRole, "brokers"),
+        },
         Payload::None,
     );
 
@@ -91,36 +109,75 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
         }
         let key = k(Kind::SsmParameter, name.as_str());
         secret_keys.push(key.clone());
-        push(&mut out, 
+        push(
+            &mut out,
             key,
-            Spec::SsmParameter { name: format!("{prefix}/{}", name.as_str()), value_sha256: sha256_hex(value.expose()) },
+            Spec::SsmParameter {
+                name: format!("{prefix}/{}", name.as_str()),
+                value_sha256: sha256_hex(value.expose()),
+            },
             Payload::Secret(value.clone()),
         );
     }
 
     // Network.
     let vpc = r(Kind::Vpc, "main");
-    push(&mut out, k(Kind::Vpc, "main"), Spec::Vpc { cidr: gw.network.vpc_cidr.to_string() }, Payload::None);
+    push(
+        &mut out,
+        k(Kind::Vpc, "main"),
+        Spec::Vpc {
+            cidr: gw.network.vpc_cidr.to_string(),
+            dns_hostnames: true,
+        },
+        Payload::None,
+    );
     let mut subnets = Vec::new();
     for s in &gw.network.subnets {
         subnets.push(r(Kind::Subnet, &s.zone));
-        push(&mut out, 
+        push(
+            &mut out,
             k(Kind::Subnet, &s.zone),
-            Spec::Subnet { vpc: vpc.clone(), zone: s.zone.clone(), cidr: s.cidr.to_string() },
+            Spec::Subnet {
+                vpc: vpc.clone(),
+                zone: s.zone.clone(),
+                cidr: s.cidr.to_string(),
+                public_ip_on_launch: true,
+            },
             Payload::None,
         );
     }
-    push(&mut out, k(Kind::InternetGateway, "main"), Spec::InternetGateway { vpc: vpc.clone() }, Payload::None);
-    push(&mut out, k(Kind::VpnGateway, "main"), Spec::VpnGateway { vpc: vpc.clone() }, Payload::None);
-    push(&mut out, 
-        k(Kind::CustomerGateway, "backend"),
-        Spec::CustomerGateway { ip: backend.vpn.public_ip.to_string(), bgp_asn: backend.vpn.bgp_asn },
+    push(
+        &mut out,
+        k(Kind::InternetGateway, "main"),
+        Spec::InternetGateway { vpc: vpc.clone() },
         Payload::None,
     );
-    let static_routes: Vec<String> = gw.vpn.static_routes.iter().flatten().map(|c| c.to_string()).collect();
+    push(
+        &mut out,
+        k(Kind::VpnGateway, "main"),
+        Spec::VpnGateway { vpc: vpc.clone() },
+        Payload::None,
+    );
+    push(
+        &mut out,
+        k(Kind::CustomerGateway, "backend"),
+        Spec::CustomerGateway {
+            ip: backend.vpn.public_ip.to_string(),
+            bgp_asn: backend.vpn.bgp_asn,
+        },
+        Payload::None,
+    );
+    let static_routes: Vec<String> = gw
+        .vpn
+        .static_routes
+        .iter()
+        .flatten()
+        .map(|c| c.to_string())
+        .collect();
     let mut vpn_routes = static_routes.clone();
     vpn_routes.sort();
-    push(&mut out, 
+    push(
+        &mut out,
         k(Kind::VpnConnection, "backend"),
         Spec::VpnConnection {
             customer_gateway: r(Kind::CustomerGateway, "backend"),
@@ -130,8 +187,14 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
         },
         Payload::None,
     );
-    let mut routes = vec![Route { destination: "0.0.0.0/0".into(), target: r(Kind::InternetGateway, "main") }];
-    routes.extend(static_routes.iter().map(|c| Route { destination: c.clone(), target: r(Kind::VpnGateway, "main") }));
+    let mut routes = vec![Route {
+        destination: "0.0.0.0/0".into(),
+        target: r(Kind::InternetGateway, "main"),
+    }];
+    routes.extend(static_routes.iter().map(|c| Route {
+        destination: c.clone(),
+        target: r(Kind::VpnGateway, "main"),
+    }));
     let mut rtb = Spec::RouteTable {
         vpc: vpc.clone(),
         routes,
@@ -145,24 +208,47 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
     let ports = &gw.brokers.ports;
     let mut ingress = Vec::new();
     for cidr in &gw.network.client_cidrs {
-        for (port, what) in [(ports.mqtt, "MQTT"), (ports.web_mqtt, "MQTT over WebSocket")] {
-            ingress.push(Ingress { port, from: IngressSource::Cidr(cidr.to_string()), description: format!("{what} from clients") });
+        for (port, what) in [
+            (ports.mqtt, "MQTT"),
+            (ports.web_mqtt, "MQTT over WebSocket"),
+        ] {
+            ingress.push(Ingress {
+                port,
+                from: IngressSource::Cidr(cidr.to_string()),
+                description: format!("{what} from clients"),
+            });
         }
     }
     let backend_cidr = backend.network_cidr.to_string();
-    for (port, what) in [(ports.amqp, "AMQP federation"), (ports.management, "management API")] {
-        ingress.push(Ingress { port, from: IngressSource::Cidr(backend_cidr.clone()), description: format!("{what} from the backend") });
+    for (port, what) in [
+        (ports.amqp, "AMQP federation"),
+        (ports.management, "management API"),
+    ] {
+        ingress.push(Ingress {
+            port,
+            from: IngressSource::Cidr(backend_cidr.clone()),
+            description: format!("{what} from the backend"),
+        });
     }
     if gw.health_check.protocol != HealthProtocol::Tcp {
         // Route53 health checkers come from many public ranges; the endpoint tells health only.
-        ingress.push(Ingress { port: ports.health, from: IngressSource::Cidr("0.0.0.0/0".into()), description: "health checks".into() });
+        ingress.push(Ingress {
+            port: ports.health,
+            from: IngressSource::Cidr("0.0.0.0/0".into()),
+            description: "health checks".into(),
+        });
     }
     for (name, port) in CLUSTER_PORTS {
-        ingress.push(Ingress { port, from: IngressSource::Itself, description: format!("RabbitMQ {name} between brokers") });
+        ingress.push(Ingress {
+            port,
+            from: IngressSource::Itself,
+            description: format!("RabbitMQ {name} between brokers"),
+        });
     }
     ingress.sort();
     ingress.dedup();
-    push(&mut out, 
+    push(
+        &mut out,
         k(Kind::SecurityGroup, "brokers"),
         Spec::SecurityGroup {
             vpc: vpc.clone(),
@@ -177,10 +263,15 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
             .network
             .client_cidrs
             .iter()
-            .map(|c| Ingress { port: ports.mqtt, from: IngressSource::Cidr(c.to_string()), description: "MQTT from clients".into() })
+            .map(|c| Ingress {
+                port: ports.mqtt,
+                from: IngressSource::Cidr(c.to_string()),
+                description: "MQTT from clients".into(),
+            })
             .collect();
         ingress.sort();
-        push(&mut out, 
+        push(
+            &mut out,
             k(Kind::SecurityGroup, "support"),
             Spec::SecurityGroup {
                 vpc: vpc.clone(),
@@ -233,15 +324,31 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
         desired.tags.insert(TAG_CLUSTER.into(), gw.cluster_name());
         desired.tags.insert(TAG_LAUNCH.into(), launch);
         out.push(desired);
-        push(&mut out, k(Kind::ElasticIp, &name), Spec::ElasticIp { instance: Ref::Key(key) }, Payload::None);
+        push(
+            &mut out,
+            k(Kind::ElasticIp, &name),
+            Spec::ElasticIp {
+                instance: Ref::Key(key),
+            },
+            Payload::None,
+        );
     }
     for group in &gw.support {
-        let image = inputs.support_images.get(&group.name).unwrap_or(&inputs.broker_image);
+        let image = inputs
+            .support_images
+            .get(&group.name)
+            .unwrap_or(&inputs.broker_image);
         for n in 1..=group.count {
             let name = format!("{}-{n}", group.name);
             let user_data = render::support_user_data(gw, &group.name, n)?;
             let key = k(Kind::Instance, &name);
-            let devices = vec![BlockDevice { device: "root".into(), volume_type: "gp3".into(), size_gib: 8, iops: None, throughput_mibps: None }];
+            let devices = vec![BlockDevice {
+                device: "root".into(),
+                volume_type: "gp3".into(),
+                size_gib: 8,
+                iops: None,
+                throughput_mibps: None,
+            }];
             let launch = launch_hash(&user_data, &image.root_device, &devices);
             let mut desired = Desired {
                 key: key.clone(),
@@ -255,7 +362,12 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
                     imdsv2_required: true,
                 },
                 tags: tags(&key),
-                payload: Payload::Launch { user_data, root_device: image.root_device.clone(), block_devices: devices, client_token: String::new() },
+                payload: Payload::Launch {
+                    user_data,
+                    root_device: image.root_device.clone(),
+                    block_devices: devices,
+                    client_token: String::new(),
+                },
                 after: vec![k(Kind::RouteTable, "public")],
             };
             desired.tags.insert(TAG_LAUNCH.into(), launch);
@@ -263,7 +375,10 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
         }
     }
     for d in &mut out {
-        if let Spec::Instance { security_groups, .. } = &mut d.spec {
+        if let Spec::Instance {
+            security_groups, ..
+        } = &mut d.spec
+        {
             security_groups.sort();
         }
     }

@@ -67,16 +67,28 @@ struct Node {
 /// The graph as (operation, what it waits for), for display and tests.
 pub fn graph(plan: &RegionPlan) -> Vec<(Op, Vec<Op>)> {
     let all = nodes(plan);
-    all.iter().map(|n| (n.op.clone(), n.deps.iter().map(|i| all[*i].op.clone()).collect())).collect()
+    all.iter()
+        .map(|n| {
+            (
+                n.op.clone(),
+                n.deps.iter().map(|i| all[*i].op.clone()).collect(),
+            )
+        })
+        .collect()
 }
 
 /// The operations that can never run because they wait for each other, if any.
 fn cycle(nodes: &[Node]) -> Vec<Op> {
     let mut done = vec![false; nodes.len()];
     loop {
-        let ready: Vec<usize> = (0..nodes.len()).filter(|i| !done[*i] && nodes[*i].deps.iter().all(|d| done[*d])).collect();
+        let ready: Vec<usize> = (0..nodes.len())
+            .filter(|i| !done[*i] && nodes[*i].deps.iter().all(|d| done[*d]))
+            .collect();
         if ready.is_empty() {
-            return (0..nodes.len()).filter(|i| !done[*i]).map(|i| nodes[i].op.clone()).collect();
+            return (0..nodes.len())
+                .filter(|i| !done[*i])
+                .map(|i| nodes[i].op.clone())
+                .collect();
         }
         for i in ready {
             done[i] = true;
@@ -95,7 +107,10 @@ fn nodes(plan: &RegionPlan) -> Vec<Node> {
             Action::Update => ops.push(Op::Update(c.key.clone())),
             Action::Replace | Action::Delete => {
                 if let Some(b) = &c.before {
-                    ops.push(Op::Delete { key: c.key.clone(), id: b.id.clone() });
+                    ops.push(Op::Delete {
+                        key: c.key.clone(),
+                        id: b.id.clone(),
+                    });
                 }
                 if c.action == Action::Replace {
                     ops.push(Op::Create(c.key.clone()));
@@ -104,20 +119,33 @@ fn nodes(plan: &RegionPlan) -> Vec<Node> {
             Action::NoOp => {}
         }
     }
-    let index_of = |pred: &dyn Fn(&Op) -> bool| -> Vec<usize> { ops.iter().enumerate().filter(|(_, o)| pred(o)).map(|(i, _)| i).collect() };
+    let index_of = |pred: &dyn Fn(&Op) -> bool| -> Vec<usize> {
+        ops.iter()
+            .enumerate()
+            .filter(|(_, o)| pred(o))
+            .map(|(i, _)| i)
+            .collect()
+    };
     let mut out = Vec::new();
     for op in &ops {
         let mut deps = BTreeSet::new();
         match op {
             Op::Create(key) | Op::Update(key) => {
-                let change = plan.changes.iter().find(|c| &c.key == key && c.after.is_some());
+                let change = plan
+                    .changes
+                    .iter()
+                    .find(|c| &c.key == key && c.after.is_some());
                 if let Some(after) = change.and_then(|c| c.after.as_ref()) {
                     for r in after.needs() {
-                        deps.extend(index_of(&|o| matches!(o, Op::Create(k) | Op::Update(k) if k == r)));
+                        deps.extend(index_of(
+                            &|o| matches!(o, Op::Create(k) | Op::Update(k) if k == r),
+                        ));
                     }
                 }
                 if matches!(op, Op::Create(_)) {
-                    deps.extend(index_of(&|o| matches!(o, Op::Delete { key: k, .. } if k == key)));
+                    deps.extend(index_of(
+                        &|o| matches!(o, Op::Delete { key: k, .. } if k == key),
+                    ));
                 }
             }
             Op::Delete { key, id } => {
@@ -135,19 +163,31 @@ fn nodes(plan: &RegionPlan) -> Vec<Node> {
                 }
             }
         }
-        out.push(Node { op: op.clone(), deps });
+        out.push(Node {
+            op: op.clone(),
+            deps,
+        });
     }
     out
 }
 
 /// Runs the plan against AWS with at most `parallelism` operations at once.
-pub async fn run(aws: &Aws, plan: &RegionPlan, parallelism: usize, on_event: impl Fn(Event) + Send + Sync + 'static) -> Outcome {
+pub async fn run(
+    aws: &Aws,
+    plan: &RegionPlan,
+    parallelism: usize,
+    on_event: impl Fn(Event) + Send + Sync + 'static,
+) -> Outcome {
     let nodes = nodes(plan);
     let mut outcome = Outcome::default();
     // Checked before any API call: a cycle would otherwise strand half-applied work.
     let stuck = cycle(&nodes);
     if !stuck.is_empty() {
-        outcome.failed.extend(stuck.into_iter().map(|op| (op, "dependency cycle".to_string())));
+        outcome.failed.extend(
+            stuck
+                .into_iter()
+                .map(|op| (op, "dependency cycle".to_string())),
+        );
         return outcome;
     }
     let on_event = Arc::new(on_event);
@@ -160,10 +200,21 @@ pub async fn run(aws: &Aws, plan: &RegionPlan, parallelism: usize, on_event: imp
     }
     let ids = Arc::new(Mutex::new(ids));
     let befores: Arc<BTreeMap<(Key, String), Observed>> = Arc::new(
-        plan.changes.iter().filter_map(|c| c.before.as_ref().map(|b| ((c.key.clone(), b.id.clone()), b.clone()))).collect(),
+        plan.changes
+            .iter()
+            .filter_map(|c| {
+                c.before
+                    .as_ref()
+                    .map(|b| ((c.key.clone(), b.id.clone()), b.clone()))
+            })
+            .collect(),
     );
-    let afters: Arc<BTreeMap<Key, crate::resources::Desired>> =
-        Arc::new(plan.changes.iter().filter_map(|c| c.after.as_ref().map(|a| (c.key.clone(), a.clone()))).collect());
+    let afters: Arc<BTreeMap<Key, crate::resources::Desired>> = Arc::new(
+        plan.changes
+            .iter()
+            .filter_map(|c| c.after.as_ref().map(|a| (c.key.clone(), a.clone())))
+            .collect(),
+    );
     let limit = Arc::new(Semaphore::new(parallelism.max(1)));
     let mut state: Vec<Option<bool>> = vec![None; nodes.len()]; // None = pending, Some(ok)
     let mut started = vec![false; nodes.len()];
@@ -181,13 +232,23 @@ pub async fn run(aws: &Aws, plan: &RegionPlan, parallelism: usize, on_event: imp
                     started[i] = true;
                     state[i] = Some(false);
                     outcome.skipped.push(node.op.clone());
-                    on_event(Event::Skipped { op: node.op.clone(), because: nodes[*bad].op.key().clone() });
+                    on_event(Event::Skipped {
+                        op: node.op.clone(),
+                        because: nodes[*bad].op.key().clone(),
+                    });
                     progressed = true;
                     continue;
                 }
                 if node.deps.iter().all(|d| state[*d] == Some(true)) {
                     started[i] = true;
-                    let (aws, ids, befores, afters, limit, op) = (aws.clone(), ids.clone(), befores.clone(), afters.clone(), limit.clone(), node.op.clone());
+                    let (aws, ids, befores, afters, limit, op) = (
+                        aws.clone(),
+                        ids.clone(),
+                        befores.clone(),
+                        afters.clone(),
+                        limit.clone(),
+                        node.op.clone(),
+                    );
                     on_event(Event::Started(op.clone()));
                     tasks.spawn(async move {
                         let _permit = limit.acquire_owned().await;
@@ -198,12 +259,17 @@ pub async fn run(aws: &Aws, plan: &RegionPlan, parallelism: usize, on_event: imp
                 }
             }
         }
-        let Some(joined) = tasks.join_next().await else { break };
+        let Some(joined) = tasks.join_next().await else {
+            break;
+        };
         let (i, result, took) = match joined {
             Ok(r) => r,
             Err(e) => {
                 // A panicking task is a bug; report it against nothing in particular.
-                outcome.failed.push((Op::Create(Key::new(crate::resources::Kind::Vpc, "?")), e.to_string()));
+                outcome.failed.push((
+                    Op::Create(Key::new(crate::resources::Kind::Vpc, "?")),
+                    e.to_string(),
+                ));
                 continue;
             }
         };
@@ -216,7 +282,10 @@ pub async fn run(aws: &Aws, plan: &RegionPlan, parallelism: usize, on_event: imp
             }
             Err(e) => {
                 state[i] = Some(false);
-                on_event(Event::Failed { op: op.clone(), error: e.to_string() });
+                on_event(Event::Failed {
+                    op: op.clone(),
+                    error: e.to_string(),
+                });
                 outcome.failed.push((op, e.to_string()));
             }
         }
@@ -235,7 +304,9 @@ async fn execute(
     let missing = |what: &str| CloudError::new("plan", format!("{} has no {what} state", op.key()));
     match op {
         Op::Delete { key, id } => {
-            let before = befores.get(&(key.clone(), id.clone())).ok_or_else(|| missing("current"))?;
+            let before = befores
+                .get(&(key.clone(), id.clone()))
+                .ok_or_else(|| missing("current"))?;
             aws.delete(before).await?;
             Ok(id.clone())
         }
@@ -249,7 +320,11 @@ async fn execute(
         }
         Op::Update(key) => {
             let after = afters.get(key).ok_or_else(|| missing("desired"))?;
-            let before = befores.iter().find(|((k, _), _)| k == key).map(|(_, b)| b).ok_or_else(|| missing("current"))?;
+            let before = befores
+                .iter()
+                .find(|((k, _), _)| k == key)
+                .map(|(_, b)| b)
+                .ok_or_else(|| missing("current"))?;
             let updated = aws.update(after, before, &snapshot()).await?;
             Ok(updated.id)
         }

@@ -79,12 +79,19 @@ fn fingerprint<T: Serialize>(value: &T) -> String {
 
 /// Desired state, as hashed for staleness: specs and tags (secret values enter as hashes).
 pub fn desired_fingerprint(desired: &[Desired]) -> String {
-    let view: Vec<(&Key, &Spec, &BTreeMap<String, String>)> = desired.iter().map(|d| (&d.key, &d.spec, &d.tags)).collect();
+    let view: Vec<(&Key, &Spec, &BTreeMap<String, String>)> =
+        desired.iter().map(|d| (&d.key, &d.spec, &d.tags)).collect();
     fingerprint(&view)
 }
 
 /// Diffs desired against actual. `destroy` plans the deletion of everything owned instead.
-pub fn diff(stack: &str, region: &str, mut desired: Vec<Desired>, actual: &Actual, destroy: bool) -> RegionPlan {
+pub fn diff(
+    stack: &str,
+    region: &str,
+    mut desired: Vec<Desired>,
+    actual: &Actual,
+    destroy: bool,
+) -> RegionPlan {
     let desired_sha256 = desired_fingerprint(&desired);
     let actual_sha256 = fingerprint(&actual.resources);
     if destroy {
@@ -93,7 +100,10 @@ pub fn diff(stack: &str, region: &str, mut desired: Vec<Desired>, actual: &Actua
     // Every RunInstances of this plan gets a token derived from the state it was planned on.
     for d in &mut desired {
         if let Payload::Launch { client_token, .. } = &mut d.payload {
-            *client_token = format!("gwctl-{}", &crate::cloud::sha256_hex(&format!("{actual_sha256}/{region}/{}", d.key))[..40]);
+            *client_token = format!(
+                "gwctl-{}",
+                &crate::cloud::sha256_hex(&format!("{actual_sha256}/{region}/{}", d.key))[..40]
+            );
         }
     }
     let mut changes = Vec::new();
@@ -109,11 +119,23 @@ pub fn diff(stack: &str, region: &str, mut desired: Vec<Desired>, actual: &Actua
                 if paths.is_empty() {
                     (Action::Update, Some((*a).clone()), paths, None)
                 } else {
-                    (Action::Replace, Some((*a).clone()), paths, Some("replace_because_cannot_update"))
+                    (
+                        Action::Replace,
+                        Some((*a).clone()),
+                        paths,
+                        Some("replace_because_cannot_update"),
+                    )
                 }
             }
         };
-        changes.push(Change { key: d.key.clone(), action, before, after: Some(d.clone()), reason, replace_paths: paths });
+        changes.push(Change {
+            key: d.key.clone(),
+            action,
+            before,
+            after: Some(d.clone()),
+            reason,
+            replace_paths: paths,
+        });
         // Two resources with one key: an earlier run was interrupted between a create and its
         // bookkeeping, or someone copied our tags. Keep one, delete the rest.
         for extra in found.iter().skip(1) {
@@ -134,14 +156,24 @@ pub fn diff(stack: &str, region: &str, mut desired: Vec<Desired>, actual: &Actua
                 action: Action::Delete,
                 before: Some(o.clone()),
                 after: None,
-                reason: Some(if destroy { "delete_because_destroy" } else { "delete_because_owned_not_declared" }),
+                reason: Some(if destroy {
+                    "delete_because_destroy"
+                } else {
+                    "delete_because_owned_not_declared"
+                }),
                 replace_paths: vec![],
             });
         }
     }
     propagate_replacements(&mut changes);
     changes.sort_by(|a, b| (&a.key, a.action).cmp(&(&b.key, b.action)));
-    RegionPlan { stack: stack.to_string(), region: region.to_string(), changes, desired_sha256, actual_sha256 }
+    RegionPlan {
+        stack: stack.to_string(),
+        region: region.to_string(),
+        changes,
+        desired_sha256,
+        actual_sha256,
+    }
 }
 
 /// A resource that refers to a replaced one would keep pointing at a deleted id: it is
@@ -150,7 +182,12 @@ fn propagate_replacements(changes: &mut [Change]) {
     loop {
         let replaced: BTreeSet<Key> = changes
             .iter()
-            .filter(|c| matches!(c.action, Action::Replace) || (c.action == Action::Delete && c.after.is_none() && c.reason == Some("delete_because_owned_not_declared")))
+            .filter(|c| {
+                matches!(c.action, Action::Replace)
+                    || (c.action == Action::Delete
+                        && c.after.is_none()
+                        && c.reason == Some("delete_because_owned_not_declared"))
+            })
             .map(|c| c.key.clone())
             .collect();
         let mut changed = false;
@@ -173,5 +210,167 @@ fn propagate_replacements(changes: &mut [Change]) {
         if !changed {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::resources::{Kind, Ref};
+
+    fn desired(kind: Kind, name: &str, spec: Spec) -> Desired {
+        Desired {
+            key: Key::new(kind, name),
+            spec,
+            tags: BTreeMap::new(),
+            payload: Payload::None,
+            after: vec![],
+        }
+    }
+
+    fn observed(kind: Kind, name: &str, id: &str, spec: Spec) -> Observed {
+        Observed {
+            key: Key::new(kind, name),
+            id: id.into(),
+            spec,
+            parts: BTreeMap::new(),
+            state: None,
+        }
+    }
+
+    fn vpc(cidr: &str) -> Spec {
+        Spec::Vpc {
+            cidr: cidr.into(),
+            dns_hostnames: true,
+        }
+    }
+
+    fn subnet(cidr: &str) -> Spec {
+        Spec::Subnet {
+            vpc: Ref::Key(Key::new(Kind::Vpc, "main")),
+            zone: "us-east-1a".into(),
+            cidr: cidr.into(),
+            public_ip_on_launch: true,
+        }
+    }
+
+    fn action(plan: &RegionPlan, kind: Kind, name: &str) -> Vec<(Action, Option<&'static str>)> {
+        plan.changes
+            .iter()
+            .filter(|c| c.key == Key::new(kind, name))
+            .map(|c| (c.action, c.reason))
+            .collect()
+    }
+
+    #[test]
+    fn creates_keeps_updates_replaces_and_deletes() {
+        let want = vec![
+            desired(Kind::Vpc, "main", vpc("10.1.0.0/16")),
+            desired(Kind::Subnet, "a", subnet("10.1.1.0/24")),
+        ];
+        let mut have = Actual::default();
+        assert!(
+            diff("s", "r", want.clone(), &have, false)
+                .changes
+                .iter()
+                .all(|c| c.action == Action::Create)
+        );
+
+        have.resources = vec![
+            observed(
+                Kind::Vpc,
+                "main",
+                "vpc-1",
+                Spec::Vpc {
+                    cidr: "10.1.0.0/16".into(),
+                    dns_hostnames: false,
+                },
+            ),
+            observed(Kind::Subnet, "a", "subnet-1", subnet("10.1.1.0/24")),
+            observed(Kind::Subnet, "old", "subnet-2", subnet("10.1.2.0/24")),
+        ];
+        let plan = diff("s", "r", want.clone(), &have, false);
+        assert_eq!(action(&plan, Kind::Vpc, "main"), [(Action::Update, None)]);
+        assert_eq!(action(&plan, Kind::Subnet, "a"), [(Action::NoOp, None)]);
+        assert_eq!(
+            action(&plan, Kind::Subnet, "old"),
+            [(Action::Delete, Some("delete_because_owned_not_declared"))]
+        );
+
+        // A CIDR change replaces the VPC, and with it everything inside.
+        have.resources[0] = observed(Kind::Vpc, "main", "vpc-1", vpc("10.9.0.0/16"));
+        let plan = diff("s", "r", want, &have, false);
+        let vpc_change = plan
+            .changes
+            .iter()
+            .find(|c| c.key.kind == Kind::Vpc)
+            .expect("vpc");
+        assert_eq!(
+            (vpc_change.action, vpc_change.replace_paths.clone()),
+            (Action::Replace, vec!["cidr"])
+        );
+        assert_eq!(
+            action(&plan, Kind::Subnet, "a"),
+            [(Action::Replace, Some("replace_because_dependency_replaced"))]
+        );
+    }
+
+    #[test]
+    fn duplicates_are_deleted_and_one_kept() {
+        let want = vec![desired(Kind::Vpc, "main", vpc("10.1.0.0/16"))];
+        let have = Actual {
+            resources: vec![
+                observed(Kind::Vpc, "main", "vpc-2", vpc("10.1.0.0/16")),
+                observed(Kind::Vpc, "main", "vpc-1", vpc("10.1.0.0/16")),
+            ],
+        };
+        let plan = diff("s", "r", want, &have, false);
+        let kept: Vec<_> = plan
+            .changes
+            .iter()
+            .filter(|c| c.action == Action::NoOp)
+            .map(|c| c.before.as_ref().map(|b| b.id.clone()))
+            .collect();
+        assert_eq!(kept, [Some("vpc-1".to_string())]);
+        assert_eq!(action(&plan, Kind::Vpc, "main").len(), 2);
+    }
+
+    #[test]
+    fn deletes_run_after_what_refers_to_them() {
+        let have = Actual {
+            resources: vec![
+                observed(Kind::Vpc, "main", "vpc-1", vpc("10.1.0.0/16")),
+                observed(Kind::Subnet, "a", "subnet-1", subnet("10.1.1.0/24")),
+            ],
+        };
+        let plan = diff("s", "r", vec![], &have, true);
+        let graph = exec::graph(&plan);
+        let (vpc_op, vpc_deps) = graph
+            .iter()
+            .find(|(op, _)| op.key().kind == Kind::Vpc)
+            .expect("vpc delete");
+        assert!(matches!(vpc_op, exec::Op::Delete { .. }));
+        assert_eq!(vpc_deps.len(), 1);
+        assert_eq!(vpc_deps[0].key().kind, Kind::Subnet);
+    }
+
+    #[test]
+    fn creates_wait_for_what_they_refer_to() {
+        let want = vec![
+            desired(Kind::Vpc, "main", vpc("10.1.0.0/16")),
+            desired(Kind::Subnet, "a", subnet("10.1.1.0/24")),
+        ];
+        let plan = diff("s", "r", want, &Actual::default(), false);
+        let graph = exec::graph(&plan);
+        let (_, deps) = graph
+            .iter()
+            .find(|(op, _)| op.key().kind == Kind::Subnet)
+            .expect("subnet create");
+        assert_eq!(
+            deps.iter().map(|d| d.key().to_string()).collect::<Vec<_>>(),
+            ["vpc/main"]
+        );
     }
 }

@@ -32,13 +32,23 @@ fn sensitive_shape(spec: &Spec) -> Value {
 
 /// Fields that differ between before and after (top-level attributes).
 fn changed_fields(c: &Change) -> Vec<(String, Value, Value)> {
-    let (Some(b), Some(a)) = (&c.before, &c.after) else { return vec![] };
+    let (Some(b), Some(a)) = (&c.before, &c.after) else {
+        return vec![];
+    };
     let (bv, av) = (masked(&b.spec), masked(&a.spec));
-    let (Some(bo), Some(ao)) = (bv.as_object(), av.as_object()) else { return vec![] };
+    let (Some(bo), Some(ao)) = (bv.as_object(), av.as_object()) else {
+        return vec![];
+    };
     let mut out = Vec::new();
     for (k, v) in ao {
         let old = bo.get(k).cloned().unwrap_or(Value::Null);
-        if &old != v || (v == MASK && b.spec != a.spec && c.after.as_ref().is_some_and(|a| a.spec.sensitive_paths().contains(&k.as_str()))) {
+        if &old != v
+            || (v == MASK
+                && b.spec != a.spec
+                && c.after
+                    .as_ref()
+                    .is_some_and(|a| a.spec.sensitive_paths().contains(&k.as_str())))
+        {
             out.push((k.clone(), old, v.clone()));
         }
     }
@@ -57,7 +67,9 @@ fn symbol(a: Action) -> (&'static str, AnsiColor) {
 
 fn reason_text(c: &Change) -> String {
     match c.reason {
-        Some("replace_because_cannot_update") => format!("{} forces replacement", c.replace_paths.join(", ")),
+        Some("replace_because_cannot_update") => {
+            format!("{} forces replacement", c.replace_paths.join(", "))
+        }
         Some("replace_because_dependency_replaced") => "a resource it uses is replaced".into(),
         Some("delete_because_owned_not_declared") => "owned by gwctl, no longer declared".into(),
         Some("delete_because_duplicate") => "duplicate of the same resource".into(),
@@ -80,8 +92,16 @@ pub fn human(plan: &RegionPlan, printer: &Printer) -> String {
     let mut out = format!("{} (stack {})\n", plan.region, plan.stack);
     for c in plan.pending() {
         let (sym, color) = symbol(c.action);
-        let id = c.before.as_ref().map(|b| format!(" ({})", b.id)).unwrap_or_default();
-        out.push_str(&format!("  {} {}{id}", printer.paint(&format!("{sym:>3}"), color), c.key));
+        let id = c
+            .before
+            .as_ref()
+            .map(|b| format!(" ({})", b.id))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  {} {}{id}",
+            printer.paint(&format!("{sym:>3}"), color),
+            c.key
+        ));
         let reason = reason_text(c);
         if !reason.is_empty() {
             out.push_str(&format!("  # {reason}"));
@@ -89,7 +109,11 @@ pub fn human(plan: &RegionPlan, printer: &Printer) -> String {
         out.push('\n');
         if c.action == Action::Update {
             for (field, old, new) in changed_fields(c) {
-                out.push_str(&format!("        {field}: {} -> {}\n", short(&old), short(&new)));
+                out.push_str(&format!(
+                    "        {field}: {} -> {}\n",
+                    short(&old),
+                    short(&new)
+                ));
             }
         }
     }
@@ -100,7 +124,11 @@ pub fn human(plan: &RegionPlan, printer: &Printer) -> String {
 
 pub fn summary(plan: &RegionPlan) -> String {
     if !plan.has_changes() {
-        return format!("{}: no changes ({} resources up to date)", plan.region, plan.count(Action::NoOp));
+        return format!(
+            "{}: no changes ({} resources up to date)",
+            plan.region,
+            plan.count(Action::NoOp)
+        );
     }
     format!(
         "{}: {} to add, {} to change, {} to replace, {} to destroy",
@@ -126,7 +154,11 @@ pub fn markdown(plans: &[RegionPlan]) -> String {
             let action = format!("{:?}", c.action).to_lowercase();
             let mut why = reason_text(c);
             if c.action == Action::Update {
-                why = changed_fields(c).into_iter().map(|(f, _, _)| f).collect::<Vec<_>>().join(", ");
+                why = changed_fields(c)
+                    .into_iter()
+                    .map(|(f, _, _)| f)
+                    .collect::<Vec<_>>()
+                    .join(", ");
             }
             out.push_str(&format!("| `{sym}` | `{}` | {action} | {why} |\n", c.key));
         }

@@ -351,7 +351,10 @@ pub fn node_secrets(
     let base = &stack.dir;
     let b = &stack.backend.spec.credentials;
     let mut s = placeholder::SecretValues::new();
-    s.insert(SecretName::FederationPassword, b.federation.password.resolve(base)?);
+    s.insert(
+        SecretName::FederationPassword,
+        b.federation.password.resolve(base)?,
+    );
     match gateway {
         None => {
             s.insert(SecretName::AdminPassword, b.admin.password.resolve(base)?);

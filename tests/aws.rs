@@ -1,0 +1,762 @@
+//! plan / up / down against moto (the project's launcher): everything created and tagged,
+//! convergence after SIGKILL, drift repair, stale plans, ownership on delete, no AWS call on
+//! invalid input.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use aws_sdk_ec2::types::{Filter, Tag};
+
+use crate::support::Regions;
+use crate::support::moto::{Moto, is_read_only};
+
+fn gwctl(r: &Regions, m: &Moto) -> assert_cmd::Command {
+    let mut c = r.gwctl();
+    m.env(&mut c);
+    c
+}
+
+fn tags(t: &[Tag]) -> BTreeMap<String, String> {
+    t.iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+        .collect()
+}
+
+/// What exists in a region, by kind, excluding what every region has by default; each entry
+/// is (id, tags).
+#[derive(Debug, Default, PartialEq)]
+struct Inventory {
+    kinds: BTreeMap<&'static str, Vec<(String, Tags)>>,
+}
+
+type Tags = BTreeMap<String, String>;
+
+impl Inventory {
+    fn count(&self, kind: &str) -> usize {
+        self.kinds.get(kind).map_or(0, Vec::len)
+    }
+
+    /// Everything that is not gwctl's, for ownership checks.
+    fn untagged(&self) -> Vec<String> {
+        self.kinds
+            .values()
+            .flatten()
+            .filter(|(_, t)| t.get("gwctl:stack").map(String::as_str) != Some("mqtt-example"))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    fn shape(&self) -> BTreeMap<&'static str, usize> {
+        self.kinds.iter().map(|(k, v)| (*k, v.len())).collect()
+    }
+}
+
+async fn inventory(ec2: &aws_sdk_ec2::Client) -> Inventory {
+    let mut inv = Inventory::default();
+    let mut add = |kind: &'static str, id: Option<&str>, t: &[Tag]| {
+        inv.kinds
+            .entry(kind)
+            .or_default()
+            .push((id.unwrap_or_default().to_string(), tags(t)));
+    };
+    for v in ec2.describe_vpcs().send().await.expect("vpcs").vpcs() {
+        if v.is_default() != Some(true) {
+            add("vpc", v.vpc_id(), v.tags());
+        }
+    }
+    for s in ec2
+        .describe_subnets()
+        .send()
+        .await
+        .expect("subnets")
+        .subnets()
+    {
+        if s.default_for_az() != Some(true) {
+            add("subnet", s.subnet_id(), s.tags());
+        }
+    }
+    for g in ec2
+        .describe_internet_gateways()
+        .send()
+        .await
+        .expect("igws")
+        .internet_gateways()
+    {
+        if !g.tags().is_empty() || g.attachments().iter().all(|a| a.vpc_id().is_none()) {
+            add("internet_gateway", g.internet_gateway_id(), g.tags());
+        }
+    }
+    for t in ec2
+        .describe_route_tables()
+        .send()
+        .await
+        .expect("rtbs")
+        .route_tables()
+    {
+        if !t.associations().iter().any(|a| a.main() == Some(true)) {
+            add("route_table", t.route_table_id(), t.tags());
+        }
+    }
+    for g in ec2
+        .describe_security_groups()
+        .send()
+        .await
+        .expect("sgs")
+        .security_groups()
+    {
+        if g.group_name() != Some("default") {
+            add("security_group", g.group_id(), g.tags());
+        }
+    }
+    for g in ec2
+        .describe_customer_gateways()
+        .send()
+        .await
+        .expect("cgws")
+        .customer_gateways()
+    {
+        if g.state() != Some("deleted") {
+            add("customer_gateway", g.customer_gateway_id(), g.tags());
+        }
+    }
+    for g in ec2
+        .describe_vpn_gateways()
+        .send()
+        .await
+        .expect("vgws")
+        .vpn_gateways()
+    {
+        if g.state().map(|s| s.as_str()) != Some("deleted") {
+            add("vpn_gateway", g.vpn_gateway_id(), g.tags());
+        }
+    }
+    for v in ec2
+        .describe_vpn_connections()
+        .send()
+        .await
+        .expect("vpns")
+        .vpn_connections()
+    {
+        if v.state().map(|s| s.as_str()) != Some("deleted") {
+            add("vpn_connection", v.vpn_connection_id(), v.tags());
+        }
+    }
+    for r in ec2
+        .describe_instances()
+        .send()
+        .await
+        .expect("instances")
+        .reservations()
+    {
+        for i in r.instances() {
+            if !matches!(
+                i.state().and_then(|s| s.name()).map(|n| n.as_str()),
+                Some("terminated" | "shutting-down")
+            ) {
+                add("instance", i.instance_id(), i.tags());
+            }
+        }
+    }
+    for a in ec2
+        .describe_addresses()
+        .send()
+        .await
+        .expect("eips")
+        .addresses()
+    {
+        add("elastic_ip", a.allocation_id(), a.tags());
+    }
+    inv
+}
+
+fn clean_shape() -> BTreeMap<&'static str, usize> {
+    BTreeMap::from([
+        ("customer_gateway", 1),
+        ("elastic_ip", 2),
+        ("instance", 3),
+        ("internet_gateway", 1),
+        ("route_table", 1),
+        ("security_group", 2),
+        ("subnet", 2),
+        ("vpc", 1),
+        ("vpn_connection", 1),
+        ("vpn_gateway", 1),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_creates_every_resource_tagged_then_plans_no_change_and_calls_nothing_mutating() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    gwctl(&r, &m)
+        .args(["up", "us-east-1", "--yes"])
+        .assert()
+        .success();
+
+    let ec2 = m.ec2("us-east-1").await;
+    let inv = inventory(&ec2).await;
+    assert_eq!(inv.shape(), clean_shape());
+    assert_eq!(
+        inv.untagged(),
+        Vec::<String>::new(),
+        "every resource carries the ownership tags"
+    );
+    for (_, t) in inv.kinds.values().flatten() {
+        assert_eq!(t.get("gwctl:region").map(String::as_str), Some("us-east-1"));
+        assert!(t.contains_key("gwctl:id") && t.contains_key("Name"));
+        assert_eq!(
+            t.get("team").map(String::as_str),
+            Some("messaging"),
+            "free tags from the files"
+        );
+    }
+
+    // The VPN carries the backend route; the route table sends it there and to the internet.
+    let vpns = ec2.describe_vpn_connections().send().await.expect("vpn");
+    let vpn = &vpns.vpn_connections()[0];
+    let routes: Vec<&str> = vpn
+        .routes()
+        .iter()
+        .filter_map(|r| r.destination_cidr_block())
+        .collect();
+    assert_eq!(routes, ["10.0.0.0/16"]);
+    assert_eq!(
+        vpn.options().and_then(|o| o.static_routes_only()),
+        Some(true)
+    );
+    let filter = |k: &str, v: &str| Filter::builder().name(k).values(v).build();
+    let rtb = ec2
+        .describe_route_tables()
+        .filters(filter("tag:gwctl:id", "route_table/public"))
+        .send()
+        .await
+        .expect("rtb");
+    let rtb = &rtb.route_tables()[0];
+    let mut targets: Vec<(String, String)> = rtb
+        .routes()
+        .iter()
+        .filter(|r| r.gateway_id() != Some("local"))
+        .map(|r| {
+            (
+                r.destination_cidr_block().unwrap_or_default().into(),
+                r.gateway_id().unwrap_or_default()[..4].into(),
+            )
+        })
+        .collect();
+    targets.sort();
+    assert_eq!(
+        targets,
+        [
+            ("0.0.0.0/0".to_string(), "igw-".to_string()),
+            ("10.0.0.0/16".into(), "vgw-".into())
+        ]
+    );
+    assert_eq!(rtb.propagating_vgws().len(), 1);
+    assert_eq!(rtb.associations().len(), 2);
+
+    // Brokers: IMDSv2 only, the peer-discovery tag, their instance profile, an Elastic IP each.
+    let brokers = ec2
+        .describe_instances()
+        .filters(filter("tag:gwctl-cluster", "gw-us-east-1"))
+        .send()
+        .await
+        .expect("brokers");
+    let brokers: Vec<_> = brokers
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .collect();
+    assert_eq!(brokers.len(), 2);
+    for b in &brokers {
+        assert_eq!(
+            b.metadata_options()
+                .and_then(|m| m.http_tokens())
+                .map(|t| t.as_str()),
+            Some("required")
+        );
+        assert!(
+            b.iam_instance_profile()
+                .and_then(|p| p.arn())
+                .is_some_and(|a| a.ends_with("/gwctl-mqtt-example-us-east-1"))
+        );
+        assert_eq!(
+            b.image_id(),
+            Some("ami-0d0ebb1e000000002"),
+            "the newest Debian image matching the name filter"
+        );
+    }
+    let eips = ec2.describe_addresses().send().await.expect("eips");
+    assert!(eips.addresses().iter().all(|a| {
+        a.instance_id()
+            .is_some_and(|i| brokers.iter().any(|b| b.instance_id() == Some(i)))
+    }));
+
+    // Secrets are SecureString parameters holding the values of the secret sources.
+    let ssm = m.ssm("us-east-1").await;
+    let p = ssm
+        .get_parameter()
+        .name("/gwctl/mqtt-example/us-east-1/federation_password")
+        .with_decryption(true)
+        .send()
+        .await
+        .expect("parameter");
+    let p = p.parameter().expect("parameter");
+    assert_eq!(p.r#type().map(|t| t.as_str()), Some("SecureString"));
+    assert_eq!(
+        p.value(),
+        Some(r.secrets["GWCTL_FEDERATION_PASSWORD"].as_str())
+    );
+
+    gwctl(&r, &m)
+        .args(["plan", "us-east-1", "--detailed-exitcode"])
+        .assert()
+        .code(0);
+    m.record();
+    gwctl(&r, &m)
+        .args(["up", "us-east-1", "--yes"])
+        .assert()
+        .success();
+    let actions = m.recorded_actions();
+    assert!(actions.len() >= 10, "discovery happened: {actions:?}");
+    let mutating: Vec<&String> = actions.iter().filter(|a| !is_read_only(a)).collect();
+    assert!(mutating.is_empty(), "a second up called {mutating:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_all_then_down_one_region_touches_nothing_else() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    // Someone else's VPC and subnet in the region we will take down.
+    let jp = m.ec2("ap-northeast-1").await;
+    let foreign = jp
+        .create_vpc()
+        .cidr_block("10.20.0.0/16")
+        .send()
+        .await
+        .expect("vpc");
+    let foreign_vpc = foreign
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .expect("id")
+        .to_string();
+    jp.create_subnet()
+        .vpc_id(&foreign_vpc)
+        .cidr_block("10.20.9.0/24")
+        .availability_zone("ap-northeast-1a")
+        .send()
+        .await
+        .expect("subnet");
+
+    let out = gwctl(&r, &m)
+        .args(["up", "--all", "--yes"])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("done ap-northeast-1") && stderr.contains("done us-east-1"),
+        "{stderr}"
+    );
+    gwctl(&r, &m)
+        .args(["plan", "--all", "--detailed-exitcode"])
+        .assert()
+        .code(0);
+
+    // Without --yes and without a terminal, down refuses and deletes nothing.
+    gwctl(&r, &m)
+        .args(["down", "ap-northeast-1"])
+        .assert()
+        .code(2);
+    assert_eq!(inventory(&jp).await.count("instance"), 2);
+
+    gwctl(&r, &m)
+        .args(["down", "ap-northeast-1", "--yes"])
+        .assert()
+        .success();
+    let left = inventory(&jp).await;
+    assert_eq!(
+        left.shape(),
+        BTreeMap::from([("subnet", 1), ("vpc", 1)]),
+        "only the foreign VPC and subnet remain"
+    );
+    assert_eq!(left.kinds["vpc"][0].0, foreign_vpc);
+    let us = inventory(&m.ec2("us-east-1").await).await;
+    assert_eq!(us.shape(), clean_shape());
+    gwctl(&r, &m)
+        .args(["plan", "us-east-1", "--detailed-exitcode"])
+        .assert()
+        .code(0);
+    // And down again has nothing to do.
+    gwctl(&r, &m)
+        .args(["down", "ap-northeast-1", "--yes"])
+        .assert()
+        .success();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_at_any_point_up_converges_without_duplicates_or_orphans() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    let bin = assert_cmd::cargo::cargo_bin("gwctl");
+    for kill_after in [1usize, 4, 9, 14, 18] {
+        m.reset();
+        let mut cmd = Command::new(&bin);
+        cmd.arg("--regions")
+            .arg(r.dir())
+            .args(["up", "us-east-1", "--yes", "--parallelism", "1"]);
+        cmd.env("AWS_ENDPOINT_URL", &m.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut created = 0;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains(" created ") {
+                created += 1;
+                if created == kill_after {
+                    break;
+                }
+            }
+        }
+        // SIGKILL: no cleanup, no flush, whatever call was in flight is cut.
+        let _ = child.kill();
+        let _ = child.wait();
+        // The run really was cut short: work is left.
+        gwctl(&r, &m)
+            .args(["plan", "us-east-1", "--detailed-exitcode"])
+            .assert()
+            .code(2);
+        gwctl(&r, &m)
+            .args(["up", "us-east-1", "--yes"])
+            .assert()
+            .success();
+        gwctl(&r, &m)
+            .args(["plan", "us-east-1", "--detailed-exitcode"])
+            .assert()
+            .code(0);
+        let inv = inventory(&m.ec2("us-east-1").await).await;
+        assert_eq!(
+            inv.shape(),
+            clean_shape(),
+            "killed after {kill_after} creates"
+        );
+        assert_eq!(
+            inv.untagged(),
+            Vec::<String>::new(),
+            "killed after {kill_after} creates: orphans"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_shows_in_plan_and_up_repairs_it() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    gwctl(&r, &m)
+        .args(["up", "us-east-1", "--yes"])
+        .assert()
+        .success();
+    let ec2 = m.ec2("us-east-1").await;
+    let filter = |k: &str, v: &str| Filter::builder().name(k).values(v).build();
+    let one = |kind: &str| filter("tag:gwctl:id", kind);
+
+    // A deleted route, an opened port, a terminated broker.
+    let rtb = ec2
+        .describe_route_tables()
+        .filters(one("route_table/public"))
+        .send()
+        .await
+        .expect("rtb");
+    let rtb_id = rtb.route_tables()[0]
+        .route_table_id()
+        .expect("id")
+        .to_string();
+    ec2.delete_route()
+        .route_table_id(&rtb_id)
+        .destination_cidr_block("0.0.0.0/0")
+        .send()
+        .await
+        .expect("delete route");
+    let sg = ec2
+        .describe_security_groups()
+        .filters(one("security_group/brokers"))
+        .send()
+        .await
+        .expect("sg");
+    let sg_id = sg.security_groups()[0].group_id().expect("id").to_string();
+    ec2.authorize_security_group_ingress()
+        .group_id(&sg_id)
+        .ip_protocol("tcp")
+        .from_port(22)
+        .to_port(22)
+        .cidr_ip("0.0.0.0/0")
+        .send()
+        .await
+        .expect("open 22");
+    let b = ec2
+        .describe_instances()
+        .filters(one("instance/broker-1"))
+        .send()
+        .await
+        .expect("broker");
+    let broker = b.reservations()[0].instances()[0]
+        .instance_id()
+        .expect("id")
+        .to_string();
+    ec2.terminate_instances()
+        .instance_ids(&broker)
+        .send()
+        .await
+        .expect("terminate");
+
+    let out = gwctl(&r, &m)
+        .args(["plan", "us-east-1", "--detailed-exitcode"])
+        .output()
+        .expect("plan");
+    assert_eq!(out.status.code(), Some(2));
+    let plan = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "~ route_table/public",
+        "~ security_group/brokers",
+        "+ instance/broker-1",
+        "~ elastic_ip/broker-1",
+        "1 to add, 3 to change",
+    ] {
+        assert!(plan.contains(needle), "{needle} not in:\n{plan}");
+    }
+    assert!(
+        plan.contains("ingress:"),
+        "the changed field is shown:\n{plan}"
+    );
+
+    gwctl(&r, &m)
+        .args(["up", "us-east-1", "--yes"])
+        .assert()
+        .success();
+    gwctl(&r, &m)
+        .args(["plan", "us-east-1", "--detailed-exitcode"])
+        .assert()
+        .code(0);
+    let sg = ec2
+        .describe_security_groups()
+        .group_ids(&sg_id)
+        .send()
+        .await
+        .expect("sg");
+    assert!(
+        sg.security_groups()[0]
+            .ip_permissions()
+            .iter()
+            .all(|p| p.from_port() != Some(22)),
+        "port 22 closed again"
+    );
+    let rtb = ec2
+        .describe_route_tables()
+        .route_table_ids(&rtb_id)
+        .send()
+        .await
+        .expect("rtb");
+    assert!(
+        rtb.route_tables()[0]
+            .routes()
+            .iter()
+            .any(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
+    );
+    assert_eq!(inventory(&ec2).await.shape(), clean_shape());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saved_plans_apply_only_to_the_state_they_were_made_from() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let saved = dir.path().join("plan.json");
+
+    // Unchanged: applies.
+    gwctl(&r, &m)
+        .args(["plan", "us-east-1", "--out"])
+        .arg(&saved)
+        .assert()
+        .success();
+    gwctl(&r, &m)
+        .args(["up", "us-east-1", "--plan"])
+        .arg(&saved)
+        .assert()
+        .success();
+
+    // The region file changed since: refused, nothing changed.
+    gwctl(&r, &m)
+        .args(["plan", "us-east-1", "--out"])
+        .arg(&saved)
+        .assert()
+        .success();
+    r.edit("us-east-1.yaml", "  team: messaging", "  team: devices");
+    m.record();
+    let out = gwctl(&r, &m)
+        .args(["up", "us-east-1", "--plan"])
+        .arg(&saved)
+        .output()
+        .expect("up");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("stale plan: the region files of us-east-1 changed")
+    );
+    assert!(m.recorded_actions().iter().all(|a| is_read_only(a)));
+    r.edit("us-east-1.yaml", "  team: devices", "  team: messaging");
+
+    // AWS changed since: refused.
+    gwctl(&r, &m)
+        .args(["plan", "us-east-1", "--out"])
+        .arg(&saved)
+        .assert()
+        .success();
+    let ec2 = m.ec2("us-east-1").await;
+    let b = ec2
+        .describe_instances()
+        .filters(
+            Filter::builder()
+                .name("tag:gwctl:id")
+                .values("instance/proxy-1")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("proxy");
+    let proxy = b.reservations()[0].instances()[0]
+        .instance_id()
+        .expect("id")
+        .to_string();
+    ec2.terminate_instances()
+        .instance_ids(proxy)
+        .send()
+        .await
+        .expect("terminate");
+    let out = gwctl(&r, &m)
+        .args(["up", "us-east-1", "--plan"])
+        .arg(&saved)
+        .output()
+        .expect("up");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("stale plan: the AWS resources of us-east-1 changed")
+    );
+}
+
+#[test]
+fn invalid_input_makes_no_aws_call() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    r.edit("us-east-1.yaml", "  count: 2", "  count: 0");
+    m.record();
+    for args in [
+        &["plan", "us-east-1"][..],
+        &["up", "us-east-1", "--yes"],
+        &["up", "--all", "--yes"],
+        &["down", "us-east-1", "--yes"],
+    ] {
+        let out = gwctl(&r, &m).args(args).output().expect("run");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("brokers.count: must be at least 1"));
+    }
+    assert_eq!(m.recorded_actions(), Vec::<String>::new());
+    // A missing region file and an unknown region too.
+    gwctl(&r, &m).args(["plan", "sa-east-1"]).assert().code(2);
+    gwctl(&r, &m).args(["up"]).assert().code(2);
+}
+
+#[test]
+fn plan_outputs_for_machines_and_reviewers_mask_secrets() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    let out = gwctl(&r, &m)
+        .args(["plan", "--all", "--json"])
+        .output()
+        .expect("plan");
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["format_version"], "1.2");
+    assert_eq!(v["applyable"], true);
+    let regions = v["regions"].as_array().expect("regions");
+    assert_eq!(regions.len(), 2);
+    let changes = regions[1]["resource_changes"].as_array().expect("changes");
+    let ssm = changes
+        .iter()
+        .find(|c| c["address"] == "us-east-1/ssm_parameter/admin_password")
+        .expect("ssm change");
+    assert_eq!(ssm["change"]["actions"], serde_json::json!(["create"]));
+    assert_eq!(ssm["change"]["after"]["value_sha256"], "(sensitive)");
+    assert_eq!(ssm["change"]["after_sensitive"]["value_sha256"], true);
+    assert_eq!(regions[1]["summary"]["add"], 21);
+
+    let md = gwctl(&r, &m)
+        .args(["plan", "us-east-1", "--markdown"])
+        .output()
+        .expect("plan");
+    let md = String::from_utf8_lossy(&md.stdout);
+    assert!(md.contains("| `+` | `vpc/main` | create |"), "{md}");
+
+    // No secret, nor the hash of one, in any output.
+    let human = gwctl(&r, &m)
+        .args(["up", "--all", "--yes"])
+        .output()
+        .expect("up");
+    let all = [
+        out.stdout,
+        out.stderr,
+        md.as_bytes().to_vec(),
+        human.stdout,
+        human.stderr,
+    ]
+    .concat();
+    let text = String::from_utf8_lossy(&all);
+    for (var, value) in &r.secrets {
+        assert!(!text.contains(value.as_str()), "{var} leaked");
+        assert!(
+            !text.contains(&gwctl::cloud::sha256_hex(value)),
+            "{var}'s hash leaked"
+        );
+    }
+}
+
+#[test]
+fn ami_by_explicit_id() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    r.edit(
+        "ap-northeast-1.yaml",
+        "  ami:\n    owner: \"136693071363\"      # Debian\n    name: debian-12-amd64-*",
+        "  ami:\n    id: ami-12c6146b",
+    );
+    let out = gwctl(&r, &m)
+        .args(["plan", "ap-northeast-1", "--json"])
+        .output()
+        .expect("plan");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let changes = v["regions"][0]["resource_changes"]
+        .as_array()
+        .expect("changes");
+    let broker = changes
+        .iter()
+        .find(|c| c["name"] == "broker-1")
+        .expect("broker");
+    assert_eq!(broker["change"]["after"]["image"], "ami-12c6146b");
+    r.edit(
+        "ap-northeast-1.yaml",
+        "id: ami-12c6146b",
+        "id: ami-00000000deadbeef",
+    );
+    let out = gwctl(&r, &m)
+        .args(["plan", "ap-northeast-1"])
+        .output()
+        .expect("plan");
+    assert_eq!(out.status.code(), Some(1));
+}

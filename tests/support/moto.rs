@@ -1,0 +1,177 @@
+//! A private moto server per test (the project's launcher, which extends moto where it lacks
+//! what AWS has), its request recording, and SDK clients to look at or disturb its state.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::config::{BehaviorVersion, Credentials, Region};
+
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let python = root.join(".venv/bin/python");
+        assert!(
+            python.exists(),
+            "moto is not installed: run scripts/setup (the test command does)"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let log = std::fs::File::create(dir.path().join("moto.log")).expect("log");
+        let child = Command::new(python)
+            .arg(root.join("scripts/moto_server.py"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .current_dir(dir.path())
+            .env("MOTO_RECORDER_FILEPATH", dir.path().join("recording"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start moto");
+        let moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            port,
+            dir,
+        };
+        let start = Instant::now();
+        while moto.http("GET", "/moto-api/data.json").is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "moto did not start: {}",
+                moto.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("moto.log")).unwrap_or_default()
+    }
+
+    /// A bare HTTP/1.0 request to moto's control API; the body of a 200 answer.
+    fn http(&self, method: &str, path: &str) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        write!(
+            s,
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+        )
+        .ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.1 200")
+            .then(|| body.to_string())
+            .or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_string()))
+    }
+
+    /// Sets the environment gwctl reads: the standard AWS variables, nothing gwctl-specific.
+    pub fn env(&self, cmd: &mut assert_cmd::Command) {
+        cmd.env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_REGION")
+            .env_remove("AWS_DEFAULT_REGION");
+    }
+
+    /// Forgets every resource (all accounts and regions).
+    pub fn reset(&self) {
+        self.http("POST", "/moto-api/reset").expect("reset moto");
+    }
+
+    pub fn record(&self) {
+        self.http("POST", "/moto-api/recorder/reset-recording")
+            .expect("reset recording");
+        self.http("POST", "/moto-api/recorder/start-recording")
+            .expect("start recording");
+    }
+
+    /// The API actions recorded since [`Moto::record`].
+    pub fn recorded_actions(&self) -> Vec<String> {
+        self.http("POST", "/moto-api/recorder/stop-recording")
+            .expect("stop recording");
+        let text = std::fs::read_to_string(self.dir.path().join("recording")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|r| !r["url"].as_str().unwrap_or_default().contains("/moto-api/"))
+            .map(|r| {
+                if let Some(target) = r["headers"]["X-Amz-Target"].as_str() {
+                    return target.rsplit('.').next().unwrap_or(target).to_string();
+                }
+                let raw = r["body"].as_str().unwrap_or_default();
+                let body = if r["body_encoded"] == true {
+                    use base64::Engine;
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(raw)
+                        .unwrap_or_default();
+                    String::from_utf8_lossy(&bytes).into_owned()
+                } else {
+                    raw.to_string()
+                };
+                body.split('&')
+                    .find_map(|kv| kv.strip_prefix("Action="))
+                    .map(str::to_string)
+                    .unwrap_or_else(|| {
+                        format!(
+                            "{} {}",
+                            r["method"].as_str().unwrap_or("?"),
+                            r["url"].as_str().unwrap_or("?")
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    pub async fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
+        let config = aws_sdk_ec2::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region.to_string()))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+            .build();
+        aws_sdk_ec2::Client::from_conf(config)
+    }
+
+    pub async fn ssm(&self, region: &str) -> aws_sdk_ssm::Client {
+        let config = aws_sdk_ssm::Config::builder()
+            .behavior_version(aws_sdk_ssm::config::BehaviorVersion::latest())
+            .region(aws_sdk_ssm::config::Region::new(region.to_string()))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_ssm::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .build();
+        aws_sdk_ssm::Client::from_conf(config)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Read-only calls: Describe*, Get*, List*.
+pub fn is_read_only(action: &str) -> bool {
+    ["Describe", "Get", "List"]
+        .iter()
+        .any(|p| action.starts_with(p))
+}
