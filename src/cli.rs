@@ -27,6 +27,14 @@ pub struct Cli {
     /// When to colour output (NO_COLOR is honoured in `auto`).
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     pub color: ColorChoice,
+    /// JSON file overriding where brokers are reached, per region (the sandbox writes one).
+    #[arg(
+        long,
+        global = true,
+        env = "GWCTL_BROKER_ENDPOINTS",
+        value_name = "FILE"
+    )]
+    pub broker_endpoints: Option<PathBuf>,
     /// Print only data and errors.
     #[arg(long, short, global = true)]
     pub quiet: bool,
@@ -42,6 +50,8 @@ pub enum Command {
     Schema(SchemaArgs),
     /// Render a region's broker configuration, definitions and cloud-init user-data.
     Render(RenderArgs),
+    /// Show the state of gateway regions: resources, instances, federation links.
+    Status(StatusArgs),
     /// Show what `up` would change in AWS, without changing anything.
     Plan(PlanArgs),
     /// Create or update the gateway regions' AWS resources to match the region files.
@@ -121,10 +131,40 @@ pub struct RegionSelection {
     pub all: bool,
 }
 
+/// What a command manages: AWS resources, the backend's federation entries, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum Scope {
+    #[default]
+    All,
+    Aws,
+    Federation,
+}
+
+impl Scope {
+    pub fn aws(self) -> bool {
+        self != Scope::Federation
+    }
+    pub fn federation(self) -> bool {
+        self != Scope::Aws
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub select: RegionSelection,
+    /// Print the status as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     #[command(flatten)]
     pub select: RegionSelection,
+    /// Plan AWS resources, the backend's federation entries, or both.
+    #[arg(long, value_enum, default_value_t = Scope::All)]
+    pub scope: Scope,
     /// Print the plan as JSON (Terraform's plan shape) instead of text.
     #[arg(long, conflicts_with = "markdown")]
     pub json: bool,
@@ -143,6 +183,9 @@ pub struct PlanArgs {
 pub struct UpArgs {
     #[command(flatten)]
     pub select: RegionSelection,
+    /// Apply AWS resources, the backend's federation entries, or both.
+    #[arg(long, value_enum, default_value_t = Scope::All)]
+    pub scope: Scope,
     /// Apply a plan saved by `plan --out`; refused if the files or AWS changed since.
     #[arg(long, value_name = "FILE")]
     pub plan: Option<PathBuf>,
@@ -159,6 +202,9 @@ pub struct DownArgs {
     /// The gateway region to delete.
     #[arg(value_name = "REGION")]
     pub region: String,
+    /// Remove AWS resources, the backend's federation entries for the region, or both.
+    #[arg(long, value_enum, default_value_t = Scope::All)]
+    pub scope: Scope,
     /// Do not ask for confirmation.
     #[arg(long)]
     pub yes: bool,

@@ -5,6 +5,7 @@ pub mod broker;
 pub mod cli;
 pub mod cloud;
 pub mod commands;
+pub mod endpoints;
 pub mod error;
 pub mod federation;
 pub mod plan;

@@ -189,7 +189,7 @@ fn clean_shape() -> BTreeMap<&'static str, usize> {
 async fn up_creates_every_resource_tagged_then_plans_no_change_and_calls_nothing_mutating() {
     let (r, m) = (Regions::examples(), Moto::start());
     gwctl(&r, &m)
-        .args(["up", "us-east-1", "--yes"])
+        .args(["up", "us-east-1", "--yes", "--scope", "aws"])
         .assert()
         .success();
 
@@ -308,12 +308,12 @@ async fn up_creates_every_resource_tagged_then_plans_no_change_and_calls_nothing
     );
 
     gwctl(&r, &m)
-        .args(["plan", "us-east-1", "--detailed-exitcode"])
+        .args(["plan", "us-east-1", "--detailed-exitcode", "--scope", "aws"])
         .assert()
         .code(0);
     m.record();
     gwctl(&r, &m)
-        .args(["up", "us-east-1", "--yes"])
+        .args(["up", "us-east-1", "--yes", "--scope", "aws"])
         .assert()
         .success();
     let actions = m.recorded_actions();
@@ -347,7 +347,7 @@ async fn up_all_then_down_one_region_touches_nothing_else() {
         .expect("subnet");
 
     let out = gwctl(&r, &m)
-        .args(["up", "--all", "--yes"])
+        .args(["up", "--all", "--yes", "--scope", "aws"])
         .output()
         .expect("run");
     assert!(
@@ -361,19 +361,19 @@ async fn up_all_then_down_one_region_touches_nothing_else() {
         "{stderr}"
     );
     gwctl(&r, &m)
-        .args(["plan", "--all", "--detailed-exitcode"])
+        .args(["plan", "--all", "--detailed-exitcode", "--scope", "aws"])
         .assert()
         .code(0);
 
     // Without --yes and without a terminal, down refuses and deletes nothing.
     gwctl(&r, &m)
-        .args(["down", "ap-northeast-1"])
+        .args(["down", "ap-northeast-1", "--scope", "aws"])
         .assert()
         .code(2);
     assert_eq!(inventory(&jp).await.count("instance"), 2);
 
     gwctl(&r, &m)
-        .args(["down", "ap-northeast-1", "--yes"])
+        .args(["down", "ap-northeast-1", "--yes", "--scope", "aws"])
         .assert()
         .success();
     let left = inventory(&jp).await;
@@ -386,12 +386,12 @@ async fn up_all_then_down_one_region_touches_nothing_else() {
     let us = inventory(&m.ec2("us-east-1").await).await;
     assert_eq!(us.shape(), clean_shape());
     gwctl(&r, &m)
-        .args(["plan", "us-east-1", "--detailed-exitcode"])
+        .args(["plan", "us-east-1", "--detailed-exitcode", "--scope", "aws"])
         .assert()
         .code(0);
     // And down again has nothing to do.
     gwctl(&r, &m)
-        .args(["down", "ap-northeast-1", "--yes"])
+        .args(["down", "ap-northeast-1", "--yes", "--scope", "aws"])
         .assert()
         .success();
 }
@@ -403,14 +403,21 @@ async fn killed_at_any_point_up_converges_without_duplicates_or_orphans() {
     for kill_after in [1usize, 4, 9, 14, 18] {
         m.reset();
         let mut cmd = Command::new(&bin);
-        cmd.arg("--regions")
-            .arg(r.dir())
-            .args(["up", "us-east-1", "--yes", "--parallelism", "1"]);
+        cmd.arg("--regions").arg(r.dir()).args([
+            "up",
+            "us-east-1",
+            "--yes",
+            "--parallelism",
+            "1",
+            "--scope",
+            "aws",
+        ]);
         cmd.env("AWS_ENDPOINT_URL", &m.endpoint)
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("GWCTL_BROKER_ENDPOINTS", &r.endpoints)
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -430,15 +437,15 @@ async fn killed_at_any_point_up_converges_without_duplicates_or_orphans() {
         let _ = child.wait();
         // The run really was cut short: work is left.
         gwctl(&r, &m)
-            .args(["plan", "us-east-1", "--detailed-exitcode"])
+            .args(["plan", "us-east-1", "--detailed-exitcode", "--scope", "aws"])
             .assert()
             .code(2);
         gwctl(&r, &m)
-            .args(["up", "us-east-1", "--yes"])
+            .args(["up", "us-east-1", "--yes", "--scope", "aws"])
             .assert()
             .success();
         gwctl(&r, &m)
-            .args(["plan", "us-east-1", "--detailed-exitcode"])
+            .args(["plan", "us-east-1", "--detailed-exitcode", "--scope", "aws"])
             .assert()
             .code(0);
         let inv = inventory(&m.ec2("us-east-1").await).await;
@@ -459,7 +466,7 @@ async fn killed_at_any_point_up_converges_without_duplicates_or_orphans() {
 async fn drift_shows_in_plan_and_up_repairs_it() {
     let (r, m) = (Regions::examples(), Moto::start());
     gwctl(&r, &m)
-        .args(["up", "us-east-1", "--yes"])
+        .args(["up", "us-east-1", "--yes", "--scope", "aws"])
         .assert()
         .success();
     let ec2 = m.ec2("us-east-1").await;
@@ -516,7 +523,7 @@ async fn drift_shows_in_plan_and_up_repairs_it() {
         .expect("terminate");
 
     let out = gwctl(&r, &m)
-        .args(["plan", "us-east-1", "--detailed-exitcode"])
+        .args(["plan", "us-east-1", "--detailed-exitcode", "--scope", "aws"])
         .output()
         .expect("plan");
     assert_eq!(out.status.code(), Some(2));
@@ -536,11 +543,11 @@ async fn drift_shows_in_plan_and_up_repairs_it() {
     );
 
     gwctl(&r, &m)
-        .args(["up", "us-east-1", "--yes"])
+        .args(["up", "us-east-1", "--yes", "--scope", "aws"])
         .assert()
         .success();
     gwctl(&r, &m)
-        .args(["plan", "us-east-1", "--detailed-exitcode"])
+        .args(["plan", "us-east-1", "--detailed-exitcode", "--scope", "aws"])
         .assert()
         .code(0);
     let sg = ec2
@@ -579,26 +586,26 @@ async fn saved_plans_apply_only_to_the_state_they_were_made_from() {
 
     // Unchanged: applies.
     gwctl(&r, &m)
-        .args(["plan", "us-east-1", "--out"])
+        .args(["plan", "us-east-1", "--scope", "aws", "--out"])
         .arg(&saved)
         .assert()
         .success();
     gwctl(&r, &m)
-        .args(["up", "us-east-1", "--plan"])
+        .args(["up", "us-east-1", "--scope", "aws", "--plan"])
         .arg(&saved)
         .assert()
         .success();
 
     // The region file changed since: refused, nothing changed.
     gwctl(&r, &m)
-        .args(["plan", "us-east-1", "--out"])
+        .args(["plan", "us-east-1", "--scope", "aws", "--out"])
         .arg(&saved)
         .assert()
         .success();
     r.edit("us-east-1.yaml", "  team: messaging", "  team: devices");
     m.record();
     let out = gwctl(&r, &m)
-        .args(["up", "us-east-1", "--plan"])
+        .args(["up", "us-east-1", "--scope", "aws", "--plan"])
         .arg(&saved)
         .output()
         .expect("up");
@@ -612,7 +619,7 @@ async fn saved_plans_apply_only_to_the_state_they_were_made_from() {
 
     // AWS changed since: refused.
     gwctl(&r, &m)
-        .args(["plan", "us-east-1", "--out"])
+        .args(["plan", "us-east-1", "--scope", "aws", "--out"])
         .arg(&saved)
         .assert()
         .success();
@@ -638,7 +645,7 @@ async fn saved_plans_apply_only_to_the_state_they_were_made_from() {
         .await
         .expect("terminate");
     let out = gwctl(&r, &m)
-        .args(["up", "us-east-1", "--plan"])
+        .args(["up", "us-east-1", "--scope", "aws", "--plan"])
         .arg(&saved)
         .output()
         .expect("up");
@@ -666,15 +673,21 @@ fn invalid_input_makes_no_aws_call() {
     }
     assert_eq!(m.recorded_actions(), Vec::<String>::new());
     // A missing region file and an unknown region too.
-    gwctl(&r, &m).args(["plan", "sa-east-1"]).assert().code(2);
-    gwctl(&r, &m).args(["up"]).assert().code(2);
+    gwctl(&r, &m)
+        .args(["plan", "sa-east-1", "--scope", "aws"])
+        .assert()
+        .code(2);
+    gwctl(&r, &m)
+        .args(["up", "--scope", "aws"])
+        .assert()
+        .code(2);
 }
 
 #[test]
 fn plan_outputs_for_machines_and_reviewers_mask_secrets() {
     let (r, m) = (Regions::examples(), Moto::start());
     let out = gwctl(&r, &m)
-        .args(["plan", "--all", "--json"])
+        .args(["plan", "--all", "--json", "--scope", "aws"])
         .output()
         .expect("plan");
     assert!(out.status.success());
@@ -694,7 +707,7 @@ fn plan_outputs_for_machines_and_reviewers_mask_secrets() {
     assert_eq!(regions[1]["summary"]["add"], 21);
 
     let md = gwctl(&r, &m)
-        .args(["plan", "us-east-1", "--markdown"])
+        .args(["plan", "us-east-1", "--markdown", "--scope", "aws"])
         .output()
         .expect("plan");
     let md = String::from_utf8_lossy(&md.stdout);
@@ -702,7 +715,7 @@ fn plan_outputs_for_machines_and_reviewers_mask_secrets() {
 
     // No secret, nor the hash of one, in any output.
     let human = gwctl(&r, &m)
-        .args(["up", "--all", "--yes"])
+        .args(["up", "--all", "--yes", "--scope", "aws"])
         .output()
         .expect("up");
     let all = [
@@ -732,7 +745,7 @@ fn ami_by_explicit_id() {
         "  ami:\n    id: ami-12c6146b",
     );
     let out = gwctl(&r, &m)
-        .args(["plan", "ap-northeast-1", "--json"])
+        .args(["plan", "ap-northeast-1", "--json", "--scope", "aws"])
         .output()
         .expect("plan");
     assert!(
@@ -755,7 +768,7 @@ fn ami_by_explicit_id() {
         "id: ami-00000000deadbeef",
     );
     let out = gwctl(&r, &m)
-        .args(["plan", "ap-northeast-1"])
+        .args(["plan", "ap-northeast-1", "--scope", "aws"])
         .output()
         .expect("plan");
     assert_eq!(out.status.code(), Some(1));

@@ -3,6 +3,7 @@
 //! Credentials travel in the Authorization header only; errors never carry URIs with
 //! passwords (the API returns upstream URIs in clear, so those are masked on the way in).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -214,6 +215,75 @@ impl Client {
         )
         .await
         .map(drop)
+    }
+
+    /// Runtime parameters of one component (`federation-upstream`, `federation-upstream-set`)
+    /// in `vhost`, by name. Upstream values hold URIs with passwords in clear: callers compare
+    /// them in memory and print them only through [`mask_uris`].
+    pub async fn parameters(
+        &self,
+        component: &str,
+        vhost: &str,
+    ) -> Result<BTreeMap<String, Value>, BrokerError> {
+        let path = format!("parameters/{component}/{}", vhost_segment(vhost));
+        let v = self.call(Method::GET, &path, component, None).await?;
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| Some((p["name"].as_str()?.to_string(), p["value"].clone())))
+            .collect())
+    }
+
+    pub async fn policies(&self, vhost: &str) -> Result<BTreeMap<String, Value>, BrokerError> {
+        let v = self
+            .call(
+                Method::GET,
+                &format!("policies/{}", vhost_segment(vhost)),
+                "policies",
+                None,
+            )
+            .await?;
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| Some((p["name"].as_str()?.to_string(), p.clone())))
+            .collect())
+    }
+
+    pub async fn delete_parameter(
+        &self,
+        component: &str,
+        vhost: &str,
+        name: &str,
+    ) -> Result<(), BrokerError> {
+        let path = format!(
+            "parameters/{component}/{}/{}",
+            vhost_segment(vhost),
+            vhost_segment(name)
+        );
+        match self
+            .call(
+                Method::DELETE,
+                &path,
+                &format!("{component} `{name}`"),
+                None,
+            )
+            .await
+        {
+            Err(BrokerError::NotFound { .. }) => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    pub async fn delete_policy(&self, vhost: &str, name: &str) -> Result<(), BrokerError> {
+        let path = format!("policies/{}/{}", vhost_segment(vhost), vhost_segment(name));
+        match self
+            .call(Method::DELETE, &path, &format!("policy `{name}`"), None)
+            .await
+        {
+            Err(BrokerError::NotFound { .. }) => Ok(()),
+            other => other.map(drop),
+        }
     }
 
     pub async fn federation_links(&self) -> Result<Vec<FederationLink>, BrokerError> {

@@ -437,6 +437,9 @@ async fn instances(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError> {
                 };
                 let mut ob = observed(key, id, spec);
                 ob.state = state;
+                if let Some(ip) = i.private_ip_address() {
+                    ob.parts.insert("private_ip".into(), ip.to_string());
+                }
                 out.push(ob);
             }
         }

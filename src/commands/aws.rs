@@ -1,35 +1,160 @@
-//! What plan, up and down share: per-region discovery and planning, progress, confirmation.
+//! What plan, up, down and status share: per-region discovery and planning (AWS resources and
+//! the backend's federation entries), progress, confirmation.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::SystemTime;
 
+use crate::broker;
+use crate::cli::Scope;
 use crate::cloud::{Aws, Owner};
+use crate::endpoints::{BrokerAddress, EndpointMap};
 use crate::error::{Error, Result};
+use crate::federation as topology;
 use crate::plan::desired::{self, Inputs};
 use crate::plan::exec::{self, Event, Outcome};
-use crate::plan::{self, RegionPlan};
+use crate::plan::federation::{self, FederationPlan};
+use crate::plan::{self, Action, RegionPlan};
 use crate::printer::Printer;
 use crate::render;
+use crate::resources::Kind;
 use crate::spec::{GatewaySpec, Selection, Stack};
 
-/// Loads the stack for the selected regions: invalid input stops here, before any AWS call.
-pub fn load(regions: &std::path::Path, select: &crate::cli::RegionSelection) -> Result<Stack> {
-    let selection = if select.all {
-        Selection::All
-    } else {
-        Selection::Regions(select.names.clone())
-    };
-    crate::spec::load(regions, &selection).map_err(Error::Invalid)
+/// Everything a command needs besides its arguments.
+pub struct Context {
+    pub stack: Stack,
+    pub endpoints: EndpointMap,
+    pub scope: Scope,
 }
 
-/// Connects to one region, discovers what gwctl owns there and diffs it against the region
-/// file (`destroy`: against nothing).
+impl Context {
+    /// Loads the stack for the selected regions: invalid input stops here, before any call.
+    pub fn load(
+        regions: &std::path::Path,
+        selection: Selection,
+        endpoints: Option<&std::path::Path>,
+        scope: Scope,
+    ) -> Result<Context> {
+        let stack = crate::spec::load(regions, &selection).map_err(Error::Invalid)?;
+        let endpoints = match endpoints {
+            Some(p) => EndpointMap::load(p).map_err(Error::Usage)?,
+            None => EndpointMap::default(),
+        };
+        Ok(Context {
+            stack,
+            endpoints,
+            scope,
+        })
+    }
+
+    pub fn selection(select: &crate::cli::RegionSelection) -> Selection {
+        if select.all {
+            Selection::All
+        } else {
+            Selection::Regions(select.names.clone())
+        }
+    }
+
+    /// The backend's management API, as gwctl's admin user.
+    pub fn backend_client(&self) -> Result<broker::Client> {
+        let b = &self.stack.backend.spec;
+        let url = match self.endpoints.get("backend") {
+            Some(list) => list[0].management_url(),
+            None => {
+                let e = b
+                    .brokers
+                    .endpoints
+                    .first()
+                    .ok_or_else(|| Error::Failed("backend.yaml lists no broker".into()))?;
+                format!("http://{}:{}", e.host, e.management_port)
+            }
+        };
+        let password = b
+            .credentials
+            .admin
+            .password
+            .resolve(&self.stack.dir)
+            .map_err(|e| Error::Failed(e.to_string()))?;
+        Ok(broker::Client::new(
+            url,
+            b.credentials.admin.user.clone(),
+            password,
+        ))
+    }
+
+    /// Where a gateway's brokers are reached: the endpoint file, else the brokers' private
+    /// addresses as discovered. `None` while some broker does not exist yet.
+    pub fn gateway_addresses(
+        &self,
+        gw: &GatewaySpec,
+        plan: &RegionPlan,
+    ) -> Option<Vec<BrokerAddress>> {
+        if let Some(list) = self.endpoints.get(&gw.region) {
+            return Some(list.to_vec());
+        }
+        let brokers: Vec<_> = plan
+            .changes
+            .iter()
+            .filter(|c| {
+                c.key.kind == Kind::Instance
+                    && c.key.name.starts_with("broker-")
+                    && c.after.is_some()
+            })
+            .collect();
+        let mut out = Vec::new();
+        for c in brokers {
+            if !matches!(c.action, Action::NoOp | Action::Update) {
+                return None;
+            }
+            let ip = c.before.as_ref()?.parts.get("private_ip")?;
+            out.push(BrokerAddress {
+                host: ip.clone(),
+                amqp_port: gw.brokers.ports.amqp,
+                management_port: gw.brokers.ports.management,
+            });
+        }
+        Some(out)
+    }
+
+    /// The backend's federation upstream URIs for a gateway (credentials included).
+    fn gateway_uris(&self, addresses: &[BrokerAddress]) -> Result<Vec<String>> {
+        let fed = &self.stack.backend.spec.credentials.federation;
+        let pw = fed
+            .password
+            .resolve(&self.stack.dir)
+            .map_err(|e| Error::Failed(e.to_string()))?;
+        let pw = topology::encode_component(pw.expose());
+        Ok(addresses
+            .iter()
+            .map(|a| topology::amqp_uri(&fed.user, &pw, &a.host, a.amqp_port, 30))
+            .collect())
+    }
+}
+
+/// One region's work: its AWS plan and (in scope) the backend's federation plan.
+pub struct RegionWork {
+    pub aws: Aws,
+    pub plan: RegionPlan,
+    pub federation: Option<FederationPlan>,
+}
+
+impl RegionWork {
+    pub fn has_changes(&self, scope: Scope) -> bool {
+        (scope.aws() && self.plan.has_changes())
+            || self
+                .federation
+                .as_ref()
+                .is_some_and(FederationPlan::has_changes)
+    }
+}
+
+/// Discovers what gwctl owns in one region and diffs it against the region file (`gw` =
+/// `None`: against nothing, for `down`).
 pub async fn plan_region(
-    stack: &Stack,
+    ctx: &Context,
     gw: Option<&GatewaySpec>,
     region: &str,
-    destroy: bool,
-) -> Result<(Aws, RegionPlan)> {
+) -> Result<RegionWork> {
+    let stack = &ctx.stack;
     let backend = &stack.backend.spec;
     let owner = Owner {
         stack: backend.stack.clone(),
@@ -39,8 +164,8 @@ pub async fn plan_region(
     let iam = desired::iam_name(&backend.stack, region);
     let prefix = render::ssm_prefix(&backend.stack, region);
     let failed = |e: crate::cloud::CloudError| Error::Failed(format!("{region}: {e}"));
-    let (desired, actual) = match (gw, destroy) {
-        (Some(gw), false) => {
+    let (desired, actual) = match gw {
+        Some(gw) => {
             let (actual, broker_image) =
                 tokio::join!(aws.discover(&iam, &prefix), aws.find_image(&gw.brokers.ami));
             let mut support_images = std::collections::BTreeMap::new();
@@ -63,15 +188,39 @@ pub async fn plan_region(
             };
             (desired::gateway(&inputs)?, actual.map_err(failed)?)
         }
-        _ => (
+        None => (
             Vec::new(),
             aws.discover(&iam, &prefix).await.map_err(failed)?,
         ),
     };
-    Ok((
-        aws.clone(),
-        plan::diff(&backend.stack, region, desired, &actual, destroy),
-    ))
+    let plan = plan::diff(&backend.stack, region, desired, &actual, gw.is_none());
+    let federation = if ctx.scope.federation() {
+        Some(plan_federation(ctx, gw, region, &plan).await?)
+    } else {
+        None
+    };
+    Ok(RegionWork {
+        aws,
+        plan,
+        federation,
+    })
+}
+
+/// The backend's federation plan for a region, given its (current) AWS plan.
+pub async fn plan_federation(
+    ctx: &Context,
+    gw: Option<&GatewaySpec>,
+    region: &str,
+    plan: &RegionPlan,
+) -> Result<FederationPlan> {
+    let client = ctx.backend_client()?;
+    let uris = match gw.and_then(|g| ctx.gateway_addresses(g, plan)) {
+        Some(addresses) => Some(ctx.gateway_uris(&addresses)?),
+        None => None,
+    };
+    federation::plan(&client, region, gw, uris.as_deref())
+        .await
+        .map_err(|e| Error::Failed(format!("{region}: backend federation: {e}")))
 }
 
 /// Asks once before changing anything; refuses when nobody can answer.
@@ -81,7 +230,7 @@ pub fn confirm(printer: &Printer, question: &str, yes: bool) -> Result<bool> {
     }
     if !std::io::stdin().is_terminal() {
         return Err(Error::Usage(
-            "refusing to change AWS without --yes: standard input is not a terminal".into(),
+            "refusing to change anything without --yes: standard input is not a terminal".into(),
         ));
     }
     printer.info(&format!("{question} Only 'yes' is accepted: "));
@@ -150,10 +299,7 @@ pub async fn execute(
                 b.inc(1);
                 b.println(line);
             }
-            None if !quiet => eprintln!(
-                "{} {line}",
-                humantime::format_rfc3339_seconds(SystemTime::now())
-            ),
+            None if !quiet => log_line(&line),
             None => {}
         }
     };
@@ -162,4 +308,12 @@ pub async fn execute(
         b.finish_and_clear();
     }
     outcome
+}
+
+/// A timestamped progress line on stderr (plain output, e.g. in CI).
+pub fn log_line(line: &str) {
+    eprintln!(
+        "{} {line}",
+        humantime::format_rfc3339_seconds(SystemTime::now())
+    );
 }

@@ -1,20 +1,24 @@
-use std::path::Path;
-
-use crate::cli::DownArgs;
+use super::aws::{Context, log_line};
+use crate::cli::{Cli, DownArgs};
 use crate::error::{Error, Result, Status};
-use crate::plan::output;
+use crate::plan::{Action, federation};
 use crate::printer::Printer;
 use crate::spec::{Selection, regions};
 
-pub fn run(dir: &Path, args: &DownArgs, printer: &Printer) -> Result<Status> {
+pub fn run(cli: &Cli, args: &DownArgs, printer: &Printer) -> Result<Status> {
     // A region whose file is gone can still be taken down: only the stack name is needed.
-    let has_file = dir.join(format!("{}.yaml", args.region)).exists();
+    let has_file = cli.regions.join(format!("{}.yaml", args.region)).exists();
     let selection = if has_file {
         Selection::Regions(vec![args.region.clone()])
     } else {
         Selection::Regions(Vec::new())
     };
-    let stack = crate::spec::load(dir, &selection).map_err(Error::Invalid)?;
+    let ctx = Context::load(
+        &cli.regions,
+        selection,
+        cli.broker_endpoints.as_deref(),
+        args.scope,
+    )?;
     if !has_file && !regions::is_known(&args.region) {
         return Err(Error::Usage(format!(
             "`{}` is not an AWS region",
@@ -22,25 +26,44 @@ pub fn run(dir: &Path, args: &DownArgs, printer: &Printer) -> Result<Status> {
         )));
     }
     super::runtime()?.block_on(async {
-        let (aws, plan) = super::aws::plan_region(&stack, None, &args.region, true).await?;
-        printer.data(&output::human(&plan, printer));
-        if !plan.has_changes() {
+        let work = super::aws::plan_region(&ctx, None, &args.region).await?;
+        super::plan::print_human(&ctx, &work, printer);
+        if !work.has_changes(ctx.scope) {
             return Ok(Status::Success);
         }
-        if !super::aws::confirm(
-            printer,
-            &format!(
-                "Delete these {} resources of {}?",
-                plan.count(crate::plan::Action::Delete),
-                args.region
-            ),
-            args.yes,
-        )? {
+        let n = work.plan.count(Action::Delete);
+        let question = format!(
+            "Delete these {n} AWS resources and the backend's federation entries of {}?",
+            args.region
+        );
+        if !super::aws::confirm(printer, &question, args.yes)? {
             return Err(Error::Failed("cancelled: nothing was deleted".into()));
         }
+        // The backend stops federating from the region first, so it does not retry dead links.
+        if let Some(fed) = work.federation.as_ref().filter(|f| f.has_changes()) {
+            let client = ctx.backend_client()?;
+            let applied = federation::apply(&client, fed)
+                .await
+                .map_err(|e| Error::Failed(format!("backend federation: {e}")))?;
+            if !printer.is_quiet() {
+                log_line(&format!(
+                    "{} backend federation: {applied} entries removed",
+                    args.region
+                ));
+            }
+        }
+        if !ctx.scope.aws() || !work.plan.has_changes() {
+            return Ok(Status::Success);
+        }
         let bars = indicatif::MultiProgress::new();
-        let outcome =
-            super::aws::execute(&aws, &plan, usize::from(args.parallelism), printer, &bars).await;
+        let outcome = super::aws::execute(
+            &work.aws,
+            &work.plan,
+            usize::from(args.parallelism),
+            printer,
+            &bars,
+        )
+        .await;
         if outcome.ok() {
             printer.success(
                 "done",

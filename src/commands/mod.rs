@@ -7,6 +7,7 @@ mod plan;
 mod render;
 mod sandbox;
 mod schema;
+mod status;
 mod up;
 mod validate;
 
@@ -19,9 +20,10 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<Status> {
         Command::Validate(args) => validate::run(&cli.regions, &args, printer),
         Command::Schema(args) => schema::run(&args, printer),
         Command::Render(args) => render::run(&cli.regions, &args, printer),
-        Command::Plan(args) => plan::run(&cli.regions, &args, printer),
-        Command::Up(args) => up::run(&cli.regions, &args, printer),
-        Command::Down(args) => down::run(&cli.regions, &args, printer),
+        Command::Status(ref args) => status::run(&cli, args, printer),
+        Command::Plan(ref args) => plan::run(&cli, args, printer),
+        Command::Up(ref args) => up::run(&cli, args, printer),
+        Command::Down(ref args) => down::run(&cli, args, printer),
         Command::Sandbox(SandboxCommand::Demo(args)) => sandbox::demo(&cli.regions, &args, printer),
     }
 }

@@ -1,14 +1,14 @@
-use std::path::Path;
-
 use serde_json::Value;
 
-use crate::cli::UpArgs;
+use super::aws::{Context, RegionWork, log_line};
+use crate::cli::{Cli, UpArgs};
 use crate::error::{Error, Result, Status};
-use crate::plan::{RegionPlan, output};
+use crate::plan::RegionPlan;
+use crate::plan::federation;
 use crate::printer::Printer;
 
 /// A saved plan is applied only to the state it was made from.
-fn check_saved(saved: &Value, plans: &[RegionPlan]) -> Result<()> {
+fn check_saved(saved: &Value, plans: &[&RegionPlan]) -> Result<()> {
     for p in plans {
         let entry = saved["regions"]
             .as_array()
@@ -30,8 +30,73 @@ fn check_saved(saved: &Value, plans: &[RegionPlan]) -> Result<()> {
     Ok(())
 }
 
-pub fn run(regions: &Path, args: &UpArgs, printer: &Printer) -> Result<Status> {
-    let stack = super::aws::load(regions, &args.select)?;
+/// Applies one region: its AWS resources, then (once its brokers exist) the backend's
+/// federation entries for it. Returns an error message per failed step.
+async fn apply_region(
+    ctx: &Context,
+    work: &RegionWork,
+    parallelism: usize,
+    printer: &Printer,
+    bars: &indicatif::MultiProgress,
+) -> std::result::Result<(), String> {
+    let region = &work.plan.region;
+    let aws_changed = ctx.scope.aws() && work.plan.has_changes();
+    if aws_changed {
+        let outcome = super::aws::execute(&work.aws, &work.plan, parallelism, printer, bars).await;
+        if !outcome.ok() {
+            return Err(format!(
+                "{region}: {} done, {} failed, {} skipped; run `gwctl up {region}` again once the cause is fixed",
+                outcome.done,
+                outcome.failed.len(),
+                outcome.skipped.len()
+            ));
+        }
+        printer.success(
+            "done",
+            &format!("{region}: {} AWS operations", outcome.done),
+        );
+    }
+    let Some(fed) = &work.federation else {
+        return Ok(());
+    };
+    let gw = ctx.stack.gateway(region).map(|g| &g.spec);
+    // New brokers have addresses only now: plan the backend side again.
+    let fed = if aws_changed || fed.endpoints_pending {
+        let again = super::aws::plan_region(ctx, gw, region)
+            .await
+            .map_err(|e| e.to_string())?;
+        again.federation.unwrap_or_default()
+    } else {
+        fed.clone()
+    };
+    if fed.endpoints_pending {
+        return Err(format!(
+            "{region}: the brokers have no address yet; run `gwctl up {region}` again"
+        ));
+    }
+    if !fed.has_changes() {
+        return Ok(());
+    }
+    let client = ctx.backend_client().map_err(|e| e.to_string())?;
+    let n = federation::apply(&client, &fed)
+        .await
+        .map_err(|e| format!("{region}: backend federation: {e}"))?;
+    if !printer.is_quiet() {
+        log_line(&format!(
+            "{region} backend federation: {n} changes applied at {}",
+            client.endpoint()
+        ));
+    }
+    Ok(())
+}
+
+pub fn run(cli: &Cli, args: &UpArgs, printer: &Printer) -> Result<Status> {
+    let ctx = Context::load(
+        &cli.regions,
+        Context::selection(&args.select),
+        cli.broker_endpoints.as_deref(),
+        args.scope,
+    )?;
     let saved: Option<Value> =
         match &args.plan {
             Some(path) => {
@@ -44,40 +109,41 @@ pub fn run(regions: &Path, args: &UpArgs, printer: &Printer) -> Result<Status> {
             None => None,
         };
     super::runtime()?.block_on(async {
-        let (plans, errors) = super::plan::plan_all(&stack, printer).await;
-        let region_plans: Vec<RegionPlan> = plans.iter().map(|(_, p)| p.clone()).collect();
+        let (works, errors) = super::plan::plan_all(&ctx, printer).await;
         if let Some(saved) = &saved {
-            check_saved(saved, &region_plans)?;
+            check_saved(saved, &works.iter().map(|w| &w.plan).collect::<Vec<_>>())?;
         }
-        for p in &region_plans {
-            printer.data(&output::human(p, printer));
+        for w in &works {
+            super::plan::print_human(&ctx, w, printer);
         }
-        let todo: Vec<_> = plans.into_iter().filter(|(_, p)| p.has_changes()).collect();
+        let todo: Vec<&RegionWork> = works.iter().filter(|w| w.has_changes(ctx.scope)).collect();
         if todo.is_empty() {
-            return if errors.is_empty() { Ok(Status::Success) } else { Err(Error::Failed(format!("{} region(s) could not be planned", errors.len()))) };
+            return if errors == 0 {
+                Ok(Status::Success)
+            } else {
+                Err(Error::Failed(format!(
+                    "{errors} region(s) could not be planned"
+                )))
+            };
         }
         if saved.is_none() && !super::aws::confirm(printer, "Apply these changes?", args.yes)? {
             return Err(Error::Failed("cancelled: nothing was changed".into()));
         }
         let bars = indicatif::MultiProgress::new();
-        let runs = todo.iter().map(|(aws, plan)| super::aws::execute(aws, plan, usize::from(args.parallelism), printer, &bars));
-        let outcomes = futures_util::future::join_all(runs).await;
-        let mut failed = errors.len();
-        for ((_, plan), outcome) in todo.iter().zip(&outcomes) {
-            if outcome.ok() {
-                printer.success("done", &format!("{}: {} operations", plan.region, outcome.done));
-            } else {
+        let runs = todo
+            .iter()
+            .map(|w| apply_region(&ctx, w, usize::from(args.parallelism), printer, &bars));
+        let mut failed = errors;
+        for result in futures_util::future::join_all(runs).await {
+            if let Err(e) = result {
+                printer.error(&e);
                 failed += 1;
-                printer.error(&format!(
-                    "{}: {} done, {} failed, {} skipped; run `gwctl up {}` again once the cause is fixed",
-                    plan.region,
-                    outcome.done,
-                    outcome.failed.len(),
-                    outcome.skipped.len(),
-                    plan.region
-                ));
             }
         }
-        if failed > 0 { Err(Error::Failed(format!("{failed} region(s) failed"))) } else { Ok(Status::Success) }
+        if failed > 0 {
+            Err(Error::Failed(format!("{failed} region(s) failed")))
+        } else {
+            Ok(Status::Success)
+        }
     })
 }

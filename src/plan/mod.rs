@@ -4,6 +4,7 @@
 
 pub mod desired;
 pub mod exec;
+pub mod federation;
 pub mod output;
 
 use std::collections::{BTreeMap, BTreeSet};

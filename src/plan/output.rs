@@ -223,3 +223,54 @@ pub fn json(plans: &[RegionPlan]) -> Value {
         "regions": regions,
     })
 }
+
+/// The backend's federation changes of one region, for people.
+pub fn human_federation(
+    plan: &super::federation::FederationPlan,
+    backend: &str,
+    printer: &Printer,
+) -> String {
+    let mut out = format!("{} backend federation ({backend})\n", plan.region);
+    let pending: Vec<_> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp)
+        .collect();
+    for c in &pending {
+        let (sym, color) = symbol(c.action);
+        out.push_str(&format!(
+            "  {} {}  # {}\n",
+            printer.paint(&format!("{sym:>3}"), color),
+            c.object,
+            c.detail
+        ));
+    }
+    if pending.is_empty() {
+        out.push_str(&format!(
+            "{}: backend federation up to date ({} entries)\n",
+            plan.region,
+            plan.changes.len()
+        ));
+    } else {
+        let n = |a: Action| pending.iter().filter(|c| c.action == a).count();
+        out.push_str(&format!(
+            "{}: backend federation: {} to add, {} to change, {} to remove\n",
+            plan.region,
+            n(Action::Create),
+            n(Action::Update),
+            n(Action::Delete)
+        ));
+    }
+    out
+}
+
+pub fn json_federation(plan: &super::federation::FederationPlan) -> Value {
+    json!({
+        "endpoints_pending": plan.endpoints_pending,
+        "changes": plan.changes.iter().map(|c| json!({
+            "object": c.object,
+            "actions": c.action.terraform_actions(),
+            "detail": c.detail,
+        })).collect::<Vec<_>>(),
+    })
+}

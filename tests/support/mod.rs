@@ -12,6 +12,8 @@ use tempfile::TempDir;
 pub struct Regions {
     _root: TempDir,
     dir: PathBuf,
+    /// Broker endpoints of the test (see [`Regions::examples`]).
+    pub endpoints: PathBuf,
     pub secrets: BTreeMap<String, String>,
 }
 
@@ -48,10 +50,18 @@ impl Regions {
             }
             std::fs::write(dir.join(path.file_name().expect("name")), out).expect("write copy");
         }
+        // Brokers are reached only on loopback in tests: a command that talks to brokers without
+        // a test-specific endpoint file fails fast here instead of reaching for the private
+        // addresses in the region files.
+        let endpoints = root.path().join("endpoints.json");
+        let closed = |port: u16| serde_json::json!([{"host": "127.0.0.1", "amqp_port": port, "management_port": port}]);
+        let map = serde_json::json!({"regions": {"backend": closed(9), "us-east-1": closed(9), "ap-northeast-1": closed(9)}});
+        std::fs::write(&endpoints, map.to_string()).expect("write endpoints");
         Regions {
             _root: root,
             dir,
             secrets,
+            endpoints,
         }
     }
 
@@ -82,7 +92,10 @@ impl Regions {
                 cmd.env_remove(k);
             }
         }
-        cmd.env("NO_COLOR", "1").arg("--regions").arg(&self.dir);
+        cmd.env("NO_COLOR", "1")
+            .env("GWCTL_BROKER_ENDPOINTS", &self.endpoints)
+            .arg("--regions")
+            .arg(&self.dir);
         cmd
     }
 }

@@ -1,0 +1,243 @@
+use serde::Serialize;
+
+use super::aws::{Context, RegionWork};
+use crate::broker;
+use crate::cli::{Cli, Scope, StatusArgs};
+use crate::error::{Error, Result, Status};
+use crate::plan::Action;
+use crate::printer::{AnsiColor, Printer};
+use crate::resources::Kind;
+use crate::spec::GatewaySpec;
+
+#[derive(Debug, Serialize)]
+struct Instance {
+    name: String,
+    id: String,
+    state: String,
+    private_ip: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Link {
+    /// `gateway->backend` (the backend's link) or `backend->gateway` (the gateway's link).
+    direction: &'static str,
+    at: String,
+    upstream: String,
+    status: String,
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct RegionStatus {
+    region: String,
+    healthy: bool,
+    problems: Vec<String>,
+    resources: usize,
+    aws_changes_pending: usize,
+    federation_changes_pending: usize,
+    instances: Vec<Instance>,
+    links: Vec<Link>,
+}
+
+async fn links_at(
+    client: &broker::Client,
+    direction: &'static str,
+    filter: impl Fn(&broker::FederationLink) -> bool,
+) -> Vec<Link> {
+    match client.federation_links().await {
+        Ok(links) => links
+            .into_iter()
+            .filter(|l| filter(l))
+            .map(|l| Link {
+                direction,
+                at: client.endpoint().to_string(),
+                upstream: l.upstream,
+                status: l.status,
+                error: l.error.map(|e| broker::mask_uris(&e)),
+            })
+            .collect(),
+        Err(e) => vec![Link {
+            direction,
+            at: client.endpoint().to_string(),
+            upstream: "(all)".into(),
+            status: "unreachable".into(),
+            error: Some(e.to_string()),
+        }],
+    }
+}
+
+async fn region_status(ctx: &Context, gw: &GatewaySpec) -> Result<RegionStatus> {
+    let work: RegionWork = super::aws::plan_region(ctx, Some(gw), &gw.region).await?;
+    let existing: Vec<_> = work
+        .plan
+        .changes
+        .iter()
+        .filter_map(|c| c.before.as_ref())
+        .collect();
+    let instances: Vec<Instance> = existing
+        .iter()
+        .filter(|o| o.key.kind == Kind::Instance)
+        .map(|o| Instance {
+            name: o.key.name.clone(),
+            id: o.id.clone(),
+            state: o.state.clone().unwrap_or_default(),
+            private_ip: o.parts.get("private_ip").cloned(),
+        })
+        .collect();
+    let mut links = Vec::new();
+    let prefix = format!("gw.{}.", gw.region);
+    if let Ok(backend) = ctx.backend_client() {
+        links.extend(
+            links_at(&backend, "gateway->backend", |l| {
+                l.upstream.starts_with(&prefix)
+            })
+            .await,
+        );
+    }
+    let password = gw
+        .credentials
+        .admin
+        .password
+        .resolve(&ctx.stack.dir)
+        .map_err(|e| Error::Failed(e.to_string()))?;
+    for address in ctx.gateway_addresses(gw, &work.plan).unwrap_or_default() {
+        let client = broker::Client::new(
+            address.management_url(),
+            gw.credentials.admin.user.clone(),
+            password.clone(),
+        );
+        links.extend(
+            links_at(&client, "backend->gateway", |l| {
+                l.upstream.starts_with("backend.")
+            })
+            .await,
+        );
+    }
+    let aws_pending = work.plan.pending().count();
+    let fed_pending = work.federation.as_ref().map_or(0, |f| {
+        f.changes
+            .iter()
+            .filter(|c| c.action != Action::NoOp)
+            .count()
+    });
+    let mut problems = Vec::new();
+    if aws_pending > 0 {
+        problems.push(format!(
+            "{aws_pending} AWS changes pending (run gwctl plan {})",
+            gw.region
+        ));
+    }
+    if fed_pending > 0 {
+        problems.push(format!("{fed_pending} backend federation changes pending"));
+    }
+    for i in instances.iter().filter(|i| i.state != "running") {
+        problems.push(format!("instance {} is {}", i.name, i.state));
+    }
+    for l in links.iter().filter(|l| l.status != "running") {
+        problems.push(format!(
+            "link {} at {} is {}{}",
+            l.upstream,
+            l.at,
+            l.status,
+            l.error
+                .as_ref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ));
+    }
+    let expected_links = gw.federation.to_backend.len() + gw.federation.from_backend.len();
+    if links.len() < expected_links {
+        problems.push(format!(
+            "{} of {expected_links} federation links exist",
+            links.len()
+        ));
+    }
+    Ok(RegionStatus {
+        region: gw.region.clone(),
+        healthy: problems.is_empty(),
+        problems,
+        resources: existing.len(),
+        aws_changes_pending: aws_pending,
+        federation_changes_pending: fed_pending,
+        instances,
+        links,
+    })
+}
+
+fn human(s: &RegionStatus, printer: &Printer) -> String {
+    let verdict = if s.healthy {
+        printer.paint("healthy", AnsiColor::Green)
+    } else {
+        printer.paint("UNHEALTHY", AnsiColor::Red)
+    };
+    let mut out = format!("{}  {verdict}\n", s.region);
+    out.push_str(&format!(
+        "  resources   {} owned, {} AWS changes pending\n",
+        s.resources, s.aws_changes_pending
+    ));
+    for i in &s.instances {
+        out.push_str(&format!(
+            "  instance    {:<10} {:<20} {:<8} {}\n",
+            i.name,
+            i.id,
+            i.state,
+            i.private_ip.as_deref().unwrap_or("-")
+        ));
+    }
+    for l in &s.links {
+        let err = l
+            .error
+            .as_ref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  link        {:<17} {:<30} {}{err}  [{}]\n",
+            l.direction, l.upstream, l.status, l.at
+        ));
+    }
+    for p in &s.problems {
+        out.push_str(&format!("  problem     {p}\n"));
+    }
+    out
+}
+
+pub fn run(cli: &Cli, args: &StatusArgs, printer: &Printer) -> Result<Status> {
+    let ctx = Context::load(
+        &cli.regions,
+        Context::selection(&args.select),
+        cli.broker_endpoints.as_deref(),
+        Scope::All,
+    )?;
+    let statuses = super::runtime()?.block_on(async {
+        let all = ctx
+            .stack
+            .gateways
+            .iter()
+            .map(|g| region_status(&ctx, &g.spec));
+        futures_util::future::join_all(all).await
+    });
+    let mut ok = Vec::new();
+    let mut failures = 0;
+    for s in statuses {
+        match s {
+            Ok(s) => ok.push(s),
+            Err(e) => {
+                printer.error(&e.to_string());
+                failures += 1;
+            }
+        }
+    }
+    if args.json {
+        printer.data(&serde_json::to_string_pretty(&ok).map_err(|e| Error::Failed(e.to_string()))?);
+    } else {
+        for s in &ok {
+            printer.data(&human(s, printer));
+        }
+    }
+    let unhealthy = ok.iter().filter(|s| !s.healthy).count() + failures;
+    if unhealthy > 0 {
+        Err(Error::Failed(format!("{unhealthy} region(s) unhealthy")))
+    } else {
+        Ok(Status::Success)
+    }
+}
