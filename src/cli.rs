@@ -95,16 +95,39 @@ pub struct RenderArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum SandboxCommand {
-    /// Validate and render the regions, boot the backend and every gateway as local RabbitMQ
-    /// nodes, federate them, and send a message each way; stop everything afterwards.
-    Demo(SandboxArgs),
+    /// Render every region and start the backend and one node per gateway as local RabbitMQ
+    /// nodes on loopback ports; writes DIR/endpoints.json for `--broker-endpoints`.
+    Start(SandboxArgs),
+    /// Stop the nodes `sandbox start` left running.
+    Stop(SandboxDirArgs),
+    /// Prove a round trip: telemetry from a device in one region to the backend, a command
+    /// from the backend to a device in another.
+    Roundtrip(RoundtripArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxDirArgs {
+    /// The sandbox's working directory.
+    #[arg(long, default_value = ".sandbox/run", value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RoundtripArgs {
+    #[command(flatten)]
+    pub sandbox: SandboxDirArgs,
+    /// Where the device publishing telemetry is.
+    #[arg(long, default_value = "ap-northeast-1", value_name = "REGION")]
+    pub telemetry_from: String,
+    /// Where the device receiving a command is.
+    #[arg(long, default_value = "us-east-1", value_name = "REGION")]
+    pub command_to: String,
 }
 
 #[derive(Debug, Args)]
 pub struct SandboxArgs {
-    /// Working directory for rendered files, node data and logs (default: a temporary one).
-    #[arg(long, value_name = "DIR")]
-    pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub sandbox: SandboxDirArgs,
     /// Directory holding rabbitmq-server (Debian: /usr/lib/rabbitmq/bin).
     #[arg(
         long,
@@ -156,6 +179,10 @@ pub struct StatusArgs {
     /// Print the status as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Keep checking for up to SECONDS until every region is healthy (links take a moment
+    /// to start after `up`).
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    pub wait: u64,
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,9 @@ pub struct BrokerAddress {
     pub host: String,
     pub amqp_port: u16,
     pub management_port: u16,
+    /// For clients (the sandbox's devices); gwctl itself does not speak MQTT to brokers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt_port: Option<u16>,
 }
 
 impl BrokerAddress {

@@ -107,6 +107,39 @@ impl Client {
         what: &str,
         body: Option<Value>,
     ) -> Result<Value, BrokerError> {
+        // Reads are retried on a server error: the management API answers 500 now and then
+        // while links start or stop. Writes are not (the caller's plan decides).
+        let attempts: u64 = if method == Method::GET { 4 } else { 1 };
+        let mut last = None;
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(300 * attempt)).await;
+            }
+            match self
+                .call_once(method.clone(), path, what, body.clone())
+                .await
+            {
+                Err(
+                    e @ BrokerError::Http {
+                        status: 500..=599, ..
+                    },
+                ) => last = Some(e),
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or_else(|| BrokerError::Unreachable {
+            endpoint: self.base.clone(),
+            reason: "no attempt".into(),
+        }))
+    }
+
+    async fn call_once(
+        &self,
+        method: Method,
+        path: &str,
+        what: &str,
+        body: Option<Value>,
+    ) -> Result<Value, BrokerError> {
         let mut req = self
             .http
             .request(method, format!("{}/api/{path}", self.base))
@@ -319,34 +352,6 @@ pub fn mask_uris(text: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-/// Makes the backend federate from the given gateways: one upstream per gateway and exchange,
-/// one upstream set and one policy per backend exchange. `gateways` pairs each gateway with
-/// the AMQP URIs (credentials included) the backend reaches it at.
-pub async fn ensure_backend_federation(
-    backend: &Client,
-    vhost: &str,
-    gateways: &[(&crate::spec::GatewaySpec, Vec<String>)],
-) -> Result<(), BrokerError> {
-    for (gw, uris) in gateways {
-        for upstream in crate::federation::backend_upstreams(gw, uris) {
-            backend.put_upstream(vhost, &upstream).await?;
-        }
-    }
-    for (exchange, members) in crate::federation::backend_sets(gateways.iter().map(|(g, _)| *g)) {
-        backend
-            .put_upstream_set(
-                vhost,
-                &crate::federation::backend_set_name(&exchange),
-                &members,
-            )
-            .await?;
-        backend
-            .put_policy(vhost, &crate::federation::backend_policy(&exchange))
-            .await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

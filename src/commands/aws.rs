@@ -24,6 +24,9 @@ pub struct Context {
     pub stack: Stack,
     pub endpoints: EndpointMap,
     pub scope: Scope,
+    /// The backend's upstream sets are shared by all regions: regions applied concurrently
+    /// take turns at read-modify-write.
+    pub federation_lock: tokio::sync::Mutex<()>,
 }
 
 impl Context {
@@ -43,6 +46,7 @@ impl Context {
             stack,
             endpoints,
             scope,
+            federation_lock: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -110,6 +114,7 @@ impl Context {
                 host: ip.clone(),
                 amqp_port: gw.brokers.ports.amqp,
                 management_port: gw.brokers.ports.management,
+                mqtt_port: Some(gw.brokers.ports.mqtt),
             });
         }
         Some(out)

@@ -24,7 +24,13 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<Status> {
         Command::Plan(ref args) => plan::run(&cli, args, printer),
         Command::Up(ref args) => up::run(&cli, args, printer),
         Command::Down(ref args) => down::run(&cli, args, printer),
-        Command::Sandbox(SandboxCommand::Demo(args)) => sandbox::demo(&cli.regions, &args, printer),
+        Command::Sandbox(SandboxCommand::Start(ref args)) => {
+            sandbox::start(&cli.regions, args, printer)
+        }
+        Command::Sandbox(SandboxCommand::Stop(ref args)) => sandbox::stop(args, printer),
+        Command::Sandbox(SandboxCommand::Roundtrip(ref args)) => {
+            sandbox::roundtrip(&cli.regions, cli.broker_endpoints.as_deref(), args, printer)
+        }
     }
 }
 

@@ -208,13 +208,21 @@ pub fn run(cli: &Cli, args: &StatusArgs, printer: &Printer) -> Result<Status> {
         cli.broker_endpoints.as_deref(),
         Scope::All,
     )?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.wait);
     let statuses = super::runtime()?.block_on(async {
-        let all = ctx
-            .stack
-            .gateways
-            .iter()
-            .map(|g| region_status(&ctx, &g.spec));
-        futures_util::future::join_all(all).await
+        loop {
+            let all = ctx
+                .stack
+                .gateways
+                .iter()
+                .map(|g| region_status(&ctx, &g.spec));
+            let statuses = futures_util::future::join_all(all).await;
+            let healthy = statuses.iter().all(|s| s.as_ref().is_ok_and(|s| s.healthy));
+            if healthy || std::time::Instant::now() >= deadline {
+                break statuses;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
     });
     let mut ok = Vec::new();
     let mut failures = 0;

@@ -56,18 +56,22 @@ async fn apply_region(
             &format!("{region}: {} AWS operations", outcome.done),
         );
     }
-    let Some(fed) = &work.federation else {
+    if work.federation.is_none() {
         return Ok(());
-    };
+    }
     let gw = ctx.stack.gateway(region).map(|g| &g.spec);
-    // New brokers have addresses only now: plan the backend side again.
-    let fed = if aws_changed || fed.endpoints_pending {
+    // Plan the backend side again under the lock: new brokers have addresses only now, and
+    // another region may just have changed a shared upstream set.
+    let _turn = ctx.federation_lock.lock().await;
+    let fed = if aws_changed {
         let again = super::aws::plan_region(ctx, gw, region)
             .await
             .map_err(|e| e.to_string())?;
         again.federation.unwrap_or_default()
     } else {
-        fed.clone()
+        super::aws::plan_federation(ctx, gw, region, &work.plan)
+            .await
+            .map_err(|e| e.to_string())?
     };
     if fed.endpoints_pending {
         return Err(format!(

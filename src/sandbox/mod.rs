@@ -7,6 +7,7 @@
 
 pub mod clients;
 pub mod node;
+pub mod roundtrip;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::broker::{self, BrokerError};
+use crate::endpoints::{BrokerAddress, EndpointMap};
 use crate::federation;
 use crate::render::placeholder::{self, SecretName, SecretValues};
 use crate::render::{self, Addressing, Discovery, write_file};
@@ -25,6 +27,30 @@ use clients::Login;
 use node::{LocalNode, NodeConfig, NodeError};
 
 pub const BACKEND: &str = "backend";
+/// Written by [`Sandbox::start`]: the `--broker-endpoints` file of the sandbox.
+pub const ENDPOINTS_FILE: &str = "endpoints.json";
+const PIDS_FILE: &str = "nodes.json";
+
+/// Stops nodes left running by [`Sandbox::detach`] (SIGTERM, then SIGKILL after `grace`).
+pub async fn stop_detached(dir: &Path, grace: Duration) -> Result<usize, SandboxError> {
+    let path = dir.join(PIDS_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(SandboxError::Io(format!("reading {}", path.display()), e)),
+    };
+    let pids: Vec<u32> = serde_json::from_str(&text)
+        .map_err(|e| SandboxError::Failed(format!("{}: {e}", path.display())))?;
+    let stops = pids.iter().map(|pid| node::stop_group(*pid, grace));
+    futures_util::future::join_all(stops).await;
+    if let Ok(layout) = std::fs::read_to_string(dir.join("sandbox.json"))
+        && let Ok(layout) = serde_json::from_str::<Layout>(&layout)
+    {
+        node::stop_epmd(layout.epmd_port).await;
+    }
+    let _ = std::fs::remove_file(&path);
+    Ok(pids.len())
+}
 const LOOPBACK: std::net::Ipv4Addr = std::net::Ipv4Addr::LOCALHOST;
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +80,9 @@ pub struct NodePorts {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Layout {
     pub host: String,
+    /// The sandbox's own epmd, so stopping the sandbox can stop it too without touching
+    /// anybody else's Erlang nodes.
+    pub epmd_port: u16,
     pub nodes: BTreeMap<String, NodePorts>,
 }
 
@@ -63,7 +92,7 @@ impl Layout {
         let names: Vec<String> = std::iter::once(BACKEND.to_string())
             .chain(stack.gateways.iter().map(|g| g.spec.region.clone()))
             .collect();
-        let mut ports = node::free_ports(names.len() * 6)?.into_iter();
+        let mut ports = node::free_ports(names.len() * 6 + 1)?.into_iter();
         let mut next = || ports.next().unwrap_or_default();
         let nodes = names
             .into_iter()
@@ -84,8 +113,10 @@ impl Layout {
                 )
             })
             .collect();
+        let epmd_port = next();
         Ok(Layout {
             host: LOOPBACK.to_string(),
+            epmd_port,
             nodes,
         })
     }
@@ -172,7 +203,42 @@ impl Sandbox {
         for result in futures_util::future::join_all(waits).await {
             result?;
         }
+        let map = serde_json::to_string_pretty(&sandbox.endpoint_map()).unwrap_or_default();
+        write_file(&dir.join(ENDPOINTS_FILE), map.as_bytes(), 0o644)
+            .map_err(io("writing the endpoint file".into()))?;
         Ok(sandbox)
+    }
+
+    /// Where each region's broker is, in the format of `--broker-endpoints`.
+    pub fn endpoint_map(&self) -> EndpointMap {
+        let regions = self
+            .layout
+            .nodes
+            .iter()
+            .map(|(name, p)| {
+                let address = BrokerAddress {
+                    host: self.layout.host.clone(),
+                    amqp_port: p.ports.amqp,
+                    management_port: p.ports.management,
+                    mqtt_port: (name != BACKEND).then_some(p.ports.mqtt),
+                };
+                (name.clone(), vec![address])
+            })
+            .collect();
+        EndpointMap { regions }
+    }
+
+    /// Leaves the nodes running after this process ends; `stop_detached` stops them.
+    pub fn detach(mut self) -> Result<Vec<u32>, SandboxError> {
+        let pids: Vec<u32> = self
+            .nodes
+            .values_mut()
+            .filter_map(LocalNode::detach)
+            .collect();
+        let text = serde_json::to_string(&pids).unwrap_or_default();
+        write_file(&self.dir.join(PIDS_FILE), text.as_bytes(), 0o644)
+            .map_err(|e| SandboxError::Io("writing the node list".into(), e))?;
+        Ok(pids)
     }
 
     fn addressing(
@@ -232,26 +298,38 @@ impl Sandbox {
             enabled_plugins_file: rendered_dir.join("enabled_plugins"),
             amqp_port: ports.ports.amqp,
             dist_port: ports.dist,
+            epmd_port: self.layout.epmd_port,
             ready_ports,
             rabbitmq_bin: rabbitmq_bin.to_path_buf(),
         };
         Ok(LocalNode::start(config, cookie.expose())?)
     }
 
-    /// Applies the backend's side of federation (an upstream per gateway) through the
-    /// management API, exactly as against real brokers.
+    /// Applies the backend's side of federation for every gateway with the same planner as
+    /// `gwctl up` (an upstream per gateway, the shared sets, the policies).
     pub async fn federate_backend(&self) -> Result<(), SandboxError> {
         let fed = &self.stack.backend.spec.credentials.federation;
         let password = fed.password.resolve(&self.stack.dir)?;
         let encoded = federation::encode_component(password.expose());
-        let mut gateways = Vec::new();
+        let backend = self.admin(BACKEND)?;
         for gw in &self.stack.gateways {
             let p = self.layout.node(&gw.spec.region)?;
-            let uri =
-                federation::amqp_uri(&fed.user, &encoded, &self.layout.host, p.ports.amqp, 30);
-            gateways.push((&gw.spec, vec![uri]));
+            let uris = [federation::amqp_uri(
+                &fed.user,
+                &encoded,
+                &self.layout.host,
+                p.ports.amqp,
+                30,
+            )];
+            let plan = crate::plan::federation::plan(
+                &backend,
+                &gw.spec.region,
+                Some(&gw.spec),
+                Some(&uris),
+            )
+            .await?;
+            crate::plan::federation::apply(&backend, &plan).await?;
         }
-        broker::ensure_backend_federation(&self.admin(BACKEND)?, "/", &gateways).await?;
         Ok(())
     }
 
@@ -367,6 +445,7 @@ impl Sandbox {
     pub async fn stop(mut self, grace: Duration) {
         let stops = self.nodes.values_mut().map(|n| n.stop(grace));
         futures_util::future::join_all(stops).await;
+        node::stop_epmd(self.layout.epmd_port).await;
     }
 }
 

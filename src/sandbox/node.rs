@@ -23,6 +23,8 @@ pub struct NodeConfig {
     pub enabled_plugins_file: PathBuf,
     pub amqp_port: u16,
     pub dist_port: u16,
+    /// epmd of this sandbox (one per sandbox, stopped with it).
+    pub epmd_port: u16,
     /// Ports that must accept connections before the node counts as ready.
     pub ready_ports: Vec<u16>,
     pub rabbitmq_bin: PathBuf,
@@ -96,6 +98,7 @@ impl LocalNode {
             .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
             .env("RABBITMQ_NODE_PORT", config.amqp_port.to_string())
             .env("RABBITMQ_DIST_PORT", config.dist_port.to_string())
+            .env("ERL_EPMD_PORT", config.epmd_port.to_string())
             .env("RABBITMQ_MNESIA_BASE", config.dir.join("mnesia"))
             .env("RABBITMQ_LOG_BASE", config.dir.join("log"))
             .env("RABBITMQ_CONFIG_FILE", &config.config_file)
@@ -194,6 +197,19 @@ impl LocalNode {
         let _ = child.wait();
     }
 
+    /// Forgets the node without stopping it; returns its process group id.
+    pub fn detach(&mut self) -> Option<u32> {
+        self.child.take().map(|c| c.id())
+    }
+
+    /// Stops the node and starts it again on the same data (a broker restart).
+    pub async fn restart(&mut self, grace: Duration, erlang_cookie: &str) -> Result<(), NodeError> {
+        self.stop(grace).await;
+        let mut again = LocalNode::start(self.config.clone(), erlang_cookie)?;
+        self.child = again.child.take();
+        self.wait_ready(Duration::from_secs(120)).await
+    }
+
     /// What the node printed that explains a failure: its first error lines (a failed boot
     /// ends in pages of process dumps that hide the cause), or else its last lines.
     pub fn console_tail(&self) -> String {
@@ -218,6 +234,32 @@ impl Drop for LocalNode {
             let _ = child.wait();
         }
     }
+}
+
+/// Stops the epmd a sandbox's nodes started on `port` (it daemonizes, outside their groups).
+pub async fn stop_epmd(port: u16) {
+    let _ = tokio::process::Command::new("epmd")
+        .args(["-port", &port.to_string(), "-kill"])
+        .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await;
+}
+
+/// Stops a detached node's process group: SIGTERM, then SIGKILL after `grace`.
+pub async fn stop_group(pid: u32, grace: Duration) {
+    signal_group(pid, libc::SIGTERM);
+    let start = Instant::now();
+    while start.elapsed() < grace && alive(pid) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    signal_group(pid, libc::SIGKILL);
+}
+
+fn alive(pid: u32) -> bool {
+    // /proc/PID disappears once the process is reaped; a zombie leader has no children left.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
 }
 
 fn signal_group(pid: u32, signal: libc::c_int) {
