@@ -3,6 +3,7 @@
 mod support;
 
 mod aws;
+mod federation;
 
 mod rabbitmq;
 mod render;

@@ -265,3 +265,103 @@ pub async fn amqp_publish(
         ))
     }
 }
+
+/// Publishes persistent messages on one channel with publisher confirms, waiting for every
+/// confirm; returns how many the broker confirmed (a nack or a lost connection is an error).
+pub async fn amqp_publish_many(
+    login: &Login,
+    exchange: &str,
+    messages: impl IntoIterator<Item = (String, Vec<u8>)>,
+) -> Result<usize, ClientError> {
+    let err = |e: lapin::Error| ClientError::Amqp(login.host.clone(), login.port, e.to_string());
+    let conn = amqp_connect(login).await?;
+    let ch = conn.create_channel().await.map_err(err)?;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(err)?;
+    let mut pending = Vec::new();
+    for (key, payload) in messages {
+        let confirm = ch
+            .basic_publish(
+                exchange.into(),
+                key.as_str().into(),
+                BasicPublishOptions::default(),
+                &payload,
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .map_err(err)?;
+        pending.push(confirm);
+    }
+    let mut acked = 0;
+    for confirm in pending {
+        if confirm.await.map_err(err)?.is_ack() {
+            acked += 1;
+        } else {
+            return Err(ClientError::Amqp(
+                login.host.clone(),
+                login.port,
+                "the broker refused a message (nack)".into(),
+            ));
+        }
+    }
+    let _ = conn.close(200, "done".into()).await;
+    Ok(acked)
+}
+
+/// Declares a durable queue bound to `exchange` with `binding_key` (messages wait there
+/// while nobody consumes, and survive a broker restart).
+pub async fn declare_durable_queue(
+    login: &Login,
+    queue: &str,
+    exchange: &str,
+    binding_key: &str,
+) -> Result<(), ClientError> {
+    let err = |e: lapin::Error| ClientError::Amqp(login.host.clone(), login.port, e.to_string());
+    let conn = amqp_connect(login).await?;
+    let ch = conn.create_channel().await.map_err(err)?;
+    let opts = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare(queue.into(), opts, FieldTable::default())
+        .await
+        .map_err(err)?;
+    ch.queue_bind(
+        queue.into(),
+        exchange.into(),
+        binding_key.into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .map_err(err)?;
+    let _ = conn.close(200, "done".into()).await;
+    Ok(())
+}
+
+impl AmqpConsumer {
+    /// Consumes an existing queue (auto-ack).
+    pub async fn on_queue(login: &Login, queue: &str) -> Result<Self, ClientError> {
+        let err =
+            |e: lapin::Error| ClientError::Amqp(login.host.clone(), login.port, e.to_string());
+        let conn = amqp_connect(login).await?;
+        let ch = conn.create_channel().await.map_err(err)?;
+        ch.basic_qos(500, lapin::options::BasicQosOptions::default())
+            .await
+            .map_err(err)?;
+        let consumer = ch
+            .basic_consume(
+                queue.into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(err)?;
+        Ok(AmqpConsumer { conn, consumer })
+    }
+}

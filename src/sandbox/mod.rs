@@ -433,8 +433,20 @@ impl Sandbox {
         })
     }
 
-    pub fn node_mut(&mut self, name: &str) -> Option<&mut LocalNode> {
-        self.nodes.get_mut(name)
+    /// Restarts one node on its data (a broker restart; its queues and persistent messages
+    /// survive).
+    pub async fn restart(&mut self, name: &str, grace: Duration) -> Result<(), SandboxError> {
+        let gateway = self.stack.gateway(name).map(|g| g.spec.clone());
+        let secrets = render::node_secrets(&self.stack, gateway.as_ref())?;
+        let cookie = secrets
+            .get(&SecretName::ErlangCookie)
+            .ok_or_else(|| SandboxError::Failed(format!("{name}: no Erlang cookie")))?;
+        let node = self
+            .nodes
+            .get_mut(name)
+            .ok_or_else(|| SandboxError::Failed(format!("no sandbox node `{name}`")))?;
+        node.restart(grace, cookie.expose()).await?;
+        Ok(())
     }
 
     pub fn node_names(&self) -> Vec<String> {

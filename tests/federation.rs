@@ -1,0 +1,396 @@
+//! The backend's federation managed by gwctl (plan / up / down / status) against real local
+//! RabbitMQ nodes and moto, and delivery counted across the links.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use gwctl::sandbox::clients::{AmqpConsumer, Login, amqp_publish_many, declare_durable_queue};
+use gwctl::sandbox::{BACKEND, ENDPOINTS_FILE, Sandbox};
+use gwctl::spec::{self, Selection};
+
+use crate::support::Regions;
+use crate::support::moto::Moto;
+
+fn rabbitmq_bin() -> &'static Path {
+    let bin = Path::new("/usr/lib/rabbitmq/bin");
+    assert!(
+        bin.join("rabbitmq-server").exists(),
+        "rabbitmq-server is not installed: run scripts/setup"
+    );
+    bin
+}
+
+/// gwctl against moto and the sandbox's brokers.
+fn gwctl(r: &Regions, m: &Moto, work: &Path) -> assert_cmd::Command {
+    let mut c = r.gwctl();
+    m.env(&mut c);
+    c.env("GWCTL_BROKER_ENDPOINTS", work.join(ENDPOINTS_FILE));
+    c
+}
+
+/// Counts distinct payloads until `expected` arrived or nothing came for `idle`.
+async fn count(c: &mut AmqpConsumer, expected: usize, idle: Duration) -> (usize, usize) {
+    let mut seen = BTreeSet::new();
+    let mut total = 0;
+    while seen.len() < expected {
+        match c.next(idle).await {
+            Some(m) => {
+                total += 1;
+                seen.insert(m.payload);
+            }
+            None => break,
+        }
+    }
+    // Anything more is a duplicate.
+    while c.next(Duration::from_secs(1)).await.is_some() {
+        total += 1;
+    }
+    (seen.len(), total - seen.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_federates_each_gateway_and_down_removes_only_its_own_entries() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    let stack = spec::load(r.dir(), &Selection::All).expect("examples validate");
+    let work = tempfile::tempdir().expect("tempdir");
+    let sandbox = Sandbox::start(&stack, work.path(), rabbitmq_bin())
+        .await
+        .expect("nodes boot");
+    let backend = sandbox.admin(BACKEND).expect("client");
+    // Someone else's upstream and policy on the backend.
+    let foreign = gwctl::federation::Upstream {
+        name: "elsewhere".into(),
+        uris: vec!["amqp://127.0.0.1:1".into()],
+        exchange: "other".into(),
+        settings: gwctl::federation::LinkSettings {
+            max_hops: 1,
+            prefetch: 10,
+            ack_mode: "on-confirm",
+            reconnect_delay_s: 60,
+            expires_ms: 60000,
+            message_ttl_ms: 60000,
+        },
+    };
+    backend
+        .put_upstream("/", &foreign)
+        .await
+        .expect("foreign upstream");
+
+    let up = gwctl(&r, &m, work.path())
+        .args(["up", "--all", "--yes"])
+        .output()
+        .expect("up");
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let links = sandbox
+        .wait_links_running(Duration::from_secs(30))
+        .await
+        .expect("links run");
+    let mut names: Vec<&str> = links[BACKEND].iter().map(|l| l.upstream.as_str()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["gw.ap-northeast-1.amq.topic", "gw.us-east-1.amq.topic"]
+    );
+    let sets = backend
+        .parameters("federation-upstream-set", "/")
+        .await
+        .expect("sets");
+    assert_eq!(sets["gateways.amq.topic"].as_array().map(Vec::len), Some(2));
+    gwctl(&r, &m, work.path())
+        .args(["plan", "--all", "--detailed-exitcode"])
+        .assert()
+        .code(0);
+
+    // Drift on the backend (a changed upstream) shows, masked, and up repairs it.
+    let fed_password = &r.secrets["GWCTL_FEDERATION_PASSWORD"];
+    let mut wrong = gwctl::federation::backend_upstreams(
+        &stack.gateway("us-east-1").expect("us").spec,
+        &["amqp://federation:not-the-password@127.0.0.1:1".into()],
+    );
+    backend
+        .put_upstream("/", &wrong.remove(0))
+        .await
+        .expect("break upstream");
+    let plan = gwctl(&r, &m, work.path())
+        .args(["plan", "us-east-1", "--detailed-exitcode"])
+        .output()
+        .expect("plan");
+    assert_eq!(plan.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        text.contains("~ federation-upstream/gw.us-east-1.amq.topic"),
+        "{text}"
+    );
+    assert!(
+        text.contains("amqp://***@127.0.0.1"),
+        "URIs are masked: {text}"
+    );
+    assert!(
+        !text.contains(fed_password.as_str())
+            && !text.contains(&gwctl::federation::encode_component(fed_password))
+    );
+    gwctl(&r, &m, work.path())
+        .args(["up", "us-east-1", "--yes"])
+        .assert()
+        .success();
+    gwctl(&r, &m, work.path())
+        .args(["plan", "--all", "--detailed-exitcode"])
+        .assert()
+        .code(0);
+
+    // down: this region's upstream and set membership go; the other region and the foreign
+    // entries stay.
+    gwctl(&r, &m, work.path())
+        .args(["down", "ap-northeast-1", "--yes"])
+        .assert()
+        .success();
+    let upstreams = backend
+        .parameters("federation-upstream", "/")
+        .await
+        .expect("upstreams");
+    let mut left: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+    left.sort();
+    assert_eq!(left, ["elsewhere", "gw.us-east-1.amq.topic"]);
+    let sets = backend
+        .parameters("federation-upstream-set", "/")
+        .await
+        .expect("sets");
+    assert_eq!(
+        sets["gateways.amq.topic"],
+        serde_json::json!([{"upstream": "gw.us-east-1.amq.topic"}])
+    );
+    let policies = backend.policies("/").await.expect("policies");
+    assert!(policies.contains_key("federate-from-gateways.amq.topic"));
+    gwctl(&r, &m, work.path())
+        .args(["plan", "us-east-1", "--detailed-exitcode"])
+        .assert()
+        .code(0);
+    sandbox.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reports_links_and_fails_with_the_reason_of_a_broken_one() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    let stack = spec::load(r.dir(), &Selection::All).expect("examples validate");
+    let work = tempfile::tempdir().expect("tempdir");
+    let sandbox = Sandbox::start(&stack, work.path(), rabbitmq_bin())
+        .await
+        .expect("nodes boot");
+    gwctl(&r, &m, work.path())
+        .args(["up", "--all", "--yes"])
+        .assert()
+        .success();
+
+    let ok = gwctl(&r, &m, work.path())
+        .args(["status", "--all", "--json", "--wait", "30"])
+        .output()
+        .expect("status");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&ok.stdout).expect("json");
+    for region in v.as_array().expect("regions") {
+        assert_eq!(region["healthy"], true, "{region}");
+        let directions: BTreeSet<&str> = region["links"]
+            .as_array()
+            .expect("links")
+            .iter()
+            .filter_map(|l| l["direction"].as_str())
+            .collect();
+        assert_eq!(
+            directions,
+            BTreeSet::from(["backend->gateway", "gateway->backend"])
+        );
+    }
+
+    // A wrong password on the backend's link to the US gateway.
+    let backend = sandbox.admin(BACKEND).expect("client");
+    let us_amqp = sandbox.layout.nodes["us-east-1"].ports.amqp;
+    let mut bad = gwctl::federation::backend_upstreams(
+        &stack.gateway("us-east-1").expect("us").spec,
+        &[format!("amqp://federation:wrong@127.0.0.1:{us_amqp}")],
+    );
+    backend
+        .put_upstream("/", &bad.remove(0))
+        .await
+        .expect("break");
+    let start = Instant::now();
+    loop {
+        let links = backend.federation_links().await.expect("links");
+        if links
+            .iter()
+            .any(|l| l.upstream == "gw.us-east-1.amq.topic" && l.status == "error")
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the link never failed: {links:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let out = gwctl(&r, &m, work.path())
+        .args(["status", "--all", "--json"])
+        .output()
+        .expect("status");
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let us = v
+        .as_array()
+        .expect("regions")
+        .iter()
+        .find(|s| s["region"] == "us-east-1")
+        .expect("us");
+    assert_eq!(us["healthy"], false);
+    let link = us["links"]
+        .as_array()
+        .expect("links")
+        .iter()
+        .find(|l| l["upstream"] == "gw.us-east-1.amq.topic")
+        .expect("link");
+    assert_eq!(link["status"], "error");
+    let reason = link["error"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("auth") || reason.contains("ACCESS_REFUSED"),
+        "the reason is shown: {reason}"
+    );
+    assert!(
+        !reason.contains("wrong"),
+        "no password in the reason: {reason}"
+    );
+    let ap = v
+        .as_array()
+        .expect("regions")
+        .iter()
+        .find(|s| s["region"] == "ap-northeast-1")
+        .expect("ap");
+    assert_eq!(ap["healthy"], true, "the other region is unaffected");
+    sandbox.stop(Duration::from_secs(5)).await;
+}
+
+fn login(sandbox: &Sandbox, name: &str) -> Login {
+    sandbox.admin_login(name).expect("login")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_messages_each_way_arrive_exactly_once_and_survive_a_gateway_restart() {
+    const N: usize = 10_000;
+    let r = Regions::examples();
+    let stack = spec::load(r.dir(), &Selection::All).expect("examples validate");
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut sandbox = Sandbox::start(&stack, work.path(), rabbitmq_bin())
+        .await
+        .expect("nodes boot");
+    sandbox.federate_backend().await.expect("federation");
+    sandbox
+        .wait_links_running(Duration::from_secs(30))
+        .await
+        .expect("links");
+    let (backend, us) = (login(&sandbox, BACKEND), login(&sandbox, "us-east-1"));
+
+    // Devices -> backend: published with confirms on the gateway, counted on the backend.
+    let mut at_backend = AmqpConsumer::bind(&backend, "amq.topic", "load.up.#")
+        .await
+        .expect("consumer");
+    let sent = amqp_publish_many(
+        &us,
+        "amq.topic",
+        (0..N).map(|i| {
+            (
+                format!("load.up.{}", i % 100),
+                format!("up-{i}").into_bytes(),
+            )
+        }),
+    )
+    .await
+    .expect("publish");
+    assert_eq!(sent, N);
+    assert_eq!(
+        count(&mut at_backend, N, Duration::from_secs(20)).await,
+        (N, 0),
+        "gateway -> backend: (distinct, duplicates)"
+    );
+    at_backend.close().await;
+
+    // Backend -> devices.
+    let mut at_gateway = AmqpConsumer::bind(&us, "amq.topic", "load.down.#")
+        .await
+        .expect("consumer");
+    let sent = amqp_publish_many(
+        &backend,
+        "amq.topic",
+        (0..N).map(|i| {
+            (
+                format!("load.down.{}", i % 100),
+                format!("down-{i}").into_bytes(),
+            )
+        }),
+    )
+    .await
+    .expect("publish");
+    assert_eq!(sent, N);
+    assert_eq!(
+        count(&mut at_gateway, N, Duration::from_secs(20)).await,
+        (N, 0),
+        "backend -> gateway: (distinct, duplicates)"
+    );
+    at_gateway.close().await;
+
+    // The US gateway restarts in the middle of a stream of persistent messages: the link
+    // recovers by itself and nothing is lost (the backend's link queue holds them meanwhile).
+    declare_durable_queue(&us, "restart-test", "amq.topic", "stream.#")
+        .await
+        .expect("queue");
+    let batch = |from: usize, to: usize| {
+        (from..to)
+            .map(|i| (format!("stream.{i}"), format!("s-{i}").into_bytes()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        amqp_publish_many(&backend, "amq.topic", batch(0, 1000))
+            .await
+            .expect("first part"),
+        1000
+    );
+    let restart = sandbox.restart("us-east-1", Duration::from_secs(15));
+    let during = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        amqp_publish_many(&backend, "amq.topic", batch(1000, 2000)).await
+    };
+    let (restarted, published) = tokio::join!(restart, during);
+    restarted.expect("the gateway restarts");
+    assert_eq!(
+        published.expect("published while the gateway restarts"),
+        1000
+    );
+    assert_eq!(
+        amqp_publish_many(&backend, "amq.topic", batch(2000, 3000))
+            .await
+            .expect("last part"),
+        1000
+    );
+    sandbox
+        .wait_links_running(Duration::from_secs(60))
+        .await
+        .expect("the link recovers by itself");
+    let mut queue = AmqpConsumer::on_queue(&us, "restart-test")
+        .await
+        .expect("consumer");
+    let (distinct, duplicates) = count(&mut queue, 3000, Duration::from_secs(30)).await;
+    assert_eq!(
+        distinct,
+        3000,
+        "lost {} persistent messages across the restart",
+        3000 - distinct
+    );
+    eprintln!("restart: 3000 delivered, {duplicates} redelivered (at-least-once)");
+    queue.close().await;
+    sandbox.stop(Duration::from_secs(5)).await;
+}
