@@ -268,57 +268,15 @@ impl Spec {
         }
     }
 
-    /// Every resource this one refers to, as keys.
-    pub fn refs(&self) -> Vec<&Key> {
-        let mut out: Vec<&Ref> = Vec::new();
-        match self {
-            Spec::InstanceProfile { role, .. } => out.push(role),
-            Spec::Subnet { vpc, .. } | Spec::InternetGateway { vpc } | Spec::VpnGateway { vpc } => {
-                out.push(vpc)
+    /// Every resource this one refers to, as keys (sorted, without repeats).
+    pub fn refs(&self) -> Vec<Key> {
+        let mut keys = Vec::new();
+        // One traversal of the references serves both mapping and listing them.
+        self.clone().map_refs(|r| {
+            if let Ref::Key(k) = r {
+                keys.push(k.clone());
             }
-            Spec::SecurityGroup { vpc, .. } => out.push(vpc),
-            Spec::VpnConnection {
-                customer_gateway,
-                vpn_gateway,
-                ..
-            } => {
-                out.push(customer_gateway);
-                out.push(vpn_gateway);
-            }
-            Spec::RouteTable {
-                vpc,
-                routes,
-                propagating,
-                subnets,
-            } => {
-                out.push(vpc);
-                out.extend(routes.iter().map(|r| &r.target));
-                out.extend(propagating);
-                out.extend(subnets);
-            }
-            Spec::Instance {
-                subnet,
-                security_groups,
-                profile,
-                ..
-            } => {
-                out.push(subnet);
-                out.extend(security_groups);
-                out.push(profile);
-            }
-            Spec::ElasticIp { instance } => out.push(instance),
-            Spec::IamRole { .. }
-            | Spec::SsmParameter { .. }
-            | Spec::Vpc { .. }
-            | Spec::CustomerGateway { .. } => {}
-        }
-        let mut keys: Vec<&Key> = out
-            .into_iter()
-            .filter_map(|r| match r {
-                Ref::Key(k) => Some(k),
-                Ref::Id(_) => None,
-            })
-            .collect();
+        });
         keys.sort();
         keys.dedup();
         keys
@@ -565,9 +523,9 @@ pub struct Desired {
 
 impl Desired {
     /// Everything that must exist before this resource is created or updated.
-    pub fn needs(&self) -> Vec<&Key> {
+    pub fn needs(&self) -> Vec<Key> {
         let mut all = self.spec.refs();
-        all.extend(&self.after);
+        all.extend(self.after.iter().cloned());
         all.sort();
         all.dedup();
         all

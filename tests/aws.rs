@@ -412,12 +412,8 @@ async fn killed_at_any_point_up_converges_without_duplicates_or_orphans() {
             "--scope",
             "aws",
         ]);
-        cmd.env("AWS_ENDPOINT_URL", &m.endpoint)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("GWCTL_BROKER_ENDPOINTS", &r.endpoints)
+        m.std_env(&mut cmd);
+        cmd.env("GWCTL_BROKER_ENDPOINTS", &r.endpoints)
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -9,17 +9,8 @@ use gwctl::sandbox::clients::{AmqpConsumer, Login, amqp_publish_many, declare_du
 use gwctl::sandbox::{BACKEND, ENDPOINTS_FILE, Sandbox};
 use gwctl::spec::{self, Selection};
 
-use crate::support::Regions;
 use crate::support::moto::Moto;
-
-fn rabbitmq_bin() -> &'static Path {
-    let bin = Path::new("/usr/lib/rabbitmq/bin");
-    assert!(
-        bin.join("rabbitmq-server").exists(),
-        "rabbitmq-server is not installed: run scripts/setup"
-    );
-    bin
-}
+use crate::support::{Regions, rabbitmq_bin};
 
 /// gwctl against moto and the sandbox's brokers.
 fn gwctl(r: &Regions, m: &Moto, work: &Path) -> assert_cmd::Command {

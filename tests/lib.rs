@@ -7,5 +7,6 @@ mod federation;
 
 mod rabbitmq;
 mod render;
+mod sandbox;
 mod schema;
 mod validate;

@@ -2,27 +2,17 @@
 //! ports), federation links come up, and messages cross them each way exactly once.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::time::Duration;
 
 use gwctl::sandbox::clients::{AmqpConsumer, MqttSubscriber, Received, amqp_publish, mqtt_publish};
 use gwctl::sandbox::{BACKEND, Sandbox};
 use gwctl::spec::{self, Selection};
 
-use crate::support::{Regions, contains, read_tree};
+use crate::support::{Regions, contains, rabbitmq_bin, read_tree};
 
 const WAIT: Duration = Duration::from_secs(10);
 /// How long we listen for a copy that must not come (a loop or a gateway → gateway hop).
 const QUIET: Duration = Duration::from_secs(3);
-
-fn rabbitmq_bin() -> &'static Path {
-    let bin = Path::new("/usr/lib/rabbitmq/bin");
-    assert!(
-        bin.join("rabbitmq-server").exists(),
-        "rabbitmq-server is not installed: run scripts/setup (the test command does)"
-    );
-    bin
-}
 
 async fn drain_mqtt(sub: &mut MqttSubscriber) -> Vec<Received> {
     let mut got = Vec::new();

@@ -67,7 +67,7 @@ impl CloudError {
         let code = self.code.as_deref().unwrap_or_default();
         code.ends_with(".NotFound")
             || code == "IncorrectInstanceState"
-            || (code == "InvalidParameterValue" && self.message.contains("nstance profile"))
+            || (code == "InvalidParameterValue" && self.message.to_lowercase().contains("instance profile"))
     }
 
     fn is_dependency(&self) -> bool {
@@ -232,5 +232,67 @@ impl Aws {
             },
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn err(code: &str, message: &str) -> CloudError {
+        CloudError {
+            op: "Op".into(),
+            code: Some(code.into()),
+            message: message.into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn eventual_consistency_is_retried_until_it_settles() {
+        let calls = AtomicUsize::new(0);
+        let r = retry(Duration::from_secs(60), CloudError::is_eventual, || async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 => Err(err("InvalidVpcID.NotFound", "The vpc ID 'vpc-1' does not exist")),
+                1 => Err(err("InvalidParameterValue", "Value (gwctl-x) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name")),
+                _ => Ok("i-1"),
+            }
+        })
+        .await;
+        assert_eq!(r.expect("settles"), "i-1");
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn other_errors_and_exhausted_budgets_are_returned() {
+        let calls = AtomicUsize::new(0);
+        let r: Result<(), _> = retry(Duration::from_secs(60), CloudError::is_eventual, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(err("UnauthorizedOperation", "no"))
+        })
+        .await;
+        assert_eq!(
+            r.expect_err("fails").code.as_deref(),
+            Some("UnauthorizedOperation")
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "not retried");
+
+        let calls = AtomicUsize::new(0);
+        let r: Result<(), _> = retry(
+            Duration::from_secs(5),
+            CloudError::is_dependency,
+            || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(err("DependencyViolation", "has dependencies"))
+            },
+        )
+        .await;
+        assert!(r.is_err());
+        let n = calls.load(Ordering::SeqCst);
+        assert!(
+            (3..10).contains(&n),
+            "retried with growing delays within the budget: {n}"
+        );
     }
 }

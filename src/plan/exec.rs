@@ -138,7 +138,7 @@ fn nodes(plan: &RegionPlan) -> Vec<Node> {
                 if let Some(after) = change.and_then(|c| c.after.as_ref()) {
                     for r in after.needs() {
                         deps.extend(index_of(
-                            &|o| matches!(o, Op::Create(k) | Op::Update(k) if k == r),
+                            &|o| matches!(o, Op::Create(k) | Op::Update(k) if *k == r),
                         ));
                     }
                 }
@@ -152,7 +152,7 @@ fn nodes(plan: &RegionPlan) -> Vec<Node> {
                 // Everything whose current state refers to this one goes (or lets go) first.
                 for c in &plan.changes {
                     let Some(before) = &c.before else { continue };
-                    if !before.spec.refs().contains(&key) || (&c.key == key && &before.id == id) {
+                    if !before.spec.refs().contains(key) || (&c.key == key && &before.id == id) {
                         continue;
                     }
                     deps.extend(index_of(&|o| match o {

@@ -197,7 +197,7 @@ fn propagate_replacements(changes: &mut [Change]) {
             if !matches!(c.action, Action::NoOp | Action::Update) || c.before.is_none() {
                 continue;
             }
-            if after.spec.refs().iter().any(|k| replaced.contains(*k)) {
+            if after.spec.refs().iter().any(|k| replaced.contains(k)) {
                 if after.spec.replaced_dep_forces_replace() {
                     c.action = Action::Replace;
                     c.reason = Some("replace_because_dependency_replaced");

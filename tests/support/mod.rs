@@ -145,3 +145,13 @@ pub fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 pub mod moto;
+
+/// Debian's RabbitMQ, as the project's set-up installs it.
+pub fn rabbitmq_bin() -> &'static Path {
+    let bin = Path::new("/usr/lib/rabbitmq/bin");
+    assert!(
+        bin.join("rabbitmq-server").exists(),
+        "rabbitmq-server is not installed: run scripts/setup (the test command does)"
+    );
+    bin
+}

@@ -80,15 +80,33 @@ impl Moto {
 
     /// Sets the environment gwctl reads: the standard AWS variables, nothing gwctl-specific.
     pub fn env(&self, cmd: &mut assert_cmd::Command) {
-        cmd.env("AWS_ENDPOINT_URL", &self.endpoint)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_REGION")
-            .env_remove("AWS_DEFAULT_REGION");
+        for (k, v) in self.vars() {
+            cmd.env(k, v);
+        }
+        for k in ["AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION"] {
+            cmd.env_remove(k);
+        }
+    }
+
+    /// The same, for a process the test drives itself.
+    pub fn std_env(&self, cmd: &mut Command) {
+        for (k, v) in self.vars() {
+            cmd.env(k, v);
+        }
+        for k in ["AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION"] {
+            cmd.env_remove(k);
+        }
+    }
+
+    fn vars(&self) -> [(&'static str, String); 6] {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+            ("AWS_CONFIG_FILE", "/dev/null".into()),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
+        ]
     }
 
     /// Forgets every resource (all accounts and regions).
