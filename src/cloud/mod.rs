@@ -67,7 +67,8 @@ impl CloudError {
         let code = self.code.as_deref().unwrap_or_default();
         code.ends_with(".NotFound")
             || code == "IncorrectInstanceState"
-            || (code == "InvalidParameterValue" && self.message.to_lowercase().contains("instance profile"))
+            || (code == "InvalidParameterValue"
+                && self.message.to_lowercase().contains("instance profile"))
     }
 
     fn is_dependency(&self) -> bool {
