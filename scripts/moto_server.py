@@ -7,6 +7,12 @@ gwctl makes these calls; this launcher adds them with state that DescribeVpnConn
 (Routes, Options) and DescribeRouteTables (PropagatingVgws) report back, then runs moto's own
 server. Usage: python moto_server.py -H 127.0.0.1 -p PORT
 
+Route53 change batches follow AWS's rules too (moto checks CREATE and DELETE against a journal
+of past changes instead of the records that exist): the whole batch is validated against the
+current record sets before anything is applied; a CREATE of an existing name+type(+set
+identifier) and a DELETE whose TTL or values differ from the current ones fail with
+InvalidChangeBatch. gwctl's lock (a TXT record created with CREATE) relies on exactly that.
+
 It also seeds the images an AWS account sees and moto does not list: Debian's (owner
 136693071363), so region files can select images by owner and name as in production. They are
 added to moto's own built-in images through moto's MOTO_AMIS_PATH setting.
@@ -147,6 +153,49 @@ def add_block_device(self, size, device_path, snapshot_id, encrypted, delete_on_
 
 InstanceBackend.run_instances = run_instances
 Instance.add_block_device = add_block_device
+
+from moto.route53.exceptions import Route53ClientError  # noqa: E402
+from moto.route53.models import Route53Backend  # noqa: E402
+
+
+class _InvalidChangeBatch(Route53ClientError):
+    def __init__(self, message):
+        super().__init__("InvalidChangeBatch", message)
+
+
+def _rr_key(name, rtype, set_id):
+    return (name.lower().rstrip("."), rtype, set_id)
+
+
+_change_resource_record_sets = Route53Backend.change_resource_record_sets
+
+
+def change_resource_record_sets(self, zoneid, change_list):
+    zone = self.get_hosted_zone(zoneid)
+    current = {
+        _rr_key(rs.name, rs.type, rs.set_identifier): (str(rs.ttl), sorted(rs.records or []))
+        for rs in zone.rrsets
+    }
+    seen = set()
+    for change in change_list:
+        rs = change["ResourceRecordSet"]
+        key = _rr_key(rs["Name"], rs["Type"], rs.get("SetIdentifier"))
+        shown = f"[name='{key[0]}.', type='{rs['Type']}'" + (f", set-identifier='{key[2]}'" if key[2] else "") + "]"
+        if key in seen:
+            raise _InvalidChangeBatch(f"The request contains an invalid set of changes for a resource record set {shown}")
+        seen.add(key)
+        if change["Action"] == "CREATE" and key in current:
+            raise _InvalidChangeBatch(f"Tried to create resource record set {shown} but it already exists")
+        if change["Action"] == "DELETE" and "AliasTarget" not in rs:
+            if key not in current:
+                raise _InvalidChangeBatch(f"Tried to delete resource record set {shown} but it was not found")
+            given = (str(rs.get("TTL")), sorted(r["Value"] for r in rs.get("ResourceRecords", [])))
+            if given != current[key]:
+                raise _InvalidChangeBatch(f"Tried to delete resource record set {shown} but the values provided do not match the current values")
+    return _change_resource_record_sets(self, zoneid, change_list)
+
+
+Route53Backend.change_resource_record_sets = change_resource_record_sets
 
 EC2Response.create_vpn_connection_route = create_vpn_connection_route
 EC2Response.delete_vpn_connection_route = delete_vpn_connection_route

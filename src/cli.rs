@@ -58,6 +58,8 @@ pub enum Command {
     Up(UpArgs),
     /// Delete every AWS resource gwctl owns in a gateway region.
     Down(DownArgs),
+    /// Break a stale lock (left by an interrupted run) on a gateway region.
+    Unlock(UnlockArgs),
     /// Run the stack on this machine: local RabbitMQ nodes stand in for every region's brokers.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
@@ -219,6 +221,9 @@ pub struct UpArgs {
     /// Do not ask for confirmation.
     #[arg(long)]
     pub yes: bool,
+    /// Wait this long for another run's lock on a region before giving up.
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    pub lock_timeout: u64,
     /// Operations run at once per region.
     #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallelism: u16,
@@ -235,7 +240,21 @@ pub struct DownArgs {
     /// Do not ask for confirmation.
     #[arg(long)]
     pub yes: bool,
+    /// Wait this long for another run's lock on a region before giving up.
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    pub lock_timeout: u64,
     /// Operations run at once.
     #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallelism: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// The gateway region whose lock to break.
+    #[arg(value_name = "REGION")]
+    pub region: String,
+    /// The lock's id, as the error naming the holder shows it (guards against breaking a
+    /// lock that changed hands meanwhile).
+    #[arg(long, value_name = "ID")]
+    pub id: String,
 }

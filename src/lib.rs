@@ -8,6 +8,7 @@ pub mod commands;
 pub mod endpoints;
 pub mod error;
 pub mod federation;
+pub mod lock;
 pub mod plan;
 pub mod printer;
 pub mod render;

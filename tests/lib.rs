@@ -4,6 +4,7 @@ mod support;
 
 mod aws;
 mod federation;
+mod lock;
 
 mod rabbitmq;
 mod render;

@@ -5,6 +5,7 @@
 
 mod ec2;
 mod iam;
+mod route53;
 mod ssm;
 
 use std::collections::BTreeMap;
@@ -133,6 +134,7 @@ pub struct Aws {
     ec2: aws_sdk_ec2::Client,
     iam: aws_sdk_iam::Client,
     ssm: aws_sdk_ssm::Client,
+    route53: aws_sdk_route53::Client,
 }
 
 /// Maps a desired resource's references to the AWS ids they have now.
@@ -161,6 +163,7 @@ impl Aws {
             ec2: aws_sdk_ec2::Client::new(&config),
             iam: aws_sdk_iam::Client::new(&config),
             ssm: aws_sdk_ssm::Client::new(&config),
+            route53: aws_sdk_route53::Client::new(&config),
         }
     }
 
@@ -190,6 +193,35 @@ impl Aws {
         }
         resources.sort_by(|a, b| (&a.key, &a.id).cmp(&(&b.key, &b.id)));
         Ok(Actual { resources })
+    }
+
+    /// The id of the hosted zone `zone` (Route53 is global; any region's client reaches it).
+    pub async fn find_zone(&self, zone: &str) -> Result<String, CloudError> {
+        route53::find_zone(&self.route53, zone).await
+    }
+
+    /// Creates a TXT record unless it exists (`Ok(false)`); waits until it is in sync.
+    pub async fn create_txt(
+        &self,
+        zone_id: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<bool, CloudError> {
+        route53::create_txt(&self.route53, zone_id, name, value).await
+    }
+
+    /// Deletes a TXT record if its value is still `value` (`Ok(false)` otherwise).
+    pub async fn delete_txt(
+        &self,
+        zone_id: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<bool, CloudError> {
+        route53::delete_txt(&self.route53, zone_id, name, value).await
+    }
+
+    pub async fn read_txt(&self, zone_id: &str, name: &str) -> Result<Option<String>, CloudError> {
+        route53::read_txt(&self.route53, zone_id, name).await
     }
 
     pub async fn find_image(&self, ami: &Ami) -> Result<Image, CloudError> {

@@ -10,6 +10,7 @@ use crate::cloud::{Aws, Owner};
 use crate::endpoints::{BrokerAddress, EndpointMap};
 use crate::error::{Error, Result};
 use crate::federation as topology;
+use crate::lock::{self, RegionLock};
 use crate::plan::desired::{self, Inputs};
 use crate::plan::exec::{self, Event, Outcome};
 use crate::plan::federation::{self, FederationPlan};
@@ -321,4 +322,60 @@ pub fn log_line(line: &str) {
         "{} {line}",
         humantime::format_rfc3339_seconds(SystemTime::now())
     );
+}
+
+/// Takes the cloud-side lock of every region, in name order (two runs over overlapping regions
+/// cannot each hold one the other waits for). On failure, releases what it took.
+pub async fn lock_regions(
+    ctx: &Context,
+    regions: &[String],
+    operation: &str,
+    timeout: std::time::Duration,
+    printer: &Printer,
+) -> Result<Vec<RegionLock>> {
+    let backend = &ctx.stack.backend.spec;
+    let aws = Aws::connect(Owner {
+        stack: backend.stack.clone(),
+        region: backend.region.clone(),
+    })
+    .await;
+    let mut sorted = regions.to_vec();
+    sorted.sort();
+    let mut held = Vec::new();
+    for region in &sorted {
+        let notify = |line: String| printer.info(&line);
+        match lock::acquire(
+            &aws,
+            &backend.dns.zone,
+            &backend.dns.record,
+            region,
+            operation,
+            timeout,
+            notify,
+        )
+        .await
+        {
+            Ok(l) => held.push(l),
+            Err(e) => {
+                release_locks(held, printer).await;
+                return Err(Error::Failed(e.to_string()));
+            }
+        }
+    }
+    Ok(held)
+}
+
+pub async fn release_locks(locks: Vec<RegionLock>, printer: &Printer) {
+    for l in locks {
+        let region = l.region.clone();
+        match l.release().await {
+            Ok(true) => {}
+            Ok(false) => printer.warn(&format!(
+                "the lock of {region} was broken and taken by someone else while this run held it"
+            )),
+            Err(e) => printer.warn(&format!(
+                "could not release the lock of {region}: {e}; `gwctl unlock {region}` breaks it"
+            )),
+        }
+    }
 }

@@ -25,9 +25,14 @@ pub fn run(cli: &Cli, args: &DownArgs, printer: &Printer) -> Result<Status> {
             args.region
         )));
     }
-    super::runtime()?.block_on(async {
-        let work = super::aws::plan_region(&ctx, None, &args.region).await?;
-        super::plan::print_human(&ctx, &work, printer);
+    super::runtime()?.block_on(locked(&ctx, args, printer))
+}
+
+/// Plans without a lock, asks, then deletes under the region's lock after planning again.
+async fn locked(ctx: &Context, args: &DownArgs, printer: &Printer) -> Result<Status> {
+    {
+        let work = super::aws::plan_region(ctx, None, &args.region).await?;
+        super::plan::print_human(ctx, &work, printer);
         if !work.has_changes(ctx.scope) {
             return Ok(Status::Success);
         }
@@ -39,6 +44,35 @@ pub fn run(cli: &Cli, args: &DownArgs, printer: &Printer) -> Result<Status> {
         if !super::aws::confirm(printer, &question, args.yes)? {
             return Err(Error::Failed("cancelled: nothing was deleted".into()));
         }
+        let timeout = std::time::Duration::from_secs(args.lock_timeout);
+        let locks = super::aws::lock_regions(
+            ctx,
+            std::slice::from_ref(&args.region),
+            "down",
+            timeout,
+            printer,
+        )
+        .await?;
+        let result = delete_locked(ctx, args, &work, printer).await;
+        super::aws::release_locks(locks, printer).await;
+        result
+    }
+}
+
+async fn delete_locked(
+    ctx: &Context,
+    args: &DownArgs,
+    shown: &super::aws::RegionWork,
+    printer: &Printer,
+) -> Result<Status> {
+    let work = super::aws::plan_region(ctx, None, &args.region).await?;
+    if work.plan.actual_sha256 != shown.plan.actual_sha256 {
+        return Err(Error::Failed(format!(
+            "{}: the resources changed while this run waited for the lock; run down again",
+            args.region
+        )));
+    }
+    {
         // The backend stops federating from the region first, so it does not retry dead links.
         if let Some(fed) = work.federation.as_ref().filter(|f| f.has_changes()) {
             let client = ctx.backend_client()?;
@@ -79,5 +113,5 @@ pub fn run(cli: &Cli, args: &DownArgs, printer: &Printer) -> Result<Status> {
                 outcome.skipped.len()
             )))
         }
-    })
+    }
 }

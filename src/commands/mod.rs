@@ -8,6 +8,7 @@ mod render;
 mod sandbox;
 mod schema;
 mod status;
+mod unlock;
 mod up;
 mod validate;
 
@@ -21,6 +22,7 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<Status> {
         Command::Schema(args) => schema::run(&args, printer),
         Command::Render(args) => render::run(&cli.regions, &args, printer),
         Command::Status(ref args) => status::run(&cli, args, printer),
+        Command::Unlock(ref args) => unlock::run(&cli, args, printer),
         Command::Plan(ref args) => plan::run(&cli, args, printer),
         Command::Up(ref args) => up::run(&cli, args, printer),
         Command::Down(ref args) => down::run(&cli, args, printer),

@@ -112,42 +112,80 @@ pub fn run(cli: &Cli, args: &UpArgs, printer: &Printer) -> Result<Status> {
             }
             None => None,
         };
-    super::runtime()?.block_on(async {
-        let (works, errors) = super::plan::plan_all(&ctx, printer).await;
-        if let Some(saved) = &saved {
-            check_saved(saved, &works.iter().map(|w| &w.plan).collect::<Vec<_>>())?;
-        }
-        for w in &works {
-            super::plan::print_human(&ctx, w, printer);
-        }
-        let todo: Vec<&RegionWork> = works.iter().filter(|w| w.has_changes(ctx.scope)).collect();
-        if todo.is_empty() {
-            return if errors == 0 {
-                Ok(Status::Success)
-            } else {
-                Err(Error::Failed(format!(
-                    "{errors} region(s) could not be planned"
-                )))
-            };
-        }
-        if saved.is_none() && !super::aws::confirm(printer, "Apply these changes?", args.yes)? {
-            return Err(Error::Failed("cancelled: nothing was changed".into()));
-        }
-        let bars = indicatif::MultiProgress::new();
-        let runs = todo
-            .iter()
-            .map(|w| apply_region(&ctx, w, usize::from(args.parallelism), printer, &bars));
-        let mut failed = errors;
-        for result in futures_util::future::join_all(runs).await {
-            if let Err(e) = result {
-                printer.error(&e);
-                failed += 1;
-            }
-        }
-        if failed > 0 {
-            Err(Error::Failed(format!("{failed} region(s) failed")))
-        } else {
+    super::runtime()?.block_on(apply(&ctx, args, saved.as_ref(), printer))
+}
+
+/// Plans without a lock (a run with nothing to do changes nothing, not even a lock), asks,
+/// then takes the regions' locks and plans again: what runs is what was shown, or nothing.
+async fn apply(
+    ctx: &Context,
+    args: &UpArgs,
+    saved: Option<&Value>,
+    printer: &Printer,
+) -> Result<Status> {
+    let (works, errors) = super::plan::plan_all(ctx, printer).await;
+    if let Some(saved) = saved {
+        check_saved(saved, &works.iter().map(|w| &w.plan).collect::<Vec<_>>())?;
+    }
+    for w in &works {
+        super::plan::print_human(ctx, w, printer);
+    }
+    let todo: Vec<&RegionWork> = works.iter().filter(|w| w.has_changes(ctx.scope)).collect();
+    if todo.is_empty() {
+        return if errors == 0 {
             Ok(Status::Success)
+        } else {
+            Err(Error::Failed(format!(
+                "{errors} region(s) could not be planned"
+            )))
+        };
+    }
+    if saved.is_none() && !super::aws::confirm(printer, "Apply these changes?", args.yes)? {
+        return Err(Error::Failed("cancelled: nothing was changed".into()));
+    }
+    let regions: Vec<String> = todo.iter().map(|w| w.plan.region.clone()).collect();
+    let timeout = std::time::Duration::from_secs(args.lock_timeout);
+    let locks = super::aws::lock_regions(ctx, &regions, "up", timeout, printer).await?;
+    let result = apply_locked(ctx, args, &todo, errors, printer).await;
+    super::aws::release_locks(locks, printer).await;
+    result
+}
+
+async fn apply_locked(
+    ctx: &Context,
+    args: &UpArgs,
+    shown: &[&RegionWork],
+    errors: usize,
+    printer: &Printer,
+) -> Result<Status> {
+    let mut works = Vec::new();
+    for w in shown {
+        let gw = ctx.stack.gateway(&w.plan.region).map(|g| &g.spec);
+        let again = super::aws::plan_region(ctx, gw, &w.plan.region).await?;
+        if again.plan.actual_sha256 != w.plan.actual_sha256
+            || again.plan.desired_sha256 != w.plan.desired_sha256
+        {
+            return Err(Error::Failed(format!(
+                "{}: the resources changed while this run waited for the lock; plan again",
+                w.plan.region
+            )));
         }
-    })
+        works.push(again);
+    }
+    let bars = indicatif::MultiProgress::new();
+    let runs = works
+        .iter()
+        .map(|w| apply_region(ctx, w, usize::from(args.parallelism), printer, &bars));
+    let mut failed = errors;
+    for result in futures_util::future::join_all(runs).await {
+        if let Err(e) = result {
+            printer.error(&e);
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        Err(Error::Failed(format!("{failed} region(s) failed")))
+    } else {
+        Ok(Status::Success)
+    }
 }

@@ -55,7 +55,26 @@ impl Moto {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+        moto.create_zone();
         moto
+    }
+
+    /// The company's hosted zone (backend.yaml's `dns.zone`), which exists before gwctl runs.
+    fn create_zone(&self) {
+        let body = r#"<CreateHostedZoneRequest xmlns="https://route53.amazonaws.com/doc/2013-04-01/"><Name>example.com</Name><CallerReference>tests</CallerReference></CreateHostedZoneRequest>"#;
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("moto");
+        write!(
+            s,
+            "POST /2013-04-01/hostedzone HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/route53/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("request");
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).expect("answer");
+        assert!(
+            answer.contains(" 201 ") || answer.contains(" 200 "),
+            "zone not created: {answer}"
+        );
     }
 
     pub fn log(&self) -> String {
@@ -109,9 +128,22 @@ impl Moto {
         ]
     }
 
-    /// Forgets every resource (all accounts and regions).
+    /// Forgets every resource (all accounts and regions), but for the hosted zone.
     pub fn reset(&self) {
         self.http("POST", "/moto-api/reset").expect("reset moto");
+        self.create_zone();
+    }
+
+    pub async fn route53(&self) -> aws_sdk_route53::Client {
+        let config = aws_sdk_route53::Config::builder()
+            .behavior_version(aws_sdk_route53::config::BehaviorVersion::latest())
+            .region(aws_sdk_route53::config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_route53::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .build();
+        aws_sdk_route53::Client::from_conf(config)
     }
 
     pub fn record(&self) {

@@ -1,0 +1,214 @@
+//! The cloud-side lock: a run on a region held by someone else waits or fails naming the
+//! holder, changes nothing, and the lock can be broken by id; of two concurrent runs exactly
+//! one mutates.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use aws_sdk_route53::types::{
+    Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
+};
+
+use crate::support::Regions;
+use crate::support::moto::{Moto, is_read_only};
+
+const LOCK: &str = "_gwctl-lock.us-east-1.mqtt.example.com";
+const HELD: &str =
+    "gwctl-lock id=cafebabe holder=alice@laptop/pid42 op=up since=2026-11-25T10:00:00Z";
+
+fn gwctl(r: &Regions, m: &Moto) -> assert_cmd::Command {
+    let mut c = r.gwctl();
+    m.env(&mut c);
+    c
+}
+
+async fn zone_id(m: &Moto) -> String {
+    let r53 = m.route53().await;
+    let zones = r53
+        .list_hosted_zones_by_name()
+        .dns_name("example.com")
+        .send()
+        .await
+        .expect("zones");
+    zones.hosted_zones()[0].id().to_string()
+}
+
+async fn change_lock(m: &Moto, action: ChangeAction) {
+    let r53 = m.route53().await;
+    let record = ResourceRecord::builder()
+        .value(format!("\"{HELD}\""))
+        .build()
+        .expect("record");
+    let set = ResourceRecordSet::builder()
+        .name(LOCK)
+        .r#type(RrType::Txt)
+        .ttl(60)
+        .resource_records(record)
+        .build()
+        .expect("set");
+    let batch = ChangeBatch::builder()
+        .changes(
+            Change::builder()
+                .action(action)
+                .resource_record_set(set)
+                .build()
+                .expect("change"),
+        )
+        .build()
+        .expect("batch");
+    r53.change_resource_record_sets()
+        .hosted_zone_id(zone_id(m).await)
+        .change_batch(batch)
+        .send()
+        .await
+        .expect("change");
+}
+
+async fn lock_exists(m: &Moto) -> bool {
+    let r53 = m.route53().await;
+    let sets = r53
+        .list_resource_record_sets()
+        .hosted_zone_id(zone_id(m).await)
+        .send()
+        .await
+        .expect("records");
+    sets.resource_record_sets()
+        .iter()
+        .any(|s| s.name().starts_with("_gwctl-lock."))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_lock_stops_the_run_names_the_holder_and_can_be_broken_by_id() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    change_lock(&m, ChangeAction::Create).await;
+
+    m.record();
+    let out = gwctl(&r, &m)
+        .args(["up", "us-east-1", "--yes", "--scope", "aws"])
+        .output()
+        .expect("up");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("us-east-1 is locked by alice@laptop/pid42 since 2026-11-25T10:00:00Z (up, lock id cafebabe)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("gwctl unlock us-east-1 --id cafebabe"),
+        "{stderr}"
+    );
+    let changed: Vec<String> = m
+        .recorded_actions()
+        .into_iter()
+        .filter(|a| !is_read_only(a) && !a.contains("hostedzone"))
+        .collect();
+    assert_eq!(
+        changed,
+        Vec::<String>::new(),
+        "nothing but the refused lock attempt"
+    );
+    // Nothing to delete: down needs no lock, succeeds, and leaves the holder's lock alone.
+    gwctl(&r, &m)
+        .args(["down", "us-east-1", "--yes", "--scope", "aws"])
+        .assert()
+        .code(0);
+    assert!(lock_exists(&m).await);
+
+    let wrong = gwctl(&r, &m)
+        .args(["unlock", "us-east-1", "--id", "deadbeef"])
+        .output()
+        .expect("unlock");
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("not with id deadbeef"));
+    gwctl(&r, &m)
+        .args(["unlock", "us-east-1", "--id", "cafebabe"])
+        .assert()
+        .success();
+
+    gwctl(&r, &m)
+        .args(["up", "us-east-1", "--yes", "--scope", "aws"])
+        .assert()
+        .success();
+    assert!(!lock_exists(&m).await, "a finished run releases its lock");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_timeout_waits_for_the_holder_to_finish() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    change_lock(&m, ChangeAction::Create).await;
+    let mut c = Command::new(assert_cmd::cargo::cargo_bin("gwctl"));
+    c.arg("--regions").arg(r.dir()).args([
+        "up",
+        "us-east-1",
+        "--yes",
+        "--scope",
+        "aws",
+        "--lock-timeout",
+        "60",
+    ]);
+    m.std_env(&mut c);
+    c.env("GWCTL_BROKER_ENDPOINTS", &r.endpoints)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let child = c.spawn().expect("spawn");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    change_lock(&m, ChangeAction::Delete).await; // the holder finishes
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("us-east-1 is locked by alice@laptop/pid42")
+            && stderr.contains("waiting up to 60 s"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("created vpc/main"), "{stderr}");
+}
+
+#[test]
+fn of_two_concurrent_runs_exactly_one_mutates() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    let spawn = || {
+        let mut c = Command::new(assert_cmd::cargo::cargo_bin("gwctl"));
+        c.arg("--regions")
+            .arg(r.dir())
+            .args(["up", "us-east-1", "--yes", "--scope", "aws"]);
+        m.std_env(&mut c);
+        c.env("GWCTL_BROKER_ENDPOINTS", &r.endpoints)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c.spawn().expect("spawn")
+    };
+    let (a, b) = (spawn(), spawn());
+    let outputs = [
+        a.wait_with_output().expect("a"),
+        b.wait_with_output().expect("b"),
+    ];
+    let created: Vec<usize> = outputs
+        .iter()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stderr)
+                .matches(" created ")
+                .count()
+        })
+        .collect();
+    assert!(
+        created.contains(&0) && created.iter().sum::<usize>() == 21,
+        "created per run: {created:?}"
+    );
+    for o in &outputs {
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        // The other run either failed on the lock, naming the holder, or found nothing to do.
+        assert!(
+            o.status.success() || stderr.contains("is locked by"),
+            "{stderr}"
+        );
+    }
+    gwctl(&r, &m)
+        .args(["plan", "us-east-1", "--detailed-exitcode", "--scope", "aws"])
+        .assert()
+        .code(0);
+}
