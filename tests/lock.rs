@@ -2,6 +2,7 @@
 //! holder, changes nothing, and the lock can be broken by id; of two concurrent runs exactly
 //! one mutates.
 
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -150,18 +151,34 @@ async fn lock_timeout_waits_for_the_holder_to_finish() {
     c.env("GWCTL_BROKER_ENDPOINTS", &r.endpoints)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let child = c.spawn().expect("spawn");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut child = c.spawn().expect("spawn");
+    // Release the lock only once the run says it waits for it.
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("waiting up to 60 s") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let waited = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
+        .await
+        .expect("join");
+    assert!(waited.is_ok(), "the run never said it waits for the lock");
     change_lock(&m, ChangeAction::Delete).await; // the holder finishes
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+    let status = tokio::task::spawn_blocking(move || child.wait())
         .await
         .expect("join")
         .expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let stderr = reader.join().expect("reader");
+    assert!(status.success(), "{stderr}");
     assert!(
-        stderr.contains("us-east-1 is locked by alice@laptop/pid42")
-            && stderr.contains("waiting up to 60 s"),
+        stderr.contains("us-east-1 is locked by alice@laptop/pid42"),
         "{stderr}"
     );
     assert!(stderr.contains("created vpc/main"), "{stderr}");

@@ -30,33 +30,31 @@ pub fn run(cli: &Cli, args: &DownArgs, printer: &Printer) -> Result<Status> {
 
 /// Plans without a lock, asks, then deletes under the region's lock after planning again.
 async fn locked(ctx: &Context, args: &DownArgs, printer: &Printer) -> Result<Status> {
-    {
-        let work = super::aws::plan_region(ctx, None, &args.region).await?;
-        super::plan::print_human(ctx, &work, printer);
-        if !work.has_changes(ctx.scope) {
-            return Ok(Status::Success);
-        }
-        let n = work.plan.count(Action::Delete);
-        let question = format!(
-            "Delete these {n} AWS resources and the backend's federation entries of {}?",
-            args.region
-        );
-        if !super::aws::confirm(printer, &question, args.yes)? {
-            return Err(Error::Failed("cancelled: nothing was deleted".into()));
-        }
-        let timeout = std::time::Duration::from_secs(args.lock_timeout);
-        let locks = super::aws::lock_regions(
-            ctx,
-            std::slice::from_ref(&args.region),
-            "down",
-            timeout,
-            printer,
-        )
-        .await?;
-        let result = delete_locked(ctx, args, &work, printer).await;
-        super::aws::release_locks(locks, printer).await;
-        result
+    let work = super::aws::plan_region(ctx, None, &args.region).await?;
+    super::plan::print_human(ctx, &work, printer);
+    if !work.has_changes(ctx.scope) {
+        return Ok(Status::Success);
     }
+    let n = work.plan.count(Action::Delete);
+    let question = format!(
+        "Delete these {n} AWS resources and the backend's federation entries of {}?",
+        args.region
+    );
+    if !super::aws::confirm(printer, &question, args.yes)? {
+        return Err(Error::Failed("cancelled: nothing was deleted".into()));
+    }
+    let timeout = std::time::Duration::from_secs(args.lock_timeout);
+    let locks = super::aws::lock_regions(
+        ctx,
+        std::slice::from_ref(&args.region),
+        "down",
+        timeout,
+        printer,
+    )
+    .await?;
+    let result = delete_locked(ctx, args, &work, printer).await;
+    super::aws::release_locks(locks, printer).await;
+    result
 }
 
 async fn delete_locked(
@@ -72,46 +70,44 @@ async fn delete_locked(
             args.region
         )));
     }
-    {
-        // The backend stops federating from the region first, so it does not retry dead links.
-        if let Some(fed) = work.federation.as_ref().filter(|f| f.has_changes()) {
-            let client = ctx.backend_client()?;
-            let applied = federation::apply(&client, fed)
-                .await
-                .map_err(|e| Error::Failed(format!("backend federation: {e}")))?;
-            if !printer.is_quiet() {
-                log_line(&format!(
-                    "{} backend federation: {applied} entries removed",
-                    args.region
-                ));
-            }
+    // The backend stops federating from the region first, so it does not retry dead links.
+    if let Some(fed) = work.federation.as_ref().filter(|f| f.has_changes()) {
+        let client = ctx.backend_client()?;
+        let applied = federation::apply(&client, fed)
+            .await
+            .map_err(|e| Error::Failed(format!("backend federation: {e}")))?;
+        if !printer.is_quiet() {
+            log_line(&format!(
+                "{} backend federation: {applied} entries removed",
+                args.region
+            ));
         }
-        if !ctx.scope.aws() || !work.plan.has_changes() {
-            return Ok(Status::Success);
-        }
-        let bars = indicatif::MultiProgress::new();
-        let outcome = super::aws::execute(
-            &work.aws,
-            &work.plan,
-            usize::from(args.parallelism),
-            printer,
-            &bars,
-        )
-        .await;
-        if outcome.ok() {
-            printer.success(
-                "done",
-                &format!("{}: deleted {} resources", args.region, outcome.done),
-            );
-            Ok(Status::Success)
-        } else {
-            Err(Error::Failed(format!(
-                "{}: {} deleted, {} failed, {} skipped; run down again",
-                args.region,
-                outcome.done,
-                outcome.failed.len(),
-                outcome.skipped.len()
-            )))
-        }
+    }
+    if !ctx.scope.aws() || !work.plan.has_changes() {
+        return Ok(Status::Success);
+    }
+    let bars = indicatif::MultiProgress::new();
+    let outcome = super::aws::execute(
+        &work.aws,
+        &work.plan,
+        usize::from(args.parallelism),
+        printer,
+        &bars,
+    )
+    .await;
+    if outcome.ok() {
+        printer.success(
+            "done",
+            &format!("{}: deleted {} resources", args.region, outcome.done),
+        );
+        Ok(Status::Success)
+    } else {
+        Err(Error::Failed(format!(
+            "{}: {} deleted, {} failed, {} skipped; run down again",
+            args.region,
+            outcome.done,
+            outcome.failed.len(),
+            outcome.skipped.len()
+        )))
     }
 }
