@@ -138,8 +138,37 @@ pub struct Sandbox {
 
 impl Sandbox {
     /// Renders every region into `dir`, fills in secrets (0600 files), starts all nodes in
-    /// parallel and waits until each accepts connections.
+    /// parallel and waits until each accepts connections. A port taken by someone else
+    /// between allocation and boot (`eaddrinuse`) means a fresh attempt with new ports.
     pub async fn start(
+        stack: &Stack,
+        dir: &Path,
+        rabbitmq_bin: &Path,
+    ) -> Result<Sandbox, SandboxError> {
+        let mut attempt = 1;
+        loop {
+            let result = Sandbox::start_once(stack, dir, rabbitmq_bin).await;
+            if result.is_err() {
+                // The nodes died with the half-started sandbox; its epmd did not.
+                if let Ok(text) = std::fs::read_to_string(dir.join("sandbox.json"))
+                    && let Ok(layout) = serde_json::from_str::<Layout>(&text)
+                {
+                    node::stop_epmd(layout.epmd_port).await;
+                }
+            }
+            match result {
+                Err(SandboxError::Node(e))
+                    if attempt < 3 && e.to_string().contains("eaddrinuse") =>
+                {
+                    attempt += 1;
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn start_once(
         stack: &Stack,
         dir: &Path,
         rabbitmq_bin: &Path,

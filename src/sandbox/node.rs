@@ -272,13 +272,34 @@ fn signal_group(pid: u32, signal: libc::c_int) {
     }
 }
 
-/// Free TCP ports on loopback, all distinct (the listeners are held until every port is known).
+/// Where sandbox listeners live: below the kernel's ephemeral range (32768-60999 on Linux),
+/// so that no outgoing connection (federation links, HTTP clients) can take a port between
+/// its allocation here and the node binding it.
+const PORTS: std::ops::Range<u16> = 20000..32000;
+
+/// Free TCP ports on loopback, all distinct, picked at random in [`PORTS`] (parallel sandboxes
+/// rarely collide; a collision makes the boot fail with `eaddrinuse` and the sandbox retries
+/// with new ports).
 pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind(("127.0.0.1", 0)))
-        .collect::<Result<_, _>>()?;
-    listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect()
+    let mut held: Vec<std::net::TcpListener> = Vec::new();
+    let mut ports = Vec::new();
+    let mut attempts = 0;
+    while ports.len() < n {
+        attempts += 1;
+        if attempts > n * 50 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "no free loopback ports in 20000-32000",
+            ));
+        }
+        let port = rand::random_range(PORTS);
+        if ports.contains(&port) {
+            continue;
+        }
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push(l);
+            ports.push(port);
+        }
+    }
+    Ok(ports)
 }

@@ -25,10 +25,9 @@ impl Moto {
             "moto is not installed: run scripts/setup (the test command does)"
         );
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        // Below the ephemeral range, like the sandbox's ports: no outgoing connection can take
+        // it before moto binds it.
+        let port = gwctl::sandbox::node::free_ports(1).expect("free port")[0];
         let log = std::fs::File::create(dir.path().join("moto.log")).expect("log");
         let child = Command::new(python)
             .arg(root.join("scripts/moto_server.py"))
