@@ -218,15 +218,8 @@ pub struct UpArgs {
     /// Apply a plan saved by `plan --out`; refused if the files or AWS changed since.
     #[arg(long, value_name = "FILE")]
     pub plan: Option<PathBuf>,
-    /// Do not ask for confirmation.
-    #[arg(long)]
-    pub yes: bool,
-    /// Wait this long for another run's lock on a region before giving up.
-    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
-    pub lock_timeout: u64,
-    /// Operations run at once per region.
-    #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub parallelism: u16,
+    #[command(flatten)]
+    pub apply: ApplyOptions,
 }
 
 #[derive(Debug, Args)]
@@ -237,13 +230,20 @@ pub struct DownArgs {
     /// Remove AWS resources, the backend's federation entries for the region, or both.
     #[arg(long, value_enum, default_value_t = Scope::All)]
     pub scope: Scope,
+    #[command(flatten)]
+    pub apply: ApplyOptions,
+}
+
+/// How `up` and `down` change things: confirmation, locking, concurrency.
+#[derive(Debug, Args)]
+pub struct ApplyOptions {
     /// Do not ask for confirmation.
     #[arg(long)]
     pub yes: bool,
     /// Wait this long for another run's lock on a region before giving up.
     #[arg(long, default_value_t = 0, value_name = "SECONDS")]
     pub lock_timeout: u64,
-    /// Operations run at once.
+    /// Operations run at once per region.
     #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallelism: u16,
 }

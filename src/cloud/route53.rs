@@ -62,6 +62,25 @@ fn txt(name: &str, value: &str, action: ChangeAction) -> Result<ChangeBatch, Clo
     build(ChangeBatch::builder().changes(change).build())
 }
 
+/// Sends one change of the TXT record `name` = `value`.
+async fn change_txt(
+    c: &Client,
+    zone_id: &str,
+    name: &str,
+    value: &str,
+    action: ChangeAction,
+) -> Result<
+    aws_sdk_route53::operation::change_resource_record_sets::ChangeResourceRecordSetsOutput,
+    CloudError,
+> {
+    c.change_resource_record_sets()
+        .hosted_zone_id(zone_id)
+        .change_batch(txt(name, value, action)?)
+        .send()
+        .await
+        .op("ChangeResourceRecordSets")
+}
+
 /// Creates the TXT record `name` = `value`; `Ok(false)` if it exists already (held).
 pub async fn create_txt(
     c: &Client,
@@ -69,13 +88,7 @@ pub async fn create_txt(
     name: &str,
     value: &str,
 ) -> Result<bool, CloudError> {
-    let r = c
-        .change_resource_record_sets()
-        .hosted_zone_id(zone_id)
-        .change_batch(txt(name, value, ChangeAction::Create)?)
-        .send()
-        .await
-        .op("ChangeResourceRecordSets");
+    let r = change_txt(c, zone_id, name, value, ChangeAction::Create).await;
     match r {
         Ok(out) => {
             if let Some(info) = out.change_info() {
@@ -101,13 +114,7 @@ pub async fn delete_txt(
     name: &str,
     value: &str,
 ) -> Result<bool, CloudError> {
-    let r = c
-        .change_resource_record_sets()
-        .hosted_zone_id(zone_id)
-        .change_batch(txt(name, value, ChangeAction::Delete)?)
-        .send()
-        .await
-        .op("ChangeResourceRecordSets");
+    let r = change_txt(c, zone_id, name, value, ChangeAction::Delete).await;
     match r {
         Ok(_) => Ok(true),
         // moto answered InvalidInput here before the launcher's fix; accept both.

@@ -40,10 +40,10 @@ async fn locked(ctx: &Context, args: &DownArgs, printer: &Printer) -> Result<Sta
         "Delete these {n} AWS resources and the backend's federation entries of {}?",
         args.region
     );
-    if !super::aws::confirm(printer, &question, args.yes)? {
+    if !super::aws::confirm(printer, &question, args.apply.yes)? {
         return Err(Error::Failed("cancelled: nothing was deleted".into()));
     }
-    let timeout = std::time::Duration::from_secs(args.lock_timeout);
+    let timeout = std::time::Duration::from_secs(args.apply.lock_timeout);
     let locks = super::aws::lock_regions(
         ctx,
         std::slice::from_ref(&args.region),
@@ -90,7 +90,7 @@ async fn delete_locked(
     let outcome = super::aws::execute(
         &work.aws,
         &work.plan,
-        usize::from(args.parallelism),
+        usize::from(args.apply.parallelism),
         printer,
         &bars,
     )

@@ -140,11 +140,11 @@ async fn apply(
             )))
         };
     }
-    if saved.is_none() && !super::aws::confirm(printer, "Apply these changes?", args.yes)? {
+    if saved.is_none() && !super::aws::confirm(printer, "Apply these changes?", args.apply.yes)? {
         return Err(Error::Failed("cancelled: nothing was changed".into()));
     }
     let regions: Vec<String> = todo.iter().map(|w| w.plan.region.clone()).collect();
-    let timeout = std::time::Duration::from_secs(args.lock_timeout);
+    let timeout = std::time::Duration::from_secs(args.apply.lock_timeout);
     let locks = super::aws::lock_regions(ctx, &regions, "up", timeout, printer).await?;
     let result = apply_locked(ctx, args, &todo, errors, printer).await;
     super::aws::release_locks(locks, printer).await;
@@ -175,7 +175,7 @@ async fn apply_locked(
     let bars = indicatif::MultiProgress::new();
     let runs = works
         .iter()
-        .map(|w| apply_region(ctx, w, usize::from(args.parallelism), printer, &bars));
+        .map(|w| apply_region(ctx, w, usize::from(args.apply.parallelism), printer, &bars));
     let mut failed = errors;
     for result in futures_util::future::join_all(runs).await {
         if let Err(e) = result {
