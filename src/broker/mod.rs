@@ -80,6 +80,50 @@ pub struct Overview {
     pub rabbitmq_version: String,
 }
 
+/// A node's resource alarms as `/api/nodes` reports them. Under an alarm the node accepts
+/// connections but blocks every publisher, so it looks alive while nothing flows.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct NodeAlarms {
+    pub name: String,
+    #[serde(default)]
+    pub mem_alarm: bool,
+    #[serde(default)]
+    pub disk_free_alarm: bool,
+    #[serde(default)]
+    pub disk_free: Option<u64>,
+    #[serde(default)]
+    pub disk_free_limit: Option<u64>,
+    #[serde(default)]
+    pub mem_used: Option<u64>,
+    #[serde(default)]
+    pub mem_limit: Option<u64>,
+}
+
+impl NodeAlarms {
+    /// One line per raised alarm, with the figures that raised it.
+    pub fn raised(&self) -> Vec<String> {
+        let mib = |b: Option<u64>| b.map_or("?".to_string(), |b| format!("{} MiB", b >> 20));
+        let mut out = Vec::new();
+        if self.disk_free_alarm {
+            out.push(format!(
+                "{}: disk alarm: {} free, limit {}",
+                self.name,
+                mib(self.disk_free),
+                mib(self.disk_free_limit)
+            ));
+        }
+        if self.mem_alarm {
+            out.push(format!(
+                "{}: memory alarm: {} used, limit {}",
+                self.name,
+                mib(self.mem_used),
+                mib(self.mem_limit)
+            ));
+        }
+        out
+    }
+}
+
 impl Client {
     /// `base` is `http://host:port` of the management listener.
     pub fn new(base: impl Into<String>, user: impl Into<String>, password: Secret) -> Client {
@@ -317,6 +361,16 @@ impl Client {
             Err(BrokerError::NotFound { .. }) => Ok(()),
             other => other.map(drop),
         }
+    }
+
+    pub async fn node_alarms(&self) -> Result<Vec<NodeAlarms>, BrokerError> {
+        let v = self.call(Method::GET, "nodes", "nodes", None).await?;
+        serde_json::from_value(v).map_err(|e| BrokerError::Http {
+            endpoint: self.base.clone(),
+            status: 200,
+            what: "nodes".into(),
+            reason: format!("unexpected answer: {e}"),
+        })
     }
 
     pub async fn federation_links(&self) -> Result<Vec<FederationLink>, BrokerError> {

@@ -97,6 +97,21 @@ pub struct Addressing {
     pub discovery: Discovery,
     /// Where the filled-in definitions file lives on the broker.
     pub definitions_path: String,
+    pub host: Host,
+}
+
+/// What the broker shares its machine with; decides how resource alarms are set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Host {
+    /// A broker instance of its own: alarms relative to its RAM, as RabbitMQ recommends for
+    /// production (free disk at least 1.5× RAM, so a memory flush always fits).
+    Dedicated,
+    /// Several local nodes on one workstation or CI machine: limits relative to that
+    /// machine's RAM would be multiplied by the node count (memory) or exceed the free disk
+    /// of a shared filesystem (a disk alarm blocks every publisher, silently), so they are
+    /// small absolute values instead.
+    Shared,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -124,6 +139,7 @@ impl Addressing {
                 .collect(),
             discovery: Discovery::Aws,
             definitions_path: DEFINITIONS_PATH.to_string(),
+            host: Host::Dedicated,
         }
     }
 
@@ -140,6 +156,7 @@ impl Addressing {
             peer_amqp: Vec::new(),
             discovery: Discovery::None,
             definitions_path: DEFINITIONS_PATH.to_string(),
+            host: Host::Dedicated,
         }
     }
 
@@ -423,6 +440,7 @@ fn base_context(
     );
     ctx.insert("discovery", &addr.discovery);
     ctx.insert("definitions_path", &addr.definitions_path);
+    ctx.insert("host", &addr.host);
     ctx
 }
 

@@ -148,6 +148,28 @@ pub async fn mqtt_publish(
     acked
 }
 
+/// How long one AMQP operation (connect, a batch of confirms, a declaration) may take. A
+/// broker under a resource alarm accepts connections but blocks publishers without a word,
+/// so nothing here may wait unbounded.
+const AMQP_TIMEOUT: Duration = Duration::from_secs(90);
+
+async fn bounded<T>(
+    login: &Login,
+    what: &str,
+    op: impl Future<Output = Result<T, ClientError>>,
+) -> Result<T, ClientError> {
+    tokio::time::timeout(AMQP_TIMEOUT, op).await.map_err(|_| {
+        ClientError::Amqp(
+            login.host.clone(),
+            login.port,
+            format!(
+                "{what}: no answer within {} s (a memory or disk alarm blocks publishers: check /api/nodes)",
+                AMQP_TIMEOUT.as_secs()
+            ),
+        )
+    })?
+}
+
 fn amqp_uri(login: &Login) -> String {
     let enc = crate::federation::encode_component;
     format!(
@@ -177,41 +199,44 @@ impl AmqpConsumer {
         exchange: &str,
         binding_key: &str,
     ) -> Result<Self, ClientError> {
-        let err =
-            |e: lapin::Error| ClientError::Amqp(login.host.clone(), login.port, e.to_string());
-        let conn = amqp_connect(login).await?;
-        let ch = conn.create_channel().await.map_err(err)?;
-        let opts = QueueDeclareOptions {
-            exclusive: true,
-            auto_delete: true,
-            ..Default::default()
-        };
-        let queue = ch
-            .queue_declare("".into(), opts, FieldTable::default())
-            .await
-            .map_err(err)?;
-        ch.queue_bind(
-            queue.name().clone(),
-            exchange.into(),
-            binding_key.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(err)?;
-        let consumer = ch
-            .basic_consume(
+        bounded(login, "binding a consumer", async {
+            let err =
+                |e: lapin::Error| ClientError::Amqp(login.host.clone(), login.port, e.to_string());
+            let conn = amqp_connect(login).await?;
+            let ch = conn.create_channel().await.map_err(err)?;
+            let opts = QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            };
+            let queue = ch
+                .queue_declare("".into(), opts, FieldTable::default())
+                .await
+                .map_err(err)?;
+            ch.queue_bind(
                 queue.name().clone(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
+                exchange.into(),
+                binding_key.into(),
+                QueueBindOptions::default(),
                 FieldTable::default(),
             )
             .await
             .map_err(err)?;
-        Ok(AmqpConsumer { conn, consumer })
+            let consumer = ch
+                .basic_consume(
+                    queue.name().clone(),
+                    "".into(),
+                    BasicConsumeOptions {
+                        no_ack: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(err)?;
+            Ok(AmqpConsumer { conn, consumer })
+        })
+        .await
     }
 
     pub async fn next(&mut self, timeout: Duration) -> Option<Received> {
@@ -236,34 +261,38 @@ pub async fn amqp_publish(
     routing_key: &str,
     payload: &[u8],
 ) -> Result<(), ClientError> {
-    let err = |e: lapin::Error| ClientError::Amqp(login.host.clone(), login.port, e.to_string());
-    let conn = amqp_connect(login).await?;
-    let ch = conn.create_channel().await.map_err(err)?;
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .map_err(err)?;
-    let confirm = ch
-        .basic_publish(
-            exchange.into(),
-            routing_key.into(),
-            BasicPublishOptions::default(),
-            payload,
-            BasicProperties::default().with_delivery_mode(2),
-        )
-        .await
-        .map_err(err)?
-        .await
-        .map_err(err)?;
-    let _ = conn.close(200, "done".into()).await;
-    if confirm.is_ack() {
-        Ok(())
-    } else {
-        Err(ClientError::Amqp(
-            login.host.clone(),
-            login.port,
-            "the broker refused the message (nack)".into(),
-        ))
-    }
+    bounded(login, "publishing with confirms", async {
+        let err =
+            |e: lapin::Error| ClientError::Amqp(login.host.clone(), login.port, e.to_string());
+        let conn = amqp_connect(login).await?;
+        let ch = conn.create_channel().await.map_err(err)?;
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(err)?;
+        let confirm = ch
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                payload,
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .map_err(err)?
+            .await
+            .map_err(err)?;
+        let _ = conn.close(200, "done".into()).await;
+        if confirm.is_ack() {
+            Ok(())
+        } else {
+            Err(ClientError::Amqp(
+                login.host.clone(),
+                login.port,
+                "the broker refused the message (nack)".into(),
+            ))
+        }
+    })
+    .await
 }
 
 /// Publishes persistent messages on one channel with publisher confirms, waiting for every
@@ -273,40 +302,44 @@ pub async fn amqp_publish_many(
     exchange: &str,
     messages: impl IntoIterator<Item = (String, Vec<u8>)>,
 ) -> Result<usize, ClientError> {
-    let err = |e: lapin::Error| ClientError::Amqp(login.host.clone(), login.port, e.to_string());
-    let conn = amqp_connect(login).await?;
-    let ch = conn.create_channel().await.map_err(err)?;
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .map_err(err)?;
-    let mut pending = Vec::new();
-    for (key, payload) in messages {
-        let confirm = ch
-            .basic_publish(
-                exchange.into(),
-                key.as_str().into(),
-                BasicPublishOptions::default(),
-                &payload,
-                BasicProperties::default().with_delivery_mode(2),
-            )
+    bounded(login, "publishing with confirms", async {
+        let err =
+            |e: lapin::Error| ClientError::Amqp(login.host.clone(), login.port, e.to_string());
+        let conn = amqp_connect(login).await?;
+        let ch = conn.create_channel().await.map_err(err)?;
+        ch.confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(err)?;
-        pending.push(confirm);
-    }
-    let mut acked = 0;
-    for confirm in pending {
-        if confirm.await.map_err(err)?.is_ack() {
-            acked += 1;
-        } else {
-            return Err(ClientError::Amqp(
-                login.host.clone(),
-                login.port,
-                "the broker refused a message (nack)".into(),
-            ));
+        let mut pending = Vec::new();
+        for (key, payload) in messages {
+            let confirm = ch
+                .basic_publish(
+                    exchange.into(),
+                    key.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &payload,
+                    BasicProperties::default().with_delivery_mode(2),
+                )
+                .await
+                .map_err(err)?;
+            pending.push(confirm);
         }
-    }
-    let _ = conn.close(200, "done".into()).await;
-    Ok(acked)
+        let mut acked = 0;
+        for confirm in pending {
+            if confirm.await.map_err(err)?.is_ack() {
+                acked += 1;
+            } else {
+                return Err(ClientError::Amqp(
+                    login.host.clone(),
+                    login.port,
+                    "the broker refused a message (nack)".into(),
+                ));
+            }
+        }
+        let _ = conn.close(200, "done".into()).await;
+        Ok(acked)
+    })
+    .await
 }
 
 /// Declares a durable queue bound to `exchange` with `binding_key` (messages wait there
@@ -317,51 +350,58 @@ pub async fn declare_durable_queue(
     exchange: &str,
     binding_key: &str,
 ) -> Result<(), ClientError> {
-    let err = |e: lapin::Error| ClientError::Amqp(login.host.clone(), login.port, e.to_string());
-    let conn = amqp_connect(login).await?;
-    let ch = conn.create_channel().await.map_err(err)?;
-    let opts = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    ch.queue_declare(queue.into(), opts, FieldTable::default())
+    bounded(login, "declaring a queue", async {
+        let err =
+            |e: lapin::Error| ClientError::Amqp(login.host.clone(), login.port, e.to_string());
+        let conn = amqp_connect(login).await?;
+        let ch = conn.create_channel().await.map_err(err)?;
+        let opts = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        ch.queue_declare(queue.into(), opts, FieldTable::default())
+            .await
+            .map_err(err)?;
+        ch.queue_bind(
+            queue.into(),
+            exchange.into(),
+            binding_key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .map_err(err)?;
-    ch.queue_bind(
-        queue.into(),
-        exchange.into(),
-        binding_key.into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
+        let _ = conn.close(200, "done".into()).await;
+        Ok(())
+    })
     .await
-    .map_err(err)?;
-    let _ = conn.close(200, "done".into()).await;
-    Ok(())
 }
 
 impl AmqpConsumer {
     /// Consumes an existing queue (auto-ack).
     pub async fn on_queue(login: &Login, queue: &str) -> Result<Self, ClientError> {
-        let err =
-            |e: lapin::Error| ClientError::Amqp(login.host.clone(), login.port, e.to_string());
-        let conn = amqp_connect(login).await?;
-        let ch = conn.create_channel().await.map_err(err)?;
-        ch.basic_qos(500, lapin::options::BasicQosOptions::default())
-            .await
-            .map_err(err)?;
-        let consumer = ch
-            .basic_consume(
-                queue.into(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(err)?;
-        Ok(AmqpConsumer { conn, consumer })
+        bounded(login, "consuming a queue", async {
+            let err =
+                |e: lapin::Error| ClientError::Amqp(login.host.clone(), login.port, e.to_string());
+            let conn = amqp_connect(login).await?;
+            let ch = conn.create_channel().await.map_err(err)?;
+            ch.basic_qos(500, lapin::options::BasicQosOptions::default())
+                .await
+                .map_err(err)?;
+            let consumer = ch
+                .basic_consume(
+                    queue.into(),
+                    "".into(),
+                    BasicConsumeOptions {
+                        no_ack: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(err)?;
+            Ok(AmqpConsumer { conn, consumer })
+        })
+        .await
     }
 }

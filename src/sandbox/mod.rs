@@ -19,7 +19,7 @@ use crate::broker::{self, BrokerError};
 use crate::endpoints::{BrokerAddress, EndpointMap};
 use crate::federation;
 use crate::render::placeholder::{self, SecretName, SecretValues};
-use crate::render::{self, Addressing, Discovery, write_file};
+use crate::render::{self, Addressing, Discovery, Host, write_file};
 use crate::spec::model::Ports;
 use crate::spec::secret::{Secret, SecretError};
 use crate::spec::{GatewaySpec, Stack};
@@ -232,10 +232,30 @@ impl Sandbox {
         for result in futures_util::future::join_all(waits).await {
             result?;
         }
+        sandbox.check_alarms().await?;
         let map = serde_json::to_string_pretty(&sandbox.endpoint_map()).unwrap_or_default();
         write_file(&dir.join(ENDPOINTS_FILE), map.as_bytes(), 0o644)
             .map_err(io("writing the endpoint file".into()))?;
         Ok(sandbox)
+    }
+
+    /// Fails when a node starts under a resource alarm: it would accept every client and
+    /// block every publisher, which looks like a hang rather than an error.
+    async fn check_alarms(&self) -> Result<(), SandboxError> {
+        let mut raised = Vec::new();
+        for name in self.nodes.keys() {
+            for node in self.admin(name)?.node_alarms().await? {
+                raised.extend(node.raised());
+            }
+        }
+        if raised.is_empty() {
+            Ok(())
+        } else {
+            Err(SandboxError::Failed(format!(
+                "nodes started under a resource alarm (publishers would block):\n  {}",
+                raised.join("\n  ")
+            )))
+        }
     }
 
     /// Where each region's broker is, in the format of `--broker-endpoints`.
@@ -282,6 +302,7 @@ impl Sandbox {
             peer_amqp,
             discovery: Discovery::None,
             definitions_path: node_dir.join("definitions.json").display().to_string(),
+            host: Host::Shared,
         }
     }
 
