@@ -12,6 +12,8 @@ of past changes instead of the records that exist): the whole batch is validated
 current record sets before anything is applied; a CREATE of an existing name+type(+set
 identifier) and a DELETE whose TTL or values differ from the current ones fail with
 InvalidChangeBatch. gwctl's lock (a TXT record created with CREATE) relies on exactly that.
+Health checks get what AWS does and moto lacks: CallerReference idempotency, HealthCheckInUse on
+deleting a check a record uses, and a status that honours Inverted (drills rely on it).
 
 It also seeds the images an AWS account sees and moto does not list: Debian's (owner
 136693071363), so region files can select images by owner and name as in production. They are
@@ -154,7 +156,9 @@ def add_block_device(self, size, device_path, snapshot_id, encrypted, delete_on_
 InstanceBackend.run_instances = run_instances
 Instance.add_block_device = add_block_device
 
-from moto.route53.exceptions import Route53ClientError  # noqa: E402
+import copy  # noqa: E402
+
+from moto.route53.exceptions import DnsNameInvalidForZone, Route53ClientError  # noqa: E402
 from moto.route53.models import Route53Backend  # noqa: E402
 
 
@@ -167,35 +171,133 @@ def _rr_key(name, rtype, set_id):
     return (name.lower().rstrip("."), rtype, set_id)
 
 
-_change_resource_record_sets = Route53Backend.change_resource_record_sets
+def _rr_values(ttl, records, alias, health_check_id):
+    """What a DELETE must repeat exactly: TTL and values, or the alias target; the health check."""
+    if alias:
+        target = (str(alias.get("DNSName", "")).lower().rstrip("."), str(alias.get("EvaluateTargetHealth", "")).lower())
+        return ("alias", target, health_check_id or None)
+    return (str(ttl), sorted(records or []), health_check_id or None)
 
 
 def change_resource_record_sets(self, zoneid, change_list):
     zone = self.get_hosted_zone(zoneid)
+    # The batch is checked change by change against the record sets as the earlier changes of
+    # the same batch leave them (a DELETE followed by a CREATE of one set is how AWS updates it),
+    # and applied only if every change is valid.
     current = {
-        _rr_key(rs.name, rs.type, rs.set_identifier): (str(rs.ttl), sorted(rs.records or []))
+        _rr_key(rs.name, rs.type, rs.set_identifier): _rr_values(rs.ttl, rs.records, rs.alias_target, rs.health_check_id)
         for rs in zone.rrsets
     }
     seen = set()
     for change in change_list:
         rs = change["ResourceRecordSet"]
+        action = change["Action"]
         key = _rr_key(rs["Name"], rs["Type"], rs.get("SetIdentifier"))
         shown = f"[name='{key[0]}.', type='{rs['Type']}'" + (f", set-identifier='{key[2]}'" if key[2] else "") + "]"
-        if key in seen:
+        if (key, action) in seen:
             raise _InvalidChangeBatch(f"The request contains an invalid set of changes for a resource record set {shown}")
-        seen.add(key)
-        if change["Action"] == "CREATE" and key in current:
-            raise _InvalidChangeBatch(f"Tried to create resource record set {shown} but it already exists")
-        if change["Action"] == "DELETE" and "AliasTarget" not in rs:
+        seen.add((key, action))
+        values = _rr_values(rs.get("TTL"), [r["Value"] for r in rs.get("ResourceRecords", [])], rs.get("AliasTarget"), rs.get("HealthCheckId"))
+        hc = rs.get("HealthCheckId")
+        if action in ("CREATE", "UPSERT") and hc and hc not in self.health_checks:
+            raise _InvalidChangeBatch(f"Invalid health check id {hc} for {shown}")
+        if action == "CREATE":
+            if key in current:
+                raise _InvalidChangeBatch(f"Tried to create resource record set {shown} but it already exists")
+            current[key] = values
+        elif action == "UPSERT":
+            current[key] = values
+        elif action == "DELETE":
             if key not in current:
                 raise _InvalidChangeBatch(f"Tried to delete resource record set {shown} but it was not found")
-            given = (str(rs.get("TTL")), sorted(r["Value"] for r in rs.get("ResourceRecords", [])))
-            if given != current[key]:
+            if values != current[key]:
                 raise _InvalidChangeBatch(f"Tried to delete resource record set {shown} but the values provided do not match the current values")
-    return _change_resource_record_sets(self, zoneid, change_list)
+            del current[key]
+    # Applied here rather than by moto, whose DELETE with a SetIdentifier removes that identifier
+    # under every name, and whose CREATE consults a journal of past change bodies.
+    for change in change_list:
+        rs = copy.deepcopy(change["ResourceRecordSet"])
+        if not rs["Name"].rstrip(".").lower().endswith(zone.name.rstrip(".").lower()):
+            raise DnsNameInvalidForZone(name=rs["Name"], zone_name=zone.name)
+        if not rs["Name"].endswith("."):
+            rs["Name"] += "."
+        if "ResourceRecords" in rs:
+            rs["ResourceRecords"] = [r["Value"] for r in rs["ResourceRecords"]]
+        key = _rr_key(rs["Name"], rs["Type"], rs.get("SetIdentifier"))
+        if change["Action"] == "DELETE":
+            zone.rrsets = [r for r in zone.rrsets if _rr_key(r.name, r.type, r.set_identifier) != key]
+        else:
+            zone.rrsets = [r for r in zone.rrsets if _rr_key(r.name, r.type, r.set_identifier) != key]
+            zone.add_rrset(rs)
+        zone.rr_changes.append(copy.deepcopy(change))
 
 
 Route53Backend.change_resource_record_sets = change_resource_record_sets
+
+# Health checks. CallerReference is an idempotency token in AWS: the same reference returns the
+# check it created (if the configuration is the same; HealthCheckAlreadyExists otherwise).
+_create_health_check = Route53Backend.create_health_check
+
+
+class _HealthCheckAlreadyExists(Route53ClientError):
+    code = 409
+
+    def __init__(self, reference):
+        super().__init__("HealthCheckAlreadyExists", f"A health check with caller reference {reference} already exists with another configuration")
+
+
+class _HealthCheckInUse(Route53ClientError):
+    def __init__(self, check_id):
+        super().__init__("HealthCheckInUse", f"The health check {check_id} is still referenced from a resource record set")
+
+
+def create_health_check(self, caller_reference, health_check_args):
+    for check in self.health_checks.values():
+        if check.caller_reference == caller_reference:
+            same = (check.ip_address, str(check.port), check.type_) == (
+                health_check_args.get("ip_address"), str(health_check_args.get("port") or 80), health_check_args.get("type"))
+            if same:
+                return check
+            raise _HealthCheckAlreadyExists(caller_reference)
+    return _create_health_check(self, caller_reference, health_check_args)
+
+
+_delete_health_check = Route53Backend.delete_health_check
+
+
+def delete_health_check(self, health_check_id):
+    for zone in self.zones.values():
+        if any(rs.health_check_id == health_check_id for rs in zone.rrsets):
+            raise _HealthCheckInUse(health_check_id)
+    return _delete_health_check(self, health_check_id)
+
+
+Route53Backend.create_health_check = create_health_check
+Route53Backend.delete_health_check = delete_health_check
+
+# Health status. The emulator's endpoints are addresses nobody serves, so every endpoint is
+# taken as up (as a healthy gateway's would be); what AWS does to that answer is emulated: an
+# Inverted check reports the opposite, a Disabled check reports healthy. moto always answers one
+# "Success" observation.
+from moto.route53.responses import Route53 as _Route53Response  # noqa: E402
+from moto.core.responses import ActionResult  # noqa: E402
+from moto.core.utils import utcnow  # noqa: E402
+
+CHECKERS = ["us-east-1", "us-west-1", "us-west-2", "eu-west-1", "ap-southeast-1", "ap-southeast-2", "ap-northeast-1", "sa-east-1"]
+
+
+def get_health_check_status(self):
+    check = self.backend.get_health_check(self._get_param("HealthCheckId"))
+    healthy = check.disabled or not check.inverted
+    status = "Success: TCP connection established" if healthy else "Failure: the health check is inverted"
+    observations = [
+        {"Region": region, "IPAddress": "15.177.0.1", "StatusReport": {"Status": status, "CheckedTime": utcnow()}}
+        for region in (check.regions or CHECKERS)
+    ]
+    return ActionResult({"HealthCheckObservations": observations})
+
+
+_Route53Response.get_health_check_status = get_health_check_status
 
 EC2Response.create_vpn_connection_route = create_vpn_connection_route
 EC2Response.delete_vpn_connection_route = delete_vpn_connection_route

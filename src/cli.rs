@@ -60,6 +60,9 @@ pub enum Command {
     Down(DownArgs),
     /// Break a stale lock (left by an interrupted run) on a gateway region.
     Unlock(UnlockArgs),
+    /// Rehearse losing a gateway region: which region Route53 answers each client location,
+    /// now and with REGION down (dry by default; `--live` really fails its health checks).
+    Drill(DrillArgs),
     /// Run the stack on this machine: local RabbitMQ nodes stand in for every region's brokers.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
@@ -178,6 +181,9 @@ impl Scope {
 pub struct StatusArgs {
     #[command(flatten)]
     pub select: RegionSelection,
+    /// Check AWS resources and Route53, the federation links, or both.
+    #[arg(long, value_enum, default_value_t = Scope::All)]
+    pub scope: Scope,
     /// Print the status as JSON.
     #[arg(long)]
     pub json: bool,
@@ -246,6 +252,29 @@ pub struct ApplyOptions {
     /// Operations run at once per region.
     #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallelism: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// The gateway region to take down (in Route53 only).
+    #[arg(value_name = "REGION")]
+    pub region: String,
+    /// Invert REGION's health checks, wait until Route53 reports them unhealthy, show the
+    /// answers, then restore them (also on Ctrl-C; `gwctl up` repairs an interrupted drill).
+    #[arg(long)]
+    pub live: bool,
+    /// Do not ask before a live drill.
+    #[arg(long)]
+    pub yes: bool,
+    /// How long a live drill waits for Route53 to see the region down.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub timeout: u64,
+    /// Wait this long for another run's lock on the region before giving up (live drills).
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    pub lock_timeout: u64,
+    /// Print the drill as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

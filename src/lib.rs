@@ -5,6 +5,8 @@ pub mod broker;
 pub mod cli;
 pub mod cloud;
 pub mod commands;
+pub mod dns;
+pub mod drill;
 pub mod endpoints;
 pub mod error;
 pub mod federation;

@@ -3,6 +3,7 @@
 mod support;
 
 mod aws;
+mod dns;
 mod federation;
 mod lock;
 

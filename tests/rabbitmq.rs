@@ -68,14 +68,18 @@ async fn rendered_nodes_federate_both_ways_without_loops() {
     assert_eq!(overview.cluster_name, "gw-us-east-1");
     // Local nodes share one disk: their alarm limits are absolute, not 1.5-2x the machine's
     // RAM (which blocked every publisher on a CI machine with less free disk than that).
-    let alarms = sandbox
-        .admin(BACKEND)
-        .expect("client")
-        .node_alarms()
-        .await
-        .expect("nodes");
-    assert_eq!(alarms[0].disk_free_limit, Some(1_000_000_000));
-    assert!(alarms.iter().all(|n| n.raised().is_empty()), "{alarms:?}");
+    let admin = sandbox.admin(BACKEND).expect("client");
+    assert_eq!(admin.alarms_in_effect().await.expect("alarm check"), None);
+    // The figures arrive with the node's first statistics round.
+    let mut limit = None;
+    for _ in 0..60 {
+        limit = admin.node_alarms().await.expect("nodes")[0].disk_free_limit;
+        if limit.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(limit, Some(1_000_000_000));
 
     let backend = sandbox.admin_login(BACKEND).expect("backend login");
     let us = sandbox.device_login("us-east-1").expect("us device");

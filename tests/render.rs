@@ -252,3 +252,73 @@ fn boot_script_fills_placeholders_like_gwctl() {
     ));
     assert!(!verify(by_name("device"), "wrong"));
 }
+
+/// Asks the responder once; `None` until it listens.
+fn ask(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+#[test]
+fn http_health_checks_get_a_responder_that_reports_the_node() {
+    // The region file asks for HTTP checks: each broker's user-data installs the responder.
+    let r = Regions::examples();
+    r.edit("us-east-1.yaml", "  protocol: tcp", "  protocol: http");
+    let out = render_to(&r, "us-east-1");
+    let user_data = std::fs::read_to_string(out.path().join("us-east-1/broker-1.user-data.yaml"))
+        .expect("user-data");
+    assert!(user_data.contains("/etc/systemd/system/gwctl-health.service"));
+    assert!(
+        user_data.contains("--listen 8080 --path /health --check-port 1883 --check-port 5672"),
+        "{user_data}"
+    );
+    assert!(user_data.contains("systemctl, enable, --now, gwctl-health"));
+    // TCP checks (the examples) need none.
+    let tcp = render_to(&Regions::examples(), "us-east-1");
+    let plain = std::fs::read_to_string(tcp.path().join("us-east-1/broker-1.user-data.yaml"))
+        .expect("user-data");
+    assert!(!plain.contains("gwctl-health"));
+
+    // The responder itself: 200 while the node's ports accept connections, 503 once one does not.
+    let mqtt = std::net::TcpListener::bind("127.0.0.1:0").expect("mqtt stand-in");
+    let amqp = std::net::TcpListener::bind("127.0.0.1:0").expect("amqp stand-in");
+    let port = |l: &std::net::TcpListener| l.local_addr().expect("addr").port().to_string();
+    let (mqtt_port, amqp_port) = (port(&mqtt), port(&amqp));
+    let listen = gwctl::sandbox::node::free_ports(1).expect("port")[0];
+    let script = out.path().join("health-responder");
+    std::fs::write(
+        &script,
+        include_str!("../templates/gateway/health-responder.py"),
+    )
+    .expect("write");
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .arg(&script)
+        .args(["--listen", &listen.to_string(), "--path", "/health"])
+        .args(["--check-port", &mqtt_port, "--check-port", &amqp_port])
+        .spawn()
+        .expect("responder");
+    let start = std::time::Instant::now();
+    let first = loop {
+        if let Some(answer) = ask(listen, "/health") {
+            break answer;
+        }
+        assert!(
+            start.elapsed().as_secs() < 20,
+            "the responder did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(first.starts_with("HTTP/1.0 200"), "{first}");
+    assert!(ask(listen, "/other").expect("answer").contains(" 404 "));
+    drop(mqtt);
+    std::thread::sleep(std::time::Duration::from_millis(1100)); // past the cached probe
+    let down = ask(listen, "/health").expect("answer");
+    assert!(down.starts_with("HTTP/1.0 503"), "{down}");
+    assert!(down.contains(&format!("port {mqtt_port}")), "{down}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

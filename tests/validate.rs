@@ -389,3 +389,38 @@ fn regions_dir_comes_from_the_environment_too() {
         .assert()
         .code(2);
 }
+
+#[test]
+fn health_check_regions_must_be_route53_checker_regions() {
+    let r = Regions::examples();
+    r.edit(
+        "us-east-1.yaml",
+        "interval_s: 10",
+        "interval_s: 10\n  regions: [us-east-1, eu-west-1, mars-1]",
+    );
+    let (code, stderr) = validate(&r, &["us-east-1"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("us-east-1.yaml:36:")
+            && stderr
+                .contains("health_check.regions[2]: Route53 has no health checkers in `mars-1`"),
+        "{stderr}"
+    );
+    r.edit(
+        "us-east-1.yaml",
+        "[us-east-1, eu-west-1, mars-1]",
+        "[us-east-1, eu-west-1]",
+    );
+    let (code, stderr) = validate(&r, &["us-east-1"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("health_check.regions: Route53 needs at least 3 checker regions"),
+        "{stderr}"
+    );
+    r.edit(
+        "us-east-1.yaml",
+        "[us-east-1, eu-west-1]",
+        "[us-east-1, eu-west-1, sa-east-1]",
+    );
+    assert_eq!(validate(&r, &["us-east-1"]).0, 0);
+}

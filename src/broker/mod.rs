@@ -363,6 +363,23 @@ impl Client {
         }
     }
 
+    /// Alarms in effect anywhere in the cluster (`/api/health/checks/alarms`, which reads them
+    /// live, unlike `/api/nodes`, whose figures arrive with the first statistics round).
+    pub async fn alarms_in_effect(&self) -> Result<Option<String>, BrokerError> {
+        match self
+            .call_once(Method::GET, "health/checks/alarms", "alarm check", None)
+            .await
+        {
+            Ok(_) => Ok(None),
+            Err(BrokerError::Http {
+                status: 503,
+                reason,
+                ..
+            }) => Ok(Some(reason)),
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn node_alarms(&self) -> Result<Vec<NodeAlarms>, BrokerError> {
         let v = self.call(Method::GET, "nodes", "nodes", None).await?;
         serde_json::from_value(v).map_err(|e| BrokerError::Http {

@@ -447,7 +447,7 @@ async fn instances(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError> {
     Ok(out)
 }
 
-async fn elastic_ips(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError> {
+pub async fn elastic_ips(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError> {
     let resp = c
         .describe_addresses()
         .set_filters(Some(owner_filters(o).to_vec()))

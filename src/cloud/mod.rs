@@ -17,6 +17,7 @@ use aws_config::retry::RetryConfig;
 use aws_sdk_ec2::error::DisplayErrorContext;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 
+use crate::dns::{CheckConfig, ObservedCheck, ObservedRecord, Record, RecordChange};
 use crate::resources::{Actual, Desired, Key, Kind, Observed, Ref};
 use crate::spec::model::Ami;
 
@@ -222,6 +223,66 @@ impl Aws {
 
     pub async fn read_txt(&self, zone_id: &str, name: &str) -> Result<Option<String>, CloudError> {
         route53::read_txt(&self.route53, zone_id, name).await
+    }
+
+    /// Public addresses of the region's Elastic IPs, by name (`broker-1`).
+    pub async fn public_addresses(&self) -> Result<BTreeMap<String, String>, CloudError> {
+        let eips = ec2::elastic_ips(&self.ec2, &self.owner).await?;
+        Ok(eips
+            .into_iter()
+            .filter_map(|o| Some((o.key.name, o.state?)))
+            .collect())
+    }
+
+    /// Route53 health checks whose CallerReference starts with `prefix`.
+    pub async fn health_checks(&self, prefix: &str) -> Result<Vec<ObservedCheck>, CloudError> {
+        route53::list_checks(&self.route53, prefix).await
+    }
+
+    pub async fn create_health_check(
+        &self,
+        caller_reference: &str,
+        cfg: &CheckConfig,
+        tags: &[(String, String)],
+    ) -> Result<String, CloudError> {
+        route53::create_check(&self.route53, caller_reference, cfg, tags).await
+    }
+
+    pub async fn update_health_check(&self, id: &str, cfg: &CheckConfig) -> Result<(), CloudError> {
+        route53::update_check(&self.route53, id, cfg).await
+    }
+
+    pub async fn invert_health_check(&self, id: &str, inverted: bool) -> Result<(), CloudError> {
+        route53::set_inverted(&self.route53, id, inverted).await
+    }
+
+    pub async fn delete_health_check(&self, id: &str) -> Result<(), CloudError> {
+        route53::delete_check(&self.route53, id).await
+    }
+
+    /// (healthy observations, all observations) of a health check.
+    pub async fn health_check_status(&self, id: &str) -> Result<(usize, usize), CloudError> {
+        route53::check_status(&self.route53, id).await
+    }
+
+    /// Every record set named `name` in the zone.
+    pub async fn records_named(
+        &self,
+        zone_id: &str,
+        name: &str,
+    ) -> Result<Vec<ObservedRecord>, CloudError> {
+        route53::list_named(&self.route53, zone_id, name).await
+    }
+
+    /// Applies record changes as one batch and waits until it is in sync.
+    pub async fn change_records(
+        &self,
+        zone_id: &str,
+        changes: &[RecordChange],
+        ids: &dyn Fn(&Record) -> Option<String>,
+        on_wait: &dyn Fn(Duration),
+    ) -> Result<usize, CloudError> {
+        route53::apply_batch(&self.route53, zone_id, changes, ids, on_wait).await
     }
 
     pub async fn find_image(&self, ami: &Ami) -> Result<Image, CloudError> {

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use crate::broker;
 use crate::cli::Scope;
 use crate::cloud::{Aws, Owner};
+use crate::dns::DnsPlan;
 use crate::endpoints::{BrokerAddress, EndpointMap};
 use crate::error::{Error, Result};
 use crate::federation as topology;
@@ -140,12 +141,15 @@ impl Context {
 pub struct RegionWork {
     pub aws: Aws,
     pub plan: RegionPlan,
+    /// Route53 health checks and records (in the AWS scope).
+    pub dns: Option<DnsPlan>,
     pub federation: Option<FederationPlan>,
 }
 
 impl RegionWork {
     pub fn has_changes(&self, scope: Scope) -> bool {
         (scope.aws() && self.plan.has_changes())
+            || self.dns.as_ref().is_some_and(DnsPlan::has_changes)
             || self
                 .federation
                 .as_ref()
@@ -200,6 +204,12 @@ pub async fn plan_region(
         ),
     };
     let plan = plan::diff(&backend.stack, region, desired, &actual, gw.is_none());
+    let dns = if ctx.scope.aws() {
+        let addresses = super::dns::addresses_from_plan(&plan);
+        Some(super::dns::plan(&aws, stack, gw, region, &addresses).await?)
+    } else {
+        None
+    };
     let federation = if ctx.scope.federation() {
         Some(plan_federation(ctx, gw, region, &plan).await?)
     } else {
@@ -208,6 +218,7 @@ pub async fn plan_region(
     Ok(RegionWork {
         aws,
         plan,
+        dns,
         federation,
     })
 }

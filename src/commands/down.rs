@@ -83,6 +83,10 @@ async fn delete_locked(
             ));
         }
     }
+    // Clients stop being sent to the region before its brokers go.
+    if let Some(dns) = work.dns.as_ref().filter(|d| d.has_changes()) {
+        super::dns::apply(&work.aws, &ctx.stack, &[dns], printer).await?;
+    }
     if !ctx.scope.aws() || !work.plan.has_changes() {
         return Ok(Status::Success);
     }

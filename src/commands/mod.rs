@@ -2,7 +2,9 @@
 //! API calls of its own.
 
 mod aws;
+mod dns;
 mod down;
+mod drill;
 mod plan;
 mod render;
 mod sandbox;
@@ -23,6 +25,7 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<Status> {
         Command::Render(args) => render::run(&cli.regions, &args, printer),
         Command::Status(ref args) => status::run(&cli, args, printer),
         Command::Unlock(ref args) => unlock::run(&cli, args, printer),
+        Command::Drill(ref args) => drill::run(&cli, args, printer),
         Command::Plan(ref args) => plan::run(&cli, args, printer),
         Command::Up(ref args) => up::run(&cli, args, printer),
         Command::Down(ref args) => down::run(&cli, args, printer),

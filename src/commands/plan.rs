@@ -37,6 +37,9 @@ pub fn to_json(works: &[RegionWork]) -> Value {
             if let (Some(obj), Some(f)) = (r.as_object_mut(), &w.federation) {
                 obj.insert("federation".into(), output::json_federation(f));
             }
+            if let (Some(obj), Some(d)) = (r.as_object_mut(), &w.dns) {
+                obj.insert("route53".into(), output::json_dns(d));
+            }
         }
     }
     v
@@ -46,6 +49,9 @@ pub fn to_json(works: &[RegionWork]) -> Value {
 pub fn print_human(ctx: &Context, w: &RegionWork, printer: &Printer) {
     if ctx.scope.aws() {
         printer.data(&output::human(&w.plan, printer));
+    }
+    if let Some(d) = &w.dns {
+        printer.data(&output::human_dns(d, printer));
     }
     if let Some(f) = &w.federation {
         let backend = ctx

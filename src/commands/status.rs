@@ -2,7 +2,7 @@ use serde::Serialize;
 
 use super::aws::{Context, RegionWork};
 use crate::broker;
-use crate::cli::{Cli, Scope, StatusArgs};
+use crate::cli::{Cli, StatusArgs};
 use crate::error::{Error, Result, Status};
 use crate::plan::Action;
 use crate::printer::{AnsiColor, Printer};
@@ -36,6 +36,12 @@ struct RegionStatus {
     aws_changes_pending: usize,
     federation_changes_pending: usize,
     instances: Vec<Instance>,
+    /// Route53 health checks of the region's endpoints, with the checkers' verdict.
+    health_checks: Vec<super::dns::CheckStatus>,
+    /// The records gwctl serves for the region.
+    records: Vec<crate::dns::Record>,
+    /// Whether Route53 answers clients with this region (some endpoint healthy).
+    route53_answering: bool,
     links: Vec<Link>,
 }
 
@@ -84,9 +90,43 @@ async fn region_status(ctx: &Context, gw: &GatewaySpec) -> Result<RegionStatus> 
             private_ip: o.parts.get("private_ip").cloned(),
         })
         .collect();
+    let mut problems = Vec::new();
+    let (health_checks, records, route53_answering) = if ctx.scope.aws() {
+        let served = super::dns::served(&work.aws, &ctx.stack, &gw.region).await?;
+        for c in served.checks.iter().filter(|c| !c.healthy) {
+            problems.push(format!(
+                "health check {} ({}) is unhealthy: {} checkers report healthy{}",
+                c.name,
+                c.target,
+                c.checkers,
+                if c.inverted {
+                    " (inverted: a drill?)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        if served.state.endpoints.is_empty() {
+            problems.push("Route53 has no latency record for the region".into());
+        } else if !served.state.healthy() {
+            problems.push("Route53 withdraws the region: no endpoint is healthy".into());
+        }
+        let records = served
+            .found
+            .owned
+            .iter()
+            .map(|o| o.record.clone())
+            .collect();
+        let answering = served.state.healthy();
+        (served.checks, records, answering)
+    } else {
+        (Vec::new(), Vec::new(), false)
+    };
     let mut links = Vec::new();
     let prefix = format!("gw.{}.", gw.region);
-    if let Ok(backend) = ctx.backend_client() {
+    if ctx.scope.federation()
+        && let Ok(backend) = ctx.backend_client()
+    {
         links.extend(
             links_at(&backend, "gateway->backend", |l| {
                 l.upstream.starts_with(&prefix)
@@ -100,7 +140,12 @@ async fn region_status(ctx: &Context, gw: &GatewaySpec) -> Result<RegionStatus> 
         .password
         .resolve(&ctx.stack.dir)
         .map_err(|e| Error::Failed(e.to_string()))?;
-    for address in ctx.gateway_addresses(gw, &work.plan).unwrap_or_default() {
+    let addresses = if ctx.scope.federation() {
+        ctx.gateway_addresses(gw, &work.plan).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    for address in addresses {
         let client = broker::Client::new(
             address.management_url(),
             gw.credentials.admin.user.clone(),
@@ -113,14 +158,20 @@ async fn region_status(ctx: &Context, gw: &GatewaySpec) -> Result<RegionStatus> 
             .await,
         );
     }
-    let aws_pending = work.plan.pending().count();
+    let aws_pending = work.plan.pending().count()
+        + work.dns.as_ref().map_or(0, |d| {
+            d.checks.iter().filter(|c| c.action != Action::NoOp).count()
+                + d.records
+                    .iter()
+                    .filter(|c| c.action != Action::NoOp)
+                    .count()
+        });
     let fed_pending = work.federation.as_ref().map_or(0, |f| {
         f.changes
             .iter()
             .filter(|c| c.action != Action::NoOp)
             .count()
     });
-    let mut problems = Vec::new();
     if aws_pending > 0 {
         problems.push(format!(
             "{aws_pending} AWS changes pending (run gwctl plan {})",
@@ -146,7 +197,7 @@ async fn region_status(ctx: &Context, gw: &GatewaySpec) -> Result<RegionStatus> 
         ));
     }
     let expected_links = gw.federation.to_backend.len() + gw.federation.from_backend.len();
-    if links.len() < expected_links {
+    if ctx.scope.federation() && links.len() < expected_links {
         problems.push(format!(
             "{} of {expected_links} federation links exist",
             links.len()
@@ -160,6 +211,9 @@ async fn region_status(ctx: &Context, gw: &GatewaySpec) -> Result<RegionStatus> 
         aws_changes_pending: aws_pending,
         federation_changes_pending: fed_pending,
         instances,
+        health_checks,
+        records,
+        route53_answering,
         links,
     })
 }
@@ -184,6 +238,23 @@ fn human(s: &RegionStatus, printer: &Printer) -> String {
             i.private_ip.as_deref().unwrap_or("-")
         ));
     }
+    for c in &s.health_checks {
+        let verdict = if c.healthy {
+            printer.paint("healthy", AnsiColor::Green)
+        } else {
+            printer.paint("UNHEALTHY", AnsiColor::Red)
+        };
+        out.push_str(&format!(
+            "  check       {:<10} {:<36} {verdict} ({} checkers){}\n",
+            c.name,
+            c.target,
+            c.checkers,
+            if c.inverted { " inverted" } else { "" }
+        ));
+    }
+    for r in &s.records {
+        out.push_str(&format!("  record      {}\n", r.describe()));
+    }
     for l in &s.links {
         let err = l
             .error
@@ -206,7 +277,7 @@ pub fn run(cli: &Cli, args: &StatusArgs, printer: &Printer) -> Result<Status> {
         &cli.regions,
         Context::selection(&args.select),
         cli.broker_endpoints.as_deref(),
-        Scope::All,
+        args.scope,
     )?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.wait);
     let statuses = super::runtime()?.block_on(async {

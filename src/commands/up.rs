@@ -94,6 +94,26 @@ async fn apply_region(
     Ok(())
 }
 
+/// Route53 last, for every applied region at once: the brokers' addresses exist only now,
+/// and the zone gets one change batch for all of them.
+async fn apply_dns(ctx: &Context, works: &[&RegionWork], printer: &Printer) -> Result<()> {
+    let mut plans = Vec::new();
+    for w in works {
+        let region = &w.plan.region;
+        let gw = ctx.stack.gateway(region).map(|g| &g.spec);
+        let addresses = match gw {
+            Some(gw) => super::dns::addresses_now(&w.aws, gw).await?,
+            None => Default::default(),
+        };
+        plans.push(super::dns::plan(&w.aws, &ctx.stack, gw, region, &addresses).await?);
+    }
+    let todo: Vec<&crate::dns::DnsPlan> = plans.iter().filter(|p| p.has_changes()).collect();
+    if let (Some(first), false) = (works.first(), todo.is_empty()) {
+        super::dns::apply(&first.aws, &ctx.stack, &todo, printer).await?;
+    }
+    Ok(())
+}
+
 pub fn run(cli: &Cli, args: &UpArgs, printer: &Printer) -> Result<Status> {
     let ctx = Context::load(
         &cli.regions,
@@ -177,11 +197,22 @@ async fn apply_locked(
         .iter()
         .map(|w| apply_region(ctx, w, usize::from(args.apply.parallelism), printer, &bars));
     let mut failed = errors;
-    for result in futures_util::future::join_all(runs).await {
-        if let Err(e) = result {
-            printer.error(&e);
-            failed += 1;
+    let mut applied = Vec::new();
+    for (w, result) in works.iter().zip(futures_util::future::join_all(runs).await) {
+        match result {
+            Ok(()) => applied.push(w),
+            Err(e) => {
+                printer.error(&e);
+                failed += 1;
+            }
         }
+    }
+    if ctx.scope.aws()
+        && !applied.is_empty()
+        && let Err(e) = apply_dns(ctx, &applied, printer).await
+    {
+        printer.error(&e.to_string());
+        failed += 1;
     }
     if failed > 0 {
         Err(Error::Failed(format!("{failed} region(s) failed")))

@@ -274,3 +274,101 @@ pub fn json_federation(plan: &super::federation::FederationPlan) -> Value {
         })).collect::<Vec<_>>(),
     })
 }
+
+/// A region's Route53 changes, for people.
+pub fn human_dns(plan: &crate::dns::DnsPlan, printer: &Printer) -> String {
+    let mut out = format!("{} route53 (zone {})\n", plan.region, plan.zone);
+    let line = |out: &mut String, a: Action, what: String| {
+        let (sym, color) = symbol(a);
+        out.push_str(&format!(
+            "  {} {what}\n",
+            printer.paint(&format!("{sym:>3}"), color)
+        ));
+    };
+    for c in plan.checks.iter().filter(|c| c.action != Action::NoOp) {
+        let cfg = c.after.as_ref().or(c.before.as_ref().map(|b| &b.config));
+        let what = cfg.map_or_else(String::new, |cfg| {
+            format!(
+                "{} {}:{}{} every {}s, unhealthy after {} failures{}",
+                cfg.protocol.as_str(),
+                cfg.ip,
+                cfg.port,
+                cfg.path.as_deref().unwrap_or(""),
+                cfg.interval_s,
+                cfg.failure_threshold,
+                if cfg.inverted { ", inverted" } else { "" }
+            )
+        });
+        let id = c
+            .before
+            .as_ref()
+            .map(|b| format!(" ({})", b.id))
+            .unwrap_or_default();
+        line(
+            &mut out,
+            c.action,
+            format!("health_check/{}{id}  {what}", c.name),
+        );
+    }
+    for r in plan.records.iter().filter(|r| r.action != Action::NoOp) {
+        if let (Action::Update, Some(b)) = (r.action, &r.before) {
+            line(
+                &mut out,
+                r.action,
+                format!("record {}", b.record.describe()),
+            );
+            if let Some(a) = &r.after {
+                out.push_str(&format!("        -> {}\n", a.describe()));
+            }
+        } else if let Some(rec) = r.after.as_ref().or(r.before.as_ref().map(|b| &b.record)) {
+            line(&mut out, r.action, format!("record {}", rec.describe()));
+        }
+    }
+    if !plan.pending.is_empty() {
+        out.push_str(&format!(
+            "  (records of {} follow once they have public addresses)\n",
+            plan.pending.join(", ")
+        ));
+    }
+    let n = |a: Action| {
+        plan.checks.iter().filter(|c| c.action == a).count()
+            + plan.records.iter().filter(|c| c.action == a).count()
+    };
+    if plan.has_changes() {
+        out.push_str(&format!(
+            "{}: route53: {} to add, {} to change, {} to replace, {} to destroy\n",
+            plan.region,
+            n(Action::Create),
+            n(Action::Update),
+            n(Action::Replace),
+            n(Action::Delete)
+        ));
+    } else {
+        out.push_str(&format!(
+            "{}: route53 up to date ({} health checks, {} records)\n",
+            plan.region,
+            plan.checks.len(),
+            plan.records.len()
+        ));
+    }
+    out
+}
+
+pub fn json_dns(plan: &crate::dns::DnsPlan) -> Value {
+    json!({
+        "zone": plan.zone,
+        "zone_id": plan.zone_id,
+        "pending": plan.pending,
+        "health_checks": plan.checks.iter().map(|c| json!({
+            "name": c.name,
+            "actions": c.action.terraform_actions(),
+            "before": c.before,
+            "after": c.after,
+        })).collect::<Vec<_>>(),
+        "records": plan.records.iter().map(|r| json!({
+            "actions": r.action.terraform_actions(),
+            "before": r.before.as_ref().map(|b| &b.record),
+            "after": r.after,
+        })).collect::<Vec<_>>(),
+    })
+}

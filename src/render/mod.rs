@@ -16,7 +16,7 @@ use tera::Tera;
 
 use crate::federation;
 use crate::spec::BackendSpec;
-use crate::spec::model::{DataVolume, GatewaySpec, Ports, Tuning};
+use crate::spec::model::{DataVolume, GatewaySpec, HealthProtocol, Ports, Tuning};
 use placeholder::{Encoding, SecretName};
 
 /// Why rendering failed. Rendering valid specs fails only on a gwctl bug, so these carry
@@ -330,6 +330,21 @@ pub fn gateway(
     );
     ctx.insert("ssm_prefix", &ssm_prefix(&backend.stack, &gw.region));
     ctx.insert("count", &gw.brokers.count);
+    // Route53's HTTP(S) checkers cannot log in to a broker: a responder on the health port
+    // answers for the node (templates/gateway/health-responder.py).
+    let hc = &gw.health_check;
+    let health = (hc.protocol != HealthProtocol::Tcp).then(|| {
+        serde_json::json!({
+            "port": hc.port.unwrap_or(gw.brokers.ports.health),
+            "path": hc.path.clone().unwrap_or_else(|| "/health".into()),
+            "tls": hc.protocol == HealthProtocol::Https,
+        })
+    });
+    ctx.insert("health", &health);
+    ctx.insert(
+        "health_responder",
+        include_str!("../../templates/gateway/health-responder.py"),
+    );
     let data_device = match &gw.brokers.data_volume {
         Some(DataVolume::Ebs(_)) => Some("/dev/sdf".to_string()),
         Some(DataVolume::InstanceStore(s)) => Some(s.device.clone()),

@@ -244,8 +244,16 @@ impl Sandbox {
     async fn check_alarms(&self) -> Result<(), SandboxError> {
         let mut raised = Vec::new();
         for name in self.nodes.keys() {
-            for node in self.admin(name)?.node_alarms().await? {
-                raised.extend(node.raised());
+            let admin = self.admin(name)?;
+            if let Some(reason) = admin.alarms_in_effect().await? {
+                let figures: Vec<String> = admin
+                    .node_alarms()
+                    .await
+                    .unwrap_or_default()
+                    .iter()
+                    .flat_map(|n| n.raised())
+                    .collect();
+                raised.push(format!("{name}: {reason} {}", figures.join("; ")));
             }
         }
         if raised.is_empty() {

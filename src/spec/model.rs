@@ -599,7 +599,22 @@ pub struct HealthCheck {
     #[serde(default = "default_failure_threshold")]
     #[schemars(range(min = 1, max = 10))]
     pub failure_threshold: u32,
+    /// Route53 regions whose checkers ask (at least 3); empty: all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
 }
+
+/// Where Route53's health checkers run.
+pub const CHECKER_REGIONS: [&str; 8] = [
+    "us-east-1",
+    "us-west-1",
+    "us-west-2",
+    "eu-west-1",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-northeast-1",
+    "sa-east-1",
+];
 
 impl Default for HealthCheck {
     fn default() -> Self {
@@ -609,6 +624,7 @@ impl Default for HealthCheck {
             path: None,
             interval_s: default_health_interval(),
             failure_threshold: default_failure_threshold(),
+            regions: Vec::new(),
         }
     }
 }

@@ -134,6 +134,23 @@ pub fn check_gateway(spec: &GatewaySpec, file: &Path, base: &Path, sink: &mut Si
         ),
         _ => {}
     }
+    for (i, r) in hc.regions.iter().enumerate() {
+        if !crate::spec::model::CHECKER_REGIONS.contains(&r.as_str()) {
+            sink.at(
+                &format!("/health_check/regions/{i}"),
+                format!(
+                    "Route53 has no health checkers in `{r}`: choose from {}",
+                    crate::spec::model::CHECKER_REGIONS.join(", ")
+                ),
+            );
+        }
+    }
+    if !hc.regions.is_empty() && hc.regions.len() < 3 {
+        sink.at(
+            "/health_check/regions",
+            "Route53 needs at least 3 checker regions (or none: all of them)",
+        );
+    }
     if let Some(port) = hc.port
         && !spec.brokers.ports.named().iter().any(|(_, p)| *p == port)
     {

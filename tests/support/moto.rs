@@ -154,6 +154,11 @@ impl Moto {
 
     /// The API actions recorded since [`Moto::record`].
     pub fn recorded_actions(&self) -> Vec<String> {
+        self.recorded().into_iter().map(|(a, _)| a).collect()
+    }
+
+    /// The API actions recorded since [`Moto::record`], with their request bodies.
+    pub fn recorded(&self) -> Vec<(String, String)> {
         self.http("POST", "/moto-api/recorder/stop-recording")
             .expect("stop recording");
         let text = std::fs::read_to_string(self.dir.path().join("recording")).unwrap_or_default();
@@ -161,9 +166,6 @@ impl Moto {
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|r| !r["url"].as_str().unwrap_or_default().contains("/moto-api/"))
             .map(|r| {
-                if let Some(target) = r["headers"]["X-Amz-Target"].as_str() {
-                    return target.rsplit('.').next().unwrap_or(target).to_string();
-                }
                 let raw = r["body"].as_str().unwrap_or_default();
                 let body = if r["body_encoded"] == true {
                     use base64::Engine;
@@ -174,16 +176,21 @@ impl Moto {
                 } else {
                     raw.to_string()
                 };
-                body.split('&')
+                if let Some(target) = r["headers"]["X-Amz-Target"].as_str() {
+                    let action = target.rsplit('.').next().unwrap_or(target).to_string();
+                    return (action, body);
+                }
+                let (method, url) = (
+                    r["method"].as_str().unwrap_or("?"),
+                    r["url"].as_str().unwrap_or("?"),
+                );
+                let action = body
+                    .split('&')
                     .find_map(|kv| kv.strip_prefix("Action="))
                     .map(str::to_string)
-                    .unwrap_or_else(|| {
-                        format!(
-                            "{} {}",
-                            r["method"].as_str().unwrap_or("?"),
-                            r["url"].as_str().unwrap_or("?")
-                        )
-                    })
+                    .or_else(|| route53_action(method, url))
+                    .unwrap_or_else(|| format!("{method} {url}"));
+                (action, body)
             })
             .collect()
     }
@@ -216,6 +223,30 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The action of a Route53 REST call (`/2013-04-01/...`).
+fn route53_action(method: &str, url: &str) -> Option<String> {
+    let path = url.split_once("/2013-04-01/")?.1.split('?').next()?;
+    let parts: Vec<&str> = path.split('/').collect();
+    let action = match (method, parts.as_slice()) {
+        ("GET", ["hostedzonesbyname"]) => "ListHostedZonesByName",
+        ("GET", ["hostedzone"]) => "ListHostedZones",
+        ("POST", ["hostedzone"]) => "CreateHostedZone",
+        ("GET", ["hostedzone", _, "rrset"]) => "ListResourceRecordSets",
+        ("POST", ["hostedzone", _, "rrset"]) => "ChangeResourceRecordSets",
+        ("GET", ["change", _]) => "GetChange",
+        ("GET", ["healthcheck"]) => "ListHealthChecks",
+        ("POST", ["healthcheck"]) => "CreateHealthCheck",
+        ("GET", ["healthcheck", _, "status"]) => "GetHealthCheckStatus",
+        ("GET", ["healthcheck", _]) => "GetHealthCheck",
+        ("POST", ["healthcheck", _]) => "UpdateHealthCheck",
+        ("DELETE", ["healthcheck", _]) => "DeleteHealthCheck",
+        ("GET", ["tags", ..]) => "ListTagsForResource",
+        ("POST", ["tags", ..]) => "ChangeTagsForResource",
+        _ => return None,
+    };
+    Some(action.to_string())
 }
 
 /// Read-only calls: Describe*, Get*, List*.

@@ -1,0 +1,324 @@
+//! The Route53 part of plan, up and down: per region, discover its health checks and records,
+//! diff them against the region file; apply every region's changes to a zone as one batch.
+
+use std::collections::BTreeMap;
+
+use crate::cloud::Aws;
+use crate::dns::{self, DnsPlan, ObservedCheck, Record};
+use crate::error::{Error, Result};
+use crate::plan::{Action, RegionPlan};
+use crate::printer::Printer;
+use crate::resources::Kind;
+use crate::spec::{GatewaySpec, Stack};
+
+/// The brokers of a region plan and their public addresses where they have one already.
+pub fn addresses_from_plan(plan: &RegionPlan) -> BTreeMap<String, Option<String>> {
+    plan.changes
+        .iter()
+        .filter(|c| c.key.kind == Kind::ElasticIp && c.key.name.starts_with("broker-"))
+        .filter(|c| c.after.is_some())
+        .map(|c| {
+            let ip = match c.action {
+                Action::NoOp | Action::Update => c.before.as_ref().and_then(|b| b.state.clone()),
+                _ => None,
+            };
+            (c.key.name.clone(), ip)
+        })
+        .collect()
+}
+
+/// The brokers a region file declares and their public addresses as AWS has them now.
+pub async fn addresses_now(
+    aws: &Aws,
+    gw: &GatewaySpec,
+) -> Result<BTreeMap<String, Option<String>>> {
+    let found = aws
+        .public_addresses()
+        .await
+        .map_err(|e| Error::Failed(format!("{}: {e}", gw.region)))?;
+    Ok((1..=gw.brokers.count)
+        .map(|n| {
+            let name = format!("broker-{n}");
+            let ip = found.get(&name).cloned();
+            (name, ip)
+        })
+        .collect())
+}
+
+/// What a region has in Route53: its checks and the records at its names (owned, foreign).
+pub struct Found {
+    pub zone_id: String,
+    pub checks: Vec<ObservedCheck>,
+    pub owned: Vec<dns::ObservedRecord>,
+    pub foreign: Vec<dns::ObservedRecord>,
+}
+
+pub async fn discover(aws: &Aws, stack: &Stack, region: &str) -> Result<Found> {
+    let backend = &stack.backend.spec;
+    let failed = |e: crate::cloud::CloudError| Error::Failed(format!("{region}: route53: {e}"));
+    let zone_id = aws.find_zone(&backend.dns.zone).await.map_err(failed)?;
+    let n = dns::names(&backend.dns.record, region);
+    let prefix = dns::caller_prefix(&backend.stack, region);
+    let (checks, a, b, c) = tokio::join!(
+        aws.health_checks(&prefix),
+        aws.records_named(&zone_id, &n.owner),
+        aws.records_named(&zone_id, &n.regional),
+        aws.records_named(&zone_id, &n.record),
+    );
+    let mut found = a.map_err(failed)?;
+    found.extend(b.map_err(failed)?);
+    found.extend(c.map_err(failed)?);
+    let (owned, foreign) = dns::owned(&backend.stack, &backend.dns.record, region, found);
+    Ok(Found {
+        zone_id,
+        checks: checks.map_err(failed)?,
+        owned,
+        foreign,
+    })
+}
+
+/// Plans a region's Route53 part (`gw` = `None`: remove it, for `down`).
+pub async fn plan(
+    aws: &Aws,
+    stack: &Stack,
+    gw: Option<&GatewaySpec>,
+    region: &str,
+    addresses: &BTreeMap<String, Option<String>>,
+) -> Result<DnsPlan> {
+    let backend = &stack.backend.spec;
+    let found = discover(aws, stack, region).await?;
+    let desired = match gw {
+        Some(gw) => {
+            if let Some(e) = dns::conflict(&backend.dns.record, region, &found.foreign) {
+                return Err(Error::Failed(e));
+            }
+            dns::desired(backend, gw, addresses)
+        }
+        None => Default::default(),
+    };
+    dns::diff(
+        region,
+        &backend.dns.zone,
+        &found.zone_id,
+        desired,
+        &found.checks,
+        &found.owned,
+        &found.foreign,
+    )
+    .map_err(Error::Failed)
+}
+
+/// Applies the Route53 plans of several regions: health checks first, then one change batch
+/// per zone (waiting until it is in sync), then the checks nothing refers to any more.
+pub async fn apply(
+    aws: &Aws,
+    stack: &Stack,
+    plans: &[&DnsPlan],
+    printer: &Printer,
+) -> Result<usize> {
+    let stack_name = stack.backend.spec.stack.as_str();
+    let failed = |region: &str| {
+        let region = region.to_string();
+        move |e: crate::cloud::CloudError| Error::Failed(format!("{region}: route53: {e}"))
+    };
+    let mut done = 0;
+    // (record name, endpoint) -> check id, for the records' HealthCheckId.
+    let mut ids: BTreeMap<(String, String), String> = BTreeMap::new();
+    for p in plans {
+        let n_regional = dns::names(&stack.backend.spec.dns.record, &p.region).regional;
+        let creates = p.checks.iter().map(|c| async move {
+            let id = match (c.action, &c.before, &c.after) {
+                (Action::NoOp, Some(b), _) => b.id.clone(),
+                (Action::Update, Some(b), Some(a)) => {
+                    aws.update_health_check(&b.id, a)
+                        .await
+                        .map_err(failed(&p.region))?;
+                    b.id.clone()
+                }
+                (Action::Create | Action::Replace, _, Some(a)) => {
+                    let reference = format!(
+                        "{}{}/{:016x}",
+                        dns::caller_prefix(stack_name, &p.region),
+                        c.name,
+                        rand::random::<u64>()
+                    );
+                    let tags = [
+                        (dns::TAG_TOOL.to_string(), "gwctl".to_string()),
+                        (dns::TAG_STACK.to_string(), stack_name.to_string()),
+                        (dns::TAG_REGION.to_string(), p.region.clone()),
+                        (dns::TAG_ID.to_string(), format!("health_check/{}", c.name)),
+                        (
+                            "Name".to_string(),
+                            format!("{stack_name}-{}-{}", p.region, c.name),
+                        ),
+                    ];
+                    aws.create_health_check(&reference, a, &tags)
+                        .await
+                        .map_err(failed(&p.region))?
+                }
+                _ => return Ok::<_, Error>(None),
+            };
+            Ok(Some((c.name.clone(), c.action, id)))
+        });
+        for r in futures_util::future::join_all(creates).await {
+            if let Some((name, action, id)) = r? {
+                if action != Action::NoOp {
+                    done += 1;
+                    progress(
+                        printer,
+                        &format!("{} health check {name} {} {id}", p.region, verb(action)),
+                    );
+                }
+                ids.insert((n_regional.clone(), name), id);
+            }
+        }
+    }
+
+    let mut zones: BTreeMap<&str, Vec<dns::RecordChange>> = BTreeMap::new();
+    for p in plans {
+        zones.entry(p.zone_id.as_str()).or_default().extend(
+            p.records
+                .iter()
+                .filter(|r| r.action != Action::NoOp)
+                .cloned(),
+        );
+    }
+    for (zone_id, changes) in zones {
+        if changes.is_empty() {
+            continue;
+        }
+        let lookup = |r: &Record| {
+            r.health_check
+                .as_ref()
+                .and_then(|h| ids.get(&(r.name.clone(), h.clone())).cloned())
+        };
+        let on_wait = |waited: std::time::Duration| {
+            if waited.as_secs() >= 2 {
+                progress(
+                    printer,
+                    &format!(
+                        "route53 change batch: waiting for INSYNC ({}s)",
+                        waited.as_secs()
+                    ),
+                );
+            }
+        };
+        let n = aws
+            .change_records(zone_id, &changes, &lookup, &on_wait)
+            .await
+            .map_err(failed("route53"))?;
+        done += n;
+        progress(
+            printer,
+            &format!("route53 zone {zone_id}: one change batch of {n} changes in sync"),
+        );
+    }
+
+    for p in plans {
+        for c in &p.checks {
+            if matches!(c.action, Action::Delete | Action::Replace)
+                && let Some(b) = &c.before
+            {
+                aws.delete_health_check(&b.id)
+                    .await
+                    .map_err(failed(&p.region))?;
+                done += 1;
+                progress(
+                    printer,
+                    &format!("{} health check {} deleted {}", p.region, c.name, b.id),
+                );
+            }
+        }
+    }
+    Ok(done)
+}
+
+fn verb(a: Action) -> &'static str {
+    match a {
+        Action::Create | Action::Replace => "created",
+        Action::Update => "updated",
+        Action::Delete => "deleted",
+        Action::NoOp => "kept",
+    }
+}
+
+fn progress(printer: &Printer, line: &str) {
+    if !printer.is_quiet() {
+        super::aws::log_line(line);
+    }
+}
+
+/// One health check with what Route53's checkers last reported.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckStatus {
+    pub name: String,
+    pub id: String,
+    pub target: String,
+    pub inverted: bool,
+    pub healthy: bool,
+    /// Checkers reporting healthy / all that reported.
+    pub checkers: String,
+}
+
+/// A region as Route53 serves it: its checks with their status, its records, and the
+/// endpoints its latency record leads to.
+pub struct Served {
+    pub found: Found,
+    pub checks: Vec<CheckStatus>,
+    pub state: crate::drill::RegionState,
+}
+
+pub async fn served(aws: &Aws, stack: &Stack, region: &str) -> Result<Served> {
+    let found = discover(aws, stack, region).await?;
+    let statuses = found.checks.iter().map(|c| async move {
+        let (healthy, all) = aws
+            .health_check_status(&c.id)
+            .await
+            .map_err(|e| Error::Failed(format!("{region}: route53: {e}")))?;
+        Ok::<_, Error>(CheckStatus {
+            name: c.name.clone(),
+            id: c.id.clone(),
+            target: format!(
+                "{} {}:{}{}",
+                c.config.protocol.as_str(),
+                c.config.ip,
+                c.config.port,
+                c.config.path.as_deref().unwrap_or("")
+            ),
+            inverted: c.config.inverted,
+            healthy: crate::drill::healthy_by_checkers(healthy, all),
+            checkers: format!("{healthy}/{all}"),
+        })
+    });
+    let mut checks = Vec::new();
+    for s in futures_util::future::join_all(statuses).await {
+        checks.push(s?);
+    }
+    let n = dns::names(&stack.backend.spec.dns.record, region);
+    let has_latency = found
+        .owned
+        .iter()
+        .any(|o| o.record.name == n.record && o.record.alias.is_some());
+    let endpoints = found
+        .owned
+        .iter()
+        .filter(|o| has_latency && o.record.name == n.regional && o.record.multivalue)
+        .map(|o| crate::drill::Endpoint {
+            name: o.record.set_identifier.clone().unwrap_or_default(),
+            address: o.record.values.first().cloned().unwrap_or_default(),
+            // A record without a check is always healthy to Route53.
+            healthy: o
+                .health_check_id
+                .as_ref()
+                .is_none_or(|id| checks.iter().any(|c| &c.id == id && c.healthy)),
+        })
+        .collect();
+    Ok(Served {
+        found,
+        checks,
+        state: crate::drill::RegionState {
+            region: region.to_string(),
+            endpoints,
+        },
+    })
+}
