@@ -530,3 +530,70 @@ async fn a_live_drill_fails_the_region_then_restores_it() {
         "lock released"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_and_busy_route53_answers_are_retried() {
+    use crate::support::fault_proxy::{Fault, FaultProxy};
+    let (r, m) = (Regions::examples(), Moto::start());
+    let proxy = FaultProxy::start(
+        &m.endpoint,
+        vec![
+            Fault {
+                matching: "POST /2013-04-01/hostedzone/",
+                times: 2,
+                status: 400,
+                code: "Throttling",
+            },
+            Fault {
+                matching: "POST /2013-04-01/hostedzone/",
+                times: 1,
+                status: 400,
+                code: "PriorRequestNotComplete",
+            },
+            Fault {
+                matching: "POST /2013-04-01/healthcheck ",
+                times: 2,
+                status: 400,
+                code: "Throttling",
+            },
+        ],
+    );
+    let mut up = gwctl(&r, &m);
+    up.env("AWS_ENDPOINT_URL", &proxy.endpoint).args([
+        "up",
+        "us-east-1",
+        "--yes",
+        "--scope",
+        "aws",
+    ]);
+    let out = up.output().expect("up");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(proxy.injected(), 5, "every injected error was met");
+    assert!(
+        proxy
+            .forwarded()
+            .iter()
+            .any(|l| l.starts_with("POST /2013-04-01/healthcheck")),
+        "and retried until it went through"
+    );
+    let dns = m.route53().await;
+    let zone = zone_id(&dns).await;
+    let all = records(&dns, &zone).await;
+    assert!(
+        all.contains_key("mqtt.example.com A [us-east-1]"),
+        "{all:#?}"
+    );
+    assert_eq!(
+        checks(&dns).await.len(),
+        2,
+        "no duplicate from a retried create"
+    );
+    gwctl(&r, &m)
+        .args(["plan", "us-east-1", "--detailed-exitcode", "--scope", "aws"])
+        .assert()
+        .code(0);
+}

@@ -144,6 +144,7 @@ pub fn contains(haystack: &[u8], needle: &str) -> bool {
         .windows(needle.len())
         .any(|w| w == needle.as_bytes())
 }
+pub mod fault_proxy;
 pub mod moto;
 
 /// Debian's RabbitMQ, as the project's set-up installs it.
