@@ -440,6 +440,39 @@ async fn status_and_drill_follow_health_checks_down_to_fail_open() {
         "{human}"
     );
 
+    // The plan shows what a drill left behind, for people, reviewers and machines.
+    let human = run_ok(&r, &m, &["plan", "--all", "--scope", "aws"]);
+    assert!(
+        human.contains("health_check/broker-1") && human.contains("inverted"),
+        "{human}"
+    );
+    let md = run_ok(&r, &m, &["plan", "--all", "--markdown", "--scope", "aws"]);
+    assert!(
+        md.contains("#### ap-northeast-1 route53 (zone `example.com`)")
+            && md.contains("| `~` | `health_check/broker-1` |"),
+        "{md}"
+    );
+    let plan = json(&run_ok(
+        &r,
+        &m,
+        &["plan", "--all", "--json", "--scope", "aws"],
+    ));
+    let jp_plan = plan["regions"]
+        .as_array()
+        .expect("regions")
+        .iter()
+        .find(|p| p["region"] == "ap-northeast-1")
+        .expect("jp plan");
+    let updates: Vec<&Value> = jp_plan["route53"]["health_checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["actions"] == serde_json::json!(["update"]))
+        .collect();
+    assert_eq!(updates.len(), 2, "{jp_plan:#}");
+    assert_eq!(updates[0]["before"]["config"]["inverted"], true);
+    assert_eq!(updates[0]["after"]["inverted"], false);
+
     // up puts the checks back (nothing but Route53 changes).
     run_ok(&r, &m, &["up", "--all", "--yes", "--scope", "aws"]);
     assert!(

@@ -36,8 +36,15 @@ async fn locked(ctx: &Context, args: &DownArgs, printer: &Printer) -> Result<Sta
         return Ok(Status::Success);
     }
     let n = work.plan.count(Action::Delete);
+    let dns = work.dns.as_ref().map_or(0, |d| {
+        d.checks.len()
+            + d.records
+                .iter()
+                .filter(|r| r.action == Action::Delete)
+                .count()
+    });
     let question = format!(
-        "Delete these {n} AWS resources and the backend's federation entries of {}?",
+        "Delete these {n} AWS resources, {dns} Route53 health checks and records, and the backend's federation entries of {}?",
         args.region
     );
     if !super::aws::confirm(printer, &question, args.apply.yes)? {

@@ -82,7 +82,11 @@ pub fn run(cli: &Cli, args: &PlanArgs, printer: &Printer) -> Result<Status> {
             .data(&serde_json::to_string_pretty(&json).map_err(|e| Error::Failed(e.to_string()))?);
     } else if args.markdown {
         let plans: Vec<_> = works.iter().map(|w| w.plan.clone()).collect();
-        printer.data(&output::markdown(&plans));
+        let mut text = output::markdown(&plans);
+        for d in works.iter().filter_map(|w| w.dns.as_ref()) {
+            text.push_str(&output::markdown_dns(d));
+        }
+        printer.data(&text);
     } else {
         for w in &works {
             print_human(&ctx, w, printer);

@@ -309,6 +309,19 @@ pub fn human_dns(plan: &crate::dns::DnsPlan, printer: &Printer) -> String {
             c.action,
             format!("health_check/{}{id}  {what}", c.name),
         );
+        if let (Action::Update | Action::Replace, Some(b), Some(a)) =
+            (c.action, &c.before, &c.after)
+        {
+            let (bv, av) = (json!(b.config), json!(a));
+            if let (Some(bo), Some(ao)) = (bv.as_object(), av.as_object()) {
+                for (k, v) in ao {
+                    let old = bo.get(k).cloned().unwrap_or(Value::Null);
+                    if &old != v {
+                        out.push_str(&format!("        {k}: {} -> {}\n", short(&old), short(v)));
+                    }
+                }
+            }
+        }
     }
     for r in plan.records.iter().filter(|r| r.action != Action::NoOp) {
         if let (Action::Update, Some(b)) = (r.action, &r.before) {
@@ -371,4 +384,33 @@ pub fn json_dns(plan: &crate::dns::DnsPlan) -> Value {
             "after": r.after,
         })).collect::<Vec<_>>(),
     })
+}
+
+/// A region's Route53 changes as a Markdown table (appended to [`markdown`]).
+pub fn markdown_dns(plan: &crate::dns::DnsPlan) -> String {
+    let mut rows = Vec::new();
+    for c in plan.checks.iter().filter(|c| c.action != Action::NoOp) {
+        let cfg = c.after.as_ref().or(c.before.as_ref().map(|b| &b.config));
+        let target = cfg.map_or_else(String::new, |cfg| {
+            format!("{} {}:{}", cfg.protocol.as_str(), cfg.ip, cfg.port)
+        });
+        rows.push((c.action, format!("health_check/{}", c.name), target));
+    }
+    for r in plan.records.iter().filter(|r| r.action != Action::NoOp) {
+        if let Some(rec) = r.after.as_ref().or(r.before.as_ref().map(|b| &b.record)) {
+            rows.push((r.action, "record".to_string(), rec.describe()));
+        }
+    }
+    let mut out = format!("#### {} route53 (zone `{}`)\n\n", plan.region, plan.zone);
+    if rows.is_empty() {
+        out.push_str("No changes.\n\n");
+        return out;
+    }
+    out.push_str("| | what | detail |\n|---|---|---|\n");
+    for (action, what, detail) in rows {
+        let (sym, _) = symbol(action);
+        out.push_str(&format!("| `{sym}` | `{what}` | {detail} |\n"));
+    }
+    out.push('\n');
+    out
 }
