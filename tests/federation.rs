@@ -263,6 +263,37 @@ async fn status_reports_links_and_fails_with_the_reason_of_a_broken_one() {
         .find(|s| s["region"] == "ap-northeast-1")
         .expect("ap");
     assert_eq!(ap["healthy"], true, "the other region is unaffected");
+
+    // A disk alarm on the Japanese gateway: it accepts connections but blocks every publisher.
+    // status names it (this is what hung a CI run before the sandbox's limits were fixed).
+    sandbox
+        .ctl("ap-northeast-1", &["set_disk_free_limit", "100000GB"])
+        .expect("raise the limit");
+    let out = gwctl(&r, &m, work.path())
+        .args(["status", "ap-northeast-1", "--json"])
+        .output()
+        .expect("status");
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let ap = &v[0];
+    let alarms = ap["alarms"].as_array().expect("alarms");
+    assert!(
+        alarms.len() == 1
+            && alarms[0]
+                .as_str()
+                .is_some_and(|a| a.contains("alarms in effect")),
+        "{ap:#}"
+    );
+    assert!(
+        ap["problems"]
+            .as_array()
+            .expect("problems")
+            .iter()
+            .any(|p| p
+                .as_str()
+                .is_some_and(|p| p.contains("publishers are blocked"))),
+        "{ap:#}"
+    );
     sandbox.stop(Duration::from_secs(5)).await;
 }
 

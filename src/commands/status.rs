@@ -43,6 +43,8 @@ struct RegionStatus {
     /// Whether Route53 answers clients with this region (some endpoint healthy).
     route53_answering: bool,
     links: Vec<Link>,
+    /// Resource alarms in effect on the region's brokers or the backend (publishers blocked).
+    alarms: Vec<String>,
 }
 
 async fn links_at(
@@ -124,9 +126,13 @@ async fn region_status(ctx: &Context, gw: &GatewaySpec) -> Result<RegionStatus> 
     };
     let mut links = Vec::new();
     let prefix = format!("gw.{}.", gw.region);
+    let mut alarms = Vec::new();
     if ctx.scope.federation()
         && let Ok(backend) = ctx.backend_client()
     {
+        if let Ok(Some(reason)) = backend.alarms_in_effect().await {
+            alarms.push(format!("backend {}: {reason}", backend.endpoint()));
+        }
         links.extend(
             links_at(&backend, "gateway->backend", |l| {
                 l.upstream.starts_with(&prefix)
@@ -151,6 +157,9 @@ async fn region_status(ctx: &Context, gw: &GatewaySpec) -> Result<RegionStatus> 
             gw.credentials.admin.user.clone(),
             password.clone(),
         );
+        if let Ok(Some(reason)) = client.alarms_in_effect().await {
+            alarms.push(format!("broker {}: {reason}", client.endpoint()));
+        }
         links.extend(
             links_at(&client, "backend->gateway", |l| {
                 l.upstream.starts_with("backend.")
@@ -180,6 +189,9 @@ async fn region_status(ctx: &Context, gw: &GatewaySpec) -> Result<RegionStatus> 
     }
     if fed_pending > 0 {
         problems.push(format!("{fed_pending} backend federation changes pending"));
+    }
+    for a in &alarms {
+        problems.push(format!("{a} (publishers are blocked)"));
     }
     for i in instances.iter().filter(|i| i.state != "running") {
         problems.push(format!("instance {} is {}", i.name, i.state));
@@ -215,6 +227,7 @@ async fn region_status(ctx: &Context, gw: &GatewaySpec) -> Result<RegionStatus> 
         records,
         route53_answering,
         links,
+        alarms,
     })
 }
 

@@ -266,6 +266,26 @@ impl Sandbox {
         }
     }
 
+    /// Runs `rabbitmqctl ARGS` against node `name` ("backend" or a region); fails unless it
+    /// exits 0.
+    pub fn ctl(&self, name: &str, args: &[&str]) -> Result<String, SandboxError> {
+        let node = self
+            .nodes
+            .get(name)
+            .ok_or_else(|| SandboxError::Failed(format!("no sandbox node {name}")))?;
+        let out = node
+            .ctl(args)
+            .map_err(|e| SandboxError::Io(format!("running rabbitmqctl on {name}"), e))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(SandboxError::Failed(format!(
+                "rabbitmqctl {args:?} on {name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )))
+        }
+    }
+
     /// Where each region's broker is, in the format of `--broker-endpoints`.
     pub fn endpoint_map(&self) -> EndpointMap {
         let regions = self

@@ -175,6 +175,18 @@ impl LocalNode {
         }
     }
 
+    /// Runs `rabbitmqctl ARGS` against this node (as an operator would on a broker).
+    pub fn ctl(&self, args: &[&str]) -> std::io::Result<std::process::Output> {
+        Command::new(self.config.rabbitmq_bin.join("rabbitmqctl"))
+            .args(["-n", &format!("{}@localhost", self.config.name)])
+            .args(args)
+            .env("HOME", self.config.dir.join("home"))
+            .env("ERL_EPMD_PORT", self.config.epmd_port.to_string())
+            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            .stdin(Stdio::null())
+            .output()
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
