@@ -12,8 +12,8 @@ of past changes instead of the records that exist): the whole batch is validated
 current record sets before anything is applied; a CREATE of an existing name+type(+set
 identifier) and a DELETE whose TTL or values differ from the current ones fail with
 InvalidChangeBatch. gwctl's lock (a TXT record created with CREATE) relies on exactly that.
-Health checks get what AWS does and moto lacks: CallerReference idempotency, HealthCheckInUse on
-deleting a check a record uses, and a status that honours Inverted (drills rely on it).
+Health checks get what AWS does and moto lacks: CallerReference idempotency, and an observation
+from every checker region of the check.
 
 It also seeds the images an AWS account sees and moto does not list: Debian's (owner
 136693071363), so region files can select images by owner and name as in production. They are
@@ -171,12 +171,14 @@ def _rr_key(name, rtype, set_id):
     return (name.lower().rstrip("."), rtype, set_id)
 
 
-def _rr_values(ttl, records, alias, health_check_id):
-    """What a DELETE must repeat exactly: TTL and values, or the alias target; the health check."""
+def _rr_values(ttl, records, alias, health_check_id, region, multivalue):
+    """What a DELETE must repeat exactly: TTL and values, or the alias target; the health
+    check, the latency region, the multivalue flag."""
+    common = (health_check_id or None, region or None, str(multivalue or "false").lower())
     if alias:
         target = (str(alias.get("DNSName", "")).lower().rstrip("."), str(alias.get("EvaluateTargetHealth", "")).lower())
-        return ("alias", target, health_check_id or None)
-    return (str(ttl), sorted(records or []), health_check_id or None)
+        return ("alias", target) + common
+    return (str(ttl), sorted(records or [])) + common
 
 
 def change_resource_record_sets(self, zoneid, change_list):
@@ -185,7 +187,8 @@ def change_resource_record_sets(self, zoneid, change_list):
     # the same batch leave them (a DELETE followed by a CREATE of one set is how AWS updates it),
     # and applied only if every change is valid.
     current = {
-        _rr_key(rs.name, rs.type, rs.set_identifier): _rr_values(rs.ttl, rs.records, rs.alias_target, rs.health_check_id)
+        _rr_key(rs.name, rs.type, rs.set_identifier): _rr_values(
+            rs.ttl, rs.records, rs.alias_target, rs.health_check_id, rs.region, rs.multi_value_answer)
         for rs in zone.rrsets
     }
     seen = set()
@@ -197,7 +200,8 @@ def change_resource_record_sets(self, zoneid, change_list):
         if (key, action) in seen:
             raise _InvalidChangeBatch(f"The request contains an invalid set of changes for a resource record set {shown}")
         seen.add((key, action))
-        values = _rr_values(rs.get("TTL"), [r["Value"] for r in rs.get("ResourceRecords", [])], rs.get("AliasTarget"), rs.get("HealthCheckId"))
+        values = _rr_values(rs.get("TTL"), [r["Value"] for r in rs.get("ResourceRecords", [])], rs.get("AliasTarget"),
+                            rs.get("HealthCheckId"), rs.get("Region"), rs.get("MultiValueAnswer"))
         hc = rs.get("HealthCheckId")
         if action in ("CREATE", "UPSERT") and hc and hc not in self.health_checks:
             raise _InvalidChangeBatch(f"Invalid health check id {hc} for {shown}")
@@ -246,11 +250,6 @@ class _HealthCheckAlreadyExists(Route53ClientError):
         super().__init__("HealthCheckAlreadyExists", f"A health check with caller reference {reference} already exists with another configuration")
 
 
-class _HealthCheckInUse(Route53ClientError):
-    def __init__(self, check_id):
-        super().__init__("HealthCheckInUse", f"The health check {check_id} is still referenced from a resource record set")
-
-
 def create_health_check(self, caller_reference, health_check_args):
     for check in self.health_checks.values():
         if check.caller_reference == caller_reference:
@@ -262,23 +261,12 @@ def create_health_check(self, caller_reference, health_check_args):
     return _create_health_check(self, caller_reference, health_check_args)
 
 
-_delete_health_check = Route53Backend.delete_health_check
-
-
-def delete_health_check(self, health_check_id):
-    for zone in self.zones.values():
-        if any(rs.health_check_id == health_check_id for rs in zone.rrsets):
-            raise _HealthCheckInUse(health_check_id)
-    return _delete_health_check(self, health_check_id)
-
-
 Route53Backend.create_health_check = create_health_check
-Route53Backend.delete_health_check = delete_health_check
 
-# Health status. The emulator's endpoints are addresses nobody serves, so every endpoint is
-# taken as up (as a healthy gateway's would be); what AWS does to that answer is emulated: an
-# Inverted check reports the opposite, a Disabled check reports healthy. moto always answers one
-# "Success" observation.
+# Health status. Each observation is what one checker saw of the endpoint (Route53 applies
+# Inverted on top of them, not in them). The emulator's endpoints are addresses nobody serves,
+# so every endpoint is taken as up, as a healthy gateway's would be, and reported by every
+# checker region of the check (moto answers one fixed observation from us-east-1).
 from moto.route53.responses import Route53 as _Route53Response  # noqa: E402
 from moto.core.responses import ActionResult  # noqa: E402
 from moto.core.utils import utcnow  # noqa: E402
@@ -288,8 +276,7 @@ CHECKERS = ["us-east-1", "us-west-1", "us-west-2", "eu-west-1", "ap-southeast-1"
 
 def get_health_check_status(self):
     check = self.backend.get_health_check(self._get_param("HealthCheckId"))
-    healthy = check.disabled or not check.inverted
-    status = "Success: TCP connection established" if healthy else "Failure: the health check is inverted"
+    status = "Success: TCP connection established"
     observations = [
         {"Region": region, "IPAddress": "15.177.0.1", "StatusReport": {"Status": status, "CheckedTime": utcnow()}}
         for region in (check.regions or CHECKERS)

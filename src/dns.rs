@@ -98,9 +98,12 @@ pub struct Record {
     pub ttl: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<String>,
-    /// Alias target in the same zone (EvaluateTargetHealth on).
+    /// Alias target in the same zone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alias: Option<String>,
+    /// The alias follows its target's health (gwctl's always do).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub evaluate_target_health: bool,
 }
 
 impl Record {
@@ -225,9 +228,12 @@ pub fn owner_value(stack: &str, region: &str) -> String {
     format!("\"heritage=gwctl,stack={stack},region={region}\"")
 }
 
-/// CallerReference prefix of a region's checks: `gwctl/<stack>/<region>/`.
+/// CallerReference prefix of a region's checks: `gwctl/<stack hash>/<region>/`. A
+/// CallerReference holds at most 64 characters, so the stack (up to 32) goes in as the first
+/// 8 hex digits of its SHA-256; the `gwctl:stack` tag carries the name.
 pub fn caller_prefix(stack: &str, region: &str) -> String {
-    format!("gwctl/{stack}/{region}/")
+    let hash = crate::cloud::sha256_hex(stack);
+    format!("gwctl/{}/{region}/", &hash[..8])
 }
 
 /// What gwctl wants for a region: its checks by endpoint name and its records. `addresses`
@@ -284,6 +290,7 @@ pub fn desired(
             ttl: Some(i64::from(backend.dns.ttl)),
             values: vec![ip.clone()],
             alias: None,
+            evaluate_target_health: false,
         });
     }
     if !records.is_empty() {
@@ -297,6 +304,7 @@ pub fn desired(
             ttl: None,
             values: Vec::new(),
             alias: Some(n.regional.clone()),
+            evaluate_target_health: true,
         });
         records.push(Record {
             name: n.owner.clone(),
@@ -308,6 +316,7 @@ pub fn desired(
             ttl: Some(300),
             values: vec![owner_value(&backend.stack, &gw.region)],
             alias: None,
+            evaluate_target_health: false,
         });
     }
     (checks, records, pending)
@@ -323,10 +332,18 @@ pub fn owned(
     found: Vec<ObservedRecord>,
 ) -> (Vec<ObservedRecord>, Vec<ObservedRecord>) {
     let n = names(record, region);
+    // Exactly the shapes gwctl creates; anything else at these names stays someone else's.
     let ours = |r: &Record| {
-        r.name == n.owner && r.rtype == "TXT"
+        let set = r.set_identifier.as_deref();
+        r.name == n.owner && r.rtype == "TXT" && set.is_none()
             || r.name == n.regional
-            || r.name == n.record && r.set_identifier.as_deref() == Some(region)
+                && r.rtype == "A"
+                && r.multivalue
+                && set.is_some_and(|s| s.starts_with("broker-"))
+            || r.name == n.record
+                && r.rtype == "A"
+                && set == Some(region)
+                && r.latency_region.as_deref() == Some(region)
     };
     let (mine, other): (Vec<_>, Vec<_>) = found.into_iter().partition(|o| ours(&o.record));
     let claimed = mine
@@ -350,13 +367,20 @@ pub fn conflict(record: &str, region: &str, foreign: &[ObservedRecord]) -> Optio
         .iter()
         .find(|f| {
             let r = &f.record;
-            r.name == n.record && r.set_identifier.as_deref() == Some(region)
-                || r.name == n.owner
-                || r.name == n.regional
+            let address = r.rtype == "A" || r.rtype == "CNAME";
+            // gwctl's own names, taken; a record of another routing policy (or a CNAME)
+            // where gwctl puts latency or multivalue records, which Route53 refuses to mix.
+            r.name == n.owner
+                || r.name == n.regional && address
+                || r.name == n.record
+                    && (r.rtype == "CNAME"
+                        || r.rtype == "A"
+                            && (r.latency_region.is_none()
+                                || r.set_identifier.as_deref() == Some(region)))
         })
         .map(|f| {
             format!(
-                "{region}: `{}` exists and gwctl does not own it (no {} record); it is left alone: remove it or choose another dns.record",
+                "{region}: `{}` is in the way and gwctl does not own it (no {} record); it is left alone: remove it or choose another dns.record",
                 f.record.describe(),
                 n.owner
             )
@@ -515,6 +539,7 @@ mod tests {
             ttl: Some(60),
             values: vec![ip.into()],
             alias: None,
+            evaluate_target_health: false,
         }
     }
 
@@ -618,6 +643,7 @@ mod tests {
                 ttl: Some(300),
                 values: vec![owner_value("s", "us-east-1")],
                 alias: None,
+                evaluate_target_health: false,
             },
             health_check_id: None,
             alias_zone: None,
@@ -633,7 +659,55 @@ mod tests {
         );
         assert_eq!(owned_.len(), 2);
         assert!(foreign.is_empty());
-        let (owned_, _) = owned("other", "mqtt.example.com", "us-east-1", vec![mark]);
+        let (owned_, _) = owned("other", "mqtt.example.com", "us-east-1", vec![mark.clone()]);
         assert!(owned_.is_empty(), "another stack's mark is not ours");
+
+        // Even under gwctl's mark, only the shapes gwctl creates are claimed.
+        let hand_added = ObservedRecord {
+            record: Record {
+                name: "us-east-1.mqtt.example.com".into(),
+                rtype: "TXT".into(),
+                values: vec!["\"note\"".into()],
+                ..mark.record.clone()
+            },
+            health_check_id: None,
+            alias_zone: None,
+        };
+        let (owned_, foreign) = owned(
+            "s",
+            "mqtt.example.com",
+            "us-east-1",
+            vec![mark, hand_added.clone()],
+        );
+        assert_eq!(owned_.len(), 1);
+        assert_eq!(foreign, std::slice::from_ref(&hand_added));
+        assert!(
+            conflict("mqtt.example.com", "us-east-1", &foreign).is_none(),
+            "a TXT beside gwctl's records is in nobody's way"
+        );
+    }
+
+    #[test]
+    fn records_route53_would_refuse_to_mix_are_conflicts() {
+        let at_name = |rtype: &str, set: Option<&str>, region: Option<&str>| ObservedRecord {
+            record: Record {
+                name: "mqtt.example.com".into(),
+                rtype: rtype.into(),
+                set_identifier: set.map(str::to_string),
+                latency_region: region.map(str::to_string),
+                ..record("192.0.2.1")
+            },
+            health_check_id: None,
+            alias_zone: None,
+        };
+        let c = |o: ObservedRecord| conflict("mqtt.example.com", "us-east-1", &[o]);
+        assert!(c(at_name("A", None, None)).is_some(), "a simple A record");
+        assert!(c(at_name("CNAME", None, None)).is_some());
+        assert!(c(at_name("A", Some("us-east-1"), Some("us-east-1"))).is_some());
+        assert!(
+            c(at_name("A", Some("legacy"), Some("eu-west-1"))).is_none(),
+            "another latency record beside ours"
+        );
+        assert!(c(at_name("TXT", None, None)).is_none());
     }
 }

@@ -37,6 +37,21 @@ const LOCATIONS: &[(&str, f64, f64)] = &[
     ("ap-northeast-2", 37.6, 127.0),
     ("ap-northeast-3", 34.7, 135.5),
     ("ap-east-1", 22.3, 114.2),
+    ("ap-east-2", 25.0, 121.5),
+    ("ap-south-2", 17.4, 78.5),
+    ("ap-southeast-3", -6.2, 106.8),
+    ("ap-southeast-4", -37.8, 145.0),
+    ("ap-southeast-5", 3.1, 101.7),
+    ("ap-southeast-6", -36.8, 174.8),
+    ("ap-southeast-7", 13.8, 100.5),
+    ("ca-west-1", 51.0, -114.1),
+    ("eu-central-2", 47.4, 8.5),
+    ("eu-south-2", 41.6, -0.9),
+    ("il-central-1", 32.1, 34.8),
+    ("me-central-1", 25.2, 55.3),
+    ("mx-central-1", 20.6, -100.4),
+    ("us-gov-east-1", 40.0, -83.0),
+    ("us-gov-west-1", 45.8, -119.7),
 ];
 
 /// Client locations a drill always shows, besides the stack's own regions.
@@ -239,6 +254,13 @@ mod tests {
         assert_eq!(a.addresses, ["us-east-1-1", "us-east-1-2"]);
         assert!(a.fail_open);
         assert_eq!(answer("eu-central-1", &[]).region, None);
+    }
+
+    #[test]
+    fn every_known_region_has_a_location() {
+        for r in crate::spec::regions::AWS_REGIONS {
+            assert!(location(r).is_some(), "{r} has no location");
+        }
     }
 
     #[test]

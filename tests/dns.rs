@@ -144,6 +144,14 @@ async fn invert(c: &aws_sdk_route53::Client, id: &str, on: bool) {
         .expect("invert");
 }
 
+/// `gwctl/<stack hash>/<region>/<broker>`: a health check's CallerReference without its nonce.
+fn check_ref(region: &str, broker: &str) -> String {
+    format!(
+        "{}{broker}",
+        gwctl::dns::caller_prefix("mqtt-example", region)
+    )
+}
+
 fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
@@ -213,7 +221,7 @@ async fn up_all_creates_checks_and_records_in_one_batch_and_down_removes_only_it
                 .trim_start_matches("elastic_ip/")
                 .to_string();
             addresses.insert(
-                format!("gwctl/mqtt-example/{region}/{name}"),
+                check_ref(region, &name),
                 a.public_ip().expect("ip").to_string(),
             );
         }
@@ -248,8 +256,8 @@ async fn up_all_creates_checks_and_records_in_one_batch_and_down_removes_only_it
     );
     let b1 = &all["us-east-1.mqtt.example.com A [broker-1]"];
     assert!(b1.contains("multivalue=Some(true)"), "{b1}");
-    assert!(b1.contains(&addresses["gwctl/mqtt-example/us-east-1/broker-1"]));
-    assert!(b1.contains(&hc["gwctl/mqtt-example/us-east-1/broker-1"].0));
+    assert!(b1.contains(&addresses[&check_ref("us-east-1", "broker-1")]));
+    assert!(b1.contains(&hc[&check_ref("us-east-1", "broker-1")].0));
     assert!(
         all["_gwctl.ap-northeast-1.mqtt.example.com TXT []"]
             .contains("heritage=gwctl,stack=mqtt-example,region=ap-northeast-1")
@@ -262,11 +270,39 @@ async fn up_all_creates_checks_and_records_in_one_batch_and_down_removes_only_it
         .assert()
         .code(0);
 
-    // down removes exactly the region's own records and checks.
+    // down removes exactly the region's own records and checks: records first (a check
+    // deleted while a record uses it would leave the record unchecked), its brokers last.
+    m.record();
     run_ok(
         &r,
         &m,
         &["down", "ap-northeast-1", "--yes", "--scope", "aws"],
+    );
+    let order: Vec<String> = m
+        .recorded_actions()
+        .into_iter()
+        .filter(|a| {
+            [
+                "ChangeResourceRecordSets",
+                "DeleteHealthCheck",
+                "TerminateInstances",
+            ]
+            .contains(&a.as_str())
+        })
+        .collect();
+    // The lock's CREATE, the region's batch, both checks, both brokers, the lock's DELETE.
+    assert_eq!(
+        order,
+        [
+            "ChangeResourceRecordSets",
+            "ChangeResourceRecordSets",
+            "DeleteHealthCheck",
+            "DeleteHealthCheck",
+            "TerminateInstances",
+            "TerminateInstances",
+            "ChangeResourceRecordSets"
+        ],
+        "{order:?}"
     );
     let after = records(&dns, &zone).await;
     let expected: BTreeMap<String, String> = all
@@ -282,8 +318,8 @@ async fn up_all_creates_checks_and_records_in_one_batch_and_down_removes_only_it
     assert_eq!(
         left,
         [
-            "gwctl/mqtt-example/us-east-1/broker-1",
-            "gwctl/mqtt-example/us-east-1/broker-2"
+            check_ref("us-east-1", "broker-1"),
+            check_ref("us-east-1", "broker-2")
         ]
     );
     gwctl(&r, &m)

@@ -23,18 +23,19 @@ pub async fn find_zone(c: &Client, zone: &str) -> Result<String, CloudError> {
     let r = c
         .list_hosted_zones_by_name()
         .dns_name(zone)
-        .max_items(1)
+        .max_items(20)
         .send()
         .await
         .op("ListHostedZonesByName")?;
+    // A private zone of the same name (split-horizon DNS) cannot hold latency aliases.
     r.hosted_zones()
         .iter()
-        .find(|z| dotted(z.name()) == dotted(zone))
+        .find(|z| dotted(z.name()) == dotted(zone) && !z.config().is_some_and(|c| c.private_zone()))
         .map(|z| z.id().trim_start_matches("/hostedzone/").to_string())
         .ok_or_else(|| {
             CloudError::new(
                 "ListHostedZonesByName",
-                format!("no hosted zone named {zone} in this account"),
+                format!("no public hosted zone named {zone} in this account"),
             )
         })
 }
@@ -233,7 +234,10 @@ pub async fn list_checks(c: &Client, prefix: &str) -> Result<Vec<ObservedCheck>,
                             .map(|r| r.as_str().to_string())
                             .collect();
                         r.sort();
-                        r
+                        // AWS reports every checker region for a check created without any.
+                        let mut all = crate::spec::model::CHECKER_REGIONS.map(String::from);
+                        all.sort();
+                        if r == all { Vec::new() } else { r }
                     },
                     inverted: cfg.inverted().unwrap_or(false),
                 },
@@ -440,6 +444,7 @@ fn observed_record(s: &ResourceRecordSet) -> ObservedRecord {
                 .map(|v| v.value().to_string())
                 .collect(),
             alias: alias.map(|a| a.dns_name().trim_end_matches('.').to_lowercase()),
+            evaluate_target_health: alias.is_some_and(|a| a.evaluate_target_health()),
         },
         health_check_id: s.health_check_id().map(str::to_string),
         alias_zone: alias.map(|a| a.hosted_zone_id().to_string()),
@@ -468,7 +473,7 @@ fn record_set(
                 AliasTarget::builder()
                     .hosted_zone_id(zone_id)
                     .dns_name(target)
-                    .evaluate_target_health(true)
+                    .evaluate_target_health(r.evaluate_target_health)
                     .build(),
             )?);
         }

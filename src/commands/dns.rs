@@ -137,10 +137,10 @@ pub async fn apply(
                 }
                 (Action::Create | Action::Replace, _, Some(a)) => {
                     let reference = format!(
-                        "{}{}/{:016x}",
+                        "{}{}/{:08x}",
                         dns::caller_prefix(stack_name, &p.region),
                         c.name,
-                        rand::random::<u64>()
+                        rand::random::<u32>()
                     );
                     let tags = [
                         (dns::TAG_TOOL.to_string(), "gwctl".to_string()),
@@ -286,7 +286,8 @@ pub async fn served(aws: &Aws, stack: &Stack, region: &str) -> Result<Served> {
                 c.config.path.as_deref().unwrap_or("")
             ),
             inverted: c.config.inverted,
-            healthy: crate::drill::healthy_by_checkers(healthy, all),
+            // Checkers report the endpoint; an inverted check counts the other way.
+            healthy: crate::drill::healthy_by_checkers(healthy, all) != c.config.inverted,
             checkers: format!("{healthy}/{all}"),
         })
     });

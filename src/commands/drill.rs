@@ -133,7 +133,7 @@ async fn fail_and_observe(
             .map_err(|e| Error::Failed(format!("{region}: {e}")))?;
     }
     printer.info(&format!(
-        "{region}: {} health checks inverted; waiting for Route53 to report them unhealthy",
+        "{region}: {} health checks inverted; waiting until Route53 counts them unhealthy",
         ids.len()
     ));
     let start = Instant::now();
@@ -145,7 +145,7 @@ async fn fail_and_observe(
             .is_some_and(|s| s.checks.iter().all(|c| !c.healthy));
         if down {
             printer.info(&format!(
-                "{region}: Route53 reports it unhealthy after {}s",
+                "{region}: Route53 counts it unhealthy after {}s",
                 start.elapsed().as_secs()
             ));
             return Ok(now);
