@@ -89,6 +89,15 @@ impl Printer {
     }
 
     /// `s` in bold `color` on a colour terminal, plain otherwise.
+    /// `healthy` in green or `UNHEALTHY` in red.
+    pub fn verdict(&self, healthy: bool) -> String {
+        if healthy {
+            self.paint("healthy", AnsiColor::Green)
+        } else {
+            self.paint("UNHEALTHY", AnsiColor::Red)
+        }
+    }
+
     pub fn paint(&self, s: &str, color: AnsiColor) -> String {
         if self.color {
             let style = Style::new().bold().fg_color(Some(color.into()));

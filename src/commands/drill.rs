@@ -12,7 +12,7 @@ use crate::cli::{Cli, DrillArgs, Scope};
 use crate::cloud::{Aws, Owner};
 use crate::drill::{self, RegionState, Row};
 use crate::error::{Error, Result, Status};
-use crate::printer::{AnsiColor, Printer};
+use crate::printer::Printer;
 use crate::spec::Selection;
 
 pub fn run(cli: &Cli, args: &DrillArgs, printer: &Printer) -> Result<Status> {
@@ -212,11 +212,7 @@ fn print(
     );
     for s in now {
         let healthy = s.endpoints.iter().filter(|e| e.healthy).count();
-        let verdict = if s.healthy() {
-            printer.paint("healthy", AnsiColor::Green)
-        } else {
-            printer.paint("UNHEALTHY", AnsiColor::Red)
-        };
+        let verdict = printer.verdict(s.healthy());
         out.push_str(&format!(
             "  region {:<16} {verdict} ({healthy}/{} endpoints healthy)\n",
             s.region,

@@ -5,7 +5,7 @@ use crate::broker;
 use crate::cli::{Cli, StatusArgs};
 use crate::error::{Error, Result, Status};
 use crate::plan::Action;
-use crate::printer::{AnsiColor, Printer};
+use crate::printer::Printer;
 use crate::resources::Kind;
 use crate::spec::GatewaySpec;
 
@@ -232,11 +232,7 @@ async fn region_status(ctx: &Context, gw: &GatewaySpec) -> Result<RegionStatus> 
 }
 
 fn human(s: &RegionStatus, printer: &Printer) -> String {
-    let verdict = if s.healthy {
-        printer.paint("healthy", AnsiColor::Green)
-    } else {
-        printer.paint("UNHEALTHY", AnsiColor::Red)
-    };
+    let verdict = printer.verdict(s.healthy);
     let mut out = format!("{}  {verdict}\n", s.region);
     out.push_str(&format!(
         "  resources   {} owned, {} AWS changes pending\n",
@@ -252,11 +248,7 @@ fn human(s: &RegionStatus, printer: &Printer) -> String {
         ));
     }
     for c in &s.health_checks {
-        let verdict = if c.healthy {
-            printer.paint("healthy", AnsiColor::Green)
-        } else {
-            printer.paint("UNHEALTHY", AnsiColor::Red)
-        };
+        let verdict = printer.verdict(c.healthy);
         out.push_str(&format!(
             "  check       {:<10} {:<36} {verdict} ({} checkers){}\n",
             c.name,
