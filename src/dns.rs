@@ -65,6 +65,17 @@ pub struct CheckConfig {
 }
 
 impl CheckConfig {
+    /// What is checked: `TCP 203.0.113.7:1883`, `HTTP 203.0.113.7:8080/health`.
+    pub fn target(&self) -> String {
+        format!(
+            "{} {}:{}{}",
+            self.protocol.as_str(),
+            self.ip,
+            self.port,
+            self.path.as_deref().unwrap_or("")
+        )
+    }
+
     /// Route53 cannot change a check's type or interval in place.
     pub fn needs_replace(&self, actual: &CheckConfig) -> bool {
         self.protocol != actual.protocol || self.interval_s != actual.interval_s

@@ -278,13 +278,7 @@ pub async fn served(aws: &Aws, stack: &Stack, region: &str) -> Result<Served> {
         Ok::<_, Error>(CheckStatus {
             name: c.name.clone(),
             id: c.id.clone(),
-            target: format!(
-                "{} {}:{}{}",
-                c.config.protocol.as_str(),
-                c.config.ip,
-                c.config.port,
-                c.config.path.as_deref().unwrap_or("")
-            ),
+            target: c.config.target(),
             inverted: c.config.inverted,
             // Checkers report the endpoint; an inverted check counts the other way.
             healthy: crate::drill::healthy_by_checkers(healthy, all) != c.config.inverted,

@@ -289,11 +289,8 @@ pub fn human_dns(plan: &crate::dns::DnsPlan, printer: &Printer) -> String {
         let cfg = c.after.as_ref().or(c.before.as_ref().map(|b| &b.config));
         let what = cfg.map_or_else(String::new, |cfg| {
             format!(
-                "{} {}:{}{} every {}s, unhealthy after {} failures{}",
-                cfg.protocol.as_str(),
-                cfg.ip,
-                cfg.port,
-                cfg.path.as_deref().unwrap_or(""),
+                "{} every {}s, unhealthy after {} failures{}",
+                cfg.target(),
                 cfg.interval_s,
                 cfg.failure_threshold,
                 if cfg.inverted { ", inverted" } else { "" }
