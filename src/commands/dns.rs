@@ -263,14 +263,43 @@ pub struct CheckStatus {
 /// A region as Route53 serves it: its checks with their status, its records, and the
 /// endpoints its latency record leads to.
 pub struct Served {
-    pub found: Found,
+    /// The region's health checks as discovered.
+    pub observed: Vec<ObservedCheck>,
+    /// The region's records (gwctl's own).
+    pub owned: Vec<dns::ObservedRecord>,
     pub checks: Vec<CheckStatus>,
     pub state: crate::drill::RegionState,
 }
 
 pub async fn served(aws: &Aws, stack: &Stack, region: &str) -> Result<Served> {
     let found = discover(aws, stack, region).await?;
-    let statuses = found.checks.iter().map(|c| async move {
+    served_from(aws, stack, region, found.checks, found.owned).await
+}
+
+/// As [`served`], from what a region's plan discovered already (every check and owned record
+/// is the `before` of one of its changes).
+pub async fn served_by_plan(aws: &Aws, stack: &Stack, plan: &DnsPlan) -> Result<Served> {
+    let observed = plan
+        .checks
+        .iter()
+        .filter_map(|c| c.before.clone())
+        .collect();
+    let owned = plan
+        .records
+        .iter()
+        .filter_map(|r| r.before.clone())
+        .collect();
+    served_from(aws, stack, &plan.region, observed, owned).await
+}
+
+async fn served_from(
+    aws: &Aws,
+    stack: &Stack,
+    region: &str,
+    observed: Vec<ObservedCheck>,
+    owned: Vec<dns::ObservedRecord>,
+) -> Result<Served> {
+    let statuses = observed.iter().map(|c| async move {
         let (healthy, all) = aws
             .health_check_status(&c.id)
             .await
@@ -290,12 +319,10 @@ pub async fn served(aws: &Aws, stack: &Stack, region: &str) -> Result<Served> {
         checks.push(s?);
     }
     let n = dns::names(&stack.backend.spec.dns.record, region);
-    let has_latency = found
-        .owned
+    let has_latency = owned
         .iter()
         .any(|o| o.record.name == n.record && o.record.alias.is_some());
-    let endpoints = found
-        .owned
+    let endpoints = owned
         .iter()
         .filter(|o| has_latency && o.record.name == n.regional && o.record.multivalue)
         .map(|o| crate::drill::Endpoint {
@@ -309,7 +336,8 @@ pub async fn served(aws: &Aws, stack: &Stack, region: &str) -> Result<Served> {
         })
         .collect();
     Ok(Served {
-        found,
+        observed,
+        owned,
         checks,
         state: crate::drill::RegionState {
             region: region.to_string(),

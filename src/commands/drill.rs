@@ -72,7 +72,7 @@ async fn drill_async(ctx: &Context, args: &DrillArgs, printer: &Printer) -> Resu
         .iter()
         .find(|s| s.state.region == args.region)
         .ok_or_else(|| Error::Failed(format!("{}: not surveyed", args.region)))?;
-    if target.found.checks.is_empty() {
+    if target.observed.is_empty() {
         return Err(Error::Failed(format!(
             "{} has no health checks to fail: run `gwctl up {}` first",
             args.region, args.region
@@ -80,7 +80,7 @@ async fn drill_async(ctx: &Context, args: &DrillArgs, printer: &Printer) -> Resu
     }
     let question = format!(
         "Fail the {} health checks of {} in Route53? Its clients will be sent to other regions until the drill ends.",
-        target.found.checks.len(),
+        target.observed.len(),
         args.region
     );
     if !super::aws::confirm(printer, &question, args.yes)? {
@@ -95,7 +95,7 @@ async fn drill_async(ctx: &Context, args: &DrillArgs, printer: &Printer) -> Resu
     )
     .await?;
     let aws = connect(ctx, &args.region).await;
-    let ids: Vec<String> = target.found.checks.iter().map(|c| c.id.clone()).collect();
+    let ids: Vec<String> = target.observed.iter().map(|c| c.id.clone()).collect();
     let outcome = tokio::select! {
         r = fail_and_observe(ctx, &aws, &args.region, &ids, args.timeout, printer) => r,
         _ = tokio::signal::ctrl_c() => Err(Error::Failed("interrupted: restoring the health checks".into())),

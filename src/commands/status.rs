@@ -93,8 +93,9 @@ async fn region_status(ctx: &Context, gw: &GatewaySpec) -> Result<RegionStatus> 
         })
         .collect();
     let mut problems = Vec::new();
-    let (health_checks, records, route53_answering) = if ctx.scope.aws() {
-        let served = super::dns::served(&work.aws, &ctx.stack, &gw.region).await?;
+    // The plan (AWS scope) discovered the region's Route53 part already.
+    let (health_checks, records, route53_answering) = if let Some(plan) = &work.dns {
+        let served = super::dns::served_by_plan(&work.aws, &ctx.stack, plan).await?;
         for c in served.checks.iter().filter(|c| !c.healthy) {
             problems.push(format!(
                 "health check {} ({}) is unhealthy: {} checkers report healthy{}",
@@ -113,12 +114,7 @@ async fn region_status(ctx: &Context, gw: &GatewaySpec) -> Result<RegionStatus> 
         } else if !served.state.healthy() {
             problems.push("Route53 withdraws the region: no endpoint is healthy".into());
         }
-        let records = served
-            .found
-            .owned
-            .iter()
-            .map(|o| o.record.clone())
-            .collect();
+        let records = served.owned.iter().map(|o| o.record.clone()).collect();
         let answering = served.state.healthy();
         (served.checks, records, answering)
     } else {
