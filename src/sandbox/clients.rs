@@ -222,21 +222,31 @@ impl AmqpConsumer {
             )
             .await
             .map_err(err)?;
-            let consumer = ch
-                .basic_consume(
-                    queue.name().clone(),
-                    "".into(),
-                    BasicConsumeOptions {
-                        no_ack: true,
-                        ..Default::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(err)?;
-            Ok(AmqpConsumer { conn, consumer })
+            AmqpConsumer::consume(login, conn, &ch, queue.name().as_str()).await
         })
         .await
+    }
+
+    /// Starts an auto-ack consumer of `queue` on `ch`.
+    async fn consume(
+        login: &Login,
+        conn: Connection,
+        ch: &lapin::Channel,
+        queue: &str,
+    ) -> Result<Self, ClientError> {
+        let consumer = ch
+            .basic_consume(
+                queue.into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| ClientError::Amqp(login.host.clone(), login.port, e.to_string()))?;
+        Ok(AmqpConsumer { conn, consumer })
     }
 
     pub async fn next(&mut self, timeout: Duration) -> Option<Received> {
@@ -388,19 +398,7 @@ impl AmqpConsumer {
             ch.basic_qos(500, lapin::options::BasicQosOptions::default())
                 .await
                 .map_err(err)?;
-            let consumer = ch
-                .basic_consume(
-                    queue.into(),
-                    "".into(),
-                    BasicConsumeOptions {
-                        no_ack: true,
-                        ..Default::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(err)?;
-            Ok(AmqpConsumer { conn, consumer })
+            AmqpConsumer::consume(login, conn, &ch, queue).await
         })
         .await
     }
