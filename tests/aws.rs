@@ -9,13 +9,7 @@ use std::process::{Command, Stdio};
 use aws_sdk_ec2::types::{Filter, Tag};
 
 use crate::support::Regions;
-use crate::support::moto::{Moto, is_read_only};
-
-fn gwctl(r: &Regions, m: &Moto) -> assert_cmd::Command {
-    let mut c = r.gwctl();
-    m.env(&mut c);
-    c
-}
+use crate::support::moto::{Moto, gwctl, is_read_only};
 
 fn tags(t: &[Tag]) -> BTreeMap<String, String> {
     t.iter()

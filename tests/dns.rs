@@ -10,13 +10,7 @@ use aws_sdk_route53::types::{
 use serde_json::Value;
 
 use crate::support::Regions;
-use crate::support::moto::Moto;
-
-fn gwctl(r: &Regions, m: &Moto) -> assert_cmd::Command {
-    let mut c = r.gwctl();
-    m.env(&mut c);
-    c
-}
+use crate::support::moto::{Moto, gwctl};
 
 fn run_ok(r: &Regions, m: &Moto, args: &[&str]) -> String {
     let out = gwctl(r, m).args(args).output().expect("run");
@@ -27,19 +21,6 @@ fn run_ok(r: &Regions, m: &Moto, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-async fn zone_id(c: &aws_sdk_route53::Client) -> String {
-    let z = c
-        .list_hosted_zones_by_name()
-        .dns_name("example.com")
-        .send()
-        .await
-        .expect("zones");
-    z.hosted_zones()[0]
-        .id()
-        .trim_start_matches("/hostedzone/")
-        .to_string()
 }
 
 /// Every record set of the zone as `name type [set id]` -> a comparable description.
@@ -160,7 +141,7 @@ fn json(text: &str) -> Value {
 async fn up_all_creates_checks_and_records_in_one_batch_and_down_removes_only_its_own() {
     let (r, m) = (Regions::examples(), Moto::start());
     let dns = m.route53().await;
-    let zone = zone_id(&dns).await;
+    let zone = m.zone_id().await;
     // Someone else's records: another name, and a latency record of their own at our name.
     put(&dns, &zone, "www.example.com", None, "192.0.2.10").await;
     put(
@@ -332,7 +313,7 @@ async fn up_all_creates_checks_and_records_in_one_batch_and_down_removes_only_it
 async fn a_record_gwctl_does_not_own_stops_the_run_before_any_change() {
     let (r, m) = (Regions::examples(), Moto::start());
     let dns = m.route53().await;
-    let zone = zone_id(&dns).await;
+    let zone = m.zone_id().await;
     put(
         &dns,
         &zone,
@@ -590,7 +571,7 @@ async fn a_live_drill_fails_the_region_then_restores_it() {
         .args(["plan", "--all", "--detailed-exitcode", "--scope", "aws"])
         .assert()
         .code(0);
-    let zone = zone_id(&dns).await;
+    let zone = m.zone_id().await;
     assert!(
         !records(&dns, &zone)
             .await
@@ -650,7 +631,7 @@ async fn throttled_and_busy_route53_answers_are_retried() {
         "and retried until it went through"
     );
     let dns = m.route53().await;
-    let zone = zone_id(&dns).await;
+    let zone = m.zone_id().await;
     let all = records(&dns, &zone).await;
     assert!(
         all.contains_key("mqtt.example.com A [us-east-1]"),

@@ -11,28 +11,11 @@ use aws_sdk_route53::types::{
 };
 
 use crate::support::Regions;
-use crate::support::moto::{Moto, is_read_only};
+use crate::support::moto::{Moto, gwctl, is_read_only};
 
 const LOCK: &str = "_gwctl-lock.us-east-1.mqtt.example.com";
 const HELD: &str =
     "gwctl-lock id=cafebabe holder=alice@laptop/pid42 op=up since=2026-11-25T10:00:00Z";
-
-fn gwctl(r: &Regions, m: &Moto) -> assert_cmd::Command {
-    let mut c = r.gwctl();
-    m.env(&mut c);
-    c
-}
-
-async fn zone_id(m: &Moto) -> String {
-    let r53 = m.route53().await;
-    let zones = r53
-        .list_hosted_zones_by_name()
-        .dns_name("example.com")
-        .send()
-        .await
-        .expect("zones");
-    zones.hosted_zones()[0].id().to_string()
-}
 
 async fn change_lock(m: &Moto, action: ChangeAction) {
     let r53 = m.route53().await;
@@ -58,7 +41,7 @@ async fn change_lock(m: &Moto, action: ChangeAction) {
         .build()
         .expect("batch");
     r53.change_resource_record_sets()
-        .hosted_zone_id(zone_id(m).await)
+        .hosted_zone_id(m.zone_id().await)
         .change_batch(batch)
         .send()
         .await
@@ -69,7 +52,7 @@ async fn lock_exists(m: &Moto) -> bool {
     let r53 = m.route53().await;
     let sets = r53
         .list_resource_record_sets()
-        .hosted_zone_id(zone_id(m).await)
+        .hosted_zone_id(m.zone_id().await)
         .send()
         .await
         .expect("records");

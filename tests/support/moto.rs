@@ -145,6 +145,22 @@ impl Moto {
         aws_sdk_route53::Client::from_conf(config)
     }
 
+    /// The id of the `example.com` zone every test's moto starts with (without `/hostedzone/`).
+    pub async fn zone_id(&self) -> String {
+        let zones = self
+            .route53()
+            .await
+            .list_hosted_zones_by_name()
+            .dns_name("example.com")
+            .send()
+            .await
+            .expect("zones");
+        zones.hosted_zones()[0]
+            .id()
+            .trim_start_matches("/hostedzone/")
+            .to_string()
+    }
+
     pub fn record(&self) {
         self.http("POST", "/moto-api/recorder/reset-recording")
             .expect("reset recording");
@@ -223,6 +239,13 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// gwctl on the test's region files, talking to the test's moto.
+pub fn gwctl(r: &super::Regions, m: &Moto) -> assert_cmd::Command {
+    let mut c = r.gwctl();
+    m.env(&mut c);
+    c
 }
 
 /// The action of a Route53 REST call (`/2013-04-01/...`).
