@@ -271,38 +271,8 @@ pub async fn amqp_publish(
     routing_key: &str,
     payload: &[u8],
 ) -> Result<(), ClientError> {
-    bounded(login, "publishing with confirms", async {
-        let err =
-            |e: lapin::Error| ClientError::Amqp(login.host.clone(), login.port, e.to_string());
-        let conn = amqp_connect(login).await?;
-        let ch = conn.create_channel().await.map_err(err)?;
-        ch.confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(err)?;
-        let confirm = ch
-            .basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                BasicPublishOptions::default(),
-                payload,
-                BasicProperties::default().with_delivery_mode(2),
-            )
-            .await
-            .map_err(err)?
-            .await
-            .map_err(err)?;
-        let _ = conn.close(200, "done".into()).await;
-        if confirm.is_ack() {
-            Ok(())
-        } else {
-            Err(ClientError::Amqp(
-                login.host.clone(),
-                login.port,
-                "the broker refused the message (nack)".into(),
-            ))
-        }
-    })
-    .await
+    let one = [(routing_key.to_string(), payload.to_vec())];
+    amqp_publish_many(login, exchange, one).await.map(drop)
 }
 
 /// Publishes persistent messages on one channel with publisher confirms, waiting for every
