@@ -26,9 +26,6 @@ use serde::{Deserialize, Serialize};
 use crate::plan::Action;
 use crate::spec::model::{BackendSpec, GatewaySpec, HealthProtocol};
 
-/// Tags on every health check gwctl creates.
-pub use crate::resources::{TAG_ID, TAG_REGION, TAG_STACK, TAG_TOOL};
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum CheckProtocol {

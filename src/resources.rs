@@ -23,6 +23,24 @@ pub const TAG_LAUNCH: &str = "gwctl:launch-sha256";
 /// The tag RabbitMQ's AWS peer discovery looks for (no `:`, rabbitmq.conf keys cannot hold one).
 pub const TAG_CLUSTER: &str = "gwctl-cluster";
 
+/// The tags of a resource gwctl creates in `region`: the region's free tags, a Name, and the
+/// ownership tags (`id` is its logical id, e.g. `subnet/us-east-1a`).
+pub fn tags_for(
+    stack: &str,
+    region: &str,
+    name: &str,
+    id: &str,
+    free: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut t = free.clone();
+    t.insert("Name".into(), format!("{stack}-{region}-{name}"));
+    t.insert(TAG_TOOL.into(), "gwctl".into());
+    t.insert(TAG_STACK.into(), stack.into());
+    t.insert(TAG_REGION.into(), region.into());
+    t.insert(TAG_ID.into(), id.into());
+    t
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {

@@ -221,9 +221,19 @@ async fn up_all_creates_checks_and_records_in_one_batch_and_down_removes_only_it
             .await
             .expect("tags");
         let tags = tags.resource_tag_set().expect("tags").tags();
-        assert!(
+        let has = |k: &str, v: &str| {
             tags.iter()
-                .any(|t| t.key() == Some("gwctl:stack") && t.value() == Some("mqtt-example"))
+                .any(|t| t.key() == Some(k) && t.value() == Some(v))
+        };
+        assert!(has("gwctl:stack", "mqtt-example"), "{tags:?}");
+        let broker = reference.rsplit('/').next().expect("broker");
+        assert!(
+            has("gwctl:id", &format!("health_check/{broker}")),
+            "{tags:?}"
+        );
+        assert!(
+            has("team", "messaging"),
+            "the region's free tags too: {tags:?}"
         );
     }
 

@@ -8,7 +8,7 @@ use crate::dns::{self, DnsPlan, ObservedCheck, Record};
 use crate::error::{Error, Result};
 use crate::plan::{Action, RegionPlan};
 use crate::printer::Printer;
-use crate::resources::Kind;
+use crate::resources::{Kind, tags_for};
 use crate::spec::{GatewaySpec, Stack};
 
 /// The brokers of a region plan and their public addresses where they have one already.
@@ -142,16 +142,15 @@ pub async fn apply(
                         c.name,
                         rand::random::<u32>()
                     );
-                    let tags = [
-                        (dns::TAG_TOOL.to_string(), "gwctl".to_string()),
-                        (dns::TAG_STACK.to_string(), stack_name.to_string()),
-                        (dns::TAG_REGION.to_string(), p.region.clone()),
-                        (dns::TAG_ID.to_string(), format!("health_check/{}", c.name)),
-                        (
-                            "Name".to_string(),
-                            format!("{stack_name}-{}-{}", p.region, c.name),
-                        ),
-                    ];
+                    let mut free = stack.backend.spec.tags.clone();
+                    if let Some(gw) = stack.gateway(&p.region) {
+                        free.extend(gw.spec.tags.clone());
+                    }
+                    let id = format!("health_check/{}", c.name);
+                    let tags: Vec<(String, String)> =
+                        tags_for(stack_name, &p.region, &c.name, &id, &free)
+                            .into_iter()
+                            .collect();
                     aws.create_health_check(&reference, a, &tags)
                         .await
                         .map_err(failed(&p.region))?

@@ -9,7 +9,7 @@ use crate::render::placeholder::{SecretName, SecretValues};
 use crate::render::{self, Addressing, RenderError};
 use crate::resources::{
     BlockDevice, Desired, Ingress, IngressSource, Key, Kind, Payload, Ref, Route, Spec,
-    TAG_CLUSTER, TAG_ID, TAG_LAUNCH, TAG_REGION, TAG_STACK, TAG_TOOL,
+    TAG_CLUSTER, TAG_LAUNCH, tags_for,
 };
 use crate::spec::BackendSpec;
 use crate::spec::model::{CLUSTER_PORTS, DataVolume, GatewaySpec, HealthProtocol, Volume};
@@ -48,15 +48,7 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
     let region = &gw.region;
     let mut common = backend.tags.clone();
     common.extend(gw.tags.clone());
-    let tags = |key: &Key| {
-        let mut t = common.clone();
-        t.insert("Name".into(), format!("{stack}-{region}-{}", key.name));
-        t.insert(TAG_TOOL.into(), "gwctl".into());
-        t.insert(TAG_STACK.into(), stack.clone());
-        t.insert(TAG_REGION.into(), region.clone());
-        t.insert(TAG_ID.into(), key.to_string());
-        t
-    };
+    let tags = |key: &Key| tags_for(stack, region, &key.name, &key.to_string(), &common);
     let mut out = Vec::new();
     let push = |out: &mut Vec<Desired>, key: Key, spec: Spec, payload: Payload| {
         let t = tags(&key);
