@@ -159,23 +159,7 @@ pub struct RegionSelection {
     pub all: bool,
 }
 
-/// What a command manages: AWS resources, the backend's federation entries, or both.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
-pub enum Scope {
-    #[default]
-    All,
-    Aws,
-    Federation,
-}
-
-impl Scope {
-    pub fn aws(self) -> bool {
-        self != Scope::Federation
-    }
-    pub fn federation(self) -> bool {
-        self != Scope::Aws
-    }
-}
+pub use crate::engine::Scope;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {

@@ -736,7 +736,7 @@ fn plan_outputs_for_machines_and_reviewers_mask_secrets() {
     for (var, value) in &r.secrets {
         assert!(!text.contains(value.as_str()), "{var} leaked");
         assert!(
-            !text.contains(&gwctl::cloud::sha256_hex(value)),
+            !text.contains(&gwctl::model::sha256_hex(value)),
             "{var}'s hash leaked"
         );
     }

@@ -129,7 +129,7 @@ async fn invert(c: &aws_sdk_route53::Client, id: &str, on: bool) {
 fn check_ref(region: &str, broker: &str) -> String {
     format!(
         "{}{broker}",
-        gwctl::dns::caller_prefix("mqtt-example", region)
+        gwctl::model::dns::caller_prefix("mqtt-example", region)
     )
 }
 

@@ -9,7 +9,7 @@ use gwctl::sandbox::clients::{AmqpConsumer, Login, amqp_publish_many, declare_du
 use gwctl::sandbox::{BACKEND, ENDPOINTS_FILE, Sandbox};
 use gwctl::spec::{self, Selection};
 
-use crate::support::moto::Moto;
+use crate::support::moto::{Moto, is_read_only};
 use crate::support::{Regions, rabbitmq_bin};
 
 /// gwctl against moto and the sandbox's brokers.
@@ -18,6 +18,72 @@ fn gwctl(r: &Regions, m: &Moto, work: &Path) -> assert_cmd::Command {
     m.env(&mut c);
     c.env("GWCTL_BROKER_ENDPOINTS", work.join(ENDPOINTS_FILE));
     c
+}
+
+/// A saved plan covers the backend's federation: applied after the backend's entries of a
+/// region changed, it is refused before anything changes, in AWS or on the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_plan_is_refused_when_the_backends_federation_changed() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    let stack = spec::load(r.dir(), &Selection::All).expect("examples validate");
+    let work = tempfile::tempdir().expect("tempdir");
+    let sandbox = Sandbox::start(&stack, work.path(), rabbitmq_bin())
+        .await
+        .expect("nodes boot");
+    let backend = sandbox.admin(BACKEND).expect("client");
+    gwctl(&r, &m, work.path())
+        .args(["up", "--all", "--yes"])
+        .assert()
+        .success();
+    let saved = work.path().join("plan.json");
+    gwctl(&r, &m, work.path())
+        .args(["plan", "--all", "--out"])
+        .arg(&saved)
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&saved).expect("saved plan");
+    assert!(text.contains("\"federation_sha256\""), "{text}");
+
+    // Unchanged: the saved plan applies (nothing to do).
+    gwctl(&r, &m, work.path())
+        .args(["up", "--all", "--plan"])
+        .arg(&saved)
+        .assert()
+        .success();
+
+    // Someone changes the backend's upstream of us-east-1 after the plan was saved.
+    let wrong_uri = "amqp://federation:not-the-password@127.0.0.1:1";
+    let mut wrong = gwctl::model::federation::backend_upstreams(
+        &stack.gateway("us-east-1").expect("us").spec,
+        &[wrong_uri.into()],
+    );
+    backend
+        .put_upstream("/", &wrong.remove(0))
+        .await
+        .expect("change upstream");
+    m.record();
+    let out = gwctl(&r, &m, work.path())
+        .args(["up", "--all", "--plan"])
+        .arg(&saved)
+        .output()
+        .expect("up");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("stale plan: the backend's federation entries of us-east-1 changed"),
+        "{stderr}"
+    );
+    assert!(m.recorded_actions().iter().all(|a| is_read_only(a)));
+    let upstreams = backend
+        .parameters("federation-upstream", "/")
+        .await
+        .expect("upstreams");
+    assert_eq!(
+        upstreams["gw.us-east-1.amq.topic"]["uri"],
+        serde_json::json!(wrong_uri),
+        "the refused plan changed the backend"
+    );
+    sandbox.stop(Duration::from_secs(5)).await;
 }
 
 /// Counts distinct payloads until `expected` arrived or nothing came for `idle`.
@@ -50,11 +116,11 @@ async fn up_federates_each_gateway_and_down_removes_only_its_own_entries() {
         .expect("nodes boot");
     let backend = sandbox.admin(BACKEND).expect("client");
     // Someone else's upstream and policy on the backend.
-    let foreign = gwctl::federation::Upstream {
+    let foreign = gwctl::model::federation::Upstream {
         name: "elsewhere".into(),
         uris: vec!["amqp://127.0.0.1:1".into()],
         exchange: "other".into(),
-        settings: gwctl::federation::LinkSettings {
+        settings: gwctl::model::federation::LinkSettings {
             max_hops: 1,
             prefetch: 10,
             ack_mode: "on-confirm",
@@ -99,7 +165,7 @@ async fn up_federates_each_gateway_and_down_removes_only_its_own_entries() {
 
     // Drift on the backend (a changed upstream) shows, masked, and up repairs it.
     let fed_password = &r.secrets["GWCTL_FEDERATION_PASSWORD"];
-    let mut wrong = gwctl::federation::backend_upstreams(
+    let mut wrong = gwctl::model::federation::backend_upstreams(
         &stack.gateway("us-east-1").expect("us").spec,
         &["amqp://federation:not-the-password@127.0.0.1:1".into()],
     );
@@ -123,7 +189,7 @@ async fn up_federates_each_gateway_and_down_removes_only_its_own_entries() {
     );
     assert!(
         !text.contains(fed_password.as_str())
-            && !text.contains(&gwctl::federation::encode_component(fed_password))
+            && !text.contains(&gwctl::model::federation::encode_component(fed_password))
     );
     gwctl(&r, &m, work.path())
         .args(["up", "us-east-1", "--yes"])
@@ -204,7 +270,7 @@ async fn status_reports_links_and_fails_with_the_reason_of_a_broken_one() {
     // A wrong password on the backend's link to the US gateway.
     let backend = sandbox.admin(BACKEND).expect("client");
     let us_amqp = sandbox.layout.nodes["us-east-1"].ports.amqp;
-    let mut bad = gwctl::federation::backend_upstreams(
+    let mut bad = gwctl::model::federation::backend_upstreams(
         &stack.gateway("us-east-1").expect("us").spec,
         &[format!("amqp://federation:wrong@127.0.0.1:{us_amqp}")],
     );

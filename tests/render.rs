@@ -218,7 +218,7 @@ fn boot_script_fills_placeholders_like_gwctl() {
     let defs: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&filled).expect("read")).expect("json");
     let fed = &r.secrets["GWCTL_FEDERATION_PASSWORD"];
-    let encoded = gwctl::federation::encode_component(fed);
+    let encoded = gwctl::model::federation::encode_component(fed);
     assert_eq!(
         defs["parameters"][0]["value"]["uri"][0],
         format!("amqp://federation:{encoded}@10.0.1.10:5672?heartbeat=30&connection_timeout=10000")

@@ -10,7 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::federation::{Policy, Upstream};
+use crate::model::federation::{Policy, Upstream};
 use crate::spec::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +58,7 @@ impl std::fmt::Debug for Client {
 
 /// `%2f` for the default vhost.
 fn vhost_segment(vhost: &str) -> String {
-    crate::federation::encode_component(vhost)
+    crate::model::federation::encode_component(vhost)
 }
 
 /// One federation link as the management API reports it.

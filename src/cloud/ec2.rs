@@ -13,7 +13,7 @@ use aws_sdk_ec2::types::{
 use base64::Engine;
 
 use super::{Call, CloudError, Ids, Owner, resolve, retry};
-use crate::resources::{
+use crate::model::resources::{
     Desired, Ingress, IngressSource, Key, Kind, Observed, Payload, Ref, Route, Spec, TAG_ID,
     TAG_LAUNCH, TAG_REGION, TAG_STACK,
 };

@@ -5,7 +5,7 @@ use aws_sdk_iam::Client;
 use aws_sdk_iam::types::Tag;
 
 use super::{Call, CloudError, Ids, Owner, resolve};
-use crate::resources::{Desired, Key, Kind, Observed, Ref, Spec, TAG_REGION, TAG_STACK};
+use crate::model::resources::{Desired, Key, Kind, Observed, Ref, Spec, TAG_REGION, TAG_STACK};
 
 pub const POLICY_NAME: &str = "gwctl-brokers";
 const PATH: &str = "/gwctl/";

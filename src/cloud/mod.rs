@@ -17,12 +17,11 @@ use aws_config::retry::RetryConfig;
 use aws_sdk_ec2::error::DisplayErrorContext;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 
-use crate::dns::{CheckConfig, ObservedCheck, ObservedRecord, Record, RecordChange};
-use crate::resources::{Actual, Desired, Key, Kind, Observed, Ref};
+use crate::model::dns::{CheckConfig, ObservedCheck, ObservedRecord, Record, RecordChange};
+use crate::model::resources::{Actual, Desired, Key, Kind, Observed, Ref};
 use crate::spec::model::Ami;
 
 pub use ec2::Image;
-pub use ssm::sha256_hex;
 
 /// A failed AWS call. Messages carry AWS's words, never request bodies (which may hold secrets).
 #[derive(Debug, Clone, thiserror::Error)]

@@ -177,7 +177,9 @@ async fn wait_insync_with(c: &Client, change_id: &str, tick: &dyn Fn()) -> Resul
 
 // ---- Health checks and the latency records -------------------------------------------------
 
-use crate::dns::{CheckConfig, CheckProtocol, ObservedCheck, ObservedRecord, Record, RecordChange};
+use crate::model::dns::{
+    CheckConfig, CheckProtocol, ObservedCheck, ObservedRecord, Record, RecordChange,
+};
 use aws_sdk_route53::types::{
     AliasTarget, HealthCheckConfig, HealthCheckRegion, HealthCheckType, ResettableElementName,
     ResourceRecordSetRegion, Tag, TagResourceType,

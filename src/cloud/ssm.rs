@@ -3,17 +3,10 @@
 
 use aws_sdk_ssm::Client;
 use aws_sdk_ssm::types::{ParameterStringFilter, ParameterType, Tag};
-use sha2::{Digest, Sha256};
 
 use super::{Call, CloudError, Owner};
-use crate::resources::{Desired, Key, Kind, Observed, Payload, Spec, TAG_REGION, TAG_STACK};
-
-pub fn sha256_hex(value: &str) -> String {
-    Sha256::digest(value.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+use crate::model::resources::{Desired, Key, Kind, Observed, Payload, Spec, TAG_REGION, TAG_STACK};
+use crate::model::sha256_hex;
 
 pub async fn discover(c: &Client, o: &Owner, prefix: &str) -> Result<Vec<Observed>, CloudError> {
     let tag = |k: &str, v: &str| {

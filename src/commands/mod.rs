@@ -1,8 +1,7 @@
-//! Commands: each orchestrates the layers below (spec, render, broker, sandbox) and owns no
-//! API calls of its own.
+//! Commands: each parses its arguments, calls the engine (or the spec, render and sandbox
+//! layers for the offline commands), and hands the results and progress to the printer.
+//! No command calls AWS or RabbitMQ itself.
 
-mod aws;
-mod dns;
 mod down;
 mod drill;
 mod plan;
@@ -14,9 +13,11 @@ mod unlock;
 mod up;
 mod validate;
 
-use crate::cli::{Cli, Command, SandboxCommand};
-use crate::error::{Result, Status};
-use crate::printer::Printer;
+use crate::cli::{Cli, Command, RegionSelection, SandboxCommand};
+use crate::engine::{Engine, Scope};
+use crate::error::{Error, Result, Status};
+use crate::printer::{Confirmation, Printer};
+use crate::spec::Selection;
 
 pub fn run(cli: Cli, printer: &Printer) -> Result<Status> {
     match cli.command {
@@ -39,12 +40,55 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<Status> {
     }
 }
 
-/// A tokio runtime for commands that talk to networks. Two workers match the machines gwctl
-/// runs on in CI; the work is I/O-bound.
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| crate::error::Error::io("starting the async runtime", e))
+/// The engine for the regions a command selected: invalid input stops here, before any call.
+fn engine(cli: &Cli, selection: Selection, scope: Scope) -> Result<Engine> {
+    Engine::load(
+        &cli.regions,
+        selection,
+        cli.broker_endpoints.as_deref(),
+        scope,
+    )
+}
+
+fn selection(select: &RegionSelection) -> Selection {
+    if select.all {
+        Selection::All
+    } else {
+        Selection::Regions(select.names.clone())
+    }
+}
+
+/// Asks before a change; `false` when the answer is no. Without a terminal and without
+/// `--yes`, refuses (usage error) instead of guessing.
+fn confirm(printer: &Printer, question: &str, yes: bool) -> Result<bool> {
+    match printer
+        .confirm(question, yes)
+        .map_err(|e| Error::io("reading the answer", e))?
+    {
+        Confirmation::Yes => Ok(true),
+        Confirmation::No => Ok(false),
+        Confirmation::NoTerminal => Err(Error::Usage(
+            "refusing to change anything without --yes: standard input is not a terminal".into(),
+        )),
+    }
+}
+
+/// Prints each region's plan for people.
+fn print_plan(engine: &Engine, plan: &crate::engine::planning::StackPlan, printer: &Printer) {
+    let backend = engine.backend_endpoint();
+    for w in &plan.regions {
+        printer.data(&crate::printer::plan::region_human(
+            w,
+            engine.scope,
+            &backend,
+            printer,
+        ));
+    }
+}
+
+/// Reports the regions that could not be planned (each has its own error).
+fn report_failed(plan: &crate::engine::planning::StackPlan, printer: &Printer) {
+    for e in &plan.failed {
+        printer.error(&e.to_string());
+    }
 }

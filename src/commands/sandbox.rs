@@ -15,7 +15,7 @@ fn failed(e: SandboxError) -> Error {
 pub fn start(regions: &Path, args: &SandboxArgs, printer: &Printer) -> Result<Status> {
     let stack = spec::load(regions, &Selection::All).map_err(Error::Invalid)?;
     let dir = &args.sandbox.dir;
-    super::runtime()?.block_on(async {
+    crate::engine::runtime()?.block_on(async {
         // A previous sandbox in the same directory goes first: its ports and data are stale.
         sandbox::stop_detached(dir, Duration::from_secs(10))
             .await
@@ -49,7 +49,7 @@ pub fn start(regions: &Path, args: &SandboxArgs, printer: &Printer) -> Result<St
 }
 
 pub fn stop(args: &SandboxDirArgs, printer: &Printer) -> Result<Status> {
-    let n = super::runtime()?
+    let n = crate::engine::runtime()?
         .block_on(sandbox::stop_detached(&args.dir, Duration::from_secs(10)))
         .map_err(failed)?;
     printer.success("ok", &format!("stopped {n} sandbox nodes"));
@@ -67,7 +67,7 @@ pub fn roundtrip(
         .map(Path::to_path_buf)
         .unwrap_or_else(|| args.sandbox.dir.join(ENDPOINTS_FILE));
     let map = EndpointMap::load(&file).map_err(Error::Usage)?;
-    let lines = super::runtime()?
+    let lines = crate::engine::runtime()?
         .block_on(sandbox::roundtrip::run(
             &stack,
             &map,

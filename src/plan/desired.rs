@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use crate::cloud::Image;
-use crate::render::placeholder::{SecretName, SecretValues};
-use crate::render::{self, Addressing, RenderError};
-use crate::resources::{
+use crate::model::resources::{
     BlockDevice, Desired, Ingress, IngressSource, Key, Kind, Payload, Ref, Route, Spec,
     TAG_CLUSTER, TAG_LAUNCH, tags_for,
 };
+use crate::model::sha256_hex;
+use crate::render::placeholder::{SecretName, SecretValues};
+use crate::render::{self, Addressing, RenderError};
 use crate::spec::BackendSpec;
 use crate::spec::model::{CLUSTER_PORTS, DataVolume, GatewaySpec, HealthProtocol, Volume};
 
@@ -35,10 +36,6 @@ fn k(kind: Kind, name: &str) -> Key {
 
 fn r(kind: Kind, name: &str) -> Ref {
     Ref::Key(k(kind, name))
-}
-
-fn sha256_hex(s: &str) -> String {
-    crate::cloud::sha256_hex(s)
 }
 
 pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {

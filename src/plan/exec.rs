@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::{Action, RegionPlan};
+use super::RegionPlan;
 use crate::cloud::{Aws, CloudError, Ids};
-use crate::resources::{Key, Observed};
+use crate::model::Action;
+use crate::model::resources::{Key, Observed};
 
 /// One step of the graph.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -176,7 +177,7 @@ pub async fn run(
     aws: &Aws,
     plan: &RegionPlan,
     parallelism: usize,
-    on_event: impl Fn(Event) + Send + Sync + 'static,
+    on_event: impl Fn(Event),
 ) -> Outcome {
     let nodes = nodes(plan);
     let mut outcome = Outcome::default();
@@ -190,7 +191,6 @@ pub async fn run(
         );
         return outcome;
     }
-    let on_event = Arc::new(on_event);
     // Ids of everything that exists and stays: the starting point for resolving references.
     let mut ids = Ids::new();
     for c in &plan.changes {
@@ -209,7 +209,7 @@ pub async fn run(
             })
             .collect(),
     );
-    let afters: Arc<BTreeMap<Key, crate::resources::Desired>> = Arc::new(
+    let afters: Arc<BTreeMap<Key, crate::model::resources::Desired>> = Arc::new(
         plan.changes
             .iter()
             .filter_map(|c| c.after.as_ref().map(|a| (c.key.clone(), a.clone())))
@@ -267,7 +267,7 @@ pub async fn run(
             Err(e) => {
                 // A panicking task is a bug; report it against nothing in particular.
                 outcome.failed.push((
-                    Op::Create(Key::new(crate::resources::Kind::Vpc, "?")),
+                    Op::Create(Key::new(crate::model::resources::Kind::Vpc, "?")),
                     e.to_string(),
                 ));
                 continue;
@@ -298,7 +298,7 @@ async fn execute(
     op: &Op,
     ids: &Mutex<Ids>,
     befores: &BTreeMap<(Key, String), Observed>,
-    afters: &BTreeMap<Key, crate::resources::Desired>,
+    afters: &BTreeMap<Key, crate::model::resources::Desired>,
 ) -> Result<String, CloudError> {
     let snapshot = || ids.lock().map(|m| m.clone()).unwrap_or_default();
     let missing = |what: &str| CloudError::new("plan", format!("{} has no {what} state", op.key()));

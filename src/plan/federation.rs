@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
-use super::Action;
 use crate::broker::{self, BrokerError, Client};
-use crate::federation::{self, Policy, Upstream};
+use crate::model::Action;
+use crate::model::federation::{self, Policy, Upstream};
 use crate::spec::GatewaySpec;
 
 const VHOST: &str = "/";
@@ -47,6 +47,18 @@ pub struct FederationPlan {
 impl FederationPlan {
     pub fn has_changes(&self) -> bool {
         self.endpoints_pending || self.changes.iter().any(|c| c.action != Action::NoOp)
+    }
+
+    /// What this plan knew, as a hash: every entry with its action and its masked detail.
+    /// Upstream URIs enter masked, so no secret (not even its hash) goes into it; entries
+    /// known only after apply enter as such, so they never make a saved plan stale.
+    pub fn fingerprint(&self) -> String {
+        let view: Vec<(&str, Action, &str)> = self
+            .changes
+            .iter()
+            .map(|c| (c.object.as_str(), c.action, c.detail.as_str()))
+            .collect();
+        super::fingerprint(&(self.endpoints_pending, view))
     }
 }
 

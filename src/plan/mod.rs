@@ -3,38 +3,17 @@
 //! printed, saved, checked for staleness and executed as a dependency graph.
 
 pub mod desired;
+pub mod dns;
 pub mod exec;
 pub mod federation;
-pub mod output;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::resources::{Actual, Desired, Key, Observed, Payload, Spec};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Action {
-    Create,
-    Update,
-    Replace,
-    Delete,
-    NoOp,
-}
-
-impl Action {
-    /// Terraform's `actions` list for this action.
-    pub fn terraform_actions(self) -> &'static [&'static str] {
-        match self {
-            Action::Create => &["create"],
-            Action::Update => &["update"],
-            Action::Replace => &["delete", "create"],
-            Action::Delete => &["delete"],
-            Action::NoOp => &["no-op"],
-        }
-    }
-}
+use crate::model::Action;
+use crate::model::resources::{Actual, Desired, Key, Observed, Payload, Spec};
+use crate::model::sha256_hex;
 
 /// One resource's change.
 #[derive(Debug, Clone)]
@@ -74,8 +53,9 @@ impl RegionPlan {
     }
 }
 
-fn fingerprint<T: Serialize>(value: &T) -> String {
-    crate::cloud::sha256_hex(&serde_json::to_string(value).unwrap_or_default())
+/// SHA-256 of a value's JSON: how plans recognise the state they were made from.
+pub fn fingerprint<T: Serialize>(value: &T) -> String {
+    sha256_hex(&serde_json::to_string(value).unwrap_or_default())
 }
 
 /// Desired state, as hashed for staleness: specs and tags (secret values enter as hashes).
@@ -103,7 +83,7 @@ pub fn diff(
         if let Payload::Launch { client_token, .. } = &mut d.payload {
             *client_token = format!(
                 "gwctl-{}",
-                &crate::cloud::sha256_hex(&format!("{actual_sha256}/{region}/{}", d.key))[..40]
+                &sha256_hex(&format!("{actual_sha256}/{region}/{}", d.key))[..40]
             );
         }
     }
@@ -219,7 +199,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::resources::{Kind, Ref};
+    use crate::model::resources::{Kind, Ref};
 
     fn desired(kind: Kind, name: &str, spec: Spec) -> Desired {
         Desired {

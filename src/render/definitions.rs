@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::placeholder::{self, Encoding, SecretName};
 use super::{Addressing, RenderError};
-use crate::federation;
+use crate::model::federation;
 use crate::spec::BackendSpec;
 use crate::spec::model::GatewaySpec;
 

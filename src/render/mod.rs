@@ -14,7 +14,7 @@ use std::path::Path;
 use serde::Serialize;
 use tera::Tera;
 
-use crate::federation;
+use crate::model::federation;
 use crate::spec::BackendSpec;
 use crate::spec::model::{DataVolume, GatewaySpec, HealthProtocol, Ports, Tuning};
 use placeholder::{Encoding, SecretName};
@@ -61,27 +61,10 @@ impl Rendered {
     pub fn write_to(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         for f in &self.files {
-            write_file(&dir.join(&f.name), f.contents.as_bytes(), f.mode)?;
+            crate::files::write_file(&dir.join(&f.name), f.contents.as_bytes(), f.mode)?;
         }
         Ok(())
     }
-}
-
-/// Writes `bytes` to `path` with `mode`, atomically: the mode is set before any byte lands, so
-/// a secret is never readable by others even for a moment.
-pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("gwctl-tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 /// Where a broker listens, how it finds its peers and where its federation links connect.

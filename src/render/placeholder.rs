@@ -150,7 +150,7 @@ pub fn fill_json(value: &mut Value, secrets: &SecretValues) -> Result<(), String
 fn encode(secret: &Secret, enc: Encoding) -> String {
     match enc {
         Encoding::Raw => secret.expose().to_string(),
-        Encoding::Uri => crate::federation::encode_component(secret.expose()),
+        Encoding::Uri => crate::model::federation::encode_component(secret.expose()),
         Encoding::RabbitHash => rabbit_hash(secret.expose(), rand::random()),
     }
 }

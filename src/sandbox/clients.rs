@@ -171,7 +171,7 @@ async fn bounded<T>(
 }
 
 fn amqp_uri(login: &Login) -> String {
-    let enc = crate::federation::encode_component;
+    let enc = crate::model::federation::encode_component;
     format!(
         "amqp://{}:{}@{}:{}/%2f",
         enc(&login.user),

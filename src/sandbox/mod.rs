@@ -17,9 +17,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::broker::{self, BrokerError};
 use crate::endpoints::{BrokerAddress, EndpointMap};
-use crate::federation;
+use crate::files::write_file;
+use crate::model::federation;
 use crate::render::placeholder::{self, SecretName, SecretValues};
-use crate::render::{self, Addressing, Discovery, Host, write_file};
+use crate::render::{self, Addressing, Discovery, Host};
 use crate::spec::model::Ports;
 use crate::spec::secret::{Secret, SecretError};
 use crate::spec::{GatewaySpec, Stack};
@@ -383,8 +384,8 @@ impl Sandbox {
         Ok(LocalNode::start(config, cookie.expose())?)
     }
 
-    /// Applies the backend's side of federation for every gateway with the same planner as
-    /// `gwctl up` (an upstream per gateway, the shared sets, the policies).
+    /// Applies the backend's side of federation for every gateway through the engine, as
+    /// `gwctl up` does (an upstream per gateway, the shared sets, the policies).
     pub async fn federate_backend(&self) -> Result<(), SandboxError> {
         let fed = &self.stack.backend.spec.credentials.federation;
         let password = fed.password.resolve(&self.stack.dir)?;
@@ -399,14 +400,8 @@ impl Sandbox {
                 p.ports.amqp,
                 30,
             )];
-            let plan = crate::plan::federation::plan(
-                &backend,
-                &gw.spec.region,
-                Some(&gw.spec),
-                Some(&uris),
-            )
-            .await?;
-            crate::plan::federation::apply(&backend, &plan).await?;
+            crate::engine::federation::converge(&backend, &gw.spec.region, Some(&gw.spec), &uris)
+                .await?;
         }
         Ok(())
     }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::render::write_file;
+use crate::files::write_file;
 
 /// How to start a node.
 #[derive(Debug, Clone)]

@@ -3,9 +3,12 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Action, Change, RegionPlan};
-use crate::printer::{AnsiColor, Printer};
-use crate::resources::Spec;
+use super::{AnsiColor, Printer};
+use crate::engine::Scope;
+use crate::engine::planning::{RegionWork, StackPlan};
+use crate::model::Action;
+use crate::model::resources::Spec;
+use crate::plan::{Change, RegionPlan};
 
 const MASK: &str = "(sensitive)";
 
@@ -226,7 +229,7 @@ pub fn json(plans: &[RegionPlan]) -> Value {
 
 /// The backend's federation changes of one region, for people.
 pub fn human_federation(
-    plan: &super::federation::FederationPlan,
+    plan: &crate::plan::federation::FederationPlan,
     backend: &str,
     printer: &Printer,
 ) -> String {
@@ -264,7 +267,7 @@ pub fn human_federation(
     out
 }
 
-pub fn json_federation(plan: &super::federation::FederationPlan) -> Value {
+pub fn json_federation(plan: &crate::plan::federation::FederationPlan) -> Value {
     json!({
         "endpoints_pending": plan.endpoints_pending,
         "changes": plan.changes.iter().map(|c| json!({
@@ -276,7 +279,7 @@ pub fn json_federation(plan: &super::federation::FederationPlan) -> Value {
 }
 
 /// A region's Route53 changes, for people.
-pub fn human_dns(plan: &crate::dns::DnsPlan, printer: &Printer) -> String {
+pub fn human_dns(plan: &crate::plan::dns::DnsPlan, printer: &Printer) -> String {
     let mut out = format!("{} route53 (zone {})\n", plan.region, plan.zone);
     let line = |out: &mut String, a: Action, what: String| {
         let (sym, color) = symbol(a);
@@ -364,7 +367,7 @@ pub fn human_dns(plan: &crate::dns::DnsPlan, printer: &Printer) -> String {
     out
 }
 
-pub fn json_dns(plan: &crate::dns::DnsPlan) -> Value {
+pub fn json_dns(plan: &crate::plan::dns::DnsPlan) -> Value {
     json!({
         "zone": plan.zone,
         "zone_id": plan.zone_id,
@@ -384,7 +387,7 @@ pub fn json_dns(plan: &crate::dns::DnsPlan) -> Value {
 }
 
 /// A region's Route53 changes as a Markdown table (appended to [`markdown`]).
-pub fn markdown_dns(plan: &crate::dns::DnsPlan) -> String {
+pub fn markdown_dns(plan: &crate::plan::dns::DnsPlan) -> String {
     let mut rows = Vec::new();
     for c in plan.checks.iter().filter(|c| c.action != Action::NoOp) {
         let cfg = c.after.as_ref().or(c.before.as_ref().map(|b| &b.config));
@@ -410,4 +413,66 @@ pub fn markdown_dns(plan: &crate::dns::DnsPlan) -> String {
     }
     out.push('\n');
     out
+}
+
+/// Every region's plan as JSON (what `--json` prints and `--out` saves): the AWS plan in
+/// Terraform's shape, with each region's Route53 and federation parts and the fingerprints a
+/// saved plan is checked against.
+pub fn stack_json(plan: &StackPlan) -> Value {
+    let plans: Vec<_> = plan.regions.iter().map(|w| w.plan.clone()).collect();
+    let mut v = json(&plans);
+    if let Some(regions) = v["regions"].as_array_mut() {
+        for (r, w) in regions.iter_mut().zip(&plan.regions) {
+            let Some(obj) = r.as_object_mut() else {
+                continue;
+            };
+            let prints = w.fingerprints();
+            if let Some(f) = &w.federation {
+                obj.insert("federation".into(), json_federation(f));
+            }
+            if let Some(d) = &w.dns {
+                obj.insert("route53".into(), json_dns(d));
+            }
+            if let Some(h) = prints.federation_sha256 {
+                obj.insert("federation_sha256".into(), json!(h));
+            }
+            if let Some(h) = prints.route53_sha256 {
+                obj.insert("route53_sha256".into(), json!(h));
+            }
+        }
+    }
+    v
+}
+
+/// Every region's plan in Markdown, for a pull request.
+pub fn stack_markdown(plan: &StackPlan) -> String {
+    let plans: Vec<_> = plan.regions.iter().map(|w| w.plan.clone()).collect();
+    let mut text = markdown(&plans);
+    for d in plan.regions.iter().filter_map(|w| w.dns.as_ref()) {
+        text.push_str(&markdown_dns(d));
+    }
+    text
+}
+
+/// One region's plan for people: AWS resources (in scope), Route53, the backend's federation
+/// (`backend`: where its management API is).
+pub fn region_human(w: &RegionWork, scope: Scope, backend: &str, printer: &Printer) -> String {
+    let mut out = String::new();
+    if scope.aws() {
+        out.push_str(&ended(human(&w.plan, printer)));
+    }
+    if let Some(d) = &w.dns {
+        out.push_str(&ended(human_dns(d, printer)));
+    }
+    if let Some(f) = &w.federation {
+        out.push_str(&ended(human_federation(f, backend, printer)));
+    }
+    out
+}
+
+fn ended(mut s: String) -> String {
+    if !s.ends_with('\n') {
+        s.push('\n');
+    }
+    s
 }

@@ -6,7 +6,10 @@
 
 use std::time::{Duration, Instant};
 
+use super::Engine;
+use super::events::{Event, Events};
 use crate::cloud::{Aws, CloudError};
+use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockInfo {
@@ -208,6 +211,69 @@ pub async fn break_lock(
         });
     }
     Ok(info)
+}
+
+impl Engine {
+    /// Takes the cloud-side lock of every region, in name order (two runs over overlapping
+    /// regions cannot each hold one the other waits for). On failure, releases what it took.
+    pub(super) async fn lock_regions(
+        &self,
+        regions: &[String],
+        operation: &str,
+        timeout: Duration,
+        events: &dyn Events,
+    ) -> Result<Vec<RegionLock>> {
+        let backend = &self.stack.backend.spec;
+        let aws = self.connect(&backend.region).await;
+        let mut sorted = regions.to_vec();
+        sorted.sort();
+        let mut held = Vec::new();
+        for region in &sorted {
+            let notify = |line: String| events.emit(Event::Notice(line));
+            match acquire(
+                &aws,
+                &backend.dns.zone,
+                &backend.dns.record,
+                region,
+                operation,
+                timeout,
+                notify,
+            )
+            .await
+            {
+                Ok(l) => held.push(l),
+                Err(e) => {
+                    self.release_locks(held, events).await;
+                    return Err(Error::Failed(e.to_string()));
+                }
+            }
+        }
+        Ok(held)
+    }
+
+    pub(super) async fn release_locks(&self, locks: Vec<RegionLock>, events: &dyn Events) {
+        for l in locks {
+            let region = l.region.clone();
+            match l.release().await {
+                Ok(true) => {}
+                Ok(false) => events.emit(Event::Warning(format!(
+                    "the lock of {region} was broken and taken by someone else while this run held it"
+                ))),
+                Err(e) => events.emit(Event::Warning(format!(
+                    "could not release the lock of {region}: {e}; `gwctl unlock {region}` breaks it"
+                ))),
+            }
+        }
+    }
+
+    /// Breaks the lock of `region` if its id is still `id` (`gwctl unlock`).
+    pub async fn unlock(&self, region: &str, id: &str) -> Result<LockInfo> {
+        let backend = &self.stack.backend.spec;
+        let aws = self.connect(&backend.region).await;
+        break_lock(&aws, &backend.dns.zone, &backend.dns.record, region, id)
+            .await
+            .map_err(|e| Error::Failed(e.to_string()))
+    }
 }
 
 #[cfg(test)]

@@ -1,14 +1,18 @@
-//! The Route53 part of plan, up and down: per region, discover its health checks and records,
-//! diff them against the region file; apply every region's changes to a zone as one batch.
+//! The Route53 part of plan, up, down, status and drills: per region, discover its health
+//! checks and records and diff them against the region file; apply every region's changes to
+//! a zone as one batch; read what Route53 serves now.
 
 use std::collections::BTreeMap;
 
-use crate::cloud::Aws;
-use crate::dns::{self, DnsPlan, ObservedCheck, Record};
+use super::events::{Event, Events};
+use crate::cloud::{Aws, CloudError};
 use crate::error::{Error, Result};
-use crate::plan::{Action, RegionPlan};
-use crate::printer::Printer;
-use crate::resources::{Kind, tags_for};
+use crate::model::Action;
+use crate::model::dns::{self, ObservedCheck, Record};
+use crate::model::resources::{Kind, tags_for};
+use crate::model::routing::{self, Endpoint, RegionState};
+use crate::plan::RegionPlan;
+use crate::plan::dns::{self as dns_plan, DnsPlan};
 use crate::spec::{GatewaySpec, Stack};
 
 /// The brokers of a region plan and their public addresses where they have one already.
@@ -55,7 +59,7 @@ pub struct Found {
 
 pub async fn discover(aws: &Aws, stack: &Stack, region: &str) -> Result<Found> {
     let backend = &stack.backend.spec;
-    let failed = |e: crate::cloud::CloudError| Error::Failed(format!("{region}: route53: {e}"));
+    let failed = |e: CloudError| Error::Failed(format!("{region}: route53: {e}"));
     let zone_id = aws.find_zone(&backend.dns.zone).await.map_err(failed)?;
     let n = dns::names(&backend.dns.record, region);
     let prefix = dns::caller_prefix(&backend.stack, region);
@@ -68,7 +72,7 @@ pub async fn discover(aws: &Aws, stack: &Stack, region: &str) -> Result<Found> {
     let mut found = a.map_err(failed)?;
     found.extend(b.map_err(failed)?);
     found.extend(c.map_err(failed)?);
-    let (owned, foreign) = dns::owned(&backend.stack, &backend.dns.record, region, found);
+    let (owned, foreign) = dns_plan::owned(&backend.stack, &backend.dns.record, region, found);
     Ok(Found {
         zone_id,
         checks: checks.map_err(failed)?,
@@ -89,14 +93,14 @@ pub async fn plan(
     let found = discover(aws, stack, region).await?;
     let desired = match gw {
         Some(gw) => {
-            if let Some(e) = dns::conflict(&backend.dns.record, region, &found.foreign) {
+            if let Some(e) = dns_plan::conflict(&backend.dns.record, region, &found.foreign) {
                 return Err(Error::Failed(e));
             }
-            dns::desired(backend, gw, addresses)
+            dns_plan::desired(backend, gw, addresses)
         }
         None => Default::default(),
     };
-    dns::diff(
+    dns_plan::diff(
         region,
         &backend.dns.zone,
         &found.zone_id,
@@ -114,12 +118,12 @@ pub async fn apply(
     aws: &Aws,
     stack: &Stack,
     plans: &[&DnsPlan],
-    printer: &Printer,
+    events: &dyn Events,
 ) -> Result<usize> {
     let stack_name = stack.backend.spec.stack.as_str();
     let failed = |region: &str| {
         let region = region.to_string();
-        move |e: crate::cloud::CloudError| Error::Failed(format!("{region}: route53: {e}"))
+        move |e: CloudError| Error::Failed(format!("{region}: route53: {e}"))
     };
     let mut done = 0;
     // (record name, endpoint) -> check id, for the records' HealthCheckId.
@@ -164,7 +168,7 @@ pub async fn apply(
                 if action != Action::NoOp {
                     done += 1;
                     progress(
-                        printer,
+                        events,
                         &format!("{} health check {name} {} {id}", p.region, verb(action)),
                     );
                 }
@@ -194,7 +198,7 @@ pub async fn apply(
         let on_wait = |waited: std::time::Duration| {
             if waited.as_secs() >= 2 {
                 progress(
-                    printer,
+                    events,
                     &format!(
                         "route53 change batch: waiting for INSYNC ({}s)",
                         waited.as_secs()
@@ -208,7 +212,7 @@ pub async fn apply(
             .map_err(failed("route53"))?;
         done += n;
         progress(
-            printer,
+            events,
             &format!("route53 zone {zone_id}: one change batch of {n} changes in sync"),
         );
     }
@@ -223,7 +227,7 @@ pub async fn apply(
                     .map_err(failed(&p.region))?;
                 done += 1;
                 progress(
-                    printer,
+                    events,
                     &format!("{} health check {} deleted {}", p.region, c.name, b.id),
                 );
             }
@@ -241,10 +245,8 @@ fn verb(a: Action) -> &'static str {
     }
 }
 
-fn progress(printer: &Printer, line: &str) {
-    if !printer.is_quiet() {
-        super::aws::log_line(line);
-    }
+fn progress(events: &dyn Events, line: &str) {
+    events.emit(Event::Progress(line.to_string()));
 }
 
 /// One health check with what Route53's checkers last reported.
@@ -267,7 +269,7 @@ pub struct Served {
     /// The region's records (gwctl's own).
     pub owned: Vec<dns::ObservedRecord>,
     pub checks: Vec<CheckStatus>,
-    pub state: crate::drill::RegionState,
+    pub state: RegionState,
 }
 
 pub async fn served(aws: &Aws, stack: &Stack, region: &str) -> Result<Served> {
@@ -309,7 +311,7 @@ async fn served_from(
             target: c.config.target(),
             inverted: c.config.inverted,
             // Checkers report the endpoint; an inverted check counts the other way.
-            healthy: crate::drill::healthy_by_checkers(healthy, all) != c.config.inverted,
+            healthy: routing::healthy_by_checkers(healthy, all) != c.config.inverted,
             checkers: format!("{healthy}/{all}"),
         })
     });
@@ -324,7 +326,7 @@ async fn served_from(
     let endpoints = owned
         .iter()
         .filter(|o| has_latency && o.record.name == n.regional && o.record.multivalue)
-        .map(|o| crate::drill::Endpoint {
+        .map(|o| Endpoint {
             name: o.record.set_identifier.clone().unwrap_or_default(),
             address: o.record.values.first().cloned().unwrap_or_default(),
             // A record without a check is always healthy to Route53.
@@ -338,7 +340,7 @@ async fn served_from(
         observed,
         owned,
         checks,
-        state: crate::drill::RegionState {
+        state: RegionState {
             region: region.to_string(),
             endpoints,
         },

@@ -1,7 +1,14 @@
 //! All terminal output goes through the [`Printer`]: data on stdout, diagnostics and progress
-//! on stderr, colour only on a terminal and never with `NO_COLOR`.
+//! on stderr, colour only on a terminal and never with `NO_COLOR`. The formatting of what the
+//! engine returns (plans, status, drills) and of its progress events lives here too.
 
-use std::io::{IsTerminal, Write};
+pub mod drill;
+pub mod plan;
+pub mod progress;
+pub mod status;
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::SystemTime;
 
 pub use anstyle::AnsiColor;
 use anstyle::Style;
@@ -88,7 +95,6 @@ impl Printer {
         eprintln!("{} {text}", self.paint("error:", AnsiColor::Red));
     }
 
-    /// `s` in bold `color` on a colour terminal, plain otherwise.
     /// `healthy` in green or `UNHEALTHY` in red.
     pub fn verdict(&self, healthy: bool) -> String {
         if healthy {
@@ -98,6 +104,7 @@ impl Printer {
         }
     }
 
+    /// `s` in bold `color` on a colour terminal, plain otherwise.
     pub fn paint(&self, s: &str, color: AnsiColor) -> String {
         if self.color {
             let style = Style::new().bold().fg_color(Some(color.into()));
@@ -106,4 +113,42 @@ impl Printer {
             s.to_string()
         }
     }
+
+    /// Asks once before changing anything; refuses when nobody can answer (no terminal).
+    pub fn confirm(&self, question: &str, yes: bool) -> std::io::Result<Confirmation> {
+        if yes {
+            return Ok(Confirmation::Yes);
+        }
+        if !std::io::stdin().is_terminal() {
+            return Ok(Confirmation::NoTerminal);
+        }
+        self.info(&format!("{question} Only 'yes' is accepted: "));
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        Ok(if answer.trim() == "yes" {
+            Confirmation::Yes
+        } else {
+            Confirmation::No
+        })
+    }
+
+    /// A timestamped progress line on stderr (plain output, e.g. in CI). Silent with `--quiet`.
+    pub fn log_line(&self, line: &str) {
+        if !self.quiet {
+            eprintln!(
+                "{} {line}",
+                humantime::format_rfc3339_seconds(SystemTime::now())
+            );
+        }
+    }
+}
+
+/// What [`Printer::confirm`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmation {
+    Yes,
+    No,
+    /// Nobody can answer: standard input is not a terminal and `--yes` was not given.
+    NoTerminal,
 }

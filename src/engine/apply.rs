@@ -1,0 +1,164 @@
+//! `up`: applies the plan that was shown. Takes the regions' locks, plans again under them
+//! (what runs is what was shown, or nothing), applies each region concurrently — its AWS
+//! resources as a dependency graph, then the backend's federation entries — and finally
+//! Route53 for every applied region at once. A region that fails does not stop the others.
+
+use super::events::{Event, Events};
+use super::planning::{RegionWork, StackPlan};
+use super::{ApplyOptions, Engine};
+use crate::error::{Error, Result};
+use crate::plan::exec::{self, Outcome};
+
+impl Engine {
+    /// Applies `shown` (as planned without a lock and shown to the operator).
+    pub async fn apply(
+        &self,
+        shown: &StackPlan,
+        opts: ApplyOptions,
+        events: &dyn Events,
+    ) -> Result<()> {
+        let todo = shown.todo(self.scope);
+        if todo.is_empty() {
+            return match shown.failed.len() {
+                0 => Ok(()),
+                n => Err(Error::Failed(format!("{n} region(s) could not be planned"))),
+            };
+        }
+        let regions: Vec<String> = todo.iter().map(|w| w.region().to_string()).collect();
+        let locks = self
+            .lock_regions(&regions, "up", opts.lock_timeout, events)
+            .await?;
+        let result = self
+            .apply_locked(&todo, shown.failed.len(), opts, events)
+            .await;
+        self.release_locks(locks, events).await;
+        result
+    }
+
+    async fn apply_locked(
+        &self,
+        shown: &[&RegionWork],
+        mut failed: usize,
+        opts: ApplyOptions,
+        events: &dyn Events,
+    ) -> Result<()> {
+        let mut works = Vec::new();
+        for w in shown {
+            let again = self
+                .plan_region(self.gateway(w.region()), w.region())
+                .await?;
+            self.same_as_shown(w, &again, "plan again")?;
+            works.push(again);
+        }
+        let runs = works
+            .iter()
+            .map(|w| self.apply_region(w, opts.parallelism, events));
+        let mut applied = Vec::new();
+        for (w, result) in works.iter().zip(futures_util::future::join_all(runs).await) {
+            match result {
+                Ok(()) => applied.push(w),
+                Err(e) => {
+                    events.emit(Event::RegionFailed(e));
+                    failed += 1;
+                }
+            }
+        }
+        if self.scope.aws()
+            && !applied.is_empty()
+            && let Err(e) = self.apply_dns(&applied, events).await
+        {
+            events.emit(Event::RegionFailed(e.to_string()));
+            failed += 1;
+        }
+        match failed {
+            0 => Ok(()),
+            n => Err(Error::Failed(format!("{n} region(s) failed"))),
+        }
+    }
+
+    /// Refuses to go on when a region changed between the plan that was shown and the plan
+    /// made under its lock.
+    pub(super) fn same_as_shown(
+        &self,
+        shown: &RegionWork,
+        again: &RegionWork,
+        advice: &str,
+    ) -> Result<()> {
+        match super::saved::stale(&shown.fingerprints(), &again.fingerprints()) {
+            None => Ok(()),
+            Some(what) => Err(Error::Failed(format!(
+                "{}: {what} changed while this run waited for the lock; {advice}",
+                shown.region()
+            ))),
+        }
+    }
+
+    /// One region: its AWS resources, then (once its brokers exist) the backend's federation
+    /// entries for it. Returns why it failed.
+    async fn apply_region(
+        &self,
+        work: &RegionWork,
+        parallelism: usize,
+        events: &dyn Events,
+    ) -> std::result::Result<(), String> {
+        let region = work.region();
+        let aws_changed = self.scope.aws() && work.plan.has_changes();
+        if aws_changed {
+            let outcome = execute(work, parallelism, events).await;
+            if !outcome.ok() {
+                return Err(format!(
+                    "{region}: {} done, {} failed, {} skipped; run `gwctl up {region}` again once the cause is fixed",
+                    outcome.done,
+                    outcome.failed.len(),
+                    outcome.skipped.len()
+                ));
+            }
+            events.emit(Event::Done(format!(
+                "{region}: {} AWS operations",
+                outcome.done
+            )));
+        }
+        if work.federation.is_none() {
+            return Ok(());
+        }
+        self.apply_federation(work, aws_changed, events).await
+    }
+
+    /// Route53 last, for every applied region at once: the brokers' addresses exist only now,
+    /// and the zone gets one change batch for all of them.
+    async fn apply_dns(&self, works: &[&RegionWork], events: &dyn Events) -> Result<()> {
+        let mut plans = Vec::new();
+        for w in works {
+            let region = w.region();
+            let gw = self.gateway(region);
+            let addresses = match gw {
+                Some(gw) => super::dns::addresses_now(&w.aws, gw).await?,
+                None => Default::default(),
+            };
+            plans.push(super::dns::plan(&w.aws, &self.stack, gw, region, &addresses).await?);
+        }
+        let todo: Vec<_> = plans.iter().filter(|p| p.has_changes()).collect();
+        if let (Some(first), false) = (works.first(), todo.is_empty()) {
+            super::dns::apply(&first.aws, &self.stack, &todo, events).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Executes one region's AWS plan as a graph, reporting each step.
+pub(super) async fn execute(work: &RegionWork, parallelism: usize, events: &dyn Events) -> Outcome {
+    let region = work.region().to_string();
+    events.emit(Event::OpsStarted {
+        region: region.clone(),
+        total: exec::graph(&work.plan).len() as u64,
+    });
+    let on_event = |event: exec::Event| {
+        events.emit(Event::Op {
+            region: region.clone(),
+            event,
+        })
+    };
+    let outcome = exec::run(&work.aws, &work.plan, parallelism, on_event).await;
+    events.emit(Event::OpsFinished { region });
+    outcome
+}

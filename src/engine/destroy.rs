@@ -1,0 +1,69 @@
+//! `down`: removes everything gwctl owns in a region, and nothing else, in the reverse order of
+//! `up`: the backend stops federating from it, Route53 stops sending clients to it, then its
+//! AWS resources go.
+
+use super::events::{Event, Events};
+use super::planning::RegionWork;
+use super::{ApplyOptions, Engine};
+use crate::error::{Error, Result};
+
+impl Engine {
+    /// Deletes what `shown` (from [`Engine::plan_removal`]) listed, under the region's lock,
+    /// after planning again: what goes is what was shown, or nothing.
+    pub async fn destroy(
+        &self,
+        shown: &RegionWork,
+        opts: ApplyOptions,
+        events: &dyn Events,
+    ) -> Result<()> {
+        let region = shown.region().to_string();
+        let locks = self
+            .lock_regions(
+                std::slice::from_ref(&region),
+                "down",
+                opts.lock_timeout,
+                events,
+            )
+            .await?;
+        let result = self.destroy_locked(shown, opts, events).await;
+        self.release_locks(locks, events).await;
+        result
+    }
+
+    async fn destroy_locked(
+        &self,
+        shown: &RegionWork,
+        opts: ApplyOptions,
+        events: &dyn Events,
+    ) -> Result<()> {
+        let region = shown.region();
+        let work = self.plan_removal(region).await?;
+        self.same_as_shown(shown, &work, "run down again")?;
+        // The backend stops federating from the region first, so it does not retry dead links.
+        if let Some(fed) = work.federation.as_ref().filter(|f| f.has_changes()) {
+            self.remove_federation(fed, events).await?;
+        }
+        // Clients stop being sent to the region before its brokers go.
+        if let Some(dns) = work.dns.as_ref().filter(|d| d.has_changes()) {
+            super::dns::apply(&work.aws, &self.stack, &[dns], events).await?;
+        }
+        if !self.scope.aws() || !work.plan.has_changes() {
+            return Ok(());
+        }
+        let outcome = super::apply::execute(&work, opts.parallelism, events).await;
+        if outcome.ok() {
+            events.emit(Event::Done(format!(
+                "{region}: deleted {} resources",
+                outcome.done
+            )));
+            Ok(())
+        } else {
+            Err(Error::Failed(format!(
+                "{region}: {} deleted, {} failed, {} skipped; run down again",
+                outcome.done,
+                outcome.failed.len(),
+                outcome.skipped.len()
+            )))
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Planning: per region, discover what gwctl owns (AWS by tags, Route53 by owner marks and
+//! CallerReferences, the backend's federation entries by name) and diff it against the region
+//! file. Regions are planned concurrently; one that cannot be planned does not stop the others.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Engine, Scope};
+use crate::cloud::{Aws, CloudError, Owner};
+use crate::error::{Error, Result};
+use crate::plan::desired::{self, Inputs};
+use crate::plan::dns::DnsPlan;
+use crate::plan::federation::{self, FederationPlan};
+use crate::plan::{self, RegionPlan};
+use crate::render;
+use crate::spec::GatewaySpec;
+
+/// One region's work: its AWS plan, its Route53 part and the backend's federation entries
+/// for it (each in scope).
+pub struct RegionWork {
+    pub aws: Aws,
+    pub plan: RegionPlan,
+    /// Route53 health checks and records (in the AWS scope).
+    pub dns: Option<DnsPlan>,
+    pub federation: Option<FederationPlan>,
+}
+
+/// What a plan knew about one region, as hashes: a saved plan is applied only while each is
+/// unchanged, and `up` applies only what it showed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprints {
+    pub region: String,
+    pub desired_sha256: String,
+    pub actual_sha256: String,
+    /// The backend's federation entries of the region (absent: not in scope).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federation_sha256: Option<String>,
+    /// The region's Route53 checks and records (absent: not in scope).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route53_sha256: Option<String>,
+}
+
+impl RegionWork {
+    pub fn region(&self) -> &str {
+        &self.plan.region
+    }
+
+    pub fn has_changes(&self, scope: Scope) -> bool {
+        (scope.aws() && self.plan.has_changes())
+            || self.dns.as_ref().is_some_and(DnsPlan::has_changes)
+            || self
+                .federation
+                .as_ref()
+                .is_some_and(FederationPlan::has_changes)
+    }
+
+    pub fn fingerprints(&self) -> Fingerprints {
+        Fingerprints {
+            region: self.plan.region.clone(),
+            desired_sha256: self.plan.desired_sha256.clone(),
+            actual_sha256: self.plan.actual_sha256.clone(),
+            federation_sha256: self.federation.as_ref().map(FederationPlan::fingerprint),
+            route53_sha256: self.dns.as_ref().map(DnsPlan::fingerprint),
+        }
+    }
+}
+
+/// Every selected region's plan, and the regions that could not be planned.
+pub struct StackPlan {
+    pub regions: Vec<RegionWork>,
+    pub failed: Vec<Error>,
+}
+
+impl StackPlan {
+    pub fn has_changes(&self, scope: Scope) -> bool {
+        self.regions.iter().any(|w| w.has_changes(scope))
+    }
+
+    /// The regions with something to do.
+    pub fn todo(&self, scope: Scope) -> Vec<&RegionWork> {
+        self.regions
+            .iter()
+            .filter(|w| w.has_changes(scope))
+            .collect()
+    }
+}
+
+impl Engine {
+    /// Plans every selected gateway region, concurrently.
+    pub async fn plan(&self) -> StackPlan {
+        let futures = self
+            .stack
+            .gateways
+            .iter()
+            .map(|g| self.plan_region(Some(&g.spec), &g.spec.region));
+        let mut out = StackPlan {
+            regions: Vec::new(),
+            failed: Vec::new(),
+        };
+        for r in futures_util::future::join_all(futures).await {
+            match r {
+                Ok(w) => out.regions.push(w),
+                Err(e) => out.failed.push(e),
+            }
+        }
+        out
+    }
+
+    /// Plans a region's removal (what `down` deletes), from its ownership marks alone.
+    pub async fn plan_removal(&self, region: &str) -> Result<RegionWork> {
+        self.plan_region(None, region).await
+    }
+
+    /// Discovers what gwctl owns in one region and diffs it against the region file (`gw` =
+    /// `None`: against nothing, for `down`).
+    pub(super) async fn plan_region(
+        &self,
+        gw: Option<&GatewaySpec>,
+        region: &str,
+    ) -> Result<RegionWork> {
+        let stack = &self.stack;
+        let backend = &stack.backend.spec;
+        let aws = self.connect(region).await;
+        let iam = desired::iam_name(&backend.stack, region);
+        let prefix = render::ssm_prefix(&backend.stack, region);
+        let failed = |e: CloudError| Error::Failed(format!("{region}: {e}"));
+        let (desired, actual) = match gw {
+            Some(gw) => {
+                let (actual, broker_image) =
+                    tokio::join!(aws.discover(&iam, &prefix), aws.find_image(&gw.brokers.ami));
+                let mut support_images = std::collections::BTreeMap::new();
+                for g in &gw.support {
+                    if let Some(ami) = &g.ami
+                        && ami != &gw.brokers.ami
+                    {
+                        support_images
+                            .insert(g.name.clone(), aws.find_image(ami).await.map_err(failed)?);
+                    }
+                }
+                let secrets = render::node_secrets(stack, Some(gw))
+                    .map_err(|e| Error::Failed(e.to_string()))?;
+                let inputs = Inputs {
+                    backend,
+                    gateway: gw,
+                    broker_image: broker_image.map_err(failed)?,
+                    support_images,
+                    secrets,
+                };
+                (desired::gateway(&inputs)?, actual.map_err(failed)?)
+            }
+            None => (
+                Vec::new(),
+                aws.discover(&iam, &prefix).await.map_err(failed)?,
+            ),
+        };
+        let plan = plan::diff(&backend.stack, region, desired, &actual, gw.is_none());
+        let dns = if self.scope.aws() {
+            let addresses = super::dns::addresses_from_plan(&plan);
+            Some(super::dns::plan(&aws, stack, gw, region, &addresses).await?)
+        } else {
+            None
+        };
+        let federation = if self.scope.federation() {
+            Some(self.plan_federation(gw, region, &plan).await?)
+        } else {
+            None
+        };
+        Ok(RegionWork {
+            aws,
+            plan,
+            dns,
+            federation,
+        })
+    }
+
+    /// The backend's federation plan for a region, given its (current) AWS plan.
+    pub(super) async fn plan_federation(
+        &self,
+        gw: Option<&GatewaySpec>,
+        region: &str,
+        plan: &RegionPlan,
+    ) -> Result<FederationPlan> {
+        let client = self.backend_client()?;
+        let uris = match gw.and_then(|g| self.gateway_addresses(g, plan)) {
+            Some(addresses) => Some(self.gateway_uris(&addresses)?),
+            None => None,
+        };
+        federation::plan(&client, region, gw, uris.as_deref())
+            .await
+            .map_err(|e| Error::Failed(format!("{region}: backend federation: {e}")))
+    }
+
+    /// An AWS client for one of the stack's regions, owning what the stack owns there.
+    pub(super) async fn connect(&self, region: &str) -> Aws {
+        Aws::connect(Owner {
+            stack: self.stack.backend.spec.stack.clone(),
+            region: region.to_string(),
+        })
+        .await
+    }
+}

@@ -1,0 +1,12 @@
+//! The one digest gwctl uses: secrets are compared by it in memory, plans are fingerprinted
+//! with it, health checks carry a piece of it in their CallerReference.
+
+use sha2::{Digest, Sha256};
+
+/// Lower-case hex SHA-256 of `value`.
+pub fn sha256_hex(value: &str) -> String {
+    Sha256::digest(value.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -1,0 +1,51 @@
+//! `status` for people: one block per region.
+
+use super::Printer;
+use crate::engine::status::RegionStatus;
+
+/// One region's status for people.
+pub fn human(s: &RegionStatus, printer: &Printer) -> String {
+    let verdict = printer.verdict(s.healthy);
+    let mut out = format!("{}  {verdict}\n", s.region);
+    out.push_str(&format!(
+        "  resources   {} owned, {} AWS changes pending\n",
+        s.resources, s.aws_changes_pending
+    ));
+    for i in &s.instances {
+        out.push_str(&format!(
+            "  instance    {:<10} {:<20} {:<8} {}\n",
+            i.name,
+            i.id,
+            i.state,
+            i.private_ip.as_deref().unwrap_or("-")
+        ));
+    }
+    for c in &s.health_checks {
+        let verdict = printer.verdict(c.healthy);
+        out.push_str(&format!(
+            "  check       {:<10} {:<36} {verdict} ({} checkers){}\n",
+            c.name,
+            c.target,
+            c.checkers,
+            if c.inverted { " inverted" } else { "" }
+        ));
+    }
+    for r in &s.records {
+        out.push_str(&format!("  record      {}\n", r.describe()));
+    }
+    for l in &s.links {
+        let err = l
+            .error
+            .as_ref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  link        {:<17} {:<30} {}{err}  [{}]\n",
+            l.direction, l.upstream, l.status, l.at
+        ));
+    }
+    for p in &s.problems {
+        out.push_str(&format!("  problem     {p}\n"));
+    }
+    out
+}
