@@ -2,6 +2,7 @@
 
 mod support;
 
+mod architecture;
 mod aws;
 mod dns;
 mod federation;
