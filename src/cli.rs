@@ -133,14 +133,29 @@ pub struct RoundtripArgs {
 pub struct SandboxArgs {
     #[command(flatten)]
     pub sandbox: SandboxDirArgs,
-    /// Directory holding rabbitmq-server (Debian: /usr/lib/rabbitmq/bin).
+    /// Root file system holding Debian's rabbitmq-server (the RabbitMQ production runs; built
+    /// by scripts/setup). Nodes run chrooted in it.
     #[arg(
         long,
-        env = "GWCTL_RABBITMQ_BIN",
-        default_value = "/usr/lib/rabbitmq/bin",
-        value_name = "DIR"
+        env = "GWCTL_RABBITMQ_ROOT",
+        default_value = crate::sandbox::node::DEFAULT_ROOT,
+        value_name = "DIR",
     )]
-    pub rabbitmq_bin: PathBuf,
+    pub rabbitmq_root: PathBuf,
+    /// Use this machine's own RabbitMQ instead: the directory holding rabbitmq-server
+    /// (Debian: /usr/lib/rabbitmq/bin).
+    #[arg(long, env = "GWCTL_RABBITMQ_BIN", value_name = "DIR")]
+    pub rabbitmq_bin: Option<PathBuf>,
+}
+
+impl SandboxArgs {
+    /// The RabbitMQ installation the sandbox's nodes run.
+    pub fn install(&self) -> crate::sandbox::Install {
+        match &self.rabbitmq_bin {
+            Some(bin) => crate::sandbox::Install::host(bin),
+            None => crate::sandbox::Install::rooted(&self.rabbitmq_root),
+        }
+    }
 }
 
 /// Which gateway regions: named ones, or all.

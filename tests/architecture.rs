@@ -320,7 +320,7 @@ fn layers_import_in_one_direction() {
         ("engine", vec!["plan", "render", "broker", "cloud"]),
         ("printer", vec!["engine", "plan"]),
         ("sandbox", vec!["engine", "render", "broker"]),
-        ("cli", vec!["engine", "printer"]),
+        ("cli", vec!["engine", "printer", "sandbox"]),
         (
             "commands",
             vec!["engine", "printer", "cli", "sandbox", "render"],

@@ -10,7 +10,7 @@ use gwctl::sandbox::{BACKEND, ENDPOINTS_FILE, Sandbox};
 use gwctl::spec::{self, Selection};
 
 use crate::support::moto::{Moto, is_read_only};
-use crate::support::{Regions, rabbitmq_bin};
+use crate::support::{Regions, rabbitmq};
 
 /// gwctl against moto and the sandbox's brokers.
 fn gwctl(r: &Regions, m: &Moto, work: &Path) -> assert_cmd::Command {
@@ -27,7 +27,7 @@ async fn a_saved_plan_is_refused_when_the_backends_federation_changed() {
     let (r, m) = (Regions::examples(), Moto::start());
     let stack = spec::load(r.dir(), &Selection::All).expect("examples validate");
     let work = tempfile::tempdir().expect("tempdir");
-    let sandbox = Sandbox::start(&stack, work.path(), rabbitmq_bin())
+    let sandbox = Sandbox::start(&stack, work.path(), &rabbitmq())
         .await
         .expect("nodes boot");
     let backend = sandbox.admin(BACKEND).expect("client");
@@ -111,7 +111,7 @@ async fn up_federates_each_gateway_and_down_removes_only_its_own_entries() {
     let (r, m) = (Regions::examples(), Moto::start());
     let stack = spec::load(r.dir(), &Selection::All).expect("examples validate");
     let work = tempfile::tempdir().expect("tempdir");
-    let sandbox = Sandbox::start(&stack, work.path(), rabbitmq_bin())
+    let sandbox = Sandbox::start(&stack, work.path(), &rabbitmq())
         .await
         .expect("nodes boot");
     let backend = sandbox.admin(BACKEND).expect("client");
@@ -235,7 +235,7 @@ async fn status_reports_links_and_fails_with_the_reason_of_a_broken_one() {
     let (r, m) = (Regions::examples(), Moto::start());
     let stack = spec::load(r.dir(), &Selection::All).expect("examples validate");
     let work = tempfile::tempdir().expect("tempdir");
-    let sandbox = Sandbox::start(&stack, work.path(), rabbitmq_bin())
+    let sandbox = Sandbox::start(&stack, work.path(), &rabbitmq())
         .await
         .expect("nodes boot");
     gwctl(&r, &m, work.path())
@@ -264,6 +264,19 @@ async fn status_reports_links_and_fails_with_the_reason_of_a_broken_one() {
         assert_eq!(
             directions,
             BTreeSet::from(["backend->gateway", "gateway->backend"])
+        );
+        // Each broker's version and connections (the backend's federation link at least).
+        let brokers = region["brokers"].as_array().expect("brokers");
+        assert_eq!(brokers.len(), 1, "{region}");
+        assert!(
+            brokers[0]["version"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("4.0.")),
+            "{region}"
+        );
+        assert!(
+            brokers[0]["connections"].as_u64().is_some_and(|n| n >= 1),
+            "{region}"
         );
     }
 
@@ -373,7 +386,7 @@ async fn ten_thousand_messages_each_way_arrive_exactly_once_and_survive_a_gatewa
     let r = Regions::examples();
     let stack = spec::load(r.dir(), &Selection::All).expect("examples validate");
     let work = tempfile::tempdir().expect("tempdir");
-    let mut sandbox = Sandbox::start(&stack, work.path(), rabbitmq_bin())
+    let mut sandbox = Sandbox::start(&stack, work.path(), &rabbitmq())
         .await
         .expect("nodes boot");
     sandbox.federate_backend().await.expect("federation");

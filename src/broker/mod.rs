@@ -78,6 +78,17 @@ pub struct FederationLink {
 pub struct Overview {
     pub cluster_name: String,
     pub rabbitmq_version: String,
+    #[serde(default)]
+    pub object_totals: ObjectTotals,
+}
+
+/// Counts across the cluster, as `/api/overview` reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct ObjectTotals {
+    #[serde(default)]
+    pub connections: u64,
+    #[serde(default)]
+    pub queues: u64,
 }
 
 /// A node's resource alarms as `/api/nodes` reports them. Under an alarm the node accepts

@@ -27,7 +27,7 @@ pub fn start(regions: &Path, args: &SandboxArgs, printer: &Printer) -> Result<St
             stack.gateways.len() + 1,
             dir.display()
         ));
-        let sandbox = Sandbox::start(&stack, dir, &args.rabbitmq_bin)
+        let sandbox = Sandbox::start(&stack, dir, &args.install())
             .await
             .map_err(failed)?;
         let names = sandbox.node_names().join(", ");

@@ -25,6 +25,15 @@ pub struct Instance {
     pub private_ip: Option<String>,
 }
 
+/// A broker's node, as its management API answers (`None`: unreachable).
+#[derive(Debug, Serialize)]
+pub struct Broker {
+    pub at: String,
+    pub version: Option<String>,
+    /// Client connections of its cluster (the cluster-wide total, as the node reports it).
+    pub connections: Option<u64>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Link {
     /// `gateway->backend` (the backend's link) or `backend->gateway` (the gateway's link).
@@ -49,7 +58,9 @@ pub struct RegionStatus {
     /// The records gwctl serves for the region.
     pub records: Vec<Record>,
     /// Whether Route53 answers clients with this region (some endpoint healthy).
-    route53_answering: bool,
+    pub route53_answering: bool,
+    /// The region's brokers as their management API reports them.
+    pub brokers: Vec<Broker>,
     pub links: Vec<Link>,
     /// Resource alarms in effect on the region's brokers or the backend (publishers blocked).
     pub alarms: Vec<String>,
@@ -155,6 +166,7 @@ async fn region_status(engine: &Engine, gw: &GatewaySpec) -> Result<RegionStatus
     } else {
         Vec::new()
     };
+    let mut brokers = Vec::new();
     for address in addresses {
         let client = broker::Client::new(
             address.management_url(),
@@ -164,6 +176,18 @@ async fn region_status(engine: &Engine, gw: &GatewaySpec) -> Result<RegionStatus
         if let Ok(Some(reason)) = client.alarms_in_effect().await {
             alarms.push(format!("broker {}: {reason}", client.endpoint()));
         }
+        brokers.push(match client.overview().await {
+            Ok(o) => Broker {
+                at: client.endpoint().to_string(),
+                version: Some(o.rabbitmq_version),
+                connections: Some(o.object_totals.connections),
+            },
+            Err(_) => Broker {
+                at: client.endpoint().to_string(),
+                version: None,
+                connections: None,
+            },
+        });
         links.extend(
             links_at(&client, "backend->gateway", |l| {
                 l.upstream.starts_with("backend.")
@@ -230,6 +254,7 @@ async fn region_status(engine: &Engine, gw: &GatewaySpec) -> Result<RegionStatus
         health_checks,
         records,
         route53_answering,
+        brokers,
         links,
         alarms,
     })

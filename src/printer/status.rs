@@ -33,6 +33,17 @@ pub fn human(s: &RegionStatus, printer: &Printer) -> String {
     for r in &s.records {
         out.push_str(&format!("  record      {}\n", r.describe()));
     }
+    for b in &s.brokers {
+        out.push_str(&format!(
+            "  broker      {:<30} {}\n",
+            b.at,
+            match (&b.version, b.connections) {
+                (Some(v), Some(1)) => format!("RabbitMQ {v}, 1 connection"),
+                (Some(v), Some(n)) => format!("RabbitMQ {v}, {n} connections"),
+                _ => "unreachable".into(),
+            }
+        ));
+    }
     for l in &s.links {
         let err = l
             .error

@@ -25,6 +25,7 @@ use crate::spec::model::Ports;
 use crate::spec::secret::{Secret, SecretError};
 use crate::spec::{GatewaySpec, Stack};
 use clients::Login;
+pub use node::Install;
 use node::{LocalNode, NodeConfig, NodeError};
 
 pub const BACKEND: &str = "backend";
@@ -144,11 +145,19 @@ impl Sandbox {
     pub async fn start(
         stack: &Stack,
         dir: &Path,
-        rabbitmq_bin: &Path,
+        install: &Install,
     ) -> Result<Sandbox, SandboxError> {
+        if !install.exists() {
+            return Err(SandboxError::Failed(format!(
+                "no RabbitMQ at {install:?}: run scripts/setup (it builds the trixie root)"
+            )));
+        }
+        // Absolute: a rooted node sees the directory at the same path, and nothing else.
+        let dir = &std::path::absolute(dir)
+            .map_err(|e| SandboxError::Io(format!("resolving {}", dir.display()), e))?;
         let mut attempt = 1;
         loop {
-            let result = Sandbox::start_once(stack, dir, rabbitmq_bin).await;
+            let result = Sandbox::start_once(stack, dir, install).await;
             if result.is_err() {
                 // The nodes died with the half-started sandbox; its epmd did not.
                 if let Ok(text) = std::fs::read_to_string(dir.join("sandbox.json"))
@@ -172,7 +181,7 @@ impl Sandbox {
     async fn start_once(
         stack: &Stack,
         dir: &Path,
-        rabbitmq_bin: &Path,
+        install: &Install,
     ) -> Result<Sandbox, SandboxError> {
         let io = |what: String| move |e| SandboxError::Io(what, e);
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
@@ -201,7 +210,7 @@ impl Sandbox {
             &secrets,
             &backend_ports,
             false,
-            rabbitmq_bin,
+            install,
         )?;
         sandbox.nodes.insert(BACKEND.to_string(), node);
 
@@ -221,7 +230,7 @@ impl Sandbox {
                 &secrets,
                 &ports,
                 true,
-                rabbitmq_bin,
+                install,
             )?;
             sandbox.nodes.insert(region, node);
         }
@@ -347,7 +356,7 @@ impl Sandbox {
         secrets: &SecretValues,
         ports: &NodePorts,
         mqtt: bool,
-        rabbitmq_bin: &Path,
+        install: &Install,
     ) -> Result<LocalNode, SandboxError> {
         let rendered_dir = node_dir.join("rendered");
         files
@@ -379,7 +388,8 @@ impl Sandbox {
             dist_port: ports.dist,
             epmd_port: self.layout.epmd_port,
             ready_ports,
-            rabbitmq_bin: rabbitmq_bin.to_path_buf(),
+            install: install.clone(),
+            share: self.dir.clone(),
         };
         Ok(LocalNode::start(config, cookie.expose())?)
     }

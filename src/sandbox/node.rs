@@ -5,12 +5,100 @@
 //! directories, keep /etc/rabbitmq out of the way, run in the foreground in its own process
 //! group (`-detached` hides a failed boot), and treat "listener accepts TCP while the process
 //! lives" as ready.
+//!
+//! The node runs the RabbitMQ production runs: Debian 13's 4.0 from a trixie root (built by
+//! `scripts/setup`), chrooted in a private mount namespace, on these Debian 12 machines whose
+//! own package is 3.10 (see [`Install`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::files::write_file;
+
+/// Where a RabbitMQ installation lives: the host's own (`bin` holds `rabbitmq-server`), or a
+/// root file system with Debian's package in it (Debian 13's RabbitMQ 4.0 on a Debian 12
+/// machine). A rooted node runs chrooted in a mount namespace of its own: `/dev` and `/proc`
+/// are bound in, and so is the node's directory, at the same path, so that every path in its
+/// configuration means the same inside and outside. The network is the host's: listeners on
+/// 127.0.0.1 are reached as usual. Nothing outlives the node: the mounts go with its namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Install {
+    /// The root file system; `None`: the host's installation.
+    pub root: Option<PathBuf>,
+    /// The directory of `rabbitmq-server` and `rabbitmqctl` (inside `root` when rooted).
+    pub bin: PathBuf,
+}
+
+/// Where Debian's package puts the server scripts.
+pub const DEBIAN_BIN: &str = "/usr/lib/rabbitmq/bin";
+
+/// The default root `scripts/setup` builds (outside any clone, shared by all of them).
+pub const DEFAULT_ROOT: &str = "/var/cache/gwctl/trixie-root";
+
+/// Binds `/dev`, `/proc` and the shared directory into the root, then runs the command in it.
+const CHROOT_SCRIPT: &str = r#"set -e
+root=$1 share=$2; shift 2
+mount --bind /dev "$root/dev"
+mount -t proc proc "$root/proc"
+mkdir -p "$root$share"
+mount --bind "$share" "$root$share"
+exec chroot "$root" "$@""#;
+
+impl Install {
+    /// Debian's package installed on this machine.
+    pub fn host(bin: impl Into<PathBuf>) -> Install {
+        Install {
+            root: None,
+            bin: bin.into(),
+        }
+    }
+
+    /// Debian's package inside `root` (as `scripts/setup` builds it).
+    pub fn rooted(root: impl Into<PathBuf>) -> Install {
+        Install {
+            root: Some(root.into()),
+            bin: PathBuf::from(DEBIAN_BIN),
+        }
+    }
+
+    /// Whether the installation is there.
+    pub fn exists(&self) -> bool {
+        let server = self.bin.join("rabbitmq-server");
+        match &self.root {
+            Some(root) => root
+                .join(server.strip_prefix("/").unwrap_or(&server))
+                .exists(),
+            None => server.exists(),
+        }
+    }
+
+    /// A command running `program` of this installation; `share` (absolute) is visible at the
+    /// same path to a rooted program. Environment variables reach the program unchanged.
+    pub fn command(&self, program: &str, share: &Path) -> Command {
+        let exe = self.bin.join(program);
+        match &self.root {
+            None => Command::new(exe),
+            Some(root) => {
+                let mut cmd = Command::new("unshare");
+                cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+                    .arg(CHROOT_SCRIPT)
+                    .arg("sh")
+                    .arg(root)
+                    .arg(share)
+                    .arg(exe);
+                cmd
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        match &self.root {
+            Some(root) => format!("{} in {}", self.bin.display(), root.display()),
+            None => self.bin.display().to_string(),
+        }
+    }
+}
 
 /// How to start a node.
 #[derive(Debug, Clone)]
@@ -27,7 +115,10 @@ pub struct NodeConfig {
     pub epmd_port: u16,
     /// Ports that must accept connections before the node counts as ready.
     pub ready_ports: Vec<u16>,
-    pub rabbitmq_bin: PathBuf,
+    pub install: Install,
+    /// The directory holding every file the node reads or writes (absolute): what a rooted
+    /// node gets bound in.
+    pub share: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,9 +181,8 @@ impl LocalNode {
         let console = std::fs::File::create(config.dir.join("console.log"))
             .map_err(io("creating console.log"))?;
         let console_err = console.try_clone().map_err(io("creating console.log"))?;
-        let bin = config.rabbitmq_bin.join("rabbitmq-server");
         let missing = config.dir.join("does-not-exist");
-        let mut cmd = Command::new(&bin);
+        let mut cmd = config.install.command("rabbitmq-server", &config.share);
         cmd.env("HOME", &home)
             .env("RABBITMQ_NODENAME", format!("{}@localhost", config.name))
             .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
@@ -127,7 +217,7 @@ impl LocalNode {
         }
         let child = cmd.spawn().map_err(|source| NodeError::Spawn {
             name: config.name.clone(),
-            bin: bin.display().to_string(),
+            bin: config.install.describe(),
             source,
         })?;
         Ok(LocalNode {
@@ -177,7 +267,9 @@ impl LocalNode {
 
     /// Runs `rabbitmqctl ARGS` against this node (as an operator would on a broker).
     pub fn ctl(&self, args: &[&str]) -> std::io::Result<std::process::Output> {
-        Command::new(self.config.rabbitmq_bin.join("rabbitmqctl"))
+        self.config
+            .install
+            .command("rabbitmqctl", &self.config.share)
             .args(["-n", &format!("{}@localhost", self.config.name)])
             .args(args)
             .env("HOME", self.config.dir.join("home"))

@@ -147,12 +147,16 @@ pub fn contains(haystack: &[u8], needle: &str) -> bool {
 pub mod fault_proxy;
 pub mod moto;
 
-/// Debian's RabbitMQ, as the project's set-up installs it.
-pub fn rabbitmq_bin() -> &'static Path {
-    let bin = Path::new("/usr/lib/rabbitmq/bin");
+/// The RabbitMQ production runs (Debian 13's 4.0, in the trixie root scripts/setup builds;
+/// `GWCTL_RABBITMQ_ROOT` names another root).
+pub fn rabbitmq() -> gwctl::sandbox::Install {
+    let root = std::env::var_os("GWCTL_RABBITMQ_ROOT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| gwctl::sandbox::node::DEFAULT_ROOT.into());
+    let install = gwctl::sandbox::Install::rooted(root);
     assert!(
-        bin.join("rabbitmq-server").exists(),
-        "rabbitmq-server is not installed: run scripts/setup (the test command does)"
+        install.exists(),
+        "no RabbitMQ in {install:?}: run scripts/setup (the test command does)"
     );
-    bin
+    install
 }
