@@ -8,7 +8,7 @@ use gwctl::sandbox::clients::{AmqpConsumer, MqttSubscriber, Received, amqp_publi
 use gwctl::sandbox::{BACKEND, Sandbox};
 use gwctl::spec::{self, Selection};
 
-use crate::support::{Regions, contains, rabbitmq_bin, read_tree};
+use crate::support::{Regions, contains, rabbitmq, read_tree};
 
 const WAIT: Duration = Duration::from_secs(10);
 /// How long we listen for a copy that must not come (a loop or a gateway → gateway hop).
@@ -35,7 +35,7 @@ async fn rendered_nodes_federate_both_ways_without_loops() {
     let r = Regions::examples();
     let stack = spec::load(r.dir(), &Selection::All).expect("examples validate");
     let work = tempfile::tempdir().expect("tempdir");
-    let sandbox = Sandbox::start(&stack, work.path(), rabbitmq_bin())
+    let sandbox = Sandbox::start(&stack, work.path(), &rabbitmq())
         .await
         .expect("nodes boot");
 
@@ -171,4 +171,59 @@ async fn rendered_nodes_federate_both_ways_without_loops() {
         }
     }
     sandbox.stop(Duration::from_secs(10)).await;
+}
+
+/// Every node runs the RabbitMQ production runs (4.0, from the trixie root). On 4.0.x a
+/// federation link carrying an MQTT 5 subscription's binding crashes (rabbitmq-server
+/// 13032/13040, fixed in 4.1.0); gateways federate from the backend into a dedicated exchange,
+/// so a device's subscription never reaches a link, and commands still reach it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqtt5_subscriber_leaves_every_federation_link_running() {
+    let r = Regions::examples();
+    let stack = spec::load(r.dir(), &Selection::All).expect("examples validate");
+    let work = tempfile::tempdir().expect("tempdir");
+    let sandbox = Sandbox::start(&stack, work.path(), &rabbitmq())
+        .await
+        .expect("nodes boot");
+    for name in sandbox.node_names() {
+        let version = sandbox
+            .admin(&name)
+            .expect("client")
+            .overview()
+            .await
+            .expect("overview")
+            .rabbitmq_version;
+        assert!(version.starts_with("4.0."), "{name} runs {version}");
+    }
+    sandbox.federate_backend().await.expect("federation");
+    let links = sandbox
+        .wait_links_running(Duration::from_secs(30))
+        .await
+        .expect("links running");
+    assert_eq!(
+        links["us-east-1"][0].exchange.as_deref(),
+        Some("gwctl.from-backend.amq.topic"),
+        "the gateway federates into its dedicated exchange"
+    );
+
+    let us = sandbox.device_login("us-east-1").expect("us device");
+    let mut device = MqttSubscriber::connect_v5(&us, "dev-5", "commands/dev-5/#", WAIT)
+        .await
+        .expect("MQTT 5 subscription");
+    // Long enough for a link carrying the binding to have crashed (it does at once).
+    tokio::time::sleep(QUIET).await;
+    let links = sandbox
+        .wait_links_running(Duration::from_secs(5))
+        .await
+        .expect("every link still runs with an MQTT 5 subscriber on a gateway");
+    assert_eq!(links.values().map(Vec::len).sum::<usize>(), 4);
+
+    let backend = sandbox.admin_login(BACKEND).expect("backend login");
+    amqp_publish(&backend, "amq.topic", "commands.dev-5.reboot", b"now")
+        .await
+        .expect("publish");
+    let got = device.next(WAIT).await.expect("the command arrives");
+    assert_eq!(got.key, "commands/dev-5/reboot");
+    device.disconnect().await;
+    sandbox.stop(Duration::from_secs(5)).await;
 }

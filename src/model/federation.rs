@@ -134,7 +134,19 @@ pub fn amqp_uri(user: &str, password: &str, host: &str, port: u16, heartbeat_s: 
     )
 }
 
-/// The gateway side: one upstream per exchange federated from the backend, and its policy.
+/// The gateway's own exchange that receives `exchange` (e.g. `amq.topic`) from the backend.
+///
+/// Devices never bind to it: it is bound into `exchange` with `#`, so that binding is the only
+/// one its federation link propagates to the backend. Device subscriptions stay on the gateway:
+/// a reconnection storm does not become binding churn on the backend, and an MQTT 5
+/// subscription (whose binding arguments crash a link that carries them on RabbitMQ 4.0.x,
+/// rabbitmq-server 13032/13040, fixed in 4.1.0) cannot take the link down.
+pub fn from_backend_exchange(exchange: &str) -> String {
+    format!("gwctl.from-backend.{exchange}")
+}
+
+/// The gateway side: one upstream per exchange federated from the backend, and its policy on
+/// the gateway's [`from_backend_exchange`].
 pub fn gateway_side(gw: &GatewaySpec, backend_uris: &[String]) -> (Vec<Upstream>, Vec<Policy>) {
     let settings = LinkSettings::from(&gw.federation);
     let mut upstreams = Vec::new();
@@ -149,7 +161,7 @@ pub fn gateway_side(gw: &GatewaySpec, backend_uris: &[String]) -> (Vec<Upstream>
         });
         policies.push(Policy {
             name: format!("federate-from-backend.{}", x.exchange),
-            exchange: x.exchange.clone(),
+            exchange: from_backend_exchange(&x.exchange),
             target: PolicyTarget::Upstream(name),
         });
     }

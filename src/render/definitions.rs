@@ -59,6 +59,10 @@ pub fn gateway(gw: &GatewaySpec, backend: &BackendSpec, addr: &Addressing) -> Va
     let heartbeat = 30;
     let uris = super::backend_uris(backend, addr, heartbeat);
     let (upstreams, policies) = federation::gateway_side(gw, &uris);
+    // Backend messages arrive in a dedicated exchange bound into the one devices use, so
+    // device subscriptions never travel over the link (see federation::from_backend_exchange).
+    let from_backend =
+        |x: &crate::spec::model::FederatedExchange| federation::from_backend_exchange(&x.exchange);
     let exchanges: Vec<Value> = gw
         .federation
         .from_backend
@@ -66,11 +70,21 @@ pub fn gateway(gw: &GatewaySpec, backend: &BackendSpec, addr: &Addressing) -> Va
         .chain(&gw.federation.to_backend)
         .filter(|x| !x.exchange.starts_with("amq."))
         .map(|x| x.exchange.clone())
+        .chain(gw.federation.from_backend.iter().map(from_backend))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .map(|name| {
             json!({"name": name, "vhost": VHOST, "type": "topic", "durable": true,
                    "auto_delete": false, "internal": false, "arguments": {}})
+        })
+        .collect();
+    let bindings: Vec<Value> = gw
+        .federation
+        .from_backend
+        .iter()
+        .map(|x| {
+            json!({"source": from_backend(x), "vhost": VHOST, "destination": x.exchange,
+                   "destination_type": "exchange", "routing_key": "#", "arguments": {}})
         })
         .collect();
     json!({
@@ -91,7 +105,7 @@ pub fn gateway(gw: &GatewaySpec, backend: &BackendSpec, addr: &Addressing) -> Va
         }).collect::<Vec<_>>(),
         "exchanges": exchanges,
         "queues": [],
-        "bindings": [],
+        "bindings": bindings,
     })
 }
 
@@ -201,6 +215,15 @@ pub fn check(defs: &Value) -> Result<(), Vec<String>> {
             )),
         }
     }
+    let exchanges = names("exchanges", "name");
+    for b in defs["bindings"].as_array().into_iter().flatten() {
+        for end in ["source", "destination"] {
+            let x = b[end].as_str().unwrap_or("?");
+            if !x.starts_with("amq.") && !exchanges.contains(x) {
+                problems.push(format!("binding with the undeclared {end} exchange `{x}`"));
+            }
+        }
+    }
     for p in defs["policies"].as_array().into_iter().flatten() {
         let name = p["name"].as_str().unwrap_or("?");
         let v = p["vhost"].as_str().unwrap_or("?");
@@ -265,6 +288,9 @@ mod tests {
             "parameters": [{"vhost": "/", "component": "federation-upstream", "name": "up",
                             "value": {"uri": "amqp://h"}}],
             "policies": [{"vhost": "/", "name": "p", "definition": {"federation-upstream": "nope"}}],
+            "exchanges": [{"name": "declared"}],
+            "bindings": [{"source": "declared", "destination": "amq.topic"},
+                         {"source": "ghost", "destination": "declared"}],
         });
         let problems = check(&defs).expect_err("invalid");
         let all = problems.join("\n");
@@ -275,8 +301,10 @@ mod tests {
             "unknown vhost `/x`",
             "host:port",
             "missing upstream `nope`",
+            "undeclared source exchange `ghost`",
         ] {
             assert!(all.contains(needle), "{needle} not in {all}");
         }
+        assert!(!all.contains("`declared`") && !all.contains("`amq.topic`"));
     }
 }

@@ -42,11 +42,24 @@ pub struct Received {
     pub payload: Vec<u8>,
 }
 
-/// An MQTT client subscribed to one topic filter (QoS 1).
+/// An MQTT client subscribed to one topic filter (QoS 1), speaking MQTT 3.1.1 or 5.
 pub struct MqttSubscriber {
-    client: AsyncClient,
+    client: Client,
     rx: mpsc::UnboundedReceiver<Received>,
     task: tokio::task::JoinHandle<()>,
+}
+
+enum Client {
+    V3(AsyncClient),
+    V5(rumqttc::v5::AsyncClient),
+}
+
+/// What a subscriber's event loop saw, whatever the protocol version.
+enum Incoming {
+    SubAck,
+    Publish(Received),
+    Other,
+    Failed(String),
 }
 
 fn mqtt_options(login: &Login, client_id: &str) -> MqttOptions {
@@ -56,8 +69,35 @@ fn mqtt_options(login: &Login, client_id: &str) -> MqttOptions {
     opts
 }
 
+/// The subscriber's side of its event loop: messages out, the SUBACK (or why none came).
+struct Forward {
+    tx: mpsc::UnboundedSender<Received>,
+    ready: mpsc::Sender<Result<(), String>>,
+}
+
+impl Forward {
+    /// Passes one event on; `false` once the event loop has failed.
+    fn event(&self, event: Incoming) -> bool {
+        match event {
+            Incoming::SubAck => {
+                let _ = self.ready.try_send(Ok(()));
+            }
+            Incoming::Publish(m) => {
+                let _ = self.tx.send(m);
+            }
+            Incoming::Other => {}
+            Incoming::Failed(e) => {
+                let _ = self.ready.try_send(Err(e));
+                return false;
+            }
+        }
+        true
+    }
+}
+
 impl MqttSubscriber {
-    /// Connects and subscribes; returns once the broker acknowledged the subscription.
+    /// Connects with MQTT 3.1.1 and subscribes; returns once the broker acknowledged the
+    /// subscription.
     pub async fn connect(
         login: &Login,
         client_id: &str,
@@ -70,37 +110,103 @@ impl MqttSubscriber {
             .subscribe(filter, QoS::AtLeastOnce)
             .await
             .map_err(|e| err(e.to_string()))?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (ready_tx, mut ready_rx) = mpsc::channel::<Result<(), String>>(1);
+        let (forward, rx, ready) = Self::channels();
         let task = tokio::spawn(async move {
             loop {
-                match events.poll().await {
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        let _ = ready_tx.try_send(Ok(()));
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let _ = tx.send(Received {
-                            key: p.topic.clone(),
-                            payload: p.payload.to_vec(),
-                        });
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        let _ = ready_tx.try_send(Err(e.to_string()));
-                        return;
-                    }
+                let event = match events.poll().await {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => Incoming::SubAck,
+                    Ok(Event::Incoming(Packet::Publish(p))) => Incoming::Publish(Received {
+                        key: p.topic.clone(),
+                        payload: p.payload.to_vec(),
+                    }),
+                    Ok(_) => Incoming::Other,
+                    Err(e) => Incoming::Failed(e.to_string()),
+                };
+                if !forward.event(event) {
+                    return;
                 }
             }
         });
-        match tokio::time::timeout(timeout, ready_rx.recv()).await {
+        Self::await_suback(Client::V3(client), rx, ready, task, timeout)
+            .await
+            .map_err(err)
+    }
+
+    /// As [`MqttSubscriber::connect`], with MQTT 5: its subscriptions carry binding arguments
+    /// that 3.1.1 ones do not (what breaks a federation link carrying them on RabbitMQ 4.0).
+    pub async fn connect_v5(
+        login: &Login,
+        client_id: &str,
+        filter: &str,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
+        use rumqttc::v5::mqttbytes::v5::Packet as P5;
+        let err = |m: String| ClientError::Mqtt(login.host.clone(), login.port, m);
+        let mut opts = rumqttc::v5::MqttOptions::new(client_id, login.host.clone(), login.port);
+        opts.set_credentials(login.user.clone(), login.password.expose().to_string());
+        opts.set_keep_alive(Duration::from_secs(30));
+        let (client, mut events) = rumqttc::v5::AsyncClient::new(opts, 64);
+        client
+            .subscribe(filter, rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let (forward, rx, ready) = Self::channels();
+        let task = tokio::spawn(async move {
+            loop {
+                let event = match events.poll().await {
+                    Ok(rumqttc::v5::Event::Incoming(P5::SubAck(_))) => Incoming::SubAck,
+                    Ok(rumqttc::v5::Event::Incoming(P5::Publish(p))) => {
+                        Incoming::Publish(Received {
+                            key: String::from_utf8_lossy(&p.topic).to_string(),
+                            payload: p.payload.to_vec(),
+                        })
+                    }
+                    Ok(_) => Incoming::Other,
+                    Err(e) => Incoming::Failed(e.to_string()),
+                };
+                if !forward.event(event) {
+                    return;
+                }
+            }
+        });
+        Self::await_suback(Client::V5(client), rx, ready, task, timeout)
+            .await
+            .map_err(err)
+    }
+
+    fn channels() -> (
+        Forward,
+        mpsc::UnboundedReceiver<Received>,
+        mpsc::Receiver<Result<(), String>>,
+    ) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = mpsc::channel(1);
+        (
+            Forward {
+                tx,
+                ready: ready_tx,
+            },
+            rx,
+            ready_rx,
+        )
+    }
+
+    async fn await_suback(
+        client: Client,
+        rx: mpsc::UnboundedReceiver<Received>,
+        mut ready: mpsc::Receiver<Result<(), String>>,
+        task: tokio::task::JoinHandle<()>,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        match tokio::time::timeout(timeout, ready.recv()).await {
             Ok(Some(Ok(()))) => Ok(MqttSubscriber { client, rx, task }),
             Ok(Some(Err(e))) => {
                 task.abort();
-                Err(err(e))
+                Err(e)
             }
             _ => {
                 task.abort();
-                Err(err("no SUBACK in time".into()))
+                Err("no SUBACK in time".into())
             }
         }
     }
@@ -114,7 +220,10 @@ impl MqttSubscriber {
     }
 
     pub async fn disconnect(self) {
-        let _ = self.client.disconnect().await;
+        let _ = match &self.client {
+            Client::V3(c) => c.disconnect().await.map_err(|e| e.to_string()),
+            Client::V5(c) => c.disconnect().await.map_err(|e| e.to_string()),
+        };
         self.task.abort();
     }
 }
