@@ -15,6 +15,10 @@ InvalidChangeBatch. gwctl's lock (a TXT record created with CREATE) relies on ex
 Health checks get what AWS does and moto lacks: CallerReference idempotency, and an observation
 from every checker region of the check.
 
+Every region also gets AWS's managed prefix list of Route53 health checkers
+(com.amazonaws.<region>.route53-healthchecks), which security groups reference, and a rule's
+prefix list keeps its description when read back, as on AWS.
+
 It also seeds the images an AWS account sees and moto does not list: Debian's (owner
 136693071363), so region files can select images by owner and name as in production. They are
 added to moto's own built-in images through moto's MOTO_AMIS_PATH setting.
@@ -27,9 +31,16 @@ import sys
 import tempfile
 
 DEBIAN = "136693071363"
+# (id, name, creation date, architecture): bookworm for region files that still pin it, and
+# trixie (what gwctl deploys) in two releases per architecture, so "a newer image matches" can
+# be tested.
 DEBIAN_IMAGES = [
-    ("ami-0d0ebb1e000000001", "debian-12-amd64-20250101-1900", "2025-01-01T19:00:00.000Z"),
-    ("ami-0d0ebb1e000000002", "debian-12-amd64-20260101-2345", "2026-01-01T23:45:00.000Z"),
+    ("ami-0d0ebb1e000000001", "debian-12-amd64-20250101-1900", "2025-01-01T19:00:00.000Z", "x86_64"),
+    ("ami-0d0ebb1e000000002", "debian-12-amd64-20260101-2345", "2026-01-01T23:45:00.000Z", "x86_64"),
+    ("ami-0d0ebb1e000000013", "debian-13-amd64-20260810-2205", "2026-08-10T22:05:00.000Z", "x86_64"),
+    ("ami-0d0ebb1e000000014", "debian-13-amd64-20261110-0312", "2026-11-10T03:12:00.000Z", "x86_64"),
+    ("ami-0d0ebb1e000000023", "debian-13-arm64-20260810-2205", "2026-08-10T22:05:00.000Z", "arm64"),
+    ("ami-0d0ebb1e000000024", "debian-13-arm64-20261110-0312", "2026-11-10T03:12:00.000Z", "arm64"),
 ]
 
 
@@ -38,12 +49,13 @@ def seed_images():
     base = os.path.join(spec.submodule_search_locations[0], "ec2", "resources", "amis.json.gz")
     with gzip.open(base, "rt", encoding="utf-8") as f:
         amis = json.load(f)
-    for ami_id, name, created in DEBIAN_IMAGES:
+    for ami_id, name, created, arch in DEBIAN_IMAGES:
         amis.append({
             "ami_id": ami_id, "name": name, "owner_id": DEBIAN, "state": "available", "public": True,
             "creation_date": created, "root_device_type": "ebs", "root_device_name": "/dev/xvda",
-            "architecture": "x86_64", "virtualization_type": "hvm", "hypervisor": "xen",
-            "image_type": "machine", "description": "Debian 12 (bookworm)", "sriov": "simple",
+            "architecture": arch, "virtualization_type": "hvm", "hypervisor": "xen",
+            "image_type": "machine", "sriov": "simple",
+            "description": "Debian 12 (bookworm)" if "-12-" in name else "Debian 13 (trixie)",
             "image_location": f"{DEBIAN}/{name}",
         })
     fd, path = tempfile.mkstemp(prefix="gwctl-moto-amis-", suffix=".json")
@@ -291,6 +303,62 @@ EC2Response.delete_vpn_connection_route = delete_vpn_connection_route
 EC2Response.enable_vgw_route_propagation = enable_vgw_route_propagation
 EC2Response.disable_vgw_route_propagation = disable_vgw_route_propagation
 EC2Response.create_vpn_connection = create_vpn_connection
+
+
+# AWS-managed prefix lists: AWS has one of Route53's health checkers in every region
+# (com.amazonaws.<region>.route53-healthchecks, owner "AWS"); moto creates only some others.
+from moto.ec2.models.managed_prefixes import ManagedPrefixListBackend  # noqa: E402
+
+_create_default_pls = ManagedPrefixListBackend.create_default_pls
+
+
+def create_default_pls(self):
+    _create_default_pls(self)
+    self._create_aws_managed_prefix_list(
+        name=f"com.amazonaws.{self.region_name}.route53-healthchecks",
+        address_family="IPv4",
+        entries=[
+            {"Cidr": "15.177.0.0/18", "Description": "default"},
+            {"Cidr": "54.243.31.192/26", "Description": "default"},
+            {"Cidr": "107.23.255.0/26", "Description": "default"},
+        ],
+    )
+
+
+ManagedPrefixListBackend.create_default_pls = create_default_pls
+
+
+# A rule's prefix list keeps its description, as AWS reports it back (moto drops it, so a rule
+# read back would never equal the rule written).
+from moto.ec2.models.security_groups import SecurityGroup, SecurityGroupRule  # noqa: E402
+
+_rule_init = SecurityGroupRule.__init__
+
+
+def rule_init(self, *args, **kwargs):
+    _rule_init(self, *args, **kwargs)
+    prefix_list = kwargs.get("prefix_list_id", args[7] if len(args) > 7 else None)
+    self.prefix_list_description = (prefix_list or {}).get("Description")
+
+
+_flattened_rules = SecurityGroup._flattened_rules
+
+
+def flattened_rules(self, rules):
+    views = _flattened_rules(self, rules)
+    for view in views:
+        for entry in view.prefix_list_ids:
+            for rule in rules:
+                if (rule.prefix_list_id == entry.get("PrefixListId")
+                        and (rule.from_port, rule.to_port, rule.ip_protocol)
+                        == (view.from_port, view.to_port, view.ip_protocol)
+                        and getattr(rule, "prefix_list_description", None)):
+                    entry["Description"] = rule.prefix_list_description
+    return views
+
+
+SecurityGroupRule.__init__ = rule_init
+SecurityGroup._flattened_rules = flattened_rules
 
 if __name__ == "__main__":
     sys.exit(moto.server.main(sys.argv[1:]))

@@ -275,8 +275,8 @@ async fn up_creates_every_resource_tagged_then_plans_no_change_and_calls_nothing
         );
         assert_eq!(
             b.image_id(),
-            Some("ami-0d0ebb1e000000002"),
-            "the newest Debian image matching the name filter"
+            Some("ami-0d0ebb1e000000014"),
+            "the newest Debian 13 image matching the name filter"
         );
     }
     let eips = ec2.describe_addresses().send().await.expect("eips");
@@ -747,7 +747,7 @@ fn ami_by_explicit_id() {
     let (r, m) = (Regions::examples(), Moto::start());
     r.edit(
         "ap-northeast-1.yaml",
-        "  ami:\n    owner: \"136693071363\"      # Debian\n    name: debian-12-amd64-*",
+        "  ami:\n    owner: \"136693071363\"      # Debian\n    name: debian-13-amd64-*",
         "  ami:\n    id: ami-12c6146b",
     );
     let out = gwctl(&r, &m)
@@ -778,4 +778,127 @@ fn ami_by_explicit_id() {
         .output()
         .expect("plan");
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// Debian publishes new images every few weeks: a newer image matching the filter is shown as
+/// an available upgrade, and neither `plan` nor `up` replaces a running broker for it.
+#[test]
+fn a_newer_image_is_offered_never_applied() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    let (all, older) = (
+        "name: debian-13-amd64-*",
+        "name: debian-13-amd64-20260810-*",
+    );
+    r.edit("us-east-1.yaml", all, older);
+    gwctl(&r, &m)
+        .args(["up", "us-east-1", "--scope", "aws", "--yes"])
+        .assert()
+        .success();
+    // Debian's newer image now matches the region's filter.
+    r.edit("us-east-1.yaml", older, all);
+    m.record();
+    let out = gwctl(&r, &m)
+        .args(["plan", "us-east-1", "--scope", "aws", "--detailed-exitcode"])
+        .output()
+        .expect("plan");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "no change planned: {text}");
+    assert!(
+        text.contains(
+            "note: us-east-1: a newer image matches the brokers' selection: ami-0d0ebb1e000000014"
+        ),
+        "{text}"
+    );
+    let json = gwctl(&r, &m)
+        .args(["plan", "us-east-1", "--scope", "aws", "--json"])
+        .output()
+        .expect("plan");
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    assert!(
+        v["regions"][0]["advisories"][0].as_str().is_some_and(|a| a
+            .contains("ami-0d0ebb1e000000014")
+            && a.contains("ami-0d0ebb1e000000013")),
+        "{v}"
+    );
+    gwctl(&r, &m)
+        .args(["up", "us-east-1", "--scope", "aws", "--yes"])
+        .assert()
+        .success();
+    let actions = m.recorded_actions();
+    assert!(
+        actions.iter().all(|a| is_read_only(a)),
+        "nothing was replaced: {actions:?}"
+    );
+}
+
+/// With an HTTP(S) health check the brokers' health responder is reachable from Route53's
+/// health checkers only (AWS's managed prefix list), never from the world; the rule reads back
+/// as written, so the next plan is clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_port_opens_to_route53_checkers_only() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    r.edit("us-east-1.yaml", "  protocol: tcp", "  protocol: http");
+    gwctl(&r, &m)
+        .args(["up", "us-east-1", "--scope", "aws", "--yes"])
+        .assert()
+        .success();
+    let ec2 = m.ec2("us-east-1").await;
+    let lists = ec2
+        .describe_managed_prefix_lists()
+        .send()
+        .await
+        .expect("prefix lists");
+    let checkers = lists
+        .prefix_lists()
+        .iter()
+        .find(|l| l.prefix_list_name() == Some("com.amazonaws.us-east-1.route53-healthchecks"))
+        .and_then(|l| l.prefix_list_id())
+        .expect("AWS's list of Route53 health checkers");
+    let groups = ec2
+        .describe_security_groups()
+        .filters(
+            Filter::builder()
+                .name("tag:gwctl:id")
+                .values("security_group/brokers")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("sgs");
+    let brokers = &groups.security_groups()[0];
+    let health: Vec<_> = brokers
+        .ip_permissions()
+        .iter()
+        .filter(|p| p.from_port() == Some(8080))
+        .collect();
+    assert_eq!(health.len(), 1, "{health:?}");
+    assert!(
+        health[0].ip_ranges().is_empty(),
+        "no range reaches the health port: {health:?}"
+    );
+    assert_eq!(
+        health[0]
+            .prefix_list_ids()
+            .iter()
+            .filter_map(|l| l.prefix_list_id())
+            .collect::<Vec<_>>(),
+        [checkers]
+    );
+    // Nothing of the brokers' group is open to the world but the device ports.
+    for p in brokers.ip_permissions() {
+        if p.ip_ranges()
+            .iter()
+            .any(|r| r.cidr_ip() == Some("0.0.0.0/0"))
+        {
+            assert!(
+                matches!(p.from_port(), Some(1883 | 15675)),
+                "port {:?} is open to the world",
+                p.from_port()
+            );
+        }
+    }
+    gwctl(&r, &m)
+        .args(["plan", "us-east-1", "--scope", "aws", "--detailed-exitcode"])
+        .assert()
+        .code(0);
 }

@@ -322,3 +322,62 @@ fn http_health_checks_get_a_responder_that_reports_the_node() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// The responder stays bounded whoever reaches it: an idle connection is dropped after the
+/// timeout, connections beyond the limit are closed at once, and it still answers afterwards.
+#[test]
+fn the_health_responder_drops_idle_and_excess_connections() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("health-responder");
+    std::fs::write(
+        &script,
+        include_str!("../templates/gateway/health-responder.py"),
+    )
+    .expect("write");
+    let node = std::net::TcpListener::bind("127.0.0.1:0").expect("node stand-in");
+    let node_port = node.local_addr().expect("addr").port().to_string();
+    let listen = gwctl::sandbox::node::free_ports(1).expect("port")[0];
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .arg(&script)
+        .args(["--listen", &listen.to_string(), "--check-port", &node_port])
+        .args(["--timeout", "1", "--max-connections", "2"])
+        .spawn()
+        .expect("responder");
+    let start = std::time::Instant::now();
+    while ask(listen, "/health").is_none() {
+        assert!(
+            start.elapsed().as_secs() < 20,
+            "the responder did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let connect = || {
+        let s = std::net::TcpStream::connect(("127.0.0.1", listen)).expect("connect");
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .expect("timeout");
+        s
+    };
+    // Two idle connections take both slots; a third is closed at once (EOF, no answer).
+    let (mut a, _b) = (connect(), connect());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let mut third = connect();
+    let mut buf = Vec::new();
+    let t = std::time::Instant::now();
+    let n = third.read_to_end(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "an excess connection gets nothing");
+    assert!(
+        t.elapsed().as_millis() < 900,
+        "closed at once, not after the timeout"
+    );
+    // An idle connection is dropped after the timeout, not held open.
+    let t = std::time::Instant::now();
+    assert_eq!(a.read_to_end(&mut buf).unwrap_or(0), 0);
+    assert!(t.elapsed().as_secs() < 5, "dropped after about 1 s");
+    // Slots are free again: a real request is answered.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let ok = ask(listen, "/health").expect("answer");
+    assert!(ok.starts_with("HTTP/1.0 200"), "{ok}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

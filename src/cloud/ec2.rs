@@ -7,8 +7,9 @@ use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, BlockDeviceMapping, DomainType, EbsBlockDevice, Filter, GatewayType,
     HttpTokensState, IamInstanceProfileSpecification, InstanceMetadataEndpointState,
-    InstanceMetadataOptionsRequest, InstanceType, IpPermission, IpRange, ResourceType, Tag,
-    TagSpecification, UserIdGroupPair, VolumeType, VpnConnectionOptionsSpecification,
+    InstanceMetadataOptionsRequest, InstanceType, IpPermission, IpRange, Ipv6Range, PrefixListId,
+    ResourceType, Tag, TagSpecification, UserIdGroupPair, VolumeType,
+    VpnConnectionOptionsSpecification,
 };
 use base64::Engine;
 
@@ -219,6 +220,23 @@ async fn security_groups(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudEr
                         port,
                         from: IngressSource::Cidr(r.cidr_ip().unwrap_or_default().to_string()),
                         description: r.description().unwrap_or_default().to_string(),
+                    });
+                }
+                // gwctl writes no IPv6 rule: one found is drift, revoked by the next `up`.
+                for r in p.ipv6_ranges() {
+                    ingress.push(Ingress {
+                        port,
+                        from: IngressSource::Cidr(r.cidr_ipv6().unwrap_or_default().to_string()),
+                        description: r.description().unwrap_or_default().to_string(),
+                    });
+                }
+                for l in p.prefix_list_ids() {
+                    ingress.push(Ingress {
+                        port,
+                        from: IngressSource::PrefixList(
+                            l.prefix_list_id().unwrap_or_default().to_string(),
+                        ),
+                        description: l.description().unwrap_or_default().to_string(),
                     });
                 }
                 for pair in p.user_id_group_pairs() {
@@ -479,10 +497,34 @@ pub async fn elastic_ips(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudEr
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Image {
     pub id: String,
+    pub name: String,
     pub root_device: String,
 }
 
-pub async fn find_image(c: &Client, ami: &Ami) -> Result<Image, CloudError> {
+/// The id of the AWS-managed prefix list `name` in this region (e.g.
+/// `com.amazonaws.us-east-1.route53-healthchecks`).
+pub async fn managed_prefix_list(c: &Client, name: &str) -> Result<String, CloudError> {
+    let resp = c
+        .describe_managed_prefix_lists()
+        .filters(filter("prefix-list-name", name))
+        .send()
+        .await
+        .op("DescribeManagedPrefixLists")?;
+    resp.prefix_lists()
+        .iter()
+        .find(|l| l.prefix_list_name() == Some(name) && l.owner_id() == Some("AWS"))
+        .and_then(|l| l.prefix_list_id())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            CloudError::new(
+                "DescribeManagedPrefixLists",
+                format!("no AWS-managed prefix list `{name}` in this region"),
+            )
+        })
+}
+
+/// Every image `ami` selects, newest first (an explicit id: that one image).
+pub async fn matching_images(c: &Client, ami: &Ami) -> Result<Vec<Image>, CloudError> {
     let req = match ami {
         Ami::Id(a) => c.describe_images().image_ids(&a.id),
         Ami::Lookup(l) => c
@@ -491,32 +533,37 @@ pub async fn find_image(c: &Client, ami: &Ami) -> Result<Image, CloudError> {
             .filters(filter("name", &l.name)),
     };
     let resp = req.send().await.op("DescribeImages")?;
-    let newest = resp
+    let mut found: Vec<_> = resp
         .images()
         .iter()
         .filter(|i| i.image_id().is_some())
-        .max_by(|a, b| {
-            a.creation_date()
-                .unwrap_or_default()
-                .cmp(b.creation_date().unwrap_or_default())
-        });
-    match (newest, ami) {
-        (Some(i), _) => Ok(Image {
+        .collect();
+    found.sort_by(|a, b| {
+        b.creation_date()
+            .unwrap_or_default()
+            .cmp(a.creation_date().unwrap_or_default())
+    });
+    let images: Vec<Image> = found
+        .into_iter()
+        .map(|i| Image {
             id: i.image_id().unwrap_or_default().to_string(),
+            name: i.name().unwrap_or_default().to_string(),
             root_device: i.root_device_name().unwrap_or("/dev/xvda").to_string(),
-        }),
-        (None, Ami::Id(a)) => Err(CloudError::new(
+        })
+        .collect();
+    if images.is_empty() {
+        return Err(CloudError::new(
             "DescribeImages",
-            format!("image {} does not exist in this region", a.id),
-        )),
-        (None, Ami::Lookup(l)) => Err(CloudError::new(
-            "DescribeImages",
-            format!(
-                "no image owned by {} matches `{}` in this region",
-                l.owner, l.name
-            ),
-        )),
+            match ami {
+                Ami::Id(a) => format!("image {} does not exist in this region", a.id),
+                Ami::Lookup(l) => format!(
+                    "no image owned by {} matches `{}` in this region",
+                    l.owner, l.name
+                ),
+            },
+        ));
     }
+    Ok(images)
 }
 
 fn spec_mismatch(d: &Desired) -> CloudError {
@@ -1368,6 +1415,18 @@ fn permissions(group: &str, rules: &[Ingress]) -> Vec<IpPermission> {
                 .from_port(i32::from(r.port))
                 .to_port(i32::from(r.port));
             match &r.from {
+                IngressSource::Cidr(cidr) if cidr.contains(':') => b.ipv6_ranges(
+                    Ipv6Range::builder()
+                        .cidr_ipv6(cidr)
+                        .description(&r.description)
+                        .build(),
+                ),
+                IngressSource::PrefixList(id) => b.prefix_list_ids(
+                    PrefixListId::builder()
+                        .prefix_list_id(id)
+                        .description(&r.description)
+                        .build(),
+                ),
                 IngressSource::Cidr(cidr) => b.ip_ranges(
                     IpRange::builder()
                         .cidr_ip(cidr)

@@ -220,6 +220,17 @@ impl Aws {
         route53::delete_txt(&self.route53, zone_id, name, value).await
     }
 
+    /// Replaces a TXT record's value if it is still `old` (`Ok(false)` otherwise): atomic.
+    pub async fn replace_txt(
+        &self,
+        zone_id: &str,
+        name: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, CloudError> {
+        route53::replace_txt(&self.route53, zone_id, name, old, new).await
+    }
+
     pub async fn read_txt(&self, zone_id: &str, name: &str) -> Result<Option<String>, CloudError> {
         route53::read_txt(&self.route53, zone_id, name).await
     }
@@ -284,8 +295,18 @@ impl Aws {
         route53::apply_batch(&self.route53, zone_id, changes, ids, on_wait).await
     }
 
-    pub async fn find_image(&self, ami: &Ami) -> Result<Image, CloudError> {
-        ec2::find_image(&self.ec2, ami).await
+    /// The id of AWS's prefix list of Route53 health checkers in this region.
+    pub async fn route53_health_checkers(&self, region: &str) -> Result<String, CloudError> {
+        ec2::managed_prefix_list(
+            &self.ec2,
+            &format!("com.amazonaws.{region}.route53-healthchecks"),
+        )
+        .await
+    }
+
+    /// Every image `ami` selects, newest first; an error when none does.
+    pub async fn matching_images(&self, ami: &Ami) -> Result<Vec<Image>, CloudError> {
+        ec2::matching_images(&self.ec2, ami).await
     }
 
     /// Creates `d`; returns it as AWS now reports it.

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{Engine, Scope};
-use crate::cloud::{Aws, CloudError, Owner};
+use crate::cloud::{Aws, CloudError, Image, Owner};
 use crate::error::{Error, Result};
 use crate::plan::desired::{self, Inputs};
 use crate::plan::dns::DnsPlan;
@@ -13,6 +13,7 @@ use crate::plan::federation::{self, FederationPlan};
 use crate::plan::{self, RegionPlan};
 use crate::render;
 use crate::spec::GatewaySpec;
+use crate::spec::model::HealthProtocol;
 
 /// One region's work: its AWS plan, its Route53 part and the backend's federation entries
 /// for it (each in scope).
@@ -62,6 +63,14 @@ impl RegionWork {
             route53_sha256: self.dns.as_ref().map(DnsPlan::fingerprint),
         }
     }
+}
+
+/// Says that a newer image matches what a region file selects, while instances keep theirs.
+fn upgrade_note(what: &str, current: &Image, newer: &Image) -> String {
+    format!(
+        "a newer image matches the {what}' selection: {} ({}); they keep {} ({}) until an upgrade replaces them one at a time",
+        newer.id, newer.name, current.id, current.name
+    )
 }
 
 /// Every selected region's plan, and the regions that could not be planned.
@@ -123,36 +132,63 @@ impl Engine {
         let iam = desired::iam_name(&backend.stack, region);
         let prefix = render::ssm_prefix(&backend.stack, region);
         let failed = |e: CloudError| Error::Failed(format!("{region}: {e}"));
+        let mut advisories = Vec::new();
         let (desired, actual) = match gw {
             Some(gw) => {
-                let (actual, broker_image) =
-                    tokio::join!(aws.discover(&iam, &prefix), aws.find_image(&gw.brokers.ami));
+                let (actual, broker_images) = tokio::join!(
+                    aws.discover(&iam, &prefix),
+                    aws.matching_images(&gw.brokers.ami)
+                );
+                let (actual, broker_images) =
+                    (actual.map_err(failed)?, broker_images.map_err(failed)?);
+                // Instances keep the image they run while the region file still selects it: a
+                // newer image is an available upgrade, never a silent replacement.
+                let (broker_image, newer) = desired::choose_image(
+                    &broker_images,
+                    &desired::running_images(&actual, "broker-"),
+                )
+                .ok_or_else(|| Error::Failed(format!("{region}: no broker image")))?;
+                advisories.extend(newer.map(|n| upgrade_note("brokers", broker_image, n)));
+                let broker_image = broker_image.clone();
                 let mut support_images = std::collections::BTreeMap::new();
                 for g in &gw.support {
-                    if let Some(ami) = &g.ami
-                        && ami != &gw.brokers.ami
-                    {
-                        support_images
-                            .insert(g.name.clone(), aws.find_image(ami).await.map_err(failed)?);
+                    let selected = match &g.ami {
+                        Some(ami) if ami != &gw.brokers.ami => {
+                            aws.matching_images(ami).await.map_err(failed)?
+                        }
+                        _ => broker_images.clone(),
+                    };
+                    let running = desired::running_images(&actual, &format!("{}-", g.name));
+                    if let Some((image, newer)) = desired::choose_image(&selected, &running) {
+                        let what = format!("support group {}", g.name);
+                        advisories.extend(newer.map(|n| upgrade_note(&what, image, n)));
+                        support_images.insert(g.name.clone(), image.clone());
                     }
                 }
+                let health_checkers = if gw.health_check.protocol == HealthProtocol::Tcp {
+                    None
+                } else {
+                    Some(aws.route53_health_checkers(region).await.map_err(failed)?)
+                };
                 let secrets = render::node_secrets(stack, Some(gw))
                     .map_err(|e| Error::Failed(e.to_string()))?;
                 let inputs = Inputs {
                     backend,
                     gateway: gw,
-                    broker_image: broker_image.map_err(failed)?,
+                    broker_image,
                     support_images,
+                    health_checkers,
                     secrets,
                 };
-                (desired::gateway(&inputs)?, actual.map_err(failed)?)
+                (desired::gateway(&inputs)?, actual)
             }
             None => (
                 Vec::new(),
                 aws.discover(&iam, &prefix).await.map_err(failed)?,
             ),
         };
-        let plan = plan::diff(&backend.stack, region, desired, &actual, gw.is_none());
+        let mut plan = plan::diff(&backend.stack, region, desired, &actual, gw.is_none());
+        plan.advisories = advisories;
         let dns = if self.scope.aws() {
             let addresses = super::dns::addresses_from_plan(&plan);
             Some(super::dns::plan(&aws, stack, gw, region, &addresses).await?)

@@ -162,7 +162,7 @@ impl fmt::Display for Ref {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Ingress {
     pub port: u16,
-    /// A CIDR, or (`source_group`) the group itself.
+    /// A range, a prefix list, or the group itself.
     pub from: IngressSource,
     pub description: String,
 }
@@ -170,7 +170,10 @@ pub struct Ingress {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IngressSource {
+    /// An IPv4 or IPv6 range.
     Cidr(String),
+    /// A managed prefix list by id (e.g. AWS's list of Route53 health checkers).
+    PrefixList(String),
     /// The security group the rule belongs to (members talk to each other).
     Itself,
 }

@@ -6,14 +6,14 @@ use serde_json::json;
 
 use crate::cloud::Image;
 use crate::model::resources::{
-    BlockDevice, Desired, Ingress, IngressSource, Key, Kind, Payload, Ref, Route, Spec,
+    Actual, BlockDevice, Desired, Ingress, IngressSource, Key, Kind, Payload, Ref, Route, Spec,
     TAG_CLUSTER, TAG_LAUNCH, tags_for,
 };
 use crate::model::sha256_hex;
 use crate::render::placeholder::{SecretName, SecretValues};
 use crate::render::{self, Addressing, RenderError};
 use crate::spec::BackendSpec;
-use crate::spec::model::{CLUSTER_PORTS, DataVolume, GatewaySpec, HealthProtocol, Volume};
+use crate::spec::model::{CLUSTER_PORTS, DataVolume, GatewaySpec, Volume};
 
 /// Names shared by the desired state and discovery.
 pub fn iam_name(stack: &str, region: &str) -> String {
@@ -27,6 +27,9 @@ pub struct Inputs<'a> {
     pub broker_image: Image,
     /// Image of each support group, by group name.
     pub support_images: BTreeMap<String, Image>,
+    /// AWS's prefix list of Route53 health checkers, for HTTP(S) checks of the health responder
+    /// (`None` for TCP checks: nothing to open).
+    pub health_checkers: Option<String>,
     pub secrets: SecretValues,
 }
 
@@ -36,6 +39,35 @@ fn k(kind: Kind, name: &str) -> Key {
 
 fn r(kind: Kind, name: &str) -> Ref {
     Ref::Key(k(kind, name))
+}
+
+/// The image a group of instances runs: the one its running instances use while the region
+/// file still selects it (so a new instance runs what the others run), else the newest
+/// selected. The second value is a newer selected image: an upgrade to offer, not to apply.
+/// `selected` is newest first; `None` when it is empty.
+pub fn choose_image<'a>(
+    selected: &'a [Image],
+    running: &[String],
+) -> Option<(&'a Image, Option<&'a Image>)> {
+    let newest = selected.first()?;
+    Some(match selected.iter().find(|i| running.contains(&i.id)) {
+        Some(current) if current.id != newest.id => (current, Some(newest)),
+        Some(current) => (current, None),
+        None => (newest, None),
+    })
+}
+
+/// The images of a region's instances whose names start with `prefix` (`broker-`).
+pub fn running_images(actual: &Actual, prefix: &str) -> Vec<String> {
+    actual
+        .resources
+        .iter()
+        .filter(|o| o.key.kind == Kind::Instance && o.key.name.starts_with(prefix))
+        .filter_map(|o| match &o.spec {
+            Spec::Instance { image, .. } => Some(image.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
@@ -219,12 +251,13 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
             description: format!("{what} from the backend"),
         });
     }
-    if gw.health_check.protocol != HealthProtocol::Tcp {
-        // Route53 health checkers come from many public ranges; the endpoint tells health only.
+    if let Some(checkers) = &inputs.health_checkers {
+        // Only Route53's checkers reach the health responder (AWS's managed prefix list; it
+        // counts as 25 rules against the group's quota).
         ingress.push(Ingress {
             port: ports.health,
-            from: IngressSource::Cidr("0.0.0.0/0".into()),
-            description: "health checks".into(),
+            from: IngressSource::PrefixList(checkers.clone()),
+            description: "Route53 health checks".into(),
         });
     }
     for (name, port) in CLUSTER_PORTS {

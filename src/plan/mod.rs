@@ -37,6 +37,8 @@ pub struct RegionPlan {
     /// while both are unchanged.
     pub desired_sha256: String,
     pub actual_sha256: String,
+    /// What an operator should know that is not a change (e.g. a newer image is available).
+    pub advisories: Vec<String>,
 }
 
 impl RegionPlan {
@@ -154,6 +156,7 @@ pub fn diff(
         changes,
         desired_sha256,
         actual_sha256,
+        advisories: Vec::new(),
     }
 }
 

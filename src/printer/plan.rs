@@ -122,6 +122,13 @@ pub fn human(plan: &RegionPlan, printer: &Printer) -> String {
     }
     out.push_str(&summary(plan));
     out.push('\n');
+    for a in &plan.advisories {
+        out.push_str(&format!(
+            "{} {}: {a}\n",
+            printer.paint("note:", AnsiColor::Cyan),
+            plan.region
+        ));
+    }
     out
 }
 
@@ -147,6 +154,9 @@ pub fn markdown(plans: &[RegionPlan]) -> String {
     let mut out = String::from("## gwctl plan\n\n");
     for plan in plans {
         out.push_str(&format!("### {} (stack `{}`)\n\n", plan.region, plan.stack));
+        for a in &plan.advisories {
+            out.push_str(&format!("> **Note:** {a}\n\n"));
+        }
         if !plan.has_changes() {
             out.push_str("No changes.\n\n");
             continue;
@@ -214,6 +224,7 @@ pub fn json(plans: &[RegionPlan]) -> Value {
                     "replace": p.count(Action::Replace), "destroy": p.count(Action::Delete),
                 },
                 "resource_changes": changes,
+                "advisories": p.advisories,
             })
         })
         .collect();

@@ -313,6 +313,7 @@ pub fn gateway(
     );
     ctx.insert("ssm_prefix", &ssm_prefix(&backend.stack, &gw.region));
     ctx.insert("count", &gw.brokers.count);
+    ctx.insert("rabbitmq_package", &gw.brokers.rabbitmq_package);
     // Route53's HTTP(S) checkers cannot log in to a broker: a responder on the health port
     // answers for the node (templates/gateway/health-responder.py).
     let hc = &gw.health_check;

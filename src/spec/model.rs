@@ -227,6 +227,12 @@ pub struct Brokers {
     pub instance_type: String,
     /// Machine image: an explicit id, or the newest image of an owner matching a name filter.
     pub ami: Ami,
+    /// The version of Debian's `rabbitmq-server` every broker installs, pinned so that a broker
+    /// booted later runs what the others run. Default: Debian 13's security-supported 4.0.
+    /// When Debian supersedes it, set the new version (brokers pick it up when replaced).
+    #[serde(default = "default_rabbitmq_package")]
+    #[schemars(regex(pattern = r"^[0-9][A-Za-z0-9.+~:-]*$"))]
+    pub rabbitmq_package: String,
     /// Root volume.
     #[serde(default)]
     pub root_volume: Volume,
@@ -239,6 +245,14 @@ pub struct Brokers {
     /// Listener ports.
     #[serde(default)]
     pub ports: Ports,
+}
+
+/// Debian 13 "trixie"'s rabbitmq-server (RabbitMQ 4.0.5 on Erlang 27); deb13u2 carries the fix
+/// for CVE-2025-50200.
+pub const RABBITMQ_PACKAGE: &str = "4.0.5-6+deb13u2";
+
+fn default_rabbitmq_package() -> String {
+    RABBITMQ_PACKAGE.to_string()
 }
 
 fn default_broker_instance_type() -> String {
@@ -269,7 +283,7 @@ pub struct AmiLookup {
     /// Owner account id or alias, e.g. `136693071363` (Debian).
     #[schemars(length(min = 1))]
     pub owner: String,
-    /// Image name filter, e.g. `debian-12-amd64-*`.
+    /// Image name filter, e.g. `debian-13-amd64-*` (`debian-13-arm64-*` for Graviton types).
     #[schemars(length(min = 1))]
     pub name: String,
 }
