@@ -18,9 +18,13 @@ const HELD: &str =
     "gwctl-lock id=cafebabe holder=alice@laptop/pid42 op=up since=2026-11-25T10:00:00Z";
 
 async fn change_lock(m: &Moto, action: ChangeAction) {
+    change_lock_to(m, HELD, action).await
+}
+
+async fn change_lock_to(m: &Moto, value: &str, action: ChangeAction) {
     let r53 = m.route53().await;
     let record = ResourceRecord::builder()
-        .value(format!("\"{HELD}\""))
+        .value(format!("\"{value}\""))
         .build()
         .expect("record");
     let set = ResourceRecordSet::builder()
@@ -48,7 +52,8 @@ async fn change_lock(m: &Moto, action: ChangeAction) {
         .expect("change");
 }
 
-async fn lock_exists(m: &Moto) -> bool {
+/// Every lock record of the zone: (name without the final dot, value).
+async fn lock_records(m: &Moto) -> Vec<(String, String)> {
     let r53 = m.route53().await;
     let sets = r53
         .list_resource_record_sets()
@@ -58,7 +63,32 @@ async fn lock_exists(m: &Moto) -> bool {
         .expect("records");
     sets.resource_record_sets()
         .iter()
-        .any(|s| s.name().starts_with("_gwctl-lock."))
+        .filter(|s| s.name().starts_with("_gwctl-lock."))
+        .map(|s| {
+            let value = s.resource_records().first().map(|r| r.value());
+            (
+                s.name().trim_end_matches('.').to_string(),
+                value.unwrap_or_default().trim_matches('"').to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The value of us-east-1's lock, if it is held.
+async fn lock_value(m: &Moto) -> Option<String> {
+    lock_records(m)
+        .await
+        .into_iter()
+        .find_map(|(name, value)| (name == LOCK).then_some(value))
+}
+
+fn rfc3339_in(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(secs))
+        .to_string()
+}
+
+async fn lock_exists(m: &Moto) -> bool {
+    !lock_records(m).await.is_empty()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,4 +242,125 @@ fn of_two_concurrent_runs_exactly_one_mutates() {
         .args(["plan", "us-east-1", "--detailed-exitcode", "--scope", "aws"])
         .assert()
         .code(0);
+}
+
+/// A CI job on another machine crashed holding the lock: while its lease runs the lock holds;
+/// once it ran out, the next run takes the lock over by itself (no `gwctl unlock`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lease_of_another_machine_is_taken_over() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    let crashed = |expires: String| {
+        format!(
+            "gwctl-lock id=0badf00d holder=0123456789ab-77 op=up since=2026-12-01T10:00:00Z expires={expires}"
+        )
+    };
+    let live = crashed(rfc3339_in(3600));
+    change_lock_to(&m, &live, ChangeAction::Create).await;
+    let held = gwctl(&r, &m)
+        .args(["up", "us-east-1", "--scope", "aws", "--yes"])
+        .output()
+        .expect("up");
+    let stderr = String::from_utf8_lossy(&held.stderr);
+    assert_eq!(held.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("us-east-1 is locked by 0123456789ab-77"),
+        "{stderr}"
+    );
+    assert_eq!(
+        lock_value(&m).await,
+        Some(live.clone()),
+        "a live lease is not taken over"
+    );
+
+    // The holder is gone; its lease runs out in a moment.
+    change_lock_to(&m, &live, ChangeAction::Delete).await;
+    change_lock_to(&m, &crashed(rfc3339_in(2)), ChangeAction::Create).await;
+    let out = gwctl(&r, &m)
+        .args([
+            "up",
+            "us-east-1",
+            "--scope",
+            "aws",
+            "--yes",
+            "--lock-timeout",
+            "60",
+        ])
+        .output()
+        .expect("up");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("took over the lock of 0123456789ab-77")
+            && stderr.contains("its lease ran out"),
+        "{stderr}"
+    );
+    assert_eq!(lock_value(&m).await, None, "released after the run");
+}
+
+/// A run killed on this machine and never reaped (a zombie in a container whose init does not
+/// reap) holds no lock: the next run breaks it at once, however long its lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_of_a_dead_or_zombie_local_run_is_broken_at_once() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    let zombie = Command::new("true").spawn().expect("spawn");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let held = format!(
+        "gwctl-lock id=0badf00d holder={} op=up since=2026-12-01T10:00:00Z expires={}",
+        gwctl::engine::lock::local_holder(zombie.id()),
+        rfc3339_in(3600)
+    );
+    change_lock_to(&m, &held, ChangeAction::Create).await;
+    let out = gwctl(&r, &m)
+        .args(["up", "us-east-1", "--scope", "aws", "--yes"])
+        .output()
+        .expect("up");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("that process is gone"), "{stderr}");
+    drop(zombie);
+}
+
+/// While a run holds the lock it renews the lease (the value changes, the id stays), and the
+/// value names no user and no host: the hosted zone is public.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_is_renewed_while_running_and_names_nobody() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    let mut c = Command::new(assert_cmd::cargo::cargo_bin("gwctl"));
+    c.arg("--regions")
+        .arg(r.dir())
+        .args(["up", "--all", "--yes", "--scope", "aws"]);
+    m.std_env(&mut c);
+    c.env("GWCTL_BROKER_ENDPOINTS", &r.endpoints)
+        .env("GWCTL_LOCK_LEASE_SECONDS", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = c.spawn().expect("spawn");
+    let mut seen: Vec<String> = Vec::new();
+    while child.try_wait().expect("wait").is_none() {
+        if let Some(v) = lock_value(&m).await
+            && seen.last() != Some(&v)
+        {
+            seen.push(v);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(child.wait().expect("wait").success());
+    assert!(seen.len() >= 2, "the lease was never renewed: {seen:?}");
+    let ids: std::collections::BTreeSet<_> = seen
+        .iter()
+        .filter_map(|v| v.split_whitespace().find(|w| w.starts_with("id=")))
+        .collect();
+    assert_eq!(ids.len(), 1, "one lock, renewed: {seen:?}");
+    let user = std::env::var("USER").unwrap_or_default();
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    for v in &seen {
+        assert!(v.contains(" expires="), "{v}");
+        for personal in [user.trim(), host.trim()] {
+            assert!(
+                personal.len() < 3 || !v.contains(personal),
+                "{personal} in {v}"
+            );
+        }
+    }
+    assert_eq!(lock_value(&m).await, None, "released after the run");
 }

@@ -41,6 +41,14 @@ pub async fn find_zone(c: &Client, zone: &str) -> Result<String, CloudError> {
 }
 
 fn txt(name: &str, value: &str, action: ChangeAction) -> Result<ChangeBatch, CloudError> {
+    build(
+        ChangeBatch::builder()
+            .changes(txt_change(name, value, action)?)
+            .build(),
+    )
+}
+
+fn txt_change(name: &str, value: &str, action: ChangeAction) -> Result<Change, CloudError> {
     let record = build(
         ResourceRecord::builder()
             .value(format!("\"{value}\""))
@@ -54,13 +62,38 @@ fn txt(name: &str, value: &str, action: ChangeAction) -> Result<ChangeBatch, Clo
             .resource_records(record)
             .build(),
     )?;
-    let change = build(
+    build(
         Change::builder()
             .action(action)
             .resource_record_set(set)
             .build(),
+    )
+}
+
+/// Replaces the TXT record `name` only if its value is still exactly `old`: a DELETE of
+/// `old` and a CREATE of `new` in one batch, which Route53 applies all or nothing (a
+/// compare-and-swap). `Ok(false)` if the value was not `old` any more.
+pub async fn replace_txt(
+    c: &Client,
+    zone_id: &str,
+    name: &str,
+    old: &str,
+    new: &str,
+) -> Result<bool, CloudError> {
+    let batch = build(
+        ChangeBatch::builder()
+            .changes(txt_change(name, old, ChangeAction::Delete)?)
+            .changes(txt_change(name, new, ChangeAction::Create)?)
+            .build(),
     )?;
-    build(ChangeBatch::builder().changes(change).build())
+    unless_changed(
+        c.change_resource_record_sets()
+            .hosted_zone_id(zone_id)
+            .change_batch(batch)
+            .send()
+            .await
+            .op("ChangeResourceRecordSets"),
+    )
 }
 
 /// Sends one change of the TXT record `name` = `value`.
@@ -115,7 +148,12 @@ pub async fn delete_txt(
     name: &str,
     value: &str,
 ) -> Result<bool, CloudError> {
-    let r = change_txt(c, zone_id, name, value, ChangeAction::Delete).await;
+    unless_changed(change_txt(c, zone_id, name, value, ChangeAction::Delete).await)
+}
+
+/// `Ok(false)` when Route53 refused a change because the record is not what the change
+/// repeated (someone else's value now, or gone).
+fn unless_changed<T>(r: Result<T, CloudError>) -> Result<bool, CloudError> {
     match r {
         Ok(_) => Ok(true),
         // moto answered InvalidInput here before the launcher's fix; accept both.

@@ -1,15 +1,64 @@
 //! A lock held in AWS itself, needing no extra infrastructure: a TXT record
 //! `_gwctl-lock.<region>.<record>` in the stack's hosted zone, created with a Route53 CREATE,
-//! which Route53 rejects while the record exists. The value says who holds it, since when, for
-//! what, and an id to break it with (`gwctl unlock REGION --id ID`). Release deletes it only if
-//! its value is still ours (Route53 rejects a DELETE with other values).
+//! which Route53 rejects while the record exists. Release deletes it only if its value is still
+//! ours (Route53 rejects a DELETE with other values).
+//!
+//! The zone is public, so the value publishes nothing personal: a lock id (to break it with
+//! `gwctl unlock REGION --id ID`), an opaque holder, the operation, since when, and until when
+//! the lease runs. The holder renews the lease every third of [`lease`] for as long as the run
+//! takes (an upgrade may take an hour), by a compare-and-swap (DELETE of its exact value and
+//! CREATE of the new one in one batch). A lock whose lease has run out — its holder crashed,
+//! on whatever machine — is taken over by the same compare-and-swap, so of several waiting runs
+//! exactly one gets it. The opaque holder is `<12 hex of SHA-256 of /etc/machine-id>-<pid>`:
+//! other machines learn nothing from it, while this machine recognises its own runs that are
+//! gone (or zombies nobody reaped) and breaks their locks at once.
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::Engine;
 use super::events::{Event, Events};
 use crate::cloud::{Aws, CloudError};
 use crate::error::{Error, Result};
+use crate::model::sha256_hex;
+
+/// How long a lock stays valid without renewal: 60 s, or `GWCTL_LOCK_LEASE_SECONDS` (at least
+/// 1; tests shorten it to watch renewals).
+pub fn lease() -> Duration {
+    let secs = std::env::var("GWCTL_LOCK_LEASE_SECONDS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(60)
+        .max(1);
+    Duration::from_secs(secs)
+}
+
+/// This machine, opaquely: 12 hex digits of the SHA-256 of its machine id.
+fn machine() -> String {
+    let id = std::fs::read_to_string("/etc/machine-id")
+        .or_else(|_| std::fs::read_to_string("/var/lib/dbus/machine-id"))
+        .unwrap_or_else(|_| "unknown".into());
+    sha256_hex(id.trim())[..12].to_string()
+}
+
+/// The opaque holder name of process `pid` of this machine.
+pub fn local_holder(pid: u32) -> String {
+    format!("{}-{pid}", machine())
+}
+
+/// Whether `pid` of this machine still runs: a zombie (exited, not reaped, e.g. in a container
+/// whose init does not reap) does not.
+fn runs(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
+    })
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockInfo {
@@ -17,43 +66,54 @@ pub struct LockInfo {
     pub holder: String,
     pub operation: String,
     pub since: String,
+    /// When the lease runs out unless renewed; `None` for a value without one (never expires).
+    pub expires: Option<String>,
 }
 
 impl LockInfo {
-    fn new(operation: &str) -> LockInfo {
-        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-        let host = std::fs::read_to_string("/etc/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "unknown".into());
+    fn new(id: &str, operation: &str, since: &str) -> LockInfo {
         LockInfo {
-            id: format!("{:08x}", rand::random::<u32>()),
-            holder: format!("{user}@{host}/pid{}", std::process::id()),
+            id: id.to_string(),
+            holder: local_holder(std::process::id()),
             operation: operation.replace(' ', "_"),
-            since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            since: since.to_string(),
+            expires: Some(rfc3339(SystemTime::now() + lease())),
+        }
+    }
+
+    /// The same lock with its lease renewed from now.
+    fn renewed(&self) -> LockInfo {
+        LockInfo {
+            expires: Some(rfc3339(SystemTime::now() + lease())),
+            ..self.clone()
         }
     }
 
     /// Held by a process of this machine that is gone.
     fn is_dead_local(&self) -> bool {
-        let mine = LockInfo::new("");
-        let host = |h: &str| {
-            h.split_once('@')
-                .and_then(|(_, r)| r.rsplit_once("/pid"))
-                .map(|(host, pid)| (host.to_string(), pid.to_string()))
-        };
-        match (host(&self.holder), host(&mine.holder)) {
-            (Some((their_host, pid)), Some((my_host, _))) if their_host == my_host => pid
-                .parse::<u32>()
-                .is_ok_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()),
+        match self.holder.rsplit_once('-') {
+            Some((m, pid)) if m == machine() => pid.parse::<u32>().is_ok_and(|pid| !runs(pid)),
             _ => false,
         }
     }
 
+    /// The lease has run out (by this machine's clock; leases are long against clock skew).
+    fn is_expired(&self) -> bool {
+        self.expires
+            .as_deref()
+            .and_then(|e| humantime::parse_rfc3339(e).ok())
+            .is_some_and(|e| e < SystemTime::now())
+    }
+
     fn encode(&self) -> String {
-        format!(
+        let mut v = format!(
             "gwctl-lock id={} holder={} op={} since={}",
             self.id, self.holder, self.operation, self.since
-        )
+        );
+        if let Some(e) = &self.expires {
+            v.push_str(&format!(" expires={e}"));
+        }
+        v
     }
 
     fn decode(value: &str) -> LockInfo {
@@ -61,14 +121,14 @@ impl LockInfo {
             value
                 .split_whitespace()
                 .find_map(|w| w.strip_prefix(&format!("{k}=")))
-                .unwrap_or("?")
-                .to_string()
+                .map(str::to_string)
         };
         LockInfo {
-            id: field("id"),
-            holder: field("holder"),
-            operation: field("op"),
-            since: field("since"),
+            id: field("id").unwrap_or_else(|| "?".into()),
+            holder: field("holder").unwrap_or_else(|| "?".into()),
+            operation: field("op").unwrap_or_else(|| "?".into()),
+            since: field("since").unwrap_or_else(|| "?".into()),
+            expires: field("expires"),
         }
     }
 }
@@ -79,7 +139,11 @@ impl std::fmt::Display for LockInfo {
             f,
             "{} since {} ({}, lock id {})",
             self.holder, self.since, self.operation, self.id
-        )
+        )?;
+        match &self.expires {
+            Some(e) => write!(f, "; its lease runs until {e}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -103,19 +167,23 @@ pub fn record_name(region: &str, record: &str) -> String {
     format!("_gwctl-lock.{region}.{}", record.trim_end_matches('.'))
 }
 
-/// A held lock; release it with [`RegionLock::release`].
+/// A held lock, renewed in the background until [`RegionLock::release`].
 pub struct RegionLock {
     aws: Aws,
     zone_id: String,
     name: String,
-    value: String,
+    /// The value the record holds now (the renewer updates it).
+    value: Arc<std::sync::Mutex<String>>,
+    /// Set when a renewal found the record changed: someone broke the lock.
+    lost: Arc<AtomicBool>,
+    renewer: tokio::task::JoinHandle<()>,
     pub region: String,
     pub info: LockInfo,
 }
 
 /// Takes the lock of `region`, waiting up to `timeout` while someone else holds it; `notify`
-/// is told once who that is. A lock left by a process of this machine that no longer runs (a
-/// run killed with SIGKILL) is broken at once, and said so.
+/// is told once who that is. An expired lease, or a lock of a process of this machine that no
+/// longer runs (a run killed with SIGKILL), is taken over at once, and said so.
 pub async fn acquire(
     aws: &Aws,
     zone: &str,
@@ -127,31 +195,32 @@ pub async fn acquire(
 ) -> Result<RegionLock, LockError> {
     let zone_id = aws.find_zone(zone).await?;
     let name = record_name(region, record);
-    let info = LockInfo::new(operation);
-    let value = info.encode();
+    let id = format!("{:08x}", rand::random::<u32>());
     let start = Instant::now();
     let mut told = false;
     loop {
-        if aws.create_txt(&zone_id, &name, &value).await? {
-            // Read back: ours, not a twin written at the same moment.
-            if aws.read_txt(&zone_id, &name).await?.as_deref() == Some(value.as_str()) {
-                return Ok(RegionLock {
-                    aws: aws.clone(),
-                    zone_id,
-                    name,
-                    value,
-                    region: region.to_string(),
-                    info,
-                });
-            }
+        // Fresh times on every attempt: a run that waited must not start with a spent lease.
+        let info = LockInfo::new(&id, operation, &rfc3339(SystemTime::now()));
+        let value = info.encode();
+        if aws.create_txt(&zone_id, &name, &value).await?
+            && aws.read_txt(&zone_id, &name).await?.as_deref() == Some(value.as_str())
+        {
+            return Ok(RegionLock::held(aws, zone_id, name, value, region, info));
         }
         if let Some(current) = aws.read_txt(&zone_id, &name).await? {
             let holder = LockInfo::decode(&current);
-            if holder.is_dead_local() {
-                if aws.delete_txt(&zone_id, &name, &current).await? {
-                    notify(format!(
-                        "{region}: broke the stale lock of {holder}: that process is gone"
-                    ));
+            let why = if holder.is_dead_local() {
+                Some("that process is gone")
+            } else if holder.is_expired() {
+                Some("its lease ran out")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                // Of several runs taking over, the compare-and-swap lets exactly one win.
+                if aws.replace_txt(&zone_id, &name, &current, &value).await? {
+                    notify(format!("{region}: took over the lock of {holder}: {why}"));
+                    return Ok(RegionLock::held(aws, zone_id, name, value, region, info));
                 }
                 continue;
             }
@@ -174,11 +243,79 @@ pub async fn acquire(
 }
 
 impl RegionLock {
-    /// Releases the lock; `Ok(false)` if it was broken and taken by someone else meanwhile.
+    fn held(
+        aws: &Aws,
+        zone_id: String,
+        name: String,
+        value: String,
+        region: &str,
+        info: LockInfo,
+    ) -> RegionLock {
+        let value = Arc::new(std::sync::Mutex::new(value));
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewer = tokio::spawn(renew(
+            aws.clone(),
+            zone_id.clone(),
+            name.clone(),
+            info.clone(),
+            value.clone(),
+            lost.clone(),
+        ));
+        RegionLock {
+            aws: aws.clone(),
+            zone_id,
+            name,
+            value,
+            lost,
+            renewer,
+            region: region.to_string(),
+            info,
+        }
+    }
+
+    /// Stops renewing and deletes the lock; `Ok(false)` if it was broken and taken by someone
+    /// else meanwhile.
     pub async fn release(self) -> Result<bool, CloudError> {
-        self.aws
-            .delete_txt(&self.zone_id, &self.name, &self.value)
-            .await
+        self.renewer.abort();
+        let _ = self.renewer.await;
+        if self.lost.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        let value = self.value.lock().map(|v| v.clone()).unwrap_or_default();
+        self.aws.delete_txt(&self.zone_id, &self.name, &value).await
+    }
+}
+
+/// Renews the lease every third of it, for as long as the lock is held. A failed call is tried
+/// again at the next tick (two are left before the lease runs out); a record that changed
+/// means someone broke the lock: renewal stops and release reports it.
+async fn renew(
+    aws: Aws,
+    zone_id: String,
+    name: String,
+    info: LockInfo,
+    value: Arc<std::sync::Mutex<String>>,
+    lost: Arc<AtomicBool>,
+) {
+    let every = lease() / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        let Ok(current) = value.lock().map(|v| v.clone()) else {
+            return;
+        };
+        let next = info.renewed().encode();
+        match aws.replace_txt(&zone_id, &name, &current, &next).await {
+            Ok(true) => {
+                if let Ok(mut v) = value.lock() {
+                    *v = next;
+                }
+            }
+            Ok(false) => {
+                lost.store(true, Ordering::SeqCst);
+                return;
+            }
+            Err(_) => {}
+        }
     }
 }
 
@@ -281,11 +418,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lock_values_round_trip() {
-        let info = LockInfo::new("up us-east-1");
+    fn lock_values_round_trip_and_name_nobody() {
+        let info = LockInfo::new("cafebabe", "up us-east-1", "2026-12-01T10:00:00Z");
         let back = LockInfo::decode(&info.encode());
         assert_eq!(back, info);
         assert_eq!(back.operation, "up_us-east-1");
         assert!(info.encode().len() < 255, "one TXT string");
+        let value = info.encode();
+        for personal in [
+            std::env::var("USER").ok(),
+            std::fs::read_to_string("/etc/hostname").ok(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let personal = personal.trim();
+            assert!(
+                personal.len() < 3 || !value.contains(personal),
+                "{personal} in {value}"
+            );
+        }
+    }
+
+    #[test]
+    fn leases_expire_and_dead_local_holders_are_recognised() {
+        let mut info = LockInfo::new("cafebabe", "up", "2026-12-01T10:00:00Z");
+        assert!(!info.is_expired() && !info.is_dead_local());
+        info.expires = Some("2020-01-01T00:00:00Z".into());
+        assert!(info.is_expired());
+        info.expires = None;
+        assert!(
+            !info.is_expired(),
+            "a value without a lease never expires by itself"
+        );
+        // A zombie: exited, never reaped.
+        let child = std::process::Command::new("true").spawn().expect("spawn");
+        std::thread::sleep(Duration::from_millis(200));
+        info.holder = local_holder(child.id());
+        assert!(info.is_dead_local(), "a zombie does not run");
+        info.holder = format!("0123456789ab-{}", child.id());
+        assert!(
+            !info.is_dead_local(),
+            "another machine's process is not ours to judge"
+        );
+        drop(child);
     }
 }
