@@ -527,10 +527,13 @@ pub async fn managed_prefix_list(c: &Client, name: &str) -> Result<String, Cloud
 pub async fn matching_images(c: &Client, ami: &Ami) -> Result<Vec<Image>, CloudError> {
     let req = match ami {
         Ami::Id(a) => c.describe_images().image_ids(&a.id),
+        // Deprecated images too: the one running brokers use may be deprecated by now, and
+        // must still count as selected (or every broker would be planned for replacement).
         Ami::Lookup(l) => c
             .describe_images()
             .owners(&l.owner)
-            .filters(filter("name", &l.name)),
+            .filters(filter("name", &l.name))
+            .include_deprecated(true),
     };
     let resp = req.send().await.op("DescribeImages")?;
     let mut found: Vec<_> = resp

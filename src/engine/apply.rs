@@ -42,13 +42,21 @@ impl Engine {
         opts: ApplyOptions,
         events: &dyn Events,
     ) -> Result<()> {
+        // Each region again under its lock: one that cannot be planned or changed since it
+        // was shown is left out (and counted), the others go on.
         let mut works = Vec::new();
         for w in shown {
             let again = self
                 .plan_region(self.gateway(w.region()), w.region())
-                .await?;
-            self.same_as_shown(w, &again, "plan again")?;
-            works.push(again);
+                .await
+                .and_then(|again| self.same_as_shown(w, &again, "plan again").map(|()| again));
+            match again {
+                Ok(again) => works.push(again),
+                Err(e) => {
+                    events.emit(Event::RegionFailed(e.to_string()));
+                    failed += 1;
+                }
+            }
         }
         let runs = works
             .iter()
@@ -63,12 +71,8 @@ impl Engine {
                 }
             }
         }
-        if self.scope.aws()
-            && !applied.is_empty()
-            && let Err(e) = self.apply_dns(&applied, events).await
-        {
-            events.emit(Event::RegionFailed(e.to_string()));
-            failed += 1;
+        if self.scope.aws() && !applied.is_empty() {
+            failed += self.apply_dns(&applied, events).await;
         }
         match failed {
             0 => Ok(()),
@@ -125,23 +129,37 @@ impl Engine {
     }
 
     /// Route53 last, for every applied region at once: the brokers' addresses exist only now,
-    /// and the zone gets one change batch for all of them.
-    async fn apply_dns(&self, works: &[&RegionWork], events: &dyn Events) -> Result<()> {
+    /// and the zone gets one change batch for all of them. A region whose Route53 part cannot
+    /// be planned is left out of the batch; returns how many regions failed.
+    async fn apply_dns(&self, works: &[&RegionWork], events: &dyn Events) -> usize {
+        let mut failed = 0;
         let mut plans = Vec::new();
         for w in works {
             let region = w.region();
             let gw = self.gateway(region);
-            let addresses = match gw {
-                Some(gw) => super::dns::addresses_now(&w.aws, gw).await?,
-                None => Default::default(),
+            let planned = async {
+                let addresses = match gw {
+                    Some(gw) => super::dns::addresses_now(&w.aws, gw).await?,
+                    None => Default::default(),
+                };
+                super::dns::plan(&w.aws, &self.stack, gw, region, &addresses).await
             };
-            plans.push(super::dns::plan(&w.aws, &self.stack, gw, region, &addresses).await?);
+            match planned.await {
+                Ok(p) => plans.push(p),
+                Err(e) => {
+                    events.emit(Event::RegionFailed(e.to_string()));
+                    failed += 1;
+                }
+            }
         }
         let todo: Vec<_> = plans.iter().filter(|p| p.has_changes()).collect();
-        if let (Some(first), false) = (works.first(), todo.is_empty()) {
-            super::dns::apply(&first.aws, &self.stack, &todo, events).await?;
+        if let (Some(first), false) = (works.first(), todo.is_empty())
+            && let Err(e) = super::dns::apply(&first.aws, &self.stack, &todo, events).await
+        {
+            events.emit(Event::RegionFailed(e.to_string()));
+            failed += todo.len();
         }
-        Ok(())
+        failed
     }
 }
 

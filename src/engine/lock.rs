@@ -5,13 +5,13 @@
 //!
 //! The zone is public, so the value publishes nothing personal: a lock id (to break it with
 //! `gwctl unlock REGION --id ID`), an opaque holder, the operation, since when, and until when
-//! the lease runs. The holder renews the lease every third of [`lease`] for as long as the run
+//! the lease runs. The holder renews the lease once a third of [`lease`] has passed, for as long as the run
 //! takes (an upgrade may take an hour), by a compare-and-swap (DELETE of its exact value and
 //! CREATE of the new one in one batch). A lock whose lease has run out — its holder crashed,
 //! on whatever machine — is taken over by the same compare-and-swap, so of several waiting runs
-//! exactly one gets it. The opaque holder is `<12 hex of SHA-256 of /etc/machine-id>-<pid>`:
-//! other machines learn nothing from it, while this machine recognises its own runs that are
-//! gone (or zombies nobody reaped) and breaks their locks at once.
+//! exactly one gets it. The opaque holder is `<12 hex of SHA-256 of machine id, boot id and PID
+//! namespace>-<pid>`: other machines learn nothing from it, while this machine recognises its
+//! own runs that are gone (or zombies nobody reaped) and breaks their locks at once.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,28 +23,37 @@ use crate::cloud::{Aws, CloudError};
 use crate::error::{Error, Result};
 use crate::model::sha256_hex;
 
-/// How long a lock stays valid without renewal: 60 s, or `GWCTL_LOCK_LEASE_SECONDS` (at least
-/// 1; tests shorten it to watch renewals).
+/// How long a lock stays valid without renewal: 300 s (Route53 may take a minute to report a
+/// change INSYNC, and a laptop may stall), or `GWCTL_LOCK_LEASE_SECONDS` (at least 1; tests
+/// shorten it to watch renewals).
 pub fn lease() -> Duration {
     let secs = std::env::var("GWCTL_LOCK_LEASE_SECONDS")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(60)
+        .unwrap_or(300)
         .max(1);
     Duration::from_secs(secs)
 }
 
-/// This machine, opaquely: 12 hex digits of the SHA-256 of its machine id.
-fn machine() -> String {
+/// This machine's processes, opaquely: 12 hex digits of the SHA-256 of the machine id, the
+/// boot id and the PID namespace (containers from one image share a machine id, not a PID
+/// namespace). `None` without a machine id: then no lock is ever judged "ours and dead".
+fn machine() -> Option<String> {
     let id = std::fs::read_to_string("/etc/machine-id")
         .or_else(|_| std::fs::read_to_string("/var/lib/dbus/machine-id"))
-        .unwrap_or_else(|_| "unknown".into());
-    sha256_hex(id.trim())[..12].to_string()
+        .ok()
+        .filter(|id| !id.trim().is_empty())?;
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let pidns = std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    Some(sha256_hex(&format!("{}/{}/{pidns}", id.trim(), boot.trim()))[..12].to_string())
 }
 
-/// The opaque holder name of process `pid` of this machine.
+/// The opaque holder name of process `pid` of this machine (`anonymous-PID` without a
+/// machine id).
 pub fn local_holder(pid: u32) -> String {
-    format!("{}-{pid}", machine())
+    format!("{}-{pid}", machine().unwrap_or_else(|| "anonymous".into()))
 }
 
 /// Whether `pid` of this machine still runs: a zombie (exited, not reaped, e.g. in a container
@@ -91,8 +100,8 @@ impl LockInfo {
 
     /// Held by a process of this machine that is gone.
     fn is_dead_local(&self) -> bool {
-        match self.holder.rsplit_once('-') {
-            Some((m, pid)) if m == machine() => pid.parse::<u32>().is_ok_and(|pid| !runs(pid)),
+        match (self.holder.rsplit_once('-'), machine()) {
+            (Some((m, pid)), Some(me)) if m == me => pid.parse::<u32>().is_ok_and(|pid| !runs(pid)),
             _ => false,
         }
     }
@@ -172,10 +181,7 @@ pub struct RegionLock {
     aws: Aws,
     zone_id: String,
     name: String,
-    /// The value the record holds now (the renewer updates it).
-    value: Arc<std::sync::Mutex<String>>,
-    /// Set when a renewal found the record changed: someone broke the lock.
-    lost: Arc<AtomicBool>,
+    lease: Arc<Lease>,
     renewer: tokio::task::JoinHandle<()>,
     pub region: String,
     pub info: LockInfo,
@@ -200,46 +206,61 @@ pub async fn acquire(
     let mut told = false;
     loop {
         // Fresh times on every attempt: a run that waited must not start with a spent lease.
+        let written = Instant::now();
         let info = LockInfo::new(&id, operation, &rfc3339(SystemTime::now()));
         let value = info.encode();
-        if aws.create_txt(&zone_id, &name, &value).await?
-            && aws.read_txt(&zone_id, &name).await?.as_deref() == Some(value.as_str())
-        {
-            return Ok(RegionLock::held(aws, zone_id, name, value, region, info));
+        aws.create_txt(&zone_id, &name, &value).await?;
+        let Some(current) = aws.read_txt(&zone_id, &name).await? else {
+            continue; // released between our CREATE and the read: try again at once
+        };
+        let holder = LockInfo::decode(&current);
+        // Ours, also when a CREATE whose answer was lost was retried into "already exists".
+        if holder.id == id {
+            return Ok(RegionLock::held(
+                aws, zone_id, name, current, written, region, info,
+            ));
         }
-        if let Some(current) = aws.read_txt(&zone_id, &name).await? {
-            let holder = LockInfo::decode(&current);
-            let why = if holder.is_dead_local() {
-                Some("that process is gone")
-            } else if holder.is_expired() {
-                Some("its lease ran out")
-            } else {
-                None
-            };
-            if let Some(why) = why {
-                // Of several runs taking over, the compare-and-swap lets exactly one win.
-                if aws.replace_txt(&zone_id, &name, &current, &value).await? {
-                    notify(format!("{region}: took over the lock of {holder}: {why}"));
-                    return Ok(RegionLock::held(aws, zone_id, name, value, region, info));
-                }
-                continue;
-            }
-            if start.elapsed() >= timeout {
-                return Err(LockError::Held {
-                    region: region.to_string(),
-                    info: holder,
-                });
-            }
-            if !told {
-                notify(format!(
-                    "{region} is locked by {holder}; waiting up to {} s",
-                    timeout.as_secs()
-                ));
-                told = true;
-            }
+        let why = if holder.is_dead_local() {
+            Some("that process is gone")
+        } else if holder.is_expired() {
+            Some("its lease ran out")
+        } else {
+            None
+        };
+        // Of several runs taking over, the compare-and-swap lets exactly one win.
+        if let Some(why) = why
+            && aws.replace_txt(&zone_id, &name, &current, &value).await?
+        {
+            notify(format!("{region}: took over the lock of {holder}: {why}"));
+            return Ok(RegionLock::held(
+                aws, zone_id, name, value, written, region, info,
+            ));
+        }
+        if start.elapsed() >= timeout {
+            return Err(LockError::Held {
+                region: region.to_string(),
+                info: holder,
+            });
+        }
+        if !told {
+            notify(format!(
+                "{region} is locked by {holder}; waiting up to {} s",
+                timeout.as_secs()
+            ));
+            told = true;
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
+}
+
+/// What the renewer and the holder share.
+struct Lease {
+    /// The value the record holds now.
+    value: std::sync::Mutex<String>,
+    /// Set when the record turned out to be someone else's: the lock was broken.
+    lost: AtomicBool,
+    /// Tells the renewer to stop between renewals (never in the middle of one).
+    stop: tokio::sync::Notify,
 }
 
 impl RegionLock {
@@ -248,74 +269,112 @@ impl RegionLock {
         zone_id: String,
         name: String,
         value: String,
+        written: Instant,
         region: &str,
         info: LockInfo,
     ) -> RegionLock {
-        let value = Arc::new(std::sync::Mutex::new(value));
-        let lost = Arc::new(AtomicBool::new(false));
+        let lease = Arc::new(Lease {
+            value: std::sync::Mutex::new(value),
+            lost: AtomicBool::new(false),
+            stop: tokio::sync::Notify::new(),
+        });
         let renewer = tokio::spawn(renew(
             aws.clone(),
             zone_id.clone(),
             name.clone(),
             info.clone(),
-            value.clone(),
-            lost.clone(),
+            lease.clone(),
+            written,
         ));
         RegionLock {
             aws: aws.clone(),
             zone_id,
             name,
-            value,
-            lost,
+            lease,
             renewer,
             region: region.to_string(),
             info,
         }
     }
 
-    /// Stops renewing and deletes the lock; `Ok(false)` if it was broken and taken by someone
-    /// else meanwhile.
+    /// Stops renewing (waiting for a renewal in flight) and deletes the lock; `Ok(false)` if it
+    /// was broken and taken by someone else meanwhile.
     pub async fn release(self) -> Result<bool, CloudError> {
-        self.renewer.abort();
+        self.lease.stop.notify_one();
         let _ = self.renewer.await;
-        if self.lost.load(Ordering::SeqCst) {
+        if self.lease.lost.load(Ordering::SeqCst) {
             return Ok(false);
         }
-        let value = self.value.lock().map(|v| v.clone()).unwrap_or_default();
-        self.aws.delete_txt(&self.zone_id, &self.name, &value).await
+        let value = self
+            .lease
+            .value
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default();
+        if self
+            .aws
+            .delete_txt(&self.zone_id, &self.name, &value)
+            .await?
+        {
+            return Ok(true);
+        }
+        // A renewal applied whose answer was lost: the record holds a newer value of ours.
+        match self.aws.read_txt(&self.zone_id, &self.name).await? {
+            Some(now) if LockInfo::decode(&now).id == self.info.id => {
+                self.aws.delete_txt(&self.zone_id, &self.name, &now).await
+            }
+            _ => Ok(false),
+        }
     }
 }
 
-/// Renews the lease every third of it, for as long as the lock is held. A failed call is tried
-/// again at the next tick (two are left before the lease runs out); a record that changed
-/// means someone broke the lock: renewal stops and release reports it.
+/// Renews the lease once a third of it has passed since the value was written (counted from
+/// before the CREATE, so a slow INSYNC wait makes the first renewal come at once), for as long
+/// as the lock is held. A failed call is tried again a few seconds later; a record that holds
+/// another lock's id means someone broke ours: renewal stops and release reports it.
 async fn renew(
     aws: Aws,
     zone_id: String,
     name: String,
     info: LockInfo,
-    value: Arc<std::sync::Mutex<String>>,
-    lost: Arc<AtomicBool>,
+    lease: Arc<Lease>,
+    written: Instant,
 ) {
-    let every = lease() / 3;
+    let every = self::lease() / 3;
+    let mut due = written + every;
     loop {
-        tokio::time::sleep(every).await;
-        let Ok(current) = value.lock().map(|v| v.clone()) else {
+        tokio::select! {
+            _ = tokio::time::sleep_until(due.into()) => {}
+            _ = lease.stop.notified() => return,
+        }
+        let Ok(current) = lease.value.lock().map(|v| v.clone()) else {
             return;
         };
+        let attempt = Instant::now();
         let next = info.renewed().encode();
-        match aws.replace_txt(&zone_id, &name, &current, &next).await {
-            Ok(true) => {
-                if let Ok(mut v) = value.lock() {
-                    *v = next;
+        let renewed = match aws.replace_txt(&zone_id, &name, &current, &next).await {
+            Ok(true) => Some(next),
+            // Not the value we knew: ours still if a renewal applied without its answer.
+            Ok(false) => match aws.read_txt(&zone_id, &name).await {
+                Ok(Some(now)) if LockInfo::decode(&now).id == info.id => Some(now),
+                Ok(_) => {
+                    lease.lost.store(true, Ordering::SeqCst);
+                    return;
                 }
+                Err(_) => None,
+            },
+            Err(_) => None,
+        };
+        due = match renewed {
+            Some(v) => {
+                if let Ok(mut slot) = lease.value.lock() {
+                    *slot = v;
+                }
+                attempt + every
             }
-            Ok(false) => {
-                lost.store(true, Ordering::SeqCst);
-                return;
-            }
-            Err(_) => {}
-        }
+            // Try again soon: two thirds of the lease are left when the first attempt fails.
+            None => Instant::now() + Duration::from_secs(5).min(every),
+        };
     }
 }
 

@@ -57,12 +57,16 @@ pub fn choose_image<'a>(
     })
 }
 
-/// The images of a region's instances whose names start with `prefix` (`broker-`).
+/// The images of a region's instances of one group: named `<prefix><number>` (`broker-2`).
 pub fn running_images(actual: &Actual, prefix: &str) -> Vec<String> {
+    let of_group = |name: &str| {
+        name.strip_prefix(prefix)
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
     actual
         .resources
         .iter()
-        .filter(|o| o.key.kind == Kind::Instance && o.key.name.starts_with(prefix))
+        .filter(|o| o.key.kind == Kind::Instance && of_group(&o.key.name))
         .filter_map(|o| match &o.spec {
             Spec::Instance { image, .. } => Some(image.clone()),
             _ => None,

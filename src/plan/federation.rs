@@ -51,12 +51,20 @@ impl FederationPlan {
 
     /// What this plan knew, as a hash: every entry with its action and its masked detail.
     /// Upstream URIs enter masked, so no secret (not even its hash) goes into it; entries
-    /// known only after apply enter as such, so they never make a saved plan stale.
+    /// known only after apply enter as such, so they never make a saved plan stale. Shared
+    /// upstream sets enter by name only: other regions change their own members under their
+    /// own locks, and this region's members follow from its upstreams (re-planned when applied).
     pub fn fingerprint(&self) -> String {
         let view: Vec<(&str, Action, &str)> = self
             .changes
             .iter()
-            .map(|c| (c.object.as_str(), c.action, c.detail.as_str()))
+            .map(|c| {
+                if c.object.starts_with(SET) {
+                    (c.object.as_str(), Action::NoOp, "")
+                } else {
+                    (c.object.as_str(), c.action, c.detail.as_str())
+                }
+            })
             .collect();
         super::fingerprint(&(self.endpoints_pending, view))
     }

@@ -67,6 +67,17 @@ pub fn desired_fingerprint(desired: &[Desired]) -> String {
     fingerprint(&view)
 }
 
+/// Discovered state, as hashed for staleness: what each resource is, without its transient
+/// state (an instance going from pending to running changes nothing a plan decided).
+fn actual_fingerprint(actual: &Actual) -> String {
+    let view: Vec<(&Key, &str, &Spec, &BTreeMap<String, String>)> = actual
+        .resources
+        .iter()
+        .map(|o| (&o.key, o.id.as_str(), &o.spec, &o.parts))
+        .collect();
+    fingerprint(&view)
+}
+
 /// Diffs desired against actual. `destroy` plans the deletion of everything owned instead.
 pub fn diff(
     stack: &str,
@@ -76,7 +87,7 @@ pub fn diff(
     destroy: bool,
 ) -> RegionPlan {
     let desired_sha256 = desired_fingerprint(&desired);
-    let actual_sha256 = fingerprint(&actual.resources);
+    let actual_sha256 = actual_fingerprint(actual);
     if destroy {
         desired.clear();
     }
