@@ -30,7 +30,8 @@ pub struct Instance {
 pub struct Broker {
     pub at: String,
     pub version: Option<String>,
-    /// Client connections of its cluster (the cluster-wide total, as the node reports it).
+    /// Connections of its cluster, as of the node's last statistics round
+    /// (`collect_statistics_interval`: 30 s on gateways).
     pub connections: Option<u64>,
 }
 
