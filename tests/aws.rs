@@ -884,6 +884,14 @@ async fn the_health_port_opens_to_route53_checkers_only() {
             .collect::<Vec<_>>(),
         [checkers]
     );
+    // Metrics only from the backend network.
+    let metrics: Vec<_> = brokers
+        .ip_permissions()
+        .iter()
+        .filter(|p| p.from_port() == Some(15692))
+        .flat_map(|p| p.ip_ranges().iter().filter_map(|r| r.cidr_ip()))
+        .collect();
+    assert_eq!(metrics, ["10.0.0.0/16"]);
     // Nothing of the brokers' group is open to the world but the device ports.
     for p in brokers.ip_permissions() {
         if p.ip_ranges()

@@ -14,6 +14,16 @@ const WAIT: Duration = Duration::from_secs(10);
 /// How long we listen for a copy that must not come (a loop or a gateway → gateway hop).
 const QUIET: Duration = Duration::from_secs(3);
 
+/// One HTTP/1.0 GET on loopback (the server may answer as HTTP/1.1); the whole answer.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("answer");
+    out
+}
+
 async fn drain_mqtt(sub: &mut MqttSubscriber) -> Vec<Received> {
     let mut got = Vec::new();
     while let Some(m) = sub.next(QUIET).await {
@@ -194,6 +204,16 @@ async fn an_mqtt5_subscriber_leaves_every_federation_link_running() {
             .expect("overview")
             .rabbitmq_version;
         assert!(version.starts_with("4.0."), "{name} runs {version}");
+        // rabbitmq_prometheus answers on the node's metrics port.
+        let port = sandbox.layout.nodes[&name].ports.metrics;
+        let metrics = http_get(port, "/metrics");
+        assert!(
+            metrics.starts_with("HTTP/1.")
+                && metrics.contains(" 200 ")
+                && metrics.contains("rabbitmq_"),
+            "{name}: {}",
+            &metrics[..metrics.len().min(300)]
+        );
     }
     sandbox.federate_backend().await.expect("federation");
     let links = sandbox

@@ -248,6 +248,7 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
     for (port, what) in [
         (ports.amqp, "AMQP federation"),
         (ports.management, "management API"),
+        (ports.metrics, "Prometheus metrics"),
     ] {
         ingress.push(Ingress {
             port,

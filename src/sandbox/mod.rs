@@ -94,7 +94,7 @@ impl Layout {
         let names: Vec<String> = std::iter::once(BACKEND.to_string())
             .chain(stack.gateways.iter().map(|g| g.spec.region.clone()))
             .collect();
-        let mut ports = node::free_ports(names.len() * 6 + 1)?.into_iter();
+        let mut ports = node::free_ports(names.len() * 7 + 1)?.into_iter();
         let mut next = || ports.next().unwrap_or_default();
         let nodes = names
             .into_iter()
@@ -105,6 +105,7 @@ impl Layout {
                     web_mqtt: next(),
                     management: next(),
                     health: next(),
+                    metrics: next(),
                 };
                 (
                     n,

@@ -397,6 +397,10 @@ pub struct Ports {
     #[serde(default = "default_health_port")]
     #[schemars(range(min = 1))]
     pub health: u16,
+    /// Prometheus metrics (rabbitmq_prometheus); reachable from the backend network only.
+    #[serde(default = "default_metrics_port")]
+    #[schemars(range(min = 1))]
+    pub metrics: u16,
 }
 
 impl Default for Ports {
@@ -407,19 +411,21 @@ impl Default for Ports {
             web_mqtt: default_web_mqtt_port(),
             management: default_management_port(),
             health: default_health_port(),
+            metrics: default_metrics_port(),
         }
     }
 }
 
 impl Ports {
     /// Every listener with its field name, for collision checks and security groups.
-    pub fn named(&self) -> [(&'static str, u16); 5] {
+    pub fn named(&self) -> [(&'static str, u16); 6] {
         [
             ("amqp", self.amqp),
             ("mqtt", self.mqtt),
             ("web_mqtt", self.web_mqtt),
             ("management", self.management),
             ("health", self.health),
+            ("metrics", self.metrics),
         ]
     }
 }
@@ -438,6 +444,9 @@ fn default_web_mqtt_port() -> u16 {
 }
 fn default_management_port() -> u16 {
     15672
+}
+fn default_metrics_port() -> u16 {
+    15692
 }
 fn default_health_port() -> u16 {
     8080
