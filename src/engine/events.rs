@@ -30,10 +30,3 @@ pub enum Event {
 pub trait Events: Sync {
     fn emit(&self, event: Event);
 }
-
-/// Drops every event (library callers and tests that only want results).
-pub struct Discard;
-
-impl Events for Discard {
-    fn emit(&self, _: Event) {}
-}

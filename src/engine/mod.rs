@@ -81,16 +81,12 @@ impl Engine {
             Some(p) => EndpointMap::load(p).map_err(Error::Usage)?,
             None => EndpointMap::default(),
         };
-        Ok(Engine::new(stack, endpoints, scope))
-    }
-
-    pub fn new(stack: Stack, endpoints: EndpointMap, scope: Scope) -> Engine {
-        Engine {
+        Ok(Engine {
             stack,
             endpoints,
             scope,
             federation_turn: tokio::sync::Mutex::new(()),
-        }
+        })
     }
 
     /// The backend's management API, as gwctl's admin user.
