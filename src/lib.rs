@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod files;
 pub mod model;
+pub mod pki;
 pub mod plan;
 pub mod printer;
 pub mod render;

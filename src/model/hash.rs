@@ -5,7 +5,12 @@ use sha2::{Digest, Sha256};
 
 /// Lower-case hex SHA-256 of `value`.
 pub fn sha256_hex(value: &str) -> String {
-    Sha256::digest(value.as_bytes())
+    sha256_hex_bytes(value.as_bytes())
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex_bytes(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()

@@ -11,7 +11,7 @@ pub mod routing;
 
 use serde::{Deserialize, Serialize};
 
-pub use hash::sha256_hex;
+pub use hash::{sha256_hex, sha256_hex_bytes};
 
 /// What a plan does to one thing it manages (an AWS resource, a Route53 check or record, a
 /// federation entry on the backend).
