@@ -146,7 +146,20 @@ _mappings = contextvars.ContextVar("gwctl_block_device_mappings", default=None)
 _run_instances = InstanceBackend.run_instances
 
 
+# AWS refuses user-data over 16 KiB (before base64); moto accepts any size.
+USER_DATA_LIMIT = 16384
+
+
 def run_instances(self, *args, **kwargs):
+    user_data = kwargs.get("user_data", args[2] if len(args) > 2 else None)
+    if user_data is not None:
+        import base64
+
+        from moto.ec2.exceptions import EC2ClientError
+
+        raw = base64.b64decode(str(user_data)) if not isinstance(user_data, bytes) else base64.b64decode(user_data)
+        if len(raw) > USER_DATA_LIMIT:
+            raise EC2ClientError("InvalidParameterValue", "User data is limited to 16384 bytes")
     token = _mappings.set(kwargs.get("block_device_mappings"))
     try:
         return _run_instances(self, *args, **kwargs)

@@ -66,6 +66,59 @@ pub enum Command {
     /// Run the stack on this machine: local RabbitMQ nodes stand in for every region's brokers.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
+    /// Certificate authorities: create one, issue the backend's link certificate.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Devices: issue a device certificate.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Create a CA: writes DIR/NAME.pem (certificate) and DIR/NAME.key (private key, 0600).
+    Create(CaCreateArgs),
+    /// Issue the certificate the backend's federation links present to gateways (stack CA):
+    /// writes DIR/gwctl-link.pem, DIR/gwctl-link.key and DIR/gwctl-stack-ca.pem, to install
+    /// on every backend node at the paths of backend.yaml's `tls`.
+    IssueLink(OutArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CaCreateArgs {
+    /// File name stem, e.g. `stack-ca`.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// The CA's common name (default: `gwctl NAME`).
+    #[arg(long, value_name = "CN")]
+    pub common_name: Option<String>,
+    #[command(flatten)]
+    pub out: OutArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct OutArgs {
+    /// Directory to write into (created; existing files are never overwritten).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Issue a device certificate with the device CA (backend.yaml's `tls.device_ca`): writes
+    /// DIR/DEVICE_ID.pem, DIR/DEVICE_ID.key (0600) and DIR/ca.pem (what the device verifies
+    /// brokers with). For small fleets and tests; large fleets use their own device CA.
+    Issue(DeviceIssueArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DeviceIssueArgs {
+    /// The device id: its certificate's common name, its MQTT client id and the `{device}` of
+    /// its topics (letters, digits, `_` and `-`).
+    #[arg(value_name = "DEVICE_ID")]
+    pub id: String,
+    #[command(flatten)]
+    pub out: OutArgs,
 }
 
 #[derive(Debug, Args)]

@@ -19,11 +19,42 @@ pub struct BrokerAddress {
     /// For clients (the sandbox's devices); gwctl itself does not speak MQTT to brokers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mqtt_port: Option<u16>,
+    /// The name the broker's certificate covers, when it is not `host` (a gateway broker
+    /// reached at its private address presents its region's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_name: Option<String>,
+    /// A CA certificate file to verify the broker with, instead of the region files' CA for it
+    /// (the sandbox's backend has a CA of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// For the backend: the files its federation links to gateways use, on its machines
+    /// (default: backend.yaml's `tls`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_files: Option<LinkFiles>,
+}
+
+/// Paths on a broker's machine that its federation links use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkFiles {
+    /// The CA the peers' certificates chain to.
+    pub ca_file: String,
+    /// The certificate and key the links present.
+    pub cert_file: String,
+    pub key_file: String,
 }
 
 impl BrokerAddress {
-    pub fn management_url(&self) -> String {
-        format!("http://{}:{}", self.host, self.management_port)
+    pub fn new(host: impl Into<String>, amqp_port: u16, management_port: u16) -> BrokerAddress {
+        BrokerAddress {
+            host: host.into(),
+            amqp_port,
+            management_port,
+            mqtt_port: None,
+            tls_name: None,
+            ca_file: None,
+            link_files: None,
+        }
     }
 }
 

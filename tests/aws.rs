@@ -710,7 +710,7 @@ fn plan_outputs_for_machines_and_reviewers_mask_secrets() {
     assert_eq!(ssm["change"]["actions"], serde_json::json!(["create"]));
     assert_eq!(ssm["change"]["after"]["value_sha256"], "(sensitive)");
     assert_eq!(ssm["change"]["after_sensitive"]["value_sha256"], true);
-    assert_eq!(regions[1]["summary"]["add"], 21);
+    assert_eq!(regions[1]["summary"]["add"], 22);
 
     let md = gwctl(&r, &m)
         .args(["plan", "us-east-1", "--markdown", "--scope", "aws"])
@@ -765,7 +765,7 @@ fn ami_by_explicit_id() {
         .expect("changes");
     let broker = changes
         .iter()
-        .find(|c| c["name"] == "broker-1")
+        .find(|c| c["name"] == "broker-1" && c["type"] == "instance")
         .expect("broker");
     assert_eq!(broker["change"]["after"]["image"], "ami-12c6146b");
     r.edit(
@@ -888,7 +888,7 @@ async fn the_health_port_opens_to_route53_checkers_only() {
     let metrics: Vec<_> = brokers
         .ip_permissions()
         .iter()
-        .filter(|p| p.from_port() == Some(15692))
+        .filter(|p| p.from_port() == Some(15691))
         .flat_map(|p| p.ip_ranges().iter().filter_map(|r| r.cidr_ip()))
         .collect();
     assert_eq!(metrics, ["10.0.0.0/16"]);
@@ -899,8 +899,8 @@ async fn the_health_port_opens_to_route53_checkers_only() {
             .any(|r| r.cidr_ip() == Some("0.0.0.0/0"))
         {
             assert!(
-                matches!(p.from_port(), Some(1883 | 15675)),
-                "port {:?} is open to the world",
+                matches!(p.from_port(), Some(8883 | 15676)),
+                "port {:?} is open to the world: only MQTT over TLS and WSS may be",
                 p.from_port()
             );
         }

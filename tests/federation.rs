@@ -184,7 +184,7 @@ async fn up_federates_each_gateway_and_down_removes_only_its_own_entries() {
         "{text}"
     );
     assert!(
-        text.contains("amqp://***@127.0.0.1"),
+        text.contains("amqps://***@127.0.0.1"),
         "URIs are masked: {text}"
     );
     assert!(
@@ -282,9 +282,20 @@ async fn status_reports_links_and_fails_with_the_reason_of_a_broken_one() {
     // A wrong password on the backend's link to the US gateway.
     let backend = sandbox.admin(BACKEND).expect("client");
     let us_amqp = sandbox.layout.nodes["us-east-1"].ports.amqp;
+    let files = sandbox.endpoint_map().regions["backend"][0]
+        .link_files
+        .clone()
+        .expect("the backend's link files");
+    let tls = gwctl::model::federation::LinkTls {
+        ca_file: files.ca_file,
+        client_cert: Some((files.cert_file, files.key_file)),
+        server_name: Some("us-east-1.mqtt.example.com".into()),
+    };
+    let uri =
+        gwctl::model::federation::amqps_uri("federation", "wrong", "127.0.0.1", us_amqp, 30, &tls);
     let mut bad = gwctl::model::federation::backend_upstreams(
         &stack.gateway("us-east-1").expect("us").spec,
-        &[format!("amqp://federation:wrong@127.0.0.1:{us_amqp}")],
+        &[uri],
     );
     backend
         .put_upstream("/", &bad.remove(0))

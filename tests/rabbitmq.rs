@@ -14,14 +14,22 @@ const WAIT: Duration = Duration::from_secs(10);
 /// How long we listen for a copy that must not come (a loop or a gateway → gateway hop).
 const QUIET: Duration = Duration::from_secs(3);
 
-/// One HTTP/1.0 GET on loopback (the server may answer as HTTP/1.1); the whole answer.
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("request");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("answer");
-    out
+/// One HTTPS GET on loopback, verifying the server with `ca_pem`: status and body.
+async fn https_get(port: u16, path: &str, ca_pem: &str) -> (u16, String) {
+    let tls = gwctl::pki::client_config(ca_pem, None).expect("tls");
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()
+        .expect("client");
+    let resp = client
+        .get(format!("https://127.0.0.1:{port}{path}"))
+        .send()
+        .await
+        .expect("HTTPS answer");
+    (
+        resp.status().as_u16(),
+        resp.text().await.unwrap_or_default(),
+    )
 }
 
 async fn drain_mqtt(sub: &mut MqttSubscriber) -> Vec<Received> {
@@ -92,46 +100,66 @@ async fn rendered_nodes_federate_both_ways_without_loops() {
     assert_eq!(limit, Some(1_000_000_000));
 
     let backend = sandbox.admin_login(BACKEND).expect("backend login");
-    let us = sandbox.device_login("us-east-1").expect("us device");
-    let jp = sandbox.device_login("ap-northeast-1").expect("jp device");
+    let us = sandbox
+        .device_login("us-east-1", "dev-us-1")
+        .expect("us device");
+    let us2 = sandbox
+        .device_login("us-east-1", "dev-us-2")
+        .expect("us device");
+    let jp = sandbox
+        .device_login("ap-northeast-1", "dev-jp-1")
+        .expect("jp device");
+    // Observers on the gateways: the admin over AMQPS (with a stack-CA client certificate),
+    // since a device sees nothing but its own topics.
+    let us_admin = sandbox.admin_login("us-east-1").expect("us admin");
+    let jp_admin = sandbox.admin_login("ap-northeast-1").expect("jp admin");
 
     // Device → backend: exactly one copy at the backend, none at the other gateway, no echo.
-    let mut backend_telemetry = AmqpConsumer::bind(&backend, "amq.topic", "telemetry.#")
+    let mut backend_telemetry = AmqpConsumer::bind(&backend, "amq.topic", "devices.#")
         .await
         .expect("consumer");
-    let mut us_telemetry = MqttSubscriber::connect(&us, "watch-us", "telemetry/#", WAIT)
+    let mut us_telemetry = AmqpConsumer::bind(&us_admin, "amq.topic", "devices.#")
         .await
-        .expect("us sub");
-    let mut jp_telemetry = MqttSubscriber::connect(&jp, "watch-jp", "telemetry/#", WAIT)
+        .expect("us observer");
+    let mut jp_telemetry = AmqpConsumer::bind(&jp_admin, "amq.topic", "devices.#")
         .await
-        .expect("jp sub");
-    mqtt_publish(&us, "dev-us-1", "telemetry/dev-us-1", b"21.5", WAIT)
-        .await
-        .expect("publish");
+        .expect("jp observer");
+    mqtt_publish(
+        &us,
+        "dev-us-1",
+        "devices/dev-us-1/temperature",
+        b"21.5",
+        WAIT,
+    )
+    .await
+    .expect("publish");
     let at_backend = drain_amqp(&mut backend_telemetry).await;
     assert_eq!(
         at_backend,
         vec![Received {
-            key: "telemetry.dev-us-1".into(),
+            key: "devices.dev-us-1.temperature".into(),
             payload: b"21.5".to_vec()
         }]
     );
     assert_eq!(
-        drain_mqtt(&mut us_telemetry).await.len(),
+        drain_amqp(&mut us_telemetry).await.len(),
         1,
-        "the local subscriber sees it once: no echo from the backend"
+        "the local observer sees it once: no echo from the backend"
     );
     assert_eq!(
-        drain_mqtt(&mut jp_telemetry).await,
+        drain_amqp(&mut jp_telemetry).await,
         vec![],
         "never gateway to gateway"
     );
 
-    // Backend → devices: every gateway's device gets exactly one copy; nothing comes back.
-    let mut us_commands = MqttSubscriber::connect(&us, "dev-us-2", "commands/#", WAIT)
+    // Backend → devices: every gateway gets exactly one copy; nothing comes back.
+    let mut us_commands = AmqpConsumer::bind(&us_admin, "amq.topic", "commands.#")
+        .await
+        .expect("us observer");
+    let mut us_device = MqttSubscriber::connect(&us2, "dev-us-2", "commands/dev-us-2/#", WAIT)
         .await
         .expect("us sub");
-    let mut jp_commands = MqttSubscriber::connect(&jp, "dev-jp-1", "commands/#", WAIT)
+    let mut jp_commands = MqttSubscriber::connect(&jp, "dev-jp-1", "commands/dev-jp-1/#", WAIT)
         .await
         .expect("jp sub");
     let mut backend_commands = AmqpConsumer::bind(&backend, "amq.topic", "commands.#")
@@ -146,9 +174,14 @@ async fn rendered_nodes_federate_both_ways_without_loops() {
     }];
     assert_eq!(drain_mqtt(&mut jp_commands).await, expected);
     assert_eq!(
-        drain_mqtt(&mut us_commands).await,
-        expected,
+        drain_amqp(&mut us_commands).await.len(),
+        1,
         "broadcast while the router does not exist"
+    );
+    assert_eq!(
+        drain_mqtt(&mut us_device).await,
+        vec![],
+        "a device receives only its own commands"
     );
     assert_eq!(
         drain_amqp(&mut backend_commands).await.len(),
@@ -156,11 +189,18 @@ async fn rendered_nodes_federate_both_ways_without_loops() {
         "no copy returns to the backend"
     );
 
-    for sub in [us_telemetry, jp_telemetry, us_commands, jp_commands] {
+    for sub in [us_device, jp_commands] {
         sub.disconnect().await;
     }
-    backend_telemetry.close().await;
-    backend_commands.close().await;
+    for c in [
+        backend_telemetry,
+        backend_commands,
+        us_telemetry,
+        jp_telemetry,
+        us_commands,
+    ] {
+        c.close().await;
+    }
 
     // Filled-in definitions exist only as 0600 files; everything else has no secret in clear.
     for region in ["us-east-1", "ap-northeast-1", BACKEND] {
@@ -204,14 +244,17 @@ async fn an_mqtt5_subscriber_leaves_every_federation_link_running() {
             .expect("overview")
             .rabbitmq_version;
         assert!(version.starts_with("4.0."), "{name} runs {version}");
-        // rabbitmq_prometheus answers on the node's metrics port.
+        // rabbitmq_prometheus answers over HTTPS on the node's metrics port.
         let port = sandbox.layout.nodes[&name].ports.metrics;
-        let metrics = http_get(port, "/metrics");
+        let ca = if name == BACKEND {
+            &sandbox.cas.backend
+        } else {
+            &sandbox.cas.stack
+        };
+        let (status, metrics) = https_get(port, "/metrics", ca).await;
         assert!(
-            metrics.starts_with("HTTP/1.")
-                && metrics.contains(" 200 ")
-                && metrics.contains("rabbitmq_"),
-            "{name}: {}",
+            status == 200 && metrics.contains("rabbitmq_"),
+            "{name}: {status} {}",
             &metrics[..metrics.len().min(300)]
         );
     }
@@ -226,7 +269,9 @@ async fn an_mqtt5_subscriber_leaves_every_federation_link_running() {
         "the gateway federates into its dedicated exchange"
     );
 
-    let us = sandbox.device_login("us-east-1").expect("us device");
+    let us = sandbox
+        .device_login("us-east-1", "dev-5")
+        .expect("us device");
     let mut device = MqttSubscriber::connect_v5(&us, "dev-5", "commands/dev-5/#", WAIT)
         .await
         .expect("MQTT 5 subscription");

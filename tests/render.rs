@@ -27,6 +27,7 @@ fn gateway_files_are_pinned() {
     assert_eq!(
         names,
         [
+            "advanced.config",
             "broker-1.user-data.yaml",
             "broker-2.user-data.yaml",
             "definitions.json",
@@ -36,13 +37,34 @@ fn gateway_files_are_pinned() {
     );
     for name in [
         "rabbitmq.conf",
+        "advanced.config",
         "enabled_plugins",
         "definitions.json",
         "broker-1.user-data.yaml",
     ] {
-        let text = std::fs::read_to_string(dir.join(name)).expect("read");
+        let text = without_certificates(&std::fs::read_to_string(dir.join(name)).expect("read"));
         insta::assert_snapshot!(format!("us-east-1__{name}"), text);
     }
+}
+
+/// The text with every PEM certificate replaced by a marker: the test CAs are new each run.
+fn without_certificates(text: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        let t = line.trim_start();
+        if t.starts_with("-----BEGIN CERTIFICATE-----") {
+            inside = true;
+            out.push_str(&line.replace("-----BEGIN CERTIFICATE-----", "(a certificate)"));
+            out.push('\n');
+        } else if t.starts_with("-----END CERTIFICATE-----") {
+            inside = false;
+        } else if !inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 #[test]
@@ -144,7 +166,6 @@ fn boot_script_fills_placeholders_like_gwctl() {
     std::fs::create_dir_all(&bin).expect("mkdir");
     let answers: Vec<String> = [
         ("admin_password", "GWCTL_US_EAST_1_ADMIN_PASSWORD"),
-        ("device_password", "GWCTL_DEVICE_PASSWORD"),
         ("federation_password", "GWCTL_FEDERATION_PASSWORD"),
         ("erlang_cookie", "GWCTL_US_EAST_1_ERLANG_COOKIE"),
     ]
@@ -156,10 +177,27 @@ fn boot_script_fills_placeholders_like_gwctl() {
         )
     })
     .collect();
+    // The node's certificate and key, as gwctl stores them (one SecureString).
+    let (ca, _) =
+        gwctl::pki::Authority::generate("test", std::time::SystemTime::now()).expect("ca");
+    let issued = ca
+        .issue_server(
+            &["us-east-1.mqtt.example.com".into()],
+            std::time::SystemTime::now(),
+        )
+        .expect("issue");
+    let stored = format!("{}{}", issued.cert_pem, issued.key_pem.expose());
+    let mut answers = answers;
+    answers.push(format!("  */tls/broker-1) printf '%s\\n' '{stored}' ;;"));
+    answers.push(
+        "  */devices/revoked) echo 'An error occurred (ParameterNotFound)' >&2; exit 254 ;;".into(),
+    );
     let fake_aws = format!(
         "#!/bin/sh\n# answers `aws ssm get-parameter ... --name NAME ...`\nwhile [ $# -gt 0 ]; do [ \"$1\" = --name ] && name=$2; shift; done\ncase $name in\n{}\n  *) exit 254 ;;\nesac\n",
         answers.join("\n")
     );
+    let tls = out.path().join("tls");
+    let revoked = out.path().join("revoked-devices");
     std::fs::write(bin.join("aws"), fake_aws).expect("write aws");
     std::fs::set_permissions(bin.join("aws"), std::fs::Permissions::from_mode(0o755))
         .expect("chmod");
@@ -183,6 +221,10 @@ fn boot_script_fills_placeholders_like_gwctl() {
         .arg(&filled)
         .arg("--cookie")
         .arg(&cookie)
+        .args(["--certificate", "tls/broker-1", "--tls-dir"])
+        .arg(&tls)
+        .arg("--revoked")
+        .arg(&revoked)
         .env(
             "PATH",
             format!(
@@ -214,6 +256,22 @@ fn boot_script_fills_placeholders_like_gwctl() {
         std::fs::read_to_string(&cookie).expect("cookie"),
         r.secrets["GWCTL_US_EAST_1_ERLANG_COOKIE"]
     );
+    // The certificate (0644) and its key (0600) apart; no device revoked yet: an empty list.
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(
+        std::fs::read_to_string(tls.join("server.pem")).expect("cert"),
+        issued.cert_pem
+    );
+    assert_eq!(mode(&tls.join("server.pem")), 0o644);
+    assert_eq!(
+        std::fs::read_to_string(tls.join("server.key"))
+            .expect("key")
+            .trim_end(),
+        issued.key_pem.expose().trim_end()
+    );
+    assert_eq!(mode(&tls.join("server.key")), 0o600);
+    assert_eq!(std::fs::read_to_string(&revoked).expect("revoked"), "");
 
     let defs: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&filled).expect("read")).expect("json");
@@ -221,7 +279,10 @@ fn boot_script_fills_placeholders_like_gwctl() {
     let encoded = gwctl::model::federation::encode_component(fed);
     assert_eq!(
         defs["parameters"][0]["value"]["uri"][0],
-        format!("amqp://federation:{encoded}@10.0.1.10:5672?heartbeat=30&connection_timeout=10000")
+        format!(
+            "amqps://federation:{encoded}@10.0.1.10:5671?heartbeat=30&connection_timeout=10000\
+             &verify=verify_peer&cacertfile=%2Fetc%2Frabbitmq%2Ftls%2Fbackend-ca.pem"
+        )
     );
     let verify = |hash: &str, password: &str| {
         let bytes = base64::engine::general_purpose::STANDARD
@@ -246,11 +307,12 @@ fn boot_script_fills_placeholders_like_gwctl() {
         &r.secrets["GWCTL_US_EAST_1_ADMIN_PASSWORD"]
     ));
     assert!(verify(by_name("federation"), fed));
-    assert!(verify(
-        by_name("device"),
-        &r.secrets["GWCTL_DEVICE_PASSWORD"]
-    ));
-    assert!(!verify(by_name("device"), "wrong"));
+    assert!(!verify(by_name("federation"), "wrong"));
+    assert_eq!(
+        users.len(),
+        2,
+        "no device users: devices log in with certificates"
+    );
 }
 
 /// Asks the responder once; `None` until it listens.
@@ -273,7 +335,7 @@ fn http_health_checks_get_a_responder_that_reports_the_node() {
         .expect("user-data");
     assert!(user_data.contains("/etc/systemd/system/gwctl-health.service"));
     assert!(
-        user_data.contains("--listen 8080 --path /health --check-port 1883 --check-port 5672"),
+        user_data.contains("--listen 8080 --path /health --check-port 8883 --check-port 5671"),
         "{user_data}"
     );
     assert!(user_data.contains("systemctl, enable, --now, gwctl-health"));

@@ -45,7 +45,11 @@ fn start_then_stop_leaves_no_process_behind() {
     let pids: Vec<u32> =
         serde_json::from_str(&std::fs::read_to_string(dir.join("nodes.json")).expect("nodes.json"))
             .expect("pids");
-    assert_eq!(pids.len(), 3, "backend and two gateways");
+    assert_eq!(
+        pids.len(),
+        5,
+        "backend and two gateways, and the gateways' device authorizers"
+    );
     assert!(
         pids.iter().all(|p| !group_members(*p).is_empty()),
         "the nodes outlive `sandbox start`"

@@ -216,14 +216,14 @@ fn port_collision() {
     r.edit(
         "us-east-1.yaml",
         "  instance_type: c6i.large\n",
-        "  instance_type: c6i.large\n  ports:\n    web_mqtt: 1883\n",
+        "  instance_type: c6i.large\n  ports:\n    web_mqtt: 8883\n",
     );
     assert_invalid(
         &r,
         "us-east-1.yaml",
         "14:15",
         "brokers.ports.web_mqtt",
-        "port 1883 is already used by mqtt",
+        "port 8883 is already used by mqtt",
     );
 }
 
@@ -312,27 +312,27 @@ fn secret_sources_must_exist_and_values_are_never_echoed() {
     let r = Regions::examples();
     r.edit(
         "us-east-1.yaml",
-        "file:secrets/GWCTL_DEVICE_PASSWORD",
+        "file:secrets/GWCTL_US_EAST_1_ADMIN_PASSWORD",
         "env:GWCTL_TEST_UNSET_VARIABLE",
     );
     assert_invalid(
         &r,
         "us-east-1.yaml",
-        "43:15",
-        "credentials.device.password",
+        "40:15",
+        "credentials.admin.password",
         "secret source `env:GWCTL_TEST_UNSET_VARIABLE`: the environment variable is not set",
     );
     // A secret written into the file by mistake is refused without being repeated.
     let r = Regions::examples();
     r.edit(
         "us-east-1.yaml",
-        "file:secrets/GWCTL_DEVICE_PASSWORD",
+        "file:secrets/GWCTL_US_EAST_1_ADMIN_PASSWORD",
         "correct-horse-battery",
     );
     let (code, stderr) = validate(&r, &["us-east-1"]);
     assert_eq!(code, 2);
     assert!(
-        stderr.contains("credentials.device.password: the value given (not shown"),
+        stderr.contains("credentials.admin.password: the value given (not shown"),
         "{stderr}"
     );
     assert!(!stderr.contains("correct-horse-battery"), "{stderr}");
@@ -343,11 +343,11 @@ fn env_sources_are_read_from_the_environment() {
     let r = Regions::examples();
     r.edit(
         "us-east-1.yaml",
-        "file:secrets/GWCTL_DEVICE_PASSWORD",
-        "env:GWCTL_TEST_DEVICE_PASSWORD",
+        "file:secrets/GWCTL_US_EAST_1_ADMIN_PASSWORD",
+        "env:GWCTL_TEST_ADMIN_PASSWORD",
     );
     r.gwctl()
-        .env("GWCTL_TEST_DEVICE_PASSWORD", "from-env")
+        .env("GWCTL_TEST_ADMIN_PASSWORD", "from-env")
         .args(["validate", "us-east-1"])
         .assert()
         .success();
@@ -369,7 +369,7 @@ fn show_effective_prints_defaults() {
         "tuning: connections",
         "ack_mode: on-confirm",
         "static_routes:\n  - 10.0.0.0/16",
-        "port: 1883",
+        "port: 8883",
     ] {
         assert!(text.contains(needle), "{needle} not in:\n{text}");
     }

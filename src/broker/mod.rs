@@ -10,6 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::endpoints::BrokerAddress;
 use crate::model::federation::{Policy, Upstream};
 use crate::spec::secret::Secret;
 
@@ -36,6 +37,9 @@ pub enum BrokerError {
     },
     #[error("{endpoint}: cannot reach the management API: {reason}")]
     Unreachable { endpoint: String, reason: String },
+    /// The broker's certificate does not verify (another CA, another name, expired).
+    #[error("{endpoint}: refusing the broker's TLS certificate: {reason}")]
+    Certificate { endpoint: String, reason: String },
 }
 
 /// A client of one broker's management API.
@@ -53,6 +57,20 @@ impl std::fmt::Debug for Client {
             .field("base", &self.base)
             .field("user", &self.user)
             .finish()
+    }
+}
+
+fn describe_certificate_error(e: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as C;
+    match e {
+        C::UnknownIssuer | C::BadSignature => {
+            "not signed by the CA gwctl trusts for it (another stack's broker?)".into()
+        }
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            format!("it does not cover the name gwctl connects to ({e:?})")
+        }
+        C::Expired | C::ExpiredContext { .. } => format!("it has expired ({e:?})"),
+        other => format!("{other:?}"),
     }
 }
 
@@ -136,23 +154,92 @@ impl NodeAlarms {
 }
 
 impl Client {
-    /// `base` is `http://host:port` of the management listener.
-    pub fn new(base: impl Into<String>, user: impl Into<String>, password: Secret) -> Client {
-        let http = reqwest::Client::builder()
+    /// A client of the management API (HTTPS) at `address`, trusting only `ca_pem`: the
+    /// broker's certificate must chain to it and cover `address.tls_name` (else its host).
+    pub fn new(
+        address: &BrokerAddress,
+        ca_pem: &str,
+        user: impl Into<String>,
+        password: Secret,
+    ) -> Result<Client, BrokerError> {
+        let name = address.tls_name.as_deref().unwrap_or(&address.host);
+        let port = address.management_port;
+        let base = format!("https://{name}:{port}");
+        let certificate = |reason: String| BrokerError::Certificate {
+            endpoint: base.clone(),
+            reason,
+        };
+        let tls =
+            crate::pki::client_config(ca_pem, None).map_err(|e| certificate(e.to_string()))?;
+        let mut builder = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
             .timeout(Duration::from_secs(10))
-            .connect_timeout(Duration::from_secs(3))
-            .build()
-            .unwrap_or_default();
-        Client {
+            .connect_timeout(Duration::from_secs(3));
+        if name != address.host {
+            // Connect to the host, verify the name (a broker reached at its private address
+            // presents its region's name).
+            use std::net::ToSocketAddrs;
+            let addrs: Vec<std::net::SocketAddr> = (address.host.as_str(), port)
+                .to_socket_addrs()
+                .map_err(|e| BrokerError::Unreachable {
+                    endpoint: base.clone(),
+                    reason: format!("resolving {}: {e}", address.host),
+                })?
+                .collect();
+            builder = builder.resolve_to_addrs(name, &addrs);
+        }
+        let http = builder.build().map_err(|e| BrokerError::Unreachable {
+            endpoint: base.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(Client {
             http,
-            base: base.into().trim_end_matches('/').to_string(),
+            base,
             user: user.into(),
             password,
-        }
+        })
     }
 
     pub fn endpoint(&self) -> &str {
         &self.base
+    }
+
+    /// A failed request as an error: a certificate that does not verify says so, with what
+    /// rustls found wrong.
+    fn send_error(&self, e: reqwest::Error) -> BrokerError {
+        let mut cause: Option<&dyn std::error::Error> = Some(&e);
+        while let Some(c) = cause {
+            if let Some(rustls::Error::InvalidCertificate(why)) = c.downcast_ref::<rustls::Error>()
+            {
+                return BrokerError::Certificate {
+                    endpoint: self.base.clone(),
+                    reason: describe_certificate_error(why),
+                };
+            }
+            cause = c.source();
+        }
+        let mut reason = e.to_string();
+        if let Some(url) = e.url() {
+            reason = reason.replace(url.as_str(), "");
+        }
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            let text = c.to_string();
+            if !reason.contains(&text) {
+                reason.push_str(&format!(": {text}"));
+            }
+            cause = c.source();
+        }
+        if reason.contains("invalid peer certificate") {
+            return BrokerError::Certificate {
+                endpoint: self.base.clone(),
+                reason,
+            };
+        }
+        BrokerError::Unreachable {
+            endpoint: self.base.clone(),
+            reason,
+        }
     }
 
     async fn call(
@@ -202,10 +289,7 @@ impl Client {
         if let Some(body) = body {
             req = req.json(&body);
         }
-        let resp = req.send().await.map_err(|e| BrokerError::Unreachable {
-            endpoint: self.base.clone(),
-            reason: e.without_url().to_string(),
-        })?;
+        let resp = req.send().await.map_err(|e| self.send_error(e))?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         if status.is_success() {

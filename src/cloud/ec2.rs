@@ -815,7 +815,8 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
                         .build()
                 })
                 .collect();
-            let user_data = base64::engine::general_purpose::STANDARD.encode(user_data);
+            let user_data = base64::engine::general_purpose::STANDARD
+                .encode(crate::model::user_data::encode(user_data));
             // A retried RunInstances returns the same instance on AWS. Convergence still rests
             // on discovery by tag first (moto ignores client tokens).
             let token = client_token;
@@ -878,7 +879,10 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
             associate_address(c, &id, &instance).await?;
             id
         }
-        Spec::IamRole { .. } | Spec::InstanceProfile { .. } | Spec::SsmParameter { .. } => {
+        Spec::IamRole { .. }
+        | Spec::InstanceProfile { .. }
+        | Spec::SsmParameter { .. }
+        | Spec::Certificate { .. } => {
             return Err(spec_mismatch(d));
         }
     };
@@ -1206,9 +1210,13 @@ pub async fn delete(c: &Client, o: &Observed) -> Result<(), CloudError> {
                 .op("ReleaseAddress")
                 .map(drop)
         }
-        Spec::IamRole { .. } | Spec::InstanceProfile { .. } | Spec::SsmParameter { .. } => Err(
-            CloudError::new("delete", format!("{} is not an EC2 resource", o.key)),
-        ),
+        Spec::IamRole { .. }
+        | Spec::InstanceProfile { .. }
+        | Spec::SsmParameter { .. }
+        | Spec::Certificate { .. } => Err(CloudError::new(
+            "delete",
+            format!("{} is not an EC2 resource", o.key),
+        )),
     };
     ignore_missing(r)
 }

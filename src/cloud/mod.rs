@@ -7,6 +7,7 @@ mod ec2;
 mod iam;
 mod route53;
 mod ssm;
+pub use ssm::CERTIFICATES;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -314,6 +315,7 @@ impl Aws {
         match d.key.kind {
             Kind::IamRole | Kind::InstanceProfile => iam::create(&self.iam, d, ids).await,
             Kind::SsmParameter => ssm::put(&self.ssm, d, false).await,
+            Kind::Certificate => ssm::put_certificate(&self.ssm, d, false).await,
             _ => ec2::create(&self.ec2, d, ids).await,
         }
     }
@@ -328,6 +330,7 @@ impl Aws {
         match d.key.kind {
             Kind::IamRole | Kind::InstanceProfile => iam::update(&self.iam, d, before, ids).await,
             Kind::SsmParameter => ssm::put(&self.ssm, d, true).await,
+            Kind::Certificate => ssm::put_certificate(&self.ssm, d, true).await,
             _ => ec2::update(&self.ec2, d, before, ids).await,
         }
     }
@@ -340,7 +343,7 @@ impl Aws {
             || async {
                 match o.key.kind {
                     Kind::IamRole | Kind::InstanceProfile => iam::delete(&self.iam, o).await,
-                    Kind::SsmParameter => ssm::delete(&self.ssm, o).await,
+                    Kind::SsmParameter | Kind::Certificate => ssm::delete(&self.ssm, o).await,
                     _ => ec2::delete(&self.ec2, o).await,
                 }
             },

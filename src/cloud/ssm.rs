@@ -57,6 +57,10 @@ pub async fn discover(c: &Client, o: &Owner, prefix: &str) -> Result<Vec<Observe
                 continue;
             };
             let short = name.trim_start_matches(&format!("{prefix}/"));
+            if let Some(cert) = short.strip_prefix(CERTIFICATES) {
+                out.push(observed_certificate(cert, name, value));
+                continue;
+            }
             out.push(Observed {
                 key: Key::new(Kind::SsmParameter, short),
                 id: name.to_string(),
@@ -106,6 +110,70 @@ pub async fn put(c: &Client, d: &Desired, overwrite: bool) -> Result<Observed, C
         parts: Default::default(),
         state: None,
     })
+}
+
+/// Where broker certificates live under a region's prefix: `tls/broker-1`.
+pub const CERTIFICATES: &str = "tls/";
+
+/// A certificate parameter as discovered: what the certificate covers and who signed it,
+/// read from its public part. A value that does not parse is reported with no names, so
+/// the plan re-issues it.
+fn observed_certificate(short: &str, name: &str, value: &str) -> Observed {
+    let info = crate::pki::inspect(value).ok();
+    let mut parts = std::collections::BTreeMap::new();
+    if let Some(i) = &info {
+        parts.insert("not_after".to_string(), crate::pki::date(i.not_after));
+        parts.insert("certificate".to_string(), crate::pki::public_part(value));
+    }
+    Observed {
+        key: Key::new(Kind::Certificate, short),
+        id: name.to_string(),
+        spec: Spec::Certificate {
+            name: name.to_string(),
+            names: info.as_ref().map(|i| i.names.clone()).unwrap_or_default(),
+            issuer_key_id: info.and_then(|i| i.authority_key_id).unwrap_or_default(),
+        },
+        parts,
+        state: None,
+    }
+}
+
+/// Issues a certificate with the CA of the payload and stores it with its key.
+pub async fn put_certificate(
+    c: &Client,
+    d: &Desired,
+    overwrite: bool,
+) -> Result<Observed, CloudError> {
+    let (Spec::Certificate { name, names, .. }, Payload::Issue { ca_cert, ca_key }) =
+        (&d.spec, &d.payload)
+    else {
+        return Err(CloudError::new(
+            "apply",
+            format!("{} is not a certificate with its CA", d.key),
+        ));
+    };
+    let now = std::time::SystemTime::now();
+    let issued = crate::pki::Authority::load(ca_cert, ca_key, now)
+        .and_then(|ca| ca.issue_server(names, now))
+        .map_err(|e| CloudError::new("issue certificate", e.to_string()))?;
+    let value =
+        crate::spec::secret::Secret::new(format!("{}{}", issued.cert_pem, issued.key_pem.expose()));
+    let stored = Desired {
+        key: d.key.clone(),
+        spec: Spec::SsmParameter {
+            name: name.clone(),
+            value_sha256: String::new(),
+        },
+        tags: d.tags.clone(),
+        payload: Payload::Secret(value.clone()),
+        after: Vec::new(),
+    };
+    put(c, &stored, overwrite).await?;
+    Ok(observed_certificate(
+        d.key.name.as_str(),
+        name,
+        value.expose(),
+    ))
 }
 
 pub async fn delete(c: &Client, o: &Observed) -> Result<(), CloudError> {

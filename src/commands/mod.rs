@@ -2,6 +2,7 @@
 //! layers for the offline commands), and hands the results and progress to the printer.
 //! No command calls AWS or RabbitMQ itself.
 
+mod ca;
 mod down;
 mod drill;
 mod plan;
@@ -13,7 +14,7 @@ mod unlock;
 mod up;
 mod validate;
 
-use crate::cli::{Cli, Command, RegionSelection, SandboxCommand};
+use crate::cli::{CaCommand, Cli, Command, DeviceCommand, RegionSelection, SandboxCommand};
 use crate::engine::{Engine, Scope};
 use crate::error::{Error, Result, Status};
 use crate::printer::{Confirmation, Printer};
@@ -34,6 +35,11 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<Status> {
             sandbox::start(&cli.regions, args, printer)
         }
         Command::Sandbox(SandboxCommand::Stop(ref args)) => sandbox::stop(args, printer),
+        Command::Ca(CaCommand::Create(ref args)) => ca::create(args, printer),
+        Command::Ca(CaCommand::IssueLink(ref args)) => ca::issue_link(&cli.regions, args, printer),
+        Command::Device(DeviceCommand::Issue(ref args)) => {
+            ca::issue_device(&cli.regions, args, printer)
+        }
         Command::Sandbox(SandboxCommand::Roundtrip(ref args)) => {
             sandbox::roundtrip(&cli.regions, cli.broker_endpoints.as_deref(), args, printer)
         }

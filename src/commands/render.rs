@@ -8,20 +8,28 @@ use crate::spec::{self, Selection};
 
 pub fn run(dir: &Path, args: &RenderArgs, printer: &Printer) -> Result<Status> {
     let is_backend = args.region == "backend";
+    // The backend's definitions depend on every gateway (what its federation user may read).
     let selection = if is_backend {
-        Selection::Regions(Vec::new())
+        Selection::All
     } else {
         Selection::Regions(vec![args.region.clone()])
     };
     let stack = spec::load(dir, &selection).map_err(Error::Invalid)?;
     let backend = &stack.backend.spec;
     let rendered = if is_backend {
-        render::backend(backend, &Addressing::backend(backend))?
+        let gateways: Vec<_> = stack.gateways.iter().map(|g| &g.spec).collect();
+        render::backend(backend, &gateways, &Addressing::backend(backend))?
     } else {
         let gw = stack
             .gateway(&args.region)
             .ok_or_else(|| Error::Usage(format!("no gateway region `{}`", args.region)))?;
-        render::gateway(&gw.spec, backend, &Addressing::gateway(&gw.spec, backend))?
+        let cas = render::Cas::read(&stack).map_err(|e| Error::Failed(e.to_string()))?;
+        render::gateway(
+            &gw.spec,
+            backend,
+            &Addressing::gateway(&gw.spec, backend),
+            &cas,
+        )?
     };
     match &args.out {
         Some(out) => {

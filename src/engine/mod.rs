@@ -89,20 +89,11 @@ impl Engine {
         })
     }
 
-    /// The backend's management API, as gwctl's admin user.
+    /// The backend's management API, as gwctl's admin user, verified with the backend CA.
     pub fn backend_client(&self) -> Result<broker::Client> {
         let b = &self.stack.backend.spec;
-        let url = match self.endpoints.get("backend") {
-            Some(list) => list[0].management_url(),
-            None => {
-                let e = b
-                    .brokers
-                    .endpoints
-                    .first()
-                    .ok_or_else(|| Error::Failed("backend.yaml lists no broker".into()))?;
-                format!("http://{}:{}", e.host, e.management_port)
-            }
-        };
+        let address = self.backend_address()?;
+        let ca = self.ca_for(&address, &b.tls.backend_ca)?;
         let password = b
             .credentials
             .admin
@@ -110,10 +101,64 @@ impl Engine {
             .resolve(&self.stack.dir)
             .map_err(|e| Error::Failed(e.to_string()))?;
         Ok(broker::Client::new(
-            url,
+            &address,
+            &ca,
             b.credentials.admin.user.clone(),
             password,
-        ))
+        )?)
+    }
+
+    /// The backend broker gwctl talks to: the endpoint file's, else backend.yaml's first.
+    fn backend_address(&self) -> Result<BrokerAddress> {
+        if let Some(list) = self.endpoints.get("backend") {
+            return Ok(list[0].clone());
+        }
+        let e = self
+            .stack
+            .backend
+            .spec
+            .brokers
+            .endpoints
+            .first()
+            .ok_or_else(|| Error::Failed("backend.yaml lists no broker".into()))?;
+        Ok(BrokerAddress::new(&e.host, e.amqp_port, e.management_port))
+    }
+
+    /// The CA that verifies `address`: its own (endpoint file), else the region files'.
+    fn ca_for(
+        &self,
+        address: &BrokerAddress,
+        source: &crate::spec::model::SecretRef,
+    ) -> Result<String> {
+        match &address.ca_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| Error::io(format!("reading the CA file {path}"), e)),
+            None => source
+                .read_public(&self.stack.dir)
+                .map_err(|e| Error::Failed(e.to_string())),
+        }
+    }
+
+    /// A gateway broker's management API, as the region's admin user, verified with the
+    /// stack CA against the region's name.
+    pub fn gateway_client(
+        &self,
+        gw: &GatewaySpec,
+        address: &BrokerAddress,
+    ) -> Result<broker::Client> {
+        let ca = self.ca_for(address, &self.stack.backend.spec.tls.stack_ca.cert)?;
+        let password = gw
+            .credentials
+            .admin
+            .password
+            .resolve(&self.stack.dir)
+            .map_err(|e| Error::Failed(e.to_string()))?;
+        Ok(broker::Client::new(
+            address,
+            &ca,
+            gw.credentials.admin.user.clone(),
+            password,
+        )?)
     }
 
     /// Where the backend's management API is, for people (no credentials).
@@ -148,27 +193,47 @@ impl Engine {
                 return None;
             }
             let ip = c.before.as_ref()?.parts.get("private_ip")?;
-            out.push(BrokerAddress {
-                host: ip.clone(),
-                amqp_port: gw.brokers.ports.amqp,
-                management_port: gw.brokers.ports.management,
-                mqtt_port: Some(gw.brokers.ports.mqtt),
-            });
+            let mut address =
+                BrokerAddress::new(ip, gw.brokers.ports.amqp, gw.brokers.ports.management);
+            address.mqtt_port = Some(gw.brokers.ports.mqtt);
+            address.tls_name = Some(self.regional_name(gw));
+            out.push(address);
         }
         Some(out)
     }
 
-    /// The backend's federation upstream URIs for a gateway (credentials included).
-    fn gateway_uris(&self, addresses: &[BrokerAddress]) -> Result<Vec<String>> {
-        let fed = &self.stack.backend.spec.credentials.federation;
+    /// The name a gateway's brokers' certificates cover and gwctl and the backend verify.
+    pub fn regional_name(&self, gw: &GatewaySpec) -> String {
+        crate::model::dns::names(&self.stack.backend.spec.dns.record, &gw.region).regional
+    }
+
+    /// The backend's federation upstream URIs for a gateway (credentials included): AMQPS,
+    /// verified with the stack CA against the region's name, presenting the backend's link
+    /// certificate.
+    fn gateway_uris(&self, gw: &GatewaySpec, addresses: &[BrokerAddress]) -> Result<Vec<String>> {
+        let b = &self.stack.backend.spec;
+        let fed = &b.credentials.federation;
         let pw = fed
             .password
             .resolve(&self.stack.dir)
             .map_err(|e| Error::Failed(e.to_string()))?;
         let pw = topology::encode_component(pw.expose());
+        let files =
+            self.backend_address()?
+                .link_files
+                .unwrap_or_else(|| crate::endpoints::LinkFiles {
+                    ca_file: b.tls.stack_ca_on_backend.clone(),
+                    cert_file: b.tls.link_cert_on_backend.clone(),
+                    key_file: b.tls.link_key_on_backend.clone(),
+                });
+        let tls = topology::LinkTls {
+            ca_file: files.ca_file,
+            client_cert: Some((files.cert_file, files.key_file)),
+            server_name: Some(self.regional_name(gw)),
+        };
         Ok(addresses
             .iter()
-            .map(|a| topology::amqp_uri(&fed.user, &pw, &a.host, a.amqp_port, 30))
+            .map(|a| topology::amqps_uri(&fed.user, &pw, &a.host, a.amqp_port, 30, &tls))
             .collect())
     }
 

@@ -172,6 +172,13 @@ impl Engine {
                 };
                 let secrets = render::node_secrets(stack, Some(gw))
                     .map_err(|e| Error::Failed(e.to_string()))?;
+                let cas = render::Cas::read(stack).map_err(|e| Error::Failed(e.to_string()))?;
+                let stack_ca_key = backend
+                    .tls
+                    .stack_ca
+                    .key
+                    .resolve(&stack.dir)
+                    .map_err(|e| Error::Failed(e.to_string()))?;
                 let inputs = Inputs {
                     backend,
                     gateway: gw,
@@ -179,6 +186,8 @@ impl Engine {
                     support_images,
                     health_checkers,
                     secrets,
+                    cas,
+                    stack_ca_key,
                 };
                 (desired::gateway(&inputs)?, actual)
             }
@@ -216,8 +225,8 @@ impl Engine {
         plan: &RegionPlan,
     ) -> Result<FederationPlan> {
         let client = self.backend_client()?;
-        let uris = match gw.and_then(|g| self.gateway_addresses(g, plan)) {
-            Some(addresses) => Some(self.gateway_uris(&addresses)?),
+        let uris = match gw.and_then(|g| Some((g, self.gateway_addresses(g, plan)?))) {
+            Some((g, addresses)) => Some(self.gateway_uris(g, &addresses)?),
             None => None,
         };
         federation::plan(&client, region, gw, uris.as_deref())

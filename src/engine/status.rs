@@ -11,7 +11,7 @@ use super::Engine;
 use super::dns::CheckStatus;
 use super::planning::RegionWork;
 use crate::broker;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::Action;
 use crate::model::dns::Record;
 use crate::model::resources::Kind;
@@ -156,12 +156,6 @@ async fn region_status(engine: &Engine, gw: &GatewaySpec) -> Result<RegionStatus
             .await,
         );
     }
-    let password = gw
-        .credentials
-        .admin
-        .password
-        .resolve(&engine.stack.dir)
-        .map_err(|e| Error::Failed(e.to_string()))?;
     let addresses = if engine.scope.federation() {
         engine.gateway_addresses(gw, &work.plan).unwrap_or_default()
     } else {
@@ -169,11 +163,7 @@ async fn region_status(engine: &Engine, gw: &GatewaySpec) -> Result<RegionStatus
     };
     let mut brokers = Vec::new();
     for address in addresses {
-        let client = broker::Client::new(
-            address.management_url(),
-            gw.credentials.admin.user.clone(),
-            password.clone(),
-        );
+        let client = engine.gateway_client(gw, &address)?;
         if let Ok(Some(reason)) = client.alarms_in_effect().await {
             alarms.push(format!("broker {}: {reason}", client.endpoint()));
         }

@@ -125,13 +125,45 @@ pub fn encode_component(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string()
 }
 
-/// A credentialed AMQP URI. `password` is inserted as given: callers pass either a
-/// placeholder or an already percent-encoded secret.
-pub fn amqp_uri(user: &str, password: &str, host: &str, port: u16, heartbeat_s: u32) -> String {
+/// How a federation link speaks TLS: paths are on the node that runs the link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkTls {
+    /// The CA the peer's certificate must chain to.
+    pub ca_file: String,
+    /// The certificate and key the link presents (a peer may require one).
+    pub client_cert: Option<(String, String)>,
+    /// The name the peer's certificate must cover, when it differs from the host connected
+    /// to (a gateway broker reached at its private address presents the region's name).
+    pub server_name: Option<String>,
+}
+
+/// A credentialed AMQPS URI with peer verification. `password` is inserted as given: callers
+/// pass either a placeholder or an already percent-encoded secret.
+pub fn amqps_uri(
+    user: &str,
+    password: &str,
+    host: &str,
+    port: u16,
+    heartbeat_s: u32,
+    tls: &LinkTls,
+) -> String {
     let user = encode_component(user);
-    format!(
-        "amqp://{user}:{password}@{host}:{port}?heartbeat={heartbeat_s}&connection_timeout=10000"
-    )
+    let mut uri = format!(
+        "amqps://{user}:{password}@{host}:{port}?heartbeat={heartbeat_s}&connection_timeout=10000\
+         &verify=verify_peer&cacertfile={}",
+        encode_component(&tls.ca_file)
+    );
+    if let Some((cert, key)) = &tls.client_cert {
+        uri.push_str(&format!(
+            "&certfile={}&keyfile={}",
+            encode_component(cert),
+            encode_component(key)
+        ));
+    }
+    if let Some(name) = &tls.server_name {
+        uri.push_str(&format!("&server_name_indication={name}"));
+    }
+    uri
 }
 
 /// The gateway's own exchange that receives `exchange` (e.g. `amq.topic`) from the backend.

@@ -8,6 +8,7 @@ pub mod federation;
 pub mod hash;
 pub mod resources;
 pub mod routing;
+pub mod user_data;
 
 use serde::{Deserialize, Serialize};
 

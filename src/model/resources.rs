@@ -47,6 +47,7 @@ pub enum Kind {
     IamRole,
     InstanceProfile,
     SsmParameter,
+    Certificate,
     Vpc,
     Subnet,
     InternetGateway,
@@ -65,6 +66,7 @@ impl Kind {
             Kind::IamRole => "iam_role",
             Kind::InstanceProfile => "instance_profile",
             Kind::SsmParameter => "ssm_parameter",
+            Kind::Certificate => "certificate",
             Kind::Vpc => "vpc",
             Kind::Subnet => "subnet",
             Kind::InternetGateway => "internet_gateway",
@@ -83,10 +85,11 @@ impl Kind {
     }
 }
 
-pub const ALL_KINDS: [Kind; 13] = [
+pub const ALL_KINDS: [Kind; 14] = [
     Kind::IamRole,
     Kind::InstanceProfile,
     Kind::SsmParameter,
+    Kind::Certificate,
     Kind::Vpc,
     Kind::Subnet,
     Kind::InternetGateway,
@@ -214,6 +217,16 @@ pub enum Spec {
         /// SHA-256 of the value; the value itself is never part of a plan.
         value_sha256: String,
     },
+    /// A broker's server certificate and key, issued by gwctl with the stack CA and kept as
+    /// a SecureString parameter the broker reads at boot. Compared by what it certifies, not
+    /// by its bytes (every issuance has a new key).
+    Certificate {
+        name: String,
+        /// The DNS names and addresses it covers.
+        names: Vec<String>,
+        /// Key identifier of the CA that signed it.
+        issuer_key_id: String,
+    },
     Vpc {
         cidr: String,
         /// Private DNS names, which RabbitMQ's AWS peer discovery uses as node names.
@@ -276,6 +289,7 @@ impl Spec {
             Spec::IamRole { .. } => Kind::IamRole,
             Spec::InstanceProfile { .. } => Kind::InstanceProfile,
             Spec::SsmParameter { .. } => Kind::SsmParameter,
+            Spec::Certificate { .. } => Kind::Certificate,
             Spec::Vpc { .. } => Kind::Vpc,
             Spec::Subnet { .. } => Kind::Subnet,
             Spec::InternetGateway { .. } => Kind::InternetGateway,
@@ -348,6 +362,7 @@ impl Spec {
             Spec::ElasticIp { instance } => f(instance),
             Spec::IamRole { .. }
             | Spec::SsmParameter { .. }
+            | Spec::Certificate { .. }
             | Spec::Vpc { .. }
             | Spec::CustomerGateway { .. } => {}
         }
@@ -371,7 +386,8 @@ impl Spec {
         match (self, actual) {
             (Spec::IamRole { name: a, .. }, Spec::IamRole { name: b, .. })
             | (Spec::InstanceProfile { name: a, .. }, Spec::InstanceProfile { name: b, .. })
-            | (Spec::SsmParameter { name: a, .. }, Spec::SsmParameter { name: b, .. }) => {
+            | (Spec::SsmParameter { name: a, .. }, Spec::SsmParameter { name: b, .. })
+            | (Spec::Certificate { name: a, .. }, Spec::Certificate { name: b, .. }) => {
                 check(a != b, "name")
             }
             (Spec::Vpc { cidr: a, .. }, Spec::Vpc { cidr: b, .. }) => check(a != b, "cidr"),
@@ -518,6 +534,11 @@ pub enum Payload {
     None,
     /// An SSM parameter's value.
     Secret(crate::spec::secret::Secret),
+    /// What issuing a certificate needs: the CA's certificate and key (PEM).
+    Issue {
+        ca_cert: String,
+        ca_key: crate::spec::secret::Secret,
+    },
     /// An instance's user-data and volumes.
     Launch {
         user_data: String,

@@ -29,6 +29,9 @@ pub const CA_DAYS: u32 = 3650;
 pub const LEAF_DAYS: u32 = 397;
 /// `plan` warns this long before a certificate expires.
 pub const WARN_BEFORE: Duration = Duration::from_secs(30 * 86_400);
+/// The common name of the certificate the backend's federation links present to gateways: a
+/// dot keeps it from ever being a device id.
+pub const LINK_COMMON_NAME: &str = "gwctl.backend-link";
 /// Certificates start this long in the past, so a peer whose clock runs behind accepts them.
 const BACKDATE: Duration = Duration::from_secs(3600);
 
@@ -69,6 +72,10 @@ pub struct CertInfo {
     pub is_ca: bool,
     /// SHA-256 of the DER encoding, hex: identifies a certificate in plans without showing it.
     pub sha256: String,
+    /// Subject key identifier (hex), or the SHA-256 of the public key when it has none.
+    pub key_id: String,
+    /// Authority key identifier (hex): which CA key signed it.
+    pub authority_key_id: Option<String>,
 }
 
 impl CertInfo {
@@ -172,6 +179,19 @@ impl Authority {
         self.sign(params)
     }
 
+    /// A device's client certificate: its id as common name (the broker's user name) and as
+    /// DNS name (the broker ties the MQTT client id to it).
+    pub fn issue_device(&self, id: &str, now: SystemTime) -> Result<Issued, PkiError> {
+        let mut params = CertificateParams::new(vec![id.to_string()])
+            .map_err(|_| PkiError::BadName(id.into()))?;
+        params.distinguished_name = name(id);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        validity(&mut params, now, LEAF_DAYS);
+        self.sign(params)
+    }
+
     fn sign(&self, params: CertificateParams) -> Result<Issued, PkiError> {
         let key = KeyPair::generate().map_err(issue_err)?;
         let cert = params.signed_by(&key, &self.issuer).map_err(issue_err)?;
@@ -185,6 +205,25 @@ impl Authority {
 /// Reads the first certificate of a PEM text.
 pub fn inspect(pem: &str) -> Result<CertInfo, PkiError> {
     inspect_der(&first_cert(pem)?)
+}
+
+/// The certificates of a PEM text without anything else (keys), for showing or storing.
+pub fn public_part(pem: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in pem.lines() {
+        if line.starts_with("-----BEGIN CERTIFICATE-----") {
+            inside = true;
+        }
+        if inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+        if line.starts_with("-----END CERTIFICATE-----") {
+            inside = false;
+        }
+    }
+    out
 }
 
 /// Checks a CA certificate (PEM) for use at `now`.
@@ -338,6 +377,23 @@ fn inspect_der(der: &[u8]) -> Result<CertInfo, PkiError> {
         }
     }
     let is_ca = matches!(x509.basic_constraints(), Ok(Some(bc)) if bc.value.ca);
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let mut key_id = None;
+    let mut authority_key_id = None;
+    for ext in x509.extensions() {
+        match ext.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => {
+                key_id = Some(hex(k.0));
+            }
+            x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
+                authority_key_id = a.key_identifier.as_ref().map(|k| hex(k.0));
+            }
+            _ => {}
+        }
+    }
+    let key_id = key_id.unwrap_or_else(|| {
+        crate::model::sha256_hex_bytes(x509.public_key().subject_public_key.data.as_ref())
+    });
     let at = |t: x509_parser::time::ASN1Time| {
         let secs = t.timestamp();
         if secs >= 0 {
@@ -353,6 +409,8 @@ fn inspect_der(der: &[u8]) -> Result<CertInfo, PkiError> {
         not_after: at(x509.validity().not_after),
         is_ca,
         sha256: crate::model::sha256_hex_bytes(der),
+        key_id,
+        authority_key_id,
     })
 }
 

@@ -10,10 +10,13 @@ use crate::model::resources::{
     TAG_CLUSTER, TAG_LAUNCH, tags_for,
 };
 use crate::model::sha256_hex;
-use crate::render::placeholder::{SecretName, SecretValues};
+use crate::render::placeholder::SecretValues;
 use crate::render::{self, Addressing, RenderError};
 use crate::spec::BackendSpec;
-use crate::spec::model::{CLUSTER_PORTS, DataVolume, GatewaySpec, Volume};
+use crate::spec::model::{
+    CLUSTER_PORTS, DataVolume, GatewaySpec, PLAINTEXT_MQTT_PORT, PLAINTEXT_WEB_MQTT_PORT, Volume,
+};
+use crate::spec::secret::Secret;
 
 /// Names shared by the desired state and discovery.
 pub fn iam_name(stack: &str, region: &str) -> String {
@@ -31,6 +34,10 @@ pub struct Inputs<'a> {
     /// (`None` for TCP checks: nothing to open).
     pub health_checkers: Option<String>,
     pub secrets: SecretValues,
+    /// The stack's public CA certificates (user-data carries them).
+    pub cas: render::Cas,
+    /// The stack CA's key, which issues the brokers' certificates at apply.
+    pub stack_ca_key: Secret,
 }
 
 fn k(kind: Kind, name: &str) -> Key {
@@ -129,9 +136,6 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
     // Secrets, as SecureString parameters.
     let mut secret_keys = Vec::new();
     for (name, value) in &inputs.secrets {
-        if *name == SecretName::DevicePassword && gw.credentials.device.is_none() {
-            continue;
-        }
         let key = k(Kind::SsmParameter, name.as_str());
         secret_keys.push(key.clone());
         push(
@@ -143,6 +147,45 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
             },
             Payload::Secret(value.clone()),
         );
+    }
+
+    // Revoked device ids, which every broker's device authorizer refuses (one per line).
+    let revoked = Secret::new(backend.devices.revoked.join("\n"));
+    if !backend.devices.revoked.is_empty() {
+        let key = k(Kind::SsmParameter, "devices/revoked");
+        push(
+            &mut out,
+            key.clone(),
+            Spec::SsmParameter {
+                name: format!("{prefix}/devices/revoked"),
+                value_sha256: sha256_hex(revoked.expose()),
+            },
+            Payload::Secret(revoked),
+        );
+        secret_keys.push(key);
+    }
+
+    // Each broker's server certificate, issued with the stack CA when missing or when it no
+    // longer covers the broker's names or was signed by another CA.
+    let issuer_key_id = crate::pki::inspect(&inputs.cas.stack)
+        .map(|i| i.key_id)
+        .unwrap_or_default();
+    for n in 1..=gw.brokers.count {
+        let key = k(Kind::Certificate, &format!("broker-{n}"));
+        push(
+            &mut out,
+            key.clone(),
+            Spec::Certificate {
+                name: format!("{prefix}/{}broker-{n}", crate::cloud::CERTIFICATES),
+                names: render::broker_names(gw, backend, n),
+                issuer_key_id: issuer_key_id.clone(),
+            },
+            Payload::Issue {
+                ca_cert: inputs.cas.stack.clone(),
+                ca_key: inputs.stack_ca_key.clone(),
+            },
+        );
+        secret_keys.push(key);
     }
 
     // Network.
@@ -232,11 +275,22 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
     // Security groups.
     let ports = &gw.brokers.ports;
     let mut ingress = Vec::new();
+    let mut device_ports = vec![
+        (ports.mqtt, "MQTT over TLS"),
+        (ports.web_mqtt, "MQTT over WSS"),
+    ];
+    if gw.brokers.stomp {
+        device_ports.push((ports.stomp, "STOMP over TLS"));
+    }
+    if gw.brokers.insecure_plaintext {
+        device_ports.push((PLAINTEXT_MQTT_PORT, "plaintext MQTT (insecure_plaintext)"));
+        device_ports.push((
+            PLAINTEXT_WEB_MQTT_PORT,
+            "plaintext MQTT over WebSocket (insecure_plaintext)",
+        ));
+    }
     for cidr in &gw.network.client_cidrs {
-        for (port, what) in [
-            (ports.mqtt, "MQTT"),
-            (ports.web_mqtt, "MQTT over WebSocket"),
-        ] {
+        for &(port, what) in &device_ports {
             ingress.push(Ingress {
                 port,
                 from: IngressSource::Cidr(cidr.to_string()),
@@ -246,9 +300,9 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
     }
     let backend_cidr = backend.network_cidr.to_string();
     for (port, what) in [
-        (ports.amqp, "AMQP federation"),
-        (ports.management, "management API"),
-        (ports.metrics, "Prometheus metrics"),
+        (ports.amqp, "AMQPS federation"),
+        (ports.management, "management API (HTTPS)"),
+        (ports.metrics, "Prometheus metrics (HTTPS)"),
     ] {
         ingress.push(Ingress {
             port,
@@ -293,7 +347,7 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
             .map(|c| Ingress {
                 port: ports.mqtt,
                 from: IngressSource::Cidr(c.to_string()),
-                description: "MQTT from clients".into(),
+                description: "MQTT over TLS from clients".into(),
             })
             .collect();
         ingress.sort();
@@ -313,7 +367,7 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
     // Instances: brokers spread over the zones, then support groups.
     let mut after = secret_keys.clone();
     after.push(k(Kind::RouteTable, "public"));
-    let files = render::gateway(gw, backend, &Addressing::gateway(gw, backend))?;
+    let files = render::gateway(gw, backend, &Addressing::gateway(gw, backend), &inputs.cas)?;
     let root = block_device("root", &gw.brokers.root_volume);
     let mut devices = vec![root];
     if let Some(DataVolume::Ebs(v)) = &gw.brokers.data_volume {

@@ -13,7 +13,7 @@ use crate::model::federation;
 use crate::spec::BackendSpec;
 use crate::spec::model::GatewaySpec;
 
-const VHOST: &str = "/";
+pub const VHOST: &str = "/";
 
 fn user(name: &str, secret: SecretName, tags: &[&str]) -> Value {
     json!({
@@ -29,33 +29,47 @@ fn permission(user: &str, configure: &str, write: &str, read: &str) -> Value {
     json!({"user": user, "vhost": VHOST, "configure": configure, "write": write, "read": read})
 }
 
-/// The federation user's rights: declare and use its own `federation: …` queues and exchanges,
-/// read what it federates. Nothing else.
-fn federation_permission(user: &str) -> Value {
-    permission(user, "^federation: ", "^federation: ", ".*")
+/// The federation user's rights on the side a link reads from: declare and use its own
+/// `federation: …` queue and exchange, bind them to the exchanges it federates and consume.
+/// Nothing else: it cannot read a device's subscription queue nor publish anywhere.
+pub fn federation_permission<'a>(
+    user: &str,
+    federated: impl IntoIterator<Item = &'a str>,
+) -> Value {
+    let mut names: Vec<String> = federated.into_iter().map(regex_escape).collect();
+    names.sort();
+    names.dedup();
+    let read = format!("^(federation: .*|{})$", names.join("|"));
+    permission(user, "^federation: ", "^federation: ", &read)
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let special = ".^$*+?()[]{}|\\".contains(c);
+            special
+                .then_some('\\')
+                .into_iter()
+                .chain(std::iter::once(c))
+        })
+        .collect()
 }
 
 pub fn gateway(gw: &GatewaySpec, backend: &BackendSpec, addr: &Addressing) -> Value {
     let admin = &gw.credentials.admin.user;
     let fed = &backend.credentials.federation.user;
-    let mut users = vec![
+    let users = vec![
         user(admin, SecretName::AdminPassword, &["administrator"]),
         user(fed, SecretName::FederationPassword, &[]),
     ];
-    let mut permissions = vec![
+    // The backend's links read the exchanges this gateway sends to the backend.
+    let permissions = vec![
         permission(admin, ".*", ".*", ".*"),
-        federation_permission(fed),
+        federation_permission(
+            fed,
+            gw.federation.to_backend.iter().map(|x| x.exchange.as_str()),
+        ),
     ];
-    if let Some(device) = &gw.credentials.device {
-        users.push(user(&device.user, SecretName::DevicePassword, &[]));
-        // MQTT devices publish to amq.topic and own their subscription queues.
-        permissions.push(permission(
-            &device.user,
-            "^mqtt-subscription-",
-            "^(amq\\.topic|mqtt-subscription-.*)$",
-            "^(amq\\.topic|mqtt-subscription-.*)$",
-        ));
-    }
     let heartbeat = 30;
     let uris = super::backend_uris(backend, addr, heartbeat);
     let (upstreams, policies) = federation::gateway_side(gw, &uris);
@@ -109,16 +123,21 @@ pub fn gateway(gw: &GatewaySpec, backend: &BackendSpec, addr: &Addressing) -> Va
     })
 }
 
-pub fn backend(backend: &BackendSpec) -> Value {
+/// The backend's definitions; `gateways` decide what its federation user may read (the
+/// exchanges gateways federate from it).
+pub fn backend(backend: &BackendSpec, gateways: &[&GatewaySpec]) -> Value {
     let admin = &backend.credentials.admin.user;
     let fed = &backend.credentials.federation.user;
+    let read = gateways
+        .iter()
+        .flat_map(|g| g.federation.from_backend.iter().map(|x| x.peer()));
     json!({
         "vhosts": [{"name": VHOST}],
         "users": [
             user(admin, SecretName::AdminPassword, &["administrator"]),
             user(fed, SecretName::FederationPassword, &[]),
         ],
-        "permissions": [permission(admin, ".*", ".*", ".*"), federation_permission(fed)],
+        "permissions": [permission(admin, ".*", ".*", ".*"), federation_permission(fed, read)],
         "parameters": [],
         "policies": [],
         "exchanges": [],
@@ -256,9 +275,11 @@ pub fn check(defs: &Value) -> Result<(), Vec<String>> {
 /// placeholders count as valid userinfo.
 fn check_amqp_uri(uri: &str) -> Result<(), String> {
     let rest = uri
-        .strip_prefix("amqp://")
-        .or_else(|| uri.strip_prefix("amqps://"))
-        .ok_or_else(|| "URI must start with amqp:// or amqps://".to_string())?;
+        .strip_prefix("amqps://")
+        .ok_or_else(|| "URI must start with amqps:// (links are TLS only)".to_string())?;
+    if !rest.contains("cacertfile=") || !rest.contains("verify=verify_peer") {
+        return Err("URI must verify its peer (verify=verify_peer&cacertfile=…)".into());
+    }
     let authority = rest.split(['/', '?']).next().unwrap_or_default();
     let hostport = authority
         .rsplit_once('@')
@@ -286,7 +307,7 @@ mod tests {
             "users": [{"name": "a", "password": "clear"}],
             "permissions": [{"user": "b", "vhost": "/x"}],
             "parameters": [{"vhost": "/", "component": "federation-upstream", "name": "up",
-                            "value": {"uri": "amqp://h"}}],
+                            "value": {"uri": "amqps://h?verify=verify_peer&cacertfile=x"}}],
             "policies": [{"vhost": "/", "name": "p", "definition": {"federation-upstream": "nope"}}],
             "exchanges": [{"name": "declared"}],
             "bindings": [{"source": "declared", "destination": "amq.topic"},

@@ -81,6 +81,56 @@ pub struct Addressing {
     /// Where the filled-in definitions file lives on the broker.
     pub definitions_path: String,
     pub host: Host,
+    /// Where the node's TLS files live: `server.pem`/`server.key` (its certificate),
+    /// `clients-ca.pem` (CAs whose client certificates it accepts), `backend-ca.pem` (a
+    /// gateway's links verify the backend with it).
+    pub tls_dir: String,
+    /// Loopback port of the node's device authorizer (gateways).
+    pub authorizer_port: u16,
+}
+
+pub const TLS_DIR: &str = "/etc/rabbitmq/tls";
+/// The device authorizer's port on every gateway broker (loopback only).
+pub const AUTHORIZER_PORT: u16 = 8089;
+/// How long a broker trusts a cached answer of the device authorizer: long enough to ride
+/// out its restart, short enough that a revocation takes effect soon.
+pub const AUTHORIZER_CACHE_TTL_MS: u32 = 60_000;
+
+/// The public certificates of the stack, read from backend.yaml's sources: what gateways'
+/// user-data carries (public, unlike keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cas {
+    pub backend: String,
+    pub stack: String,
+    pub device: String,
+}
+
+impl Cas {
+    pub fn read(stack: &crate::spec::Stack) -> Result<Cas, crate::spec::secret::SecretError> {
+        let tls = &stack.backend.spec.tls;
+        Ok(Cas {
+            backend: tls.backend_ca.read_public(&stack.dir)?,
+            stack: tls.stack_ca.cert.read_public(&stack.dir)?,
+            device: tls.device_ca.cert.read_public(&stack.dir)?,
+        })
+    }
+
+    /// What a gateway accepts client certificates from: devices, and the backend's links
+    /// (certificates of the stack CA).
+    pub fn gateway_clients(&self) -> String {
+        format!("{}\n{}", self.device.trim(), self.stack.trim()) + "\n"
+    }
+}
+
+/// A gateway broker's server certificate covers these names: the name devices connect to,
+/// the region's own name (what the backend's links and gwctl verify), and the node's.
+pub fn broker_names(gw: &GatewaySpec, backend: &BackendSpec, node: u8) -> Vec<String> {
+    let names = crate::model::dns::names(&backend.dns.record, &gw.region);
+    vec![
+        names.regional.clone(),
+        names.record,
+        format!("broker-{node}.{}", names.regional),
+    ]
 }
 
 /// What the broker shares its machine with; decides how resource alarms are set.
@@ -123,6 +173,8 @@ impl Addressing {
             discovery: Discovery::Aws,
             definitions_path: DEFINITIONS_PATH.to_string(),
             host: Host::Dedicated,
+            tls_dir: TLS_DIR.to_string(),
+            authorizer_port: AUTHORIZER_PORT,
         }
     }
 
@@ -140,6 +192,8 @@ impl Addressing {
             discovery: Discovery::None,
             definitions_path: DEFINITIONS_PATH.to_string(),
             host: Host::Dedicated,
+            tls_dir: TLS_DIR.to_string(),
+            authorizer_port: AUTHORIZER_PORT,
         }
     }
 
@@ -205,8 +259,16 @@ fn templates() -> Result<Tera, RenderError> {
             include_str!("../../templates/common/tuning.conf"),
         ),
         (
+            "common/tls.conf",
+            include_str!("../../templates/common/tls.conf"),
+        ),
+        (
             "gateway/rabbitmq.conf",
             include_str!("../../templates/gateway/rabbitmq.conf.tera"),
+        ),
+        (
+            "gateway/advanced.config",
+            include_str!("../../templates/gateway/advanced.config.tera"),
         ),
         (
             "gateway/enabled_plugins",
@@ -282,10 +344,35 @@ pub fn gateway(
     gw: &GatewaySpec,
     backend: &BackendSpec,
     addr: &Addressing,
+    cas: &Cas,
 ) -> Result<Rendered, RenderError> {
     let tera = templates()?;
     let cluster_name = gw.cluster_name();
     let mut ctx = base_context(&cluster_name, &gw.region, gw.brokers.tuning, addr);
+    ctx.insert("stomp", &gw.brokers.stomp);
+    // Devices authenticate by certificate only: see templates/gateway/device-authorizer.py
+    // for why every client must present one.
+    ctx.insert(
+        "tls",
+        &serde_json::json!({ "dir": addr.tls_dir, "require_client_cert": true }),
+    );
+    let plaintext = gw.brokers.insecure_plaintext.then(|| {
+        serde_json::json!({
+            "mqtt": addr.listener(crate::spec::model::PLAINTEXT_MQTT_PORT),
+            "web_mqtt": crate::spec::model::PLAINTEXT_WEB_MQTT_PORT,
+        })
+    });
+    ctx.insert("plaintext", &plaintext);
+    let devices = &backend.devices;
+    ctx.insert(
+        "authorizer",
+        &serde_json::json!({
+            "port": addr.authorizer_port,
+            "cache_ttl_ms": AUTHORIZER_CACHE_TTL_MS,
+            "telemetry": devices.telemetry,
+            "commands": devices.commands,
+        }),
+    );
     ctx.insert(
         "partition_handling",
         if gw.brokers.count >= 3 {
@@ -295,22 +382,28 @@ pub fn gateway(
         },
     );
     let conf = render(&tera, "gateway/rabbitmq.conf", &ctx)?;
+    let advanced = render(&tera, "gateway/advanced.config", &ctx)?;
     let plugins = render(&tera, "gateway/enabled_plugins", &ctx)?;
     let defs = definitions::gateway(gw, backend, addr);
     let defs_text = definitions::to_checked_text("definitions.json", &defs)?;
 
     let mut out = Rendered::default();
     out.push("rabbitmq.conf", conf.clone(), 0o644);
+    out.push("advanced.config", advanced.clone(), 0o644);
     out.push("enabled_plugins", plugins.clone(), 0o644);
     out.push("definitions.json", defs_text.clone(), 0o644);
 
     ctx.insert("rabbitmq_conf", &conf);
+    ctx.insert("advanced_config", &advanced);
     ctx.insert("enabled_plugins", &plugins);
     ctx.insert("definitions", &defs_text);
     ctx.insert(
         "materialize",
         include_str!("../../templates/common/materialize.py"),
     );
+    ctx.insert("authorizer_script", DEVICE_AUTHORIZER);
+    ctx.insert("clients_ca", &cas.gateway_clients());
+    ctx.insert("backend_ca", cas.backend.trim());
     ctx.insert("ssm_prefix", &ssm_prefix(&backend.stack, &gw.region));
     ctx.insert("count", &gw.brokers.count);
     ctx.insert("rabbitmq_package", &gw.brokers.rabbitmq_package);
@@ -343,6 +436,27 @@ pub fn gateway(
         out.push(name, user_data, 0o644);
     }
     Ok(out)
+}
+
+/// The device authorizer every gateway broker runs (templates/gateway/device-authorizer.py).
+pub const DEVICE_AUTHORIZER: &str = include_str!("../../templates/gateway/device-authorizer.py");
+
+/// The device authorizer's command line for a node (the sandbox runs the same).
+pub fn authorizer_args(backend: &BackendSpec, port: u16, revoked_file: &str) -> Vec<String> {
+    vec![
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--vhost".into(),
+        definitions::VHOST.into(),
+        "--exchange".into(),
+        "amq.topic".into(),
+        "--telemetry".into(),
+        backend.devices.telemetry.clone(),
+        "--commands".into(),
+        backend.devices.commands.clone(),
+        "--revoked".into(),
+        revoked_file.into(),
+    ]
 }
 
 /// User-data of support instance `node` of `group`.
@@ -380,16 +494,17 @@ pub fn node_secrets(
             let c = &gw.credentials;
             s.insert(SecretName::AdminPassword, c.admin.password.resolve(base)?);
             s.insert(SecretName::ErlangCookie, c.erlang_cookie.resolve(base)?);
-            if let Some(d) = &c.device {
-                s.insert(SecretName::DevicePassword, d.password.resolve(base)?);
-            }
         }
     }
     Ok(s)
 }
 
 /// The backend's files: a throughput-tuned configuration and its base definitions.
-pub fn backend(backend: &BackendSpec, addr: &Addressing) -> Result<Rendered, RenderError> {
+pub fn backend(
+    backend: &BackendSpec,
+    gateways: &[&GatewaySpec],
+    addr: &Addressing,
+) -> Result<Rendered, RenderError> {
     let tera = templates()?;
     let ctx = base_context(
         &backend.cluster_name,
@@ -408,7 +523,7 @@ pub fn backend(backend: &BackendSpec, addr: &Addressing) -> Result<Rendered, Ren
         render(&tera, "backend/enabled_plugins", &ctx)?,
         0o644,
     );
-    let defs = definitions::backend(backend);
+    let defs = definitions::backend(backend, gateways);
     out.push(
         "definitions.json",
         definitions::to_checked_text("definitions.json", &defs)?,
@@ -435,11 +550,16 @@ fn base_context(
         &serde_json::json!({
             "amqp": addr.listener(addr.ports.amqp),
             "mqtt": addr.listener(addr.ports.mqtt),
+            "stomp": addr.listener(addr.ports.stomp),
         }),
     );
     ctx.insert("discovery", &addr.discovery);
     ctx.insert("definitions_path", &addr.definitions_path);
     ctx.insert("host", &addr.host);
+    ctx.insert(
+        "tls",
+        &serde_json::json!({ "dir": addr.tls_dir, "require_client_cert": false }),
+    );
     ctx
 }
 
@@ -453,6 +573,13 @@ fn check_user_data(name: &str, text: &str) -> Result<(), RenderError> {
     if !text.starts_with("#cloud-config\n") {
         return Err(invalid("does not start with #cloud-config".into()));
     }
+    let size = crate::model::user_data::encode(text).len();
+    if size > crate::model::user_data::MAX_BYTES {
+        return Err(invalid(format!(
+            "{size} bytes compressed, over EC2's limit of {} bytes",
+            crate::model::user_data::MAX_BYTES
+        )));
+    }
     crate::spec::yaml::parse(text).map_err(|errs| {
         invalid(
             errs.iter()
@@ -464,18 +591,25 @@ fn check_user_data(name: &str, text: &str) -> Result<(), RenderError> {
     Ok(())
 }
 
-/// The federation upstream URIs of a gateway: its backend endpoints, password as a placeholder.
+/// The federation upstream URIs of a gateway: its backend endpoints over AMQPS, verified
+/// with the backend CA; the password as a placeholder.
 pub fn backend_uris(backend: &BackendSpec, addr: &Addressing, heartbeat_s: u32) -> Vec<String> {
     let pw = placeholder::placeholder(SecretName::FederationPassword, Encoding::Uri);
+    let tls = federation::LinkTls {
+        ca_file: format!("{}/backend-ca.pem", addr.tls_dir),
+        client_cert: None,
+        server_name: None,
+    };
     addr.peer_amqp
         .iter()
         .map(|(host, port)| {
-            federation::amqp_uri(
+            federation::amqps_uri(
                 &backend.credentials.federation.user,
                 &pw,
                 host,
                 *port,
                 heartbeat_s,
+                &tls,
             )
         })
         .collect()

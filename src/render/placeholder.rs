@@ -18,7 +18,6 @@ use crate::spec::secret::Secret;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SecretName {
     AdminPassword,
-    DevicePassword,
     FederationPassword,
     ErlangCookie,
 }
@@ -27,7 +26,6 @@ impl SecretName {
     pub fn as_str(self) -> &'static str {
         match self {
             SecretName::AdminPassword => "admin_password",
-            SecretName::DevicePassword => "device_password",
             SecretName::FederationPassword => "federation_password",
             SecretName::ErlangCookie => "erlang_cookie",
         }
@@ -36,7 +34,6 @@ impl SecretName {
     fn parse(s: &str) -> Option<SecretName> {
         [
             SecretName::AdminPassword,
-            SecretName::DevicePassword,
             SecretName::FederationPassword,
             SecretName::ErlangCookie,
         ]

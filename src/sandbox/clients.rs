@@ -15,13 +15,28 @@ use tokio::sync::mpsc;
 
 use crate::spec::secret::Secret;
 
-/// Where and as whom a client connects.
+/// Where and as whom a client connects, always over TLS.
 #[derive(Debug, Clone)]
 pub struct Login {
     pub host: String,
     pub port: u16,
+    /// The user name; for a device, its id (also its MQTT client id).
     pub user: String,
-    pub password: Secret,
+    /// Password logins (services, admins); devices have none and log in with `identity`.
+    pub password: Option<Secret>,
+    /// The CA the broker's certificate must chain to.
+    pub ca_pem: String,
+    /// A client certificate and key (PEM).
+    pub identity: Option<(String, Secret)>,
+}
+
+impl Login {
+    fn tls(&self) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+        let identity = self.identity.as_ref().map(|(c, k)| (c.as_str(), k));
+        crate::pki::client_config(&self.ca_pem, identity)
+            .map(std::sync::Arc::new)
+            .map_err(|e| e.to_string())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,11 +77,16 @@ enum Incoming {
     Failed(String),
 }
 
-fn mqtt_options(login: &Login, client_id: &str) -> MqttOptions {
+fn mqtt_options(login: &Login, client_id: &str) -> Result<MqttOptions, String> {
     let mut opts = MqttOptions::new(client_id, login.host.clone(), login.port);
-    opts.set_credentials(login.user.clone(), login.password.expose().to_string());
+    if let Some(pw) = &login.password {
+        opts.set_credentials(login.user.clone(), pw.expose().to_string());
+    }
     opts.set_keep_alive(Duration::from_secs(30));
-    opts
+    opts.set_transport(rumqttc::Transport::tls_with_config(
+        rumqttc::TlsConfiguration::Rustls(login.tls()?),
+    ));
+    Ok(opts)
 }
 
 /// The subscriber's side of its event loop: messages out, the SUBACK (or why none came).
@@ -105,7 +125,8 @@ impl MqttSubscriber {
         timeout: Duration,
     ) -> Result<Self, ClientError> {
         let err = |m: String| ClientError::Mqtt(login.host.clone(), login.port, m);
-        let (client, mut events) = AsyncClient::new(mqtt_options(login, client_id), 64);
+        let (client, mut events) =
+            AsyncClient::new(mqtt_options(login, client_id).map_err(err)?, 64);
         client
             .subscribe(filter, QoS::AtLeastOnce)
             .await
@@ -143,8 +164,13 @@ impl MqttSubscriber {
         use rumqttc::v5::mqttbytes::v5::Packet as P5;
         let err = |m: String| ClientError::Mqtt(login.host.clone(), login.port, m);
         let mut opts = rumqttc::v5::MqttOptions::new(client_id, login.host.clone(), login.port);
-        opts.set_credentials(login.user.clone(), login.password.expose().to_string());
+        if let Some(pw) = &login.password {
+            opts.set_credentials(login.user.clone(), pw.expose().to_string());
+        }
         opts.set_keep_alive(Duration::from_secs(30));
+        opts.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(login.tls().map_err(err)?),
+        ));
         let (client, mut events) = rumqttc::v5::AsyncClient::new(opts, 64);
         client
             .subscribe(filter, rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
@@ -237,7 +263,7 @@ pub async fn mqtt_publish(
     timeout: Duration,
 ) -> Result<(), ClientError> {
     let err = |m: String| ClientError::Mqtt(login.host.clone(), login.port, m);
-    let (client, mut events) = AsyncClient::new(mqtt_options(login, client_id), 16);
+    let (client, mut events) = AsyncClient::new(mqtt_options(login, client_id).map_err(err)?, 16);
     client
         .publish(topic, QoS::AtLeastOnce, false, payload.to_vec())
         .await
@@ -281,19 +307,36 @@ async fn bounded<T>(
 
 fn amqp_uri(login: &Login) -> String {
     let enc = crate::model::federation::encode_component;
+    let password = login.password.as_ref().map_or("", |p| p.expose());
     format!(
-        "amqp://{}:{}@{}:{}/%2f",
+        "amqps://{}:{}@{}:{}/%2f",
         enc(&login.user),
-        enc(login.password.expose()),
+        enc(password),
         login.host,
         login.port
     )
 }
 
 async fn amqp_connect(login: &Login) -> Result<Connection, ClientError> {
-    Connection::connect(&amqp_uri(login), ConnectionProperties::default())
-        .await
-        .map_err(|e| ClientError::Amqp(login.host.clone(), login.port, e.to_string()))
+    let tls = lapin::tcp::OwnedTLSConfig {
+        identity: login
+            .identity
+            .as_ref()
+            .map(|(cert, key)| lapin::tcp::OwnedIdentity::PKCS8 {
+                pem: cert.as_bytes().to_vec(),
+                key: key.expose().as_bytes().to_vec(),
+            }),
+        cert_chain: Some(login.ca_pem.clone()),
+    };
+    Connection::connect_with_config(
+        &amqp_uri(login),
+        ConnectionProperties::default(),
+        tls,
+        lapin::runtime::default_runtime()
+            .map_err(|e| ClientError::Amqp(login.host.clone(), login.port, e.to_string()))?,
+    )
+    .await
+    .map_err(|e| ClientError::Amqp(login.host.clone(), login.port, e.to_string()))
 }
 
 /// An AMQP consumer on a server-named exclusive queue bound to an exchange.

@@ -5,9 +5,11 @@
 //! renderer as production, only with an [`Addressing`] of its own (loopback, free ports, no EC2
 //! discovery), recorded in `sandbox.json` in its directory.
 
+pub mod authorizer;
 pub mod clients;
 pub mod node;
 pub mod roundtrip;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -76,6 +78,8 @@ pub enum SandboxError {
 pub struct NodePorts {
     pub ports: Ports,
     pub dist: u16,
+    /// The device authorizer (gateways).
+    pub authorizer: u16,
 }
 
 /// How the sandbox maps each region ("backend" or a gateway region) to local addresses.
@@ -94,7 +98,7 @@ impl Layout {
         let names: Vec<String> = std::iter::once(BACKEND.to_string())
             .chain(stack.gateways.iter().map(|g| g.spec.region.clone()))
             .collect();
-        let mut ports = node::free_ports(names.len() * 7 + 1)?.into_iter();
+        let mut ports = node::free_ports(names.len() * 9 + 1)?.into_iter();
         let mut next = || ports.next().unwrap_or_default();
         let nodes = names
             .into_iter()
@@ -106,12 +110,14 @@ impl Layout {
                     management: next(),
                     health: next(),
                     metrics: next(),
+                    stomp: next(),
                 };
                 (
                     n,
                     NodePorts {
                         ports: p,
                         dist: next(),
+                        authorizer: next(),
                     },
                 )
             })
@@ -137,6 +143,12 @@ pub struct Sandbox {
     pub layout: Layout,
     stack: Stack,
     nodes: BTreeMap<String, LocalNode>,
+    authorizers: BTreeMap<String, authorizer::Authorizer>,
+    /// The CAs: the region files' stack and device CAs, the sandbox's backend CA.
+    pub cas: render::Cas,
+    backend_ca_file: PathBuf,
+    /// A stack-CA client certificate for the admin's AMQP connections to gateways.
+    operator: (String, Secret),
 }
 
 impl Sandbox {
@@ -191,17 +203,26 @@ impl Sandbox {
         write_file(&dir.join("sandbox.json"), layout_text.as_bytes(), 0o644)
             .map_err(io("writing sandbox.json".into()))?;
 
+        let certificates = tls::prepare(stack, dir)?;
         let mut sandbox = Sandbox {
             dir: dir.to_path_buf(),
             layout,
             stack: stack.clone(),
             nodes: BTreeMap::new(),
+            authorizers: BTreeMap::new(),
+            cas: certificates.cas,
+            backend_ca_file: certificates.backend_ca_file,
+            operator: (
+                certificates.operator.cert_pem,
+                certificates.operator.key_pem,
+            ),
         };
         let backend = &stack.backend.spec;
         let backend_ports = sandbox.layout.node(BACKEND)?.clone();
         let node_dir = dir.join(BACKEND);
         let addr = sandbox.addressing(&node_dir, &backend_ports, Vec::new());
-        let files = render::backend(backend, &addr)?;
+        let gateways: Vec<&GatewaySpec> = stack.gateways.iter().map(|g| &g.spec).collect();
+        let files = render::backend(backend, &gateways, &addr)?;
         let secrets = render::node_secrets(stack, None)?;
         let node = sandbox.launch(
             BACKEND,
@@ -221,8 +242,13 @@ impl Sandbox {
             let node_dir = dir.join(&region);
             let peers = vec![(LOOPBACK.to_string(), backend_ports.ports.amqp)];
             let addr = sandbox.addressing(&node_dir, &ports, peers);
-            let files = render::gateway(&gw.spec, backend, &addr)?;
+            let files = render::gateway(&gw.spec, backend, &addr, &sandbox.cas)?;
             let secrets = render::node_secrets(stack, Some(&gw.spec))?;
+            let authorizer = authorizer::Authorizer::start(backend, &node_dir, ports.authorizer)?;
+            authorizer
+                .wait_ready(ports.authorizer, Duration::from_secs(10))
+                .await?;
+            sandbox.authorizers.insert(region.clone(), authorizer);
             let node = sandbox.launch(
                 &region,
                 &gw.spec.cluster_name(),
@@ -304,12 +330,25 @@ impl Sandbox {
             .nodes
             .iter()
             .map(|(name, p)| {
-                let address = BrokerAddress {
-                    host: self.layout.host.clone(),
-                    amqp_port: p.ports.amqp,
-                    management_port: p.ports.management,
-                    mqtt_port: (name != BACKEND).then_some(p.ports.mqtt),
-                };
+                let mut address =
+                    BrokerAddress::new(self.layout.host.clone(), p.ports.amqp, p.ports.management);
+                if name == BACKEND {
+                    let tls_dir = tls::node_tls_dir(&self.dir.join(BACKEND));
+                    let path = |f: &str| tls_dir.join(f).display().to_string();
+                    address.ca_file = Some(self.backend_ca_file.display().to_string());
+                    address.link_files = Some(crate::endpoints::LinkFiles {
+                        ca_file: path("stack-ca.pem"),
+                        cert_file: path("link.pem"),
+                        key_file: path("link.key"),
+                    });
+                } else {
+                    address.mqtt_port = Some(p.ports.mqtt);
+                    // Verified as in production: the region's name, not the address.
+                    address.tls_name = self
+                        .stack
+                        .gateway(name)
+                        .map(|g| self.regional_name(&g.spec));
+                }
                 (name.clone(), vec![address])
             })
             .collect();
@@ -318,11 +357,16 @@ impl Sandbox {
 
     /// Leaves the nodes running after this process ends; `stop_detached` stops them.
     pub fn detach(mut self) -> Result<Vec<u32>, SandboxError> {
-        let pids: Vec<u32> = self
+        let mut pids: Vec<u32> = self
             .nodes
             .values_mut()
             .filter_map(LocalNode::detach)
             .collect();
+        pids.extend(
+            self.authorizers
+                .values_mut()
+                .filter_map(authorizer::Authorizer::detach),
+        );
         let text = serde_json::to_string(&pids).unwrap_or_default();
         write_file(&self.dir.join(PIDS_FILE), text.as_bytes(), 0o644)
             .map_err(|e| SandboxError::Io("writing the node list".into(), e))?;
@@ -342,7 +386,13 @@ impl Sandbox {
             discovery: Discovery::None,
             definitions_path: node_dir.join("definitions.json").display().to_string(),
             host: Host::Shared,
+            tls_dir: tls::node_tls_dir(node_dir).display().to_string(),
+            authorizer_port: ports.authorizer,
         }
+    }
+
+    fn regional_name(&self, gw: &GatewaySpec) -> String {
+        crate::model::dns::names(&self.stack.backend.spec.dns.record, &gw.region).regional
     }
 
     /// Writes a node's rendered files (as rendered) and its filled-in definitions (0600), then
@@ -384,8 +434,10 @@ impl Sandbox {
             name: node_name(cluster_name),
             dir: node_dir.join("node"),
             config_file: rendered_dir.join("rabbitmq.conf"),
+            advanced_config_file: files
+                .get("advanced.config")
+                .map(|_| rendered_dir.join("advanced.config")),
             enabled_plugins_file: rendered_dir.join("enabled_plugins"),
-            amqp_port: ports.ports.amqp,
             dist_port: ports.dist,
             epmd_port: self.layout.epmd_port,
             ready_ports,
@@ -402,14 +454,22 @@ impl Sandbox {
         let password = fed.password.resolve(&self.stack.dir)?;
         let encoded = federation::encode_component(password.expose());
         let backend = self.admin(BACKEND)?;
+        let tls_dir = tls::node_tls_dir(&self.dir.join(BACKEND));
+        let path = |f: &str| tls_dir.join(f).display().to_string();
         for gw in &self.stack.gateways {
             let p = self.layout.node(&gw.spec.region)?;
-            let uris = [federation::amqp_uri(
+            let link = federation::LinkTls {
+                ca_file: path("stack-ca.pem"),
+                client_cert: Some((path("link.pem"), path("link.key"))),
+                server_name: Some(self.regional_name(&gw.spec)),
+            };
+            let uris = [federation::amqps_uri(
                 &fed.user,
                 &encoded,
                 &self.layout.host,
                 p.ports.amqp,
                 30,
+                &link,
             )];
             crate::engine::federation::converge(&backend, &gw.spec.region, Some(&gw.spec), &uris)
                 .await?;
@@ -469,18 +529,36 @@ impl Sandbox {
         }
     }
 
-    /// A management client for a node, logged in as its admin user.
+    /// A management client for a node, logged in as its admin user, verifying the node's
+    /// certificate as gwctl does.
     pub fn admin(&self, name: &str) -> Result<broker::Client, SandboxError> {
         let login = self.admin_login(name)?;
-        let p = self.layout.node(name)?;
+        let address = self
+            .endpoint_map()
+            .get(name)
+            .and_then(|a| a.first().cloned())
+            .ok_or_else(|| SandboxError::Failed(format!("no sandbox node `{name}`")))?;
+        let password = login
+            .password
+            .ok_or_else(|| SandboxError::Failed(format!("{name}: no admin password")))?;
         Ok(broker::Client::new(
-            format!("http://{}:{}", self.layout.host, p.ports.management),
+            &address,
+            &login.ca_pem,
             login.user,
-            login.password,
-        ))
+            password,
+        )?)
     }
 
-    /// The admin user of a node, at its AMQP port.
+    /// The CA a node's certificate chains to.
+    fn ca_of(&self, name: &str) -> &str {
+        if name == BACKEND {
+            &self.cas.backend
+        } else {
+            &self.cas.stack
+        }
+    }
+
+    /// The admin user of a node, at its AMQPS port.
     pub fn admin_login(&self, name: &str) -> Result<Login, SandboxError> {
         let base = &self.stack.dir;
         let cred = if name == BACKEND {
@@ -492,23 +570,41 @@ impl Sandbox {
             host: self.layout.host.clone(),
             port: self.layout.node(name)?.ports.amqp,
             user: cred.user.clone(),
-            password: cred.password.resolve(base)?,
+            password: Some(cred.password.resolve(base)?),
+            ca_pem: self.ca_of(name).to_string(),
+            // Gateways accept only clients with a certificate.
+            identity: (name != BACKEND).then(|| self.operator.clone()),
         })
     }
 
-    /// The device user of a gateway, at its MQTT port.
-    pub fn device_login(&self, region: &str) -> Result<Login, SandboxError> {
-        let gw = self.gateway(region)?;
-        let cred = gw.credentials.device.as_ref().ok_or_else(|| {
-            SandboxError::Failed(format!("{region} declares no device credentials"))
-        })?;
-        let password: Secret = cred.password.resolve(&self.stack.dir)?;
+    /// A device of a gateway, at its MQTT-over-TLS port, with a fresh certificate of the
+    /// device CA (the region files' `device_ca.key` must be set).
+    pub fn device_login(&self, region: &str, device: &str) -> Result<Login, SandboxError> {
+        let ca = self.device_ca()?;
+        let issued = ca
+            .issue_device(device, std::time::SystemTime::now())
+            .map_err(|e| {
+                SandboxError::Failed(format!("issuing a certificate for {device}: {e}"))
+            })?;
         Ok(Login {
             host: self.layout.host.clone(),
             port: self.layout.node(region)?.ports.mqtt,
-            user: cred.user.clone(),
-            password,
+            user: device.to_string(),
+            password: None,
+            ca_pem: self.cas.stack.clone(),
+            identity: Some((issued.cert_pem, issued.key_pem)),
         })
+    }
+
+    /// The device CA of the region files, able to issue.
+    pub fn device_ca(&self) -> Result<crate::pki::Authority, SandboxError> {
+        let tls = &self.stack.backend.spec.tls;
+        let key = tls.device_ca.key.as_ref().ok_or_else(|| {
+            SandboxError::Failed("backend.yaml: tls.device_ca.key is not set; the sandbox issues device certificates with it".into())
+        })?;
+        let key = key.resolve(&self.stack.dir)?;
+        crate::pki::Authority::load(&self.cas.device, &key, std::time::SystemTime::now())
+            .map_err(|e| SandboxError::Failed(format!("device CA: {e}")))
     }
 
     fn gateway(&self, region: &str) -> Result<&GatewaySpec, SandboxError> {
@@ -541,6 +637,9 @@ impl Sandbox {
     pub async fn stop(mut self, grace: Duration) {
         let stops = self.nodes.values_mut().map(|n| n.stop(grace));
         futures_util::future::join_all(stops).await;
+        for a in self.authorizers.values_mut() {
+            a.stop(grace).await;
+        }
         node::stop_epmd(self.layout.epmd_port).await;
     }
 }

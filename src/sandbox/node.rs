@@ -108,8 +108,9 @@ pub struct NodeConfig {
     /// The node's own directory: data, logs, HOME with its cookie.
     pub dir: PathBuf,
     pub config_file: PathBuf,
+    /// advanced.config, when the node has one.
+    pub advanced_config_file: Option<PathBuf>,
     pub enabled_plugins_file: PathBuf,
-    pub amqp_port: u16,
     pub dist_port: u16,
     /// epmd of this sandbox (one per sandbox, stopped with it).
     pub epmd_port: u16,
@@ -185,8 +186,8 @@ impl LocalNode {
         let mut cmd = config.install.command("rabbitmq-server", &config.share);
         cmd.env("HOME", &home)
             .env("RABBITMQ_NODENAME", format!("{}@localhost", config.name))
-            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
-            .env("RABBITMQ_NODE_PORT", config.amqp_port.to_string())
+            // No RABBITMQ_NODE_PORT/NODE_IP_ADDRESS: they would add a plaintext AMQP
+            // listener to the rendered configuration's TLS-only ones.
             .env("RABBITMQ_DIST_PORT", config.dist_port.to_string())
             .env("ERL_EPMD_PORT", config.epmd_port.to_string())
             .env("RABBITMQ_MNESIA_BASE", config.dir.join("mnesia"))
@@ -200,7 +201,10 @@ impl LocalNode {
             .env("RABBITMQ_CONF_ENV_FILE", &missing)
             .env(
                 "RABBITMQ_ADVANCED_CONFIG_FILE",
-                missing.with_extension("config"),
+                config
+                    .advanced_config_file
+                    .clone()
+                    .unwrap_or_else(|| missing.with_extension("config")),
             )
             .env(
                 "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",

@@ -17,6 +17,15 @@ fn address<'a>(map: &'a EndpointMap, region: &str) -> Result<&'a BrokerAddress, 
     })
 }
 
+/// A topic of a device topic filter: `{device}` replaced by its id, a final `#` by `leaf`.
+pub fn topic(filter: &str, device: &str, leaf: &str) -> String {
+    let t = filter.replace("{device}", device);
+    match t.strip_suffix('#') {
+        Some(prefix) => format!("{prefix}{leaf}"),
+        None => t,
+    }
+}
+
 fn client_error(e: super::clients::ClientError) -> SandboxError {
     SandboxError::Failed(e.to_string())
 }
@@ -32,42 +41,62 @@ pub async fn run(
     let dir = &stack.dir;
     let b = &stack.backend.spec.credentials.admin;
     let backend = address(map, "backend")?;
+    let tls = &stack.backend.spec.tls;
+    let backend_ca = match &backend.ca_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| SandboxError::Io(format!("reading {path}"), e))?,
+        None => tls.backend_ca.read_public(dir)?,
+    };
     let service = Login {
         host: backend.host.clone(),
         port: backend.amqp_port,
         user: b.user.clone(),
-        password: b.password.resolve(dir)?,
+        password: Some(b.password.resolve(dir)?),
+        ca_pem: backend_ca,
+        identity: None,
     };
-    let device =
-        |region: &str| -> Result<Login, SandboxError> {
-            let gw = stack
-                .gateway(region)
-                .ok_or_else(|| SandboxError::Failed(format!("no gateway region `{region}`")))?;
-            let cred =
-                gw.spec.credentials.device.as_ref().ok_or_else(|| {
-                    SandboxError::Failed(format!("{region} declares no device user"))
-                })?;
-            let a = address(map, region)?;
-            let port = a.mqtt_port.ok_or_else(|| {
-                SandboxError::Failed(format!("the endpoint file has no MQTT port for `{region}`"))
-            })?;
-            Ok(Login {
-                host: a.host.clone(),
-                port,
-                user: cred.user.clone(),
-                password: cred.password.resolve(dir)?,
-            })
-        };
+    let stack_ca = tls.stack_ca.cert.read_public(dir)?;
+    let device_ca = {
+        let cert = tls.device_ca.cert.read_public(dir)?;
+        let key = tls.device_ca.key.as_ref().ok_or_else(|| {
+            SandboxError::Failed("backend.yaml: tls.device_ca.key is not set".into())
+        })?;
+        crate::pki::Authority::load(&cert, &key.resolve(dir)?, std::time::SystemTime::now())
+            .map_err(|e| SandboxError::Failed(format!("device CA: {e}")))?
+    };
+    // A device of each region, with a certificate of the device CA (its id is its user name
+    // and its client id).
+    let device = |region: &str| -> Result<Login, SandboxError> {
+        let a = address(map, region)?;
+        let port = a.mqtt_port.ok_or_else(|| {
+            SandboxError::Failed(format!("the endpoint file has no MQTT port for `{region}`"))
+        })?;
+        let id = format!("device-{region}");
+        let issued = device_ca
+            .issue_device(&id, std::time::SystemTime::now())
+            .map_err(|e| SandboxError::Failed(format!("issuing {id}: {e}")))?;
+        Ok(Login {
+            host: a.host.clone(),
+            port,
+            user: id,
+            password: None,
+            ca_pem: stack_ca.clone(),
+            identity: Some((issued.cert_pem, issued.key_pem)),
+        })
+    };
+    let devices = &stack.backend.spec.devices;
     let mut lines = Vec::new();
 
-    let mut telemetry = AmqpConsumer::bind(&service, "amq.topic", "telemetry.#")
-        .await
-        .map_err(client_error)?;
-    let topic = format!("telemetry/device-{telemetry_region}");
+    let sender = device(telemetry_region)?;
+    let telemetry_topic = topic(&devices.telemetry, &sender.user, "temperature");
+    let mut telemetry =
+        AmqpConsumer::bind(&service, "amq.topic", &telemetry_topic.replace('/', "."))
+            .await
+            .map_err(client_error)?;
     mqtt_publish(
-        &device(telemetry_region)?,
-        &format!("device-{telemetry_region}"),
-        &topic,
+        &sender,
+        &sender.user,
+        &telemetry_topic,
         b"{\"temperature\":21.5}",
         WAIT,
     )
@@ -79,16 +108,17 @@ pub async fn run(
         ))
     })?;
     lines.push(format!(
-        "MQTT {topic} on {telemetry_region} -> AMQP consumer on the backend (routing key {})",
+        "MQTT {telemetry_topic} on {telemetry_region} -> AMQP consumer on the backend (routing key {})",
         got.key
     ));
     telemetry.close().await;
 
-    let command_topic = format!("commands/device-{command_region}");
+    let receiver = device(command_region)?;
+    let command_topic = topic(&devices.commands, &receiver.user, "reboot");
     let mut sub = MqttSubscriber::connect(
-        &device(command_region)?,
-        &format!("device-{command_region}"),
-        &command_topic,
+        &receiver,
+        &receiver.user,
+        &devices.commands.replace("{device}", &receiver.user),
         WAIT,
     )
     .await

@@ -11,6 +11,7 @@ pub mod regions;
 pub mod schema_check;
 pub mod secret;
 pub mod semantic;
+pub mod tls;
 pub mod yaml;
 
 use std::path::{Path, PathBuf};
@@ -301,14 +302,6 @@ fn cross_check(
             if &spec.credentials.admin.user == fed {
                 sink.at(
                     "/credentials/admin/user",
-                    format!("`{fed}` is the federation user of backend.yaml"),
-                );
-            }
-            if let Some(d) = &spec.credentials.device
-                && &d.user == fed
-            {
-                sink.at(
-                    "/credentials/device/user",
                     format!("`{fed}` is the federation user of backend.yaml"),
                 );
             }

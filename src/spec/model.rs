@@ -40,6 +40,11 @@ pub struct BackendSpec {
     pub dns: Dns,
     /// Credentials (secret sources only, never values).
     pub credentials: BackendCredentials,
+    /// The certificate authorities of the stack: TLS on every listener and link.
+    pub tls: StackTls,
+    /// How devices are identified and what each may do.
+    #[serde(default)]
+    pub devices: Devices,
     /// Free tags added to everything gwctl creates for the stack.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
@@ -81,11 +86,11 @@ pub struct BrokerEndpoint {
     /// Host name or IP address.
     #[schemars(length(min = 1))]
     pub host: String,
-    /// AMQP port.
+    /// AMQPS port.
     #[serde(default = "default_amqp_port")]
     #[schemars(range(min = 1))]
     pub amqp_port: u16,
-    /// Management HTTP API port.
+    /// Management API (HTTPS) port.
     #[serde(default = "default_management_port")]
     #[schemars(range(min = 1))]
     pub management_port: u16,
@@ -119,6 +124,98 @@ pub struct BackendCredentials {
     pub federation: UserCredential,
     /// Erlang cookie of the backend nodes (used when gwctl renders the backend's configuration).
     pub erlang_cookie: SecretRef,
+}
+
+/// The stack's certificate authorities. Certificates are public; keys are secret sources.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StackTls {
+    /// The CA that signed the backend brokers' certificates (PEM): gateways' federation links
+    /// and gwctl verify the backend with it.
+    pub backend_ca: SecretRef,
+    /// The stack CA: gwctl issues every gateway broker's server certificate with it
+    /// (`gwctl ca create` makes one). The backend's links and gwctl verify gateways with it.
+    pub stack_ca: CaSource,
+    /// The device CA: brokers accept the client certificates it signed, and nothing else.
+    /// Its key is needed only by `gwctl device issue`; a large fleet's external CA omits it.
+    pub device_ca: DeviceCaSource,
+    /// Where the backend's nodes keep a copy of the stack CA certificate; their federation
+    /// links to gateways verify with it (gwctl does not manage the backend's files).
+    #[serde(default = "default_stack_ca_on_backend")]
+    #[schemars(regex(pattern = r"^/[^\s?&#]+$"))]
+    pub stack_ca_on_backend: String,
+    /// The certificate the backend's federation links present to gateways (every client of a
+    /// gateway presents one), a path on the backend's nodes; `gwctl ca issue-link` makes it
+    /// with the stack CA.
+    #[serde(default = "default_link_cert_on_backend")]
+    #[schemars(regex(pattern = r"^/[^\s?&#]+$"))]
+    pub link_cert_on_backend: String,
+    /// Its key, a path on the backend's nodes.
+    #[serde(default = "default_link_key_on_backend")]
+    #[schemars(regex(pattern = r"^/[^\s?&#]+$"))]
+    pub link_key_on_backend: String,
+}
+
+fn default_stack_ca_on_backend() -> String {
+    "/etc/rabbitmq/gwctl-stack-ca.pem".to_string()
+}
+fn default_link_cert_on_backend() -> String {
+    "/etc/rabbitmq/gwctl-link.pem".to_string()
+}
+fn default_link_key_on_backend() -> String {
+    "/etc/rabbitmq/gwctl-link.key".to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CaSource {
+    /// The CA certificate (PEM).
+    pub cert: SecretRef,
+    /// The CA's private key (PEM).
+    pub key: SecretRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceCaSource {
+    /// The device CA certificate (PEM).
+    pub cert: SecretRef,
+    /// The device CA's private key (PEM), for `gwctl device issue`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<SecretRef>,
+}
+
+/// Devices authenticate with a client certificate whose common name is their id, and may
+/// publish only their own telemetry and subscribe only to their own commands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Devices {
+    /// Where a device publishes (an MQTT topic filter; `{device}` is its id).
+    #[serde(default = "default_telemetry_topic")]
+    pub telemetry: String,
+    /// What a device may subscribe to (an MQTT topic filter; `{device}` is its id).
+    #[serde(default = "default_commands_topic")]
+    pub commands: String,
+    /// Device ids whose certificates are revoked: the brokers refuse them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoked: Vec<String>,
+}
+
+impl Default for Devices {
+    fn default() -> Self {
+        Devices {
+            telemetry: default_telemetry_topic(),
+            commands: default_commands_topic(),
+            revoked: Vec::new(),
+        }
+    }
+}
+
+fn default_telemetry_topic() -> String {
+    "devices/{device}/#".to_string()
+}
+fn default_commands_topic() -> String {
+    "commands/{device}/#".to_string()
 }
 
 /// A gateway region (`regions/<region>.yaml`): a VPC, its RabbitMQ brokers, the VPN to the
@@ -242,10 +339,21 @@ pub struct Brokers {
     /// Tuning profile of the rendered configuration.
     #[serde(default = "Tuning::gateway_default")]
     pub tuning: Tuning,
-    /// Listener ports.
+    /// Listener ports (every one TLS).
     #[serde(default)]
     pub ports: Ports,
+    /// STOMP over TLS for apps (port `ports.stomp`), devices' certificates and rights alike.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stomp: bool,
+    /// Also listen in plaintext for devices: MQTT on 1883 and Web MQTT on 15675, open to
+    /// `client_cidrs`. Anyone on the path reads and alters the traffic; `plan` warns.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_plaintext: bool,
 }
+
+/// Plaintext device listeners, with `insecure_plaintext` only.
+pub const PLAINTEXT_MQTT_PORT: u16 = 1883;
+pub const PLAINTEXT_WEB_MQTT_PORT: u16 = 15675;
 
 /// Debian 13 "trixie"'s rabbitmq-server (RabbitMQ 4.0.5 on Erlang 27); deb13u2 carries the fix
 /// for CVE-2025-50200.
@@ -377,19 +485,19 @@ impl Tuning {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Ports {
-    /// AMQP 0-9-1 (federation links from the backend).
+    /// AMQPS (federation links from the backend).
     #[serde(default = "default_amqp_port")]
     #[schemars(range(min = 1))]
     pub amqp: u16,
-    /// MQTT over TCP.
+    /// MQTT over TLS (devices).
     #[serde(default = "default_mqtt_port")]
     #[schemars(range(min = 1))]
     pub mqtt: u16,
-    /// MQTT over WebSocket (web_mqtt plugin).
+    /// MQTT over secure WebSocket (web_mqtt plugin), `wss://host:port/ws`.
     #[serde(default = "default_web_mqtt_port")]
     #[schemars(range(min = 1))]
     pub web_mqtt: u16,
-    /// Management HTTP API.
+    /// Management API over HTTPS.
     #[serde(default = "default_management_port")]
     #[schemars(range(min = 1))]
     pub management: u16,
@@ -397,10 +505,15 @@ pub struct Ports {
     #[serde(default = "default_health_port")]
     #[schemars(range(min = 1))]
     pub health: u16,
-    /// Prometheus metrics (rabbitmq_prometheus); reachable from the backend network only.
+    /// Prometheus metrics over HTTPS (rabbitmq_prometheus); reachable from the backend
+    /// network only.
     #[serde(default = "default_metrics_port")]
     #[schemars(range(min = 1))]
     pub metrics: u16,
+    /// STOMP over TLS (when `brokers.stomp` is on).
+    #[serde(default = "default_stomp_port")]
+    #[schemars(range(min = 1))]
+    pub stomp: u16,
 }
 
 impl Default for Ports {
@@ -412,13 +525,14 @@ impl Default for Ports {
             management: default_management_port(),
             health: default_health_port(),
             metrics: default_metrics_port(),
+            stomp: default_stomp_port(),
         }
     }
 }
 
 impl Ports {
     /// Every listener with its field name, for collision checks and security groups.
-    pub fn named(&self) -> [(&'static str, u16); 6] {
+    pub fn named(&self) -> [(&'static str, u16); 7] {
         [
             ("amqp", self.amqp),
             ("mqtt", self.mqtt),
@@ -426,6 +540,7 @@ impl Ports {
             ("management", self.management),
             ("health", self.health),
             ("metrics", self.metrics),
+            ("stomp", self.stomp),
         ]
     }
 }
@@ -434,19 +549,22 @@ impl Ports {
 pub const CLUSTER_PORTS: [(&str, u16); 2] = [("epmd", 4369), ("distribution", 25672)];
 
 fn default_amqp_port() -> u16 {
-    5672
+    5671
 }
 fn default_mqtt_port() -> u16 {
-    1883
+    8883
 }
 fn default_web_mqtt_port() -> u16 {
-    15675
+    15676
 }
 fn default_management_port() -> u16 {
-    15672
+    15671
 }
 fn default_metrics_port() -> u16 {
-    15692
+    15691
+}
+fn default_stomp_port() -> u16 {
+    61614
 }
 fn default_health_port() -> u16 {
     8080
@@ -675,9 +793,6 @@ pub enum HealthProtocol {
 pub struct GatewayCredentials {
     /// The management user gwctl and operators use on this gateway (tag `administrator`).
     pub admin: UserCredential,
-    /// The user MQTT devices log in with (optional: without it only the admin can connect).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device: Option<UserCredential>,
     /// Erlang cookie shared by this region's nodes.
     pub erlang_cookie: SecretRef,
 }

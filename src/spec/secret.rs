@@ -51,6 +51,26 @@ pub enum SecretError {
 }
 
 impl SecretRef {
+    /// Reads a public value from a secret-style source (a certificate): like [`resolve`],
+    /// without the file-mode check, since anybody may read a certificate.
+    ///
+    /// [`resolve`]: SecretRef::resolve
+    pub fn read_public(&self, base: &Path) -> Result<String, SecretError> {
+        match self {
+            SecretRef::Env(_) => self.resolve(base).map(|s| s.expose().to_string()),
+            SecretRef::File(path) => {
+                let full = base.join(path);
+                let text = std::fs::read_to_string(&full).map_err(|e| {
+                    SecretError::FileUnreadable(path.clone(), full.clone(), e.kind().to_string())
+                })?;
+                if text.trim().is_empty() {
+                    return Err(SecretError::FileEmpty(path.clone(), full));
+                }
+                Ok(text)
+            }
+        }
+    }
+
     /// Reads the secret. Relative file paths are relative to `base` (the region directory).
     /// A trailing newline in a file is not part of the secret.
     pub fn resolve(&self, base: &Path) -> Result<Secret, SecretError> {

@@ -191,23 +191,12 @@ pub fn check_gateway(spec: &GatewaySpec, file: &Path, base: &Path, sink: &mut Si
     }
 
     check_tags(&spec.tags, sink);
-    if let Some(device) = &spec.credentials.device
-        && device.user == spec.credentials.admin.user
-    {
-        sink.at(
-            "/credentials/device/user",
-            "the device user must differ from the admin user",
-        );
-    }
     check_secret(
         &spec.credentials.admin.password,
         "/credentials/admin/password",
         base,
         sink,
     );
-    if let Some(device) = &spec.credentials.device {
-        check_secret(&device.password, "/credentials/device/password", base, sink);
-    }
     check_secret(
         &spec.credentials.erlang_cookie,
         "/credentials/erlang_cookie",
@@ -242,6 +231,7 @@ pub fn check_backend(spec: &BackendSpec, base: &Path, sink: &mut Sink<'_>) {
         );
     }
     check_tags(&spec.tags, sink);
+    super::tls::check(spec, base, sink);
     check_secret(
         &spec.credentials.admin.password,
         "/credentials/admin/password",

@@ -24,6 +24,14 @@ impl Regions {
         std::fs::create_dir_all(dir.join("secrets")).expect("mkdir");
         let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("regions");
         let mut secrets = BTreeMap::new();
+        // The CAs the examples name get real certificates and keys.
+        let now = std::time::SystemTime::now();
+        for name in ["BACKEND", "STACK", "DEVICE"] {
+            let (ca, key) =
+                gwctl::pki::Authority::generate(&format!("test {name} CA"), now).expect("test CA");
+            secrets.insert(format!("GWCTL_{name}_CA_CERT"), ca.cert_pem().to_string());
+            secrets.insert(format!("GWCTL_{name}_CA_KEY"), key.expose().to_string());
+        }
         for entry in std::fs::read_dir(&examples).expect("examples") {
             let path = entry.expect("entry").path();
             if path.extension().is_none_or(|x| x != "yaml") {

@@ -1,0 +1,39 @@
+//! How user-data travels to EC2: gzip-compressed (cloud-init recognises the gzip magic and
+//! inflates it), because RunInstances refuses more than 16 KiB and a broker's cloud-config,
+//! with its scripts and configuration, is larger.
+
+use std::io::Write;
+
+/// EC2's limit on user-data, in bytes before base64.
+pub const MAX_BYTES: usize = 16_384;
+
+/// The bytes RunInstances receives for `text`.
+pub fn encode(text: &str) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    // Writing into a Vec cannot fail.
+    let _ = gz.write_all(text.as_bytes());
+    gz.finish().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn round_trips_and_shrinks() {
+        let text = "#cloud-config\n".to_string() + &"write_files: []\n".repeat(2000);
+        let bytes = encode(&text);
+        assert!(bytes.len() < text.len() / 10);
+        assert_eq!(
+            &bytes[..2],
+            &[0x1f, 0x8b],
+            "gzip magic, which cloud-init looks for"
+        );
+        let mut back = String::new();
+        flate2::read::GzDecoder::new(bytes.as_slice())
+            .read_to_string(&mut back)
+            .expect("inflate");
+        assert_eq!(back, text);
+    }
+}
