@@ -135,7 +135,17 @@ impl MqttSubscriber {
         let task = tokio::spawn(async move {
             loop {
                 let event = match events.poll().await {
-                    Ok(Event::Incoming(Packet::SubAck(_))) => Incoming::SubAck,
+                    Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                        if ack
+                            .return_codes
+                            .iter()
+                            .all(|c| matches!(c, rumqttc::SubscribeReasonCode::Success(_)))
+                        {
+                            Incoming::SubAck
+                        } else {
+                            Incoming::Failed("subscription refused by the broker".into())
+                        }
+                    }
                     Ok(Event::Incoming(Packet::Publish(p))) => Incoming::Publish(Received {
                         key: p.topic.clone(),
                         payload: p.payload.to_vec(),
@@ -180,7 +190,21 @@ impl MqttSubscriber {
         let task = tokio::spawn(async move {
             loop {
                 let event = match events.poll().await {
-                    Ok(rumqttc::v5::Event::Incoming(P5::SubAck(_))) => Incoming::SubAck,
+                    Ok(rumqttc::v5::Event::Incoming(P5::SubAck(ack))) => {
+                        use rumqttc::v5::mqttbytes::v5::SubscribeReasonCode as Code;
+                        if ack
+                            .return_codes
+                            .iter()
+                            .all(|c| matches!(c, Code::Success(_)))
+                        {
+                            Incoming::SubAck
+                        } else {
+                            Incoming::Failed(format!(
+                                "subscription refused by the broker: {:?}",
+                                ack.return_codes
+                            ))
+                        }
+                    }
                     Ok(rumqttc::v5::Event::Incoming(P5::Publish(p))) => {
                         Incoming::Publish(Received {
                             key: String::from_utf8_lossy(&p.topic).to_string(),

@@ -629,6 +629,23 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Stops a gateway's device authorizer (a restart's first half).
+    pub async fn stop_authorizer(&mut self, region: &str) {
+        if let Some(a) = self.authorizers.get_mut(region) {
+            a.stop(Duration::from_secs(2)).await;
+        }
+    }
+
+    /// Starts a gateway's device authorizer again.
+    pub async fn start_authorizer(&mut self, region: &str) -> Result<(), SandboxError> {
+        let port = self.layout.node(region)?.authorizer;
+        let a =
+            authorizer::Authorizer::start(&self.stack.backend.spec, &self.dir.join(region), port)?;
+        a.wait_ready(port, Duration::from_secs(10)).await?;
+        self.authorizers.insert(region.to_string(), a);
+        Ok(())
+    }
+
     pub fn node_names(&self) -> Vec<String> {
         self.nodes.keys().cloned().collect()
     }
