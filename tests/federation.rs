@@ -265,6 +265,12 @@ async fn status_reports_links_and_fails_with_the_reason_of_a_broken_one() {
             directions,
             BTreeSet::from(["backend->gateway", "gateway->backend"])
         );
+        // Every link runs over AMQPS; its URI is shown without credentials.
+        for l in region["links"].as_array().expect("links") {
+            let uri = l["uri"].as_str().unwrap_or_default();
+            assert!(uri.starts_with("amqps://"), "{l}");
+            assert!(!uri.contains("federation:"), "{l}");
+        }
         // Each broker's version and its connection count.
         let brokers = region["brokers"].as_array().expect("brokers");
         assert_eq!(brokers.len(), 1, "{region}");
@@ -382,6 +388,49 @@ async fn status_reports_links_and_fails_with_the_reason_of_a_broken_one() {
                 .as_str()
                 .is_some_and(|p| p.contains("publishers are blocked"))),
         "{ap:#}"
+    );
+
+    // A broker whose certificate is not the one expected: gwctl refuses to talk to it. The
+    // backend verified with another CA: `plan` (which reads the backend's federation) fails.
+    let mut map = sandbox.endpoint_map();
+    let stack_ca = work.path().join("stack-ca.pem");
+    std::fs::write(&stack_ca, &sandbox.cas.stack).expect("write");
+    if let Some(b) = map.regions.get_mut(BACKEND) {
+        b[0].ca_file = Some(stack_ca.display().to_string());
+    }
+    // A gateway broker verified against another region's name: `status` says why.
+    if let Some(us) = map.regions.get_mut("us-east-1") {
+        us[0].tls_name = Some("ap-northeast-1.mqtt.example.com".into());
+    }
+    let wrong = work.path().join("wrong-certificates.json");
+    std::fs::write(&wrong, serde_json::to_string(&map).expect("json")).expect("write");
+    let out = gwctl(&r, &m, work.path())
+        .env("GWCTL_BROKER_ENDPOINTS", &wrong)
+        .args(["plan", "us-east-1"])
+        .output()
+        .expect("plan");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("refusing the broker's TLS certificate")
+            && stderr.contains("not signed by the CA gwctl trusts"),
+        "{stderr}"
+    );
+    if let Some(b) = map.regions.get_mut(BACKEND) {
+        b[0].ca_file = sandbox.endpoint_map().regions[BACKEND][0].ca_file.clone();
+    }
+    std::fs::write(&wrong, serde_json::to_string(&map).expect("json")).expect("write");
+    let out = gwctl(&r, &m, work.path())
+        .env("GWCTL_BROKER_ENDPOINTS", &wrong)
+        .args(["status", "us-east-1"])
+        .output()
+        .expect("status");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("refusing the broker's TLS certificate")
+            && stdout.contains("not valid for name \"ap-northeast-1.mqtt.example.com\""),
+        "{stdout}"
     );
     sandbox.stop(Duration::from_secs(5)).await;
 }

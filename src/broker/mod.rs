@@ -83,6 +83,9 @@ fn vhost_segment(vhost: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub struct FederationLink {
     pub upstream: String,
+    /// The URI the link connected to (RabbitMQ shows it without the password).
+    #[serde(default)]
+    pub uri: Option<String>,
     #[serde(default)]
     pub exchange: Option<String>,
     pub status: String,
@@ -230,7 +233,18 @@ impl Client {
             }
             cause = c.source();
         }
-        if reason.contains("invalid peer certificate") {
+        if let Some((_, why)) = reason.split_once("invalid peer certificate: ") {
+            // hyper hands rustls's error over as text inside an io::Error.
+            let why = why.trim();
+            let reason = if why.starts_with("UnknownIssuer") || why.starts_with("BadSignature") {
+                describe_certificate_error(&rustls::CertificateError::UnknownIssuer)
+            } else if why.starts_with("NotValidForName") {
+                format!("it does not cover the name gwctl connects to ({why})")
+            } else if why.starts_with("Expired") {
+                format!("it has expired ({why})")
+            } else {
+                why.to_string()
+            };
             return BrokerError::Certificate {
                 endpoint: self.base.clone(),
                 reason,
@@ -496,6 +510,12 @@ impl Client {
             reason: format!("unexpected answer: {e}"),
         })
     }
+}
+
+/// A link URI for people: credentials masked, query (TLS file paths, timeouts) left out.
+pub fn display_uri(uri: &str) -> String {
+    let masked = mask_uris(uri);
+    masked.split('?').next().unwrap_or_default().to_string()
 }
 
 /// Replaces the userinfo of every `amqp(s)://user:pass@` in `text` with `***`.

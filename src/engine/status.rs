@@ -43,6 +43,8 @@ pub struct Link {
     pub upstream: String,
     pub status: String,
     pub error: Option<String>,
+    /// Where the link connects, credentials masked (`amqps://***@host:5671`).
+    pub uri: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -82,6 +84,7 @@ async fn links_at(
                 upstream: l.upstream,
                 status: l.status,
                 error: l.error.map(|e| broker::mask_uris(&e)),
+                uri: l.uri.as_deref().map(broker::display_uri),
             })
             .collect(),
         Err(e) => vec![Link {
@@ -90,6 +93,7 @@ async fn links_at(
             upstream: "(all)".into(),
             status: "unreachable".into(),
             error: Some(e.to_string()),
+            uri: None,
         }],
     }
 }

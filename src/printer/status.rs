@@ -51,8 +51,12 @@ pub fn human(s: &RegionStatus, printer: &Printer) -> String {
             .map(|e| format!(" ({e})"))
             .unwrap_or_default();
         out.push_str(&format!(
-            "  link        {:<17} {:<30} {}{err}  [{}]\n",
-            l.direction, l.upstream, l.status, l.at
+            "  link        {:<17} {:<30} {}{err}  {} [{}]\n",
+            l.direction,
+            l.upstream,
+            l.status,
+            l.uri.as_deref().unwrap_or("-"),
+            l.at
         ));
     }
     for p in &s.problems {
