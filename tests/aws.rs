@@ -910,3 +910,168 @@ async fn the_health_port_opens_to_route53_checkers_only() {
         .assert()
         .code(0);
 }
+
+/// Each broker's server certificate is issued by gwctl at apply with the stack CA, stored with
+/// its key as a SecureString, and covers the region's names; one about to expire is re-issued.
+/// User-data reaches EC2 gzipped, within its 16 KiB limit (which the harness enforces too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_certificates_are_issued_at_apply_and_renewed_before_expiry() {
+    use base64::Engine;
+    use std::io::Read;
+    use std::time::{Duration, SystemTime};
+
+    let (r, m) = (Regions::examples(), Moto::start());
+    gwctl(&r, &m)
+        .args(["up", "us-east-1", "--scope", "aws", "--yes"])
+        .assert()
+        .success();
+    let ssm = m.ssm("us-east-1").await;
+    let name = "/gwctl/mqtt-example/us-east-1/tls/broker-1";
+    let read = |ssm: aws_sdk_ssm::Client| async move {
+        ssm.get_parameter()
+            .name(name)
+            .with_decryption(true)
+            .send()
+            .await
+            .expect("parameter")
+            .parameter()
+            .and_then(|p| p.value().map(str::to_string))
+            .expect("value")
+    };
+    let stored = read(ssm.clone()).await;
+    assert!(stored.contains("PRIVATE KEY"), "the key travels with it");
+    let stack_ca = &r.secrets["GWCTL_STACK_CA_CERT"];
+    for name in [
+        "us-east-1.mqtt.example.com",
+        "mqtt.example.com",
+        "broker-1.us-east-1.mqtt.example.com",
+    ] {
+        gwctl::pki::verify_server(stack_ca, &stored, name, SystemTime::now())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let status = gwctl(&r, &m)
+        .args(["status", "us-east-1", "--scope", "aws"])
+        .output()
+        .expect("status");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("certificate broker-1   expires"), "{text}");
+
+    // A certificate 390 days old (7 left): plan warns, up re-issues it, the next plan is clean.
+    let key = r.secrets["GWCTL_STACK_CA_KEY"].clone();
+    let old = SystemTime::now() - Duration::from_secs(390 * 86_400);
+    let ca = gwctl::pki::Authority::load(
+        stack_ca,
+        &gwctl::spec::secret::Secret::new(key),
+        SystemTime::now(),
+    )
+    .expect("stack CA");
+    let aging = ca
+        .issue_server(
+            &[
+                "us-east-1.mqtt.example.com".into(),
+                "mqtt.example.com".into(),
+                "broker-1.us-east-1.mqtt.example.com".into(),
+            ],
+            old,
+        )
+        .expect("issue");
+    ssm.put_parameter()
+        .name(name)
+        .value(format!("{}{}", aging.cert_pem, aging.key_pem.expose()))
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .expect("age it");
+    let plan = gwctl(&r, &m)
+        .args(["plan", "us-east-1", "--scope", "aws"])
+        .output()
+        .expect("plan");
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        text.contains("the certificate of broker-1 expires on")
+            && text.contains("~ certificate/broker-1"),
+        "{text}"
+    );
+    gwctl(&r, &m)
+        .args(["up", "us-east-1", "--scope", "aws", "--yes"])
+        .assert()
+        .success();
+    let renewed = read(ssm.clone()).await;
+    let info = gwctl::pki::inspect(&renewed).expect("certificate");
+    assert!(!info.expires_within(SystemTime::now(), gwctl::pki::WARN_BEFORE));
+    gwctl(&r, &m)
+        .args(["plan", "us-east-1", "--scope", "aws", "--detailed-exitcode"])
+        .assert()
+        .code(0);
+
+    // What EC2 received: gzip of the rendered cloud-config, within the limit.
+    let ec2 = m.ec2("us-east-1").await;
+    let instances = ec2.describe_instances().send().await.expect("instances");
+    let id = instances
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .find(|i| {
+            i.tags()
+                .iter()
+                .any(|t| t.key() == Some("gwctl:id") && t.value() == Some("instance/broker-1"))
+        })
+        .and_then(|i| i.instance_id())
+        .expect("broker-1")
+        .to_string();
+    let attr = ec2
+        .describe_instance_attribute()
+        .instance_id(&id)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+        .send()
+        .await
+        .expect("user data");
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(attr.user_data().and_then(|v| v.value()).expect("value"))
+        .expect("base64");
+    assert!(raw.len() <= 16_384, "{} bytes", raw.len());
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(raw.as_slice())
+        .read_to_string(&mut text)
+        .expect("gzip");
+    assert!(text.starts_with("#cloud-config\n") && text.len() > 16_384);
+    // The harness refuses what AWS refuses.
+    let too_big = ec2
+        .run_instances()
+        .image_id("ami-0d0ebb1e000000013")
+        .instance_type(aws_sdk_ec2::types::InstanceType::T3Small)
+        .min_count(1)
+        .max_count(1)
+        .user_data(base64::engine::general_purpose::STANDARD.encode(text.as_bytes()))
+        .send()
+        .await;
+    let err = format!("{:?}", too_big.expect_err("over 16 KiB"));
+    assert!(err.contains("User data is limited to 16384 bytes"), "{err}");
+}
+
+/// `insecure_plaintext` opens the plaintext device ports and `plan` says what that means.
+#[test]
+fn insecure_plaintext_is_flagged() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    r.edit(
+        "us-east-1.yaml",
+        "  instance_type: c6i.large\n",
+        "  instance_type: c6i.large\n  insecure_plaintext: true\n",
+    );
+    let out = gwctl(&r, &m)
+        .args(["plan", "us-east-1", "--scope", "aws", "--json"])
+        .output()
+        .expect("plan");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("WARNING: insecure_plaintext is on")
+            && text.contains("plaintext MQTT (insecure_plaintext)"),
+        "{text}"
+    );
+    let human = gwctl(&r, &m)
+        .args(["plan", "us-east-1", "--scope", "aws"])
+        .output()
+        .expect("plan");
+    assert!(String::from_utf8_lossy(&human.stdout).contains("WARNING: insecure_plaintext is on"));
+}

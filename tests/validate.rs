@@ -424,3 +424,99 @@ fn health_check_regions_must_be_route53_checker_regions() {
     );
     assert_eq!(validate(&r, &["us-east-1"]).0, 0);
 }
+
+/// Certificates are checked before anything uses them: each problem is reported at its field
+/// (exit 2), and `up` makes no call.
+#[test]
+fn certificate_problems_are_bad_input() {
+    use std::time::{Duration, SystemTime};
+    let secret = |r: &Regions, var: &str, value: &str| {
+        std::fs::write(r.dir().join("secrets").join(var), value).expect("write secret");
+    };
+    let line_of = |r: &Regions, needle: &str| {
+        let text = std::fs::read_to_string(r.file("backend.yaml")).expect("read");
+        text.lines()
+            .position(|l| l.contains(needle))
+            .map(|i| i + 1)
+            .expect("line")
+    };
+    let now = SystemTime::now();
+    let cases: Vec<(&str, String, &str, &str)> = {
+        let (other, other_key) = gwctl::pki::Authority::generate("other", now).expect("ca");
+        let (old, _) =
+            gwctl::pki::Authority::generate("old", now - Duration::from_secs(3651 * 86_400))
+                .expect("ca");
+        let leaf = other
+            .issue_server(&["x.example.com".into()], now)
+            .expect("leaf");
+        vec![
+            (
+                "GWCTL_STACK_CA_KEY",
+                other_key.expose().to_string(),
+                "tls.stack_ca.key",
+                "the private key does not belong to the certificate",
+            ),
+            (
+                "GWCTL_BACKEND_CA_CERT",
+                old.cert_pem().to_string(),
+                "tls.backend_ca",
+                "expired on",
+            ),
+            (
+                "GWCTL_DEVICE_CA_CERT",
+                leaf.cert_pem,
+                "tls.device_ca.cert",
+                "not a CA certificate",
+            ),
+            (
+                "GWCTL_STACK_CA_CERT",
+                "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n".into(),
+                "tls.stack_ca.cert",
+                "not a PEM certificate",
+            ),
+        ]
+    };
+    for (var, value, field, message) in cases {
+        let r = Regions::examples();
+        secret(&r, var, &value);
+        let (code, stderr) = validate(&r, &["--all"]);
+        assert_eq!(code, 2, "{var}: {stderr}");
+        let needle = format!("file:secrets/{var}");
+        let line = line_of(&r, &needle);
+        let expected = format!("{}:{line}:", r.file("backend.yaml").display());
+        assert!(
+            stderr.contains(&expected)
+                && stderr.contains(&format!("{field}: "))
+                && stderr.contains(message),
+            "{var}: expected {expected} {field}: …{message}… in:\n{stderr}"
+        );
+        assert!(!stderr.contains("PRIVATE KEY"), "{stderr}");
+    }
+    // A missing source, and a device topic layout that cannot bind a device.
+    let r = Regions::examples();
+    r.edit(
+        "backend.yaml",
+        "file:secrets/GWCTL_STACK_CA_CERT",
+        "env:GWCTL_TEST_UNSET_CA",
+    );
+    let (code, stderr) = validate(&r, &["--all"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("tls.stack_ca.cert: secret source `env:GWCTL_TEST_UNSET_CA`"),
+        "{stderr}"
+    );
+    let r = Regions::examples();
+    r.edit(
+        "backend.yaml",
+        "telemetry: devices/{device}/#",
+        "telemetry: devices/#",
+    );
+    let (code, stderr) = validate(&r, &["--all"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains(
+            "devices.telemetry: `devices/#` must contain the level `{device}` exactly once"
+        ),
+        "{stderr}"
+    );
+}

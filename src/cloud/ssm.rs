@@ -120,11 +120,15 @@ pub const CERTIFICATES: &str = "tls/";
 /// the plan re-issues it.
 fn observed_certificate(short: &str, name: &str, value: &str) -> Observed {
     let info = crate::pki::inspect(value).ok();
+    let now = std::time::SystemTime::now();
     let mut parts = std::collections::BTreeMap::new();
     if let Some(i) = &info {
         parts.insert("not_after".to_string(), crate::pki::date(i.not_after));
         parts.insert("certificate".to_string(), crate::pki::public_part(value));
     }
+    let renew = info
+        .as_ref()
+        .is_some_and(|i| i.expires_within(now, crate::pki::WARN_BEFORE));
     Observed {
         key: Key::new(Kind::Certificate, short),
         id: name.to_string(),
@@ -132,6 +136,7 @@ fn observed_certificate(short: &str, name: &str, value: &str) -> Observed {
             name: name.to_string(),
             names: info.as_ref().map(|i| i.names.clone()).unwrap_or_default(),
             issuer_key_id: info.and_then(|i| i.authority_key_id).unwrap_or_default(),
+            renew,
         },
         parts,
         state: None,

@@ -179,6 +179,12 @@ impl Engine {
                     .key
                     .resolve(&stack.dir)
                     .map_err(|e| Error::Failed(e.to_string()))?;
+                advisories.extend(crate::plan::advice::security(
+                    gw,
+                    &cas,
+                    &actual,
+                    std::time::SystemTime::now(),
+                ));
                 let inputs = Inputs {
                     backend,
                     gateway: gw,

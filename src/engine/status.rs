@@ -48,6 +48,16 @@ pub struct Link {
 }
 
 #[derive(Debug, Serialize)]
+pub struct Certificate {
+    pub name: String,
+    /// `YYYY-MM-DD`.
+    pub expires: String,
+    pub names: Vec<String>,
+    /// Expires within 30 days.
+    pub due: bool,
+}
+
+#[derive(Debug, Serialize)]
 pub struct RegionStatus {
     pub region: String,
     pub healthy: bool,
@@ -64,6 +74,8 @@ pub struct RegionStatus {
     pub route53_answering: bool,
     /// The region's brokers as their management API reports them.
     pub brokers: Vec<Broker>,
+    /// The brokers' server certificates (as stored for them in SSM).
+    pub certificates: Vec<Certificate>,
     pub links: Vec<Link>,
     /// Resource alarms in effect on the region's brokers or the backend (publishers blocked).
     pub alarms: Vec<String>,
@@ -114,6 +126,18 @@ async fn region_status(engine: &Engine, gw: &GatewaySpec) -> Result<RegionStatus
             id: o.id.clone(),
             state: o.state.clone().unwrap_or_default(),
             private_ip: o.parts.get("private_ip").cloned(),
+        })
+        .collect();
+    let certificates: Vec<Certificate> = existing
+        .iter()
+        .filter_map(|o| match &o.spec {
+            crate::model::resources::Spec::Certificate { names, renew, .. } => Some(Certificate {
+                name: o.key.name.clone(),
+                expires: o.parts.get("not_after").cloned().unwrap_or_default(),
+                names: names.clone(),
+                due: *renew,
+            }),
+            _ => None,
         })
         .collect();
     let mut problems = Vec::new();
@@ -250,6 +274,7 @@ async fn region_status(engine: &Engine, gw: &GatewaySpec) -> Result<RegionStatus
         records,
         route53_answering,
         brokers,
+        certificates,
         links,
         alarms,
     })

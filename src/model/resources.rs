@@ -226,6 +226,10 @@ pub enum Spec {
         names: Vec<String>,
         /// Key identifier of the CA that signed it.
         issuer_key_id: String,
+        /// Due for renewal: it expires within `pki::WARN_BEFORE` (never in a desired state,
+        /// so a certificate due is re-issued).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        renew: bool,
     },
     Vpc {
         cidr: String,

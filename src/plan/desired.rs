@@ -179,6 +179,7 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
                 name: format!("{prefix}/{}broker-{n}", crate::cloud::CERTIFICATES),
                 names: render::broker_names(gw, backend, n),
                 issuer_key_id: issuer_key_id.clone(),
+                renew: false,
             },
             Payload::Issue {
                 ca_cert: inputs.cas.stack.clone(),

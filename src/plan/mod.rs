@@ -2,6 +2,7 @@
 //! ownership tags) into create / update / replace / delete actions. A plan is data: it is
 //! printed, saved, checked for staleness and executed as a dependency graph.
 
+pub mod advice;
 pub mod desired;
 pub mod dns;
 pub mod exec;

@@ -33,6 +33,19 @@ pub fn human(s: &RegionStatus, printer: &Printer) -> String {
     for r in &s.records {
         out.push_str(&format!("  record      {}\n", r.describe()));
     }
+    for c in &s.certificates {
+        out.push_str(&format!(
+            "  certificate {:<10} expires {}{}  {}\n",
+            c.name,
+            c.expires,
+            if c.due {
+                " (due: renewed by the next `up`)"
+            } else {
+                ""
+            },
+            c.names.join(", ")
+        ));
+    }
     for b in &s.brokers {
         out.push_str(&format!(
             "  broker      {:<30} {}\n",

@@ -1,0 +1,52 @@
+//! What `plan` points out beyond changes: insecure settings and certificates about to expire.
+
+use std::time::SystemTime;
+
+use crate::model::resources::{Actual, Kind, Spec};
+use crate::pki;
+use crate::render::Cas;
+use crate::spec::model::{GatewaySpec, PLAINTEXT_MQTT_PORT, PLAINTEXT_WEB_MQTT_PORT};
+
+/// Warnings about a gateway region's security: plaintext listeners, CAs and broker
+/// certificates within `pki::WARN_BEFORE` of expiry.
+pub fn security(gw: &GatewaySpec, cas: &Cas, actual: &Actual, now: SystemTime) -> Vec<String> {
+    let mut out = Vec::new();
+    if gw.brokers.insecure_plaintext {
+        out.push(format!(
+            "WARNING: insecure_plaintext is on: devices may connect without TLS on ports {} \
+             and {}, where anyone on the path reads their traffic and no certificate proves \
+             which device is talking",
+            PLAINTEXT_MQTT_PORT, PLAINTEXT_WEB_MQTT_PORT
+        ));
+    }
+    for (what, pem) in [
+        ("the backend CA", &cas.backend),
+        ("the stack CA", &cas.stack),
+        ("the device CA", &cas.device),
+    ] {
+        if let Ok(info) = pki::inspect(pem)
+            && info.expires_within(now, pki::WARN_BEFORE)
+        {
+            out.push(format!(
+                "WARNING: {what} expires on {}: replace it before every certificate it signed \
+                 stops verifying",
+                info.expires()
+            ));
+        }
+    }
+    for o in actual
+        .resources
+        .iter()
+        .filter(|o| o.key.kind == Kind::Certificate)
+    {
+        if let Spec::Certificate { renew: true, .. } = o.spec {
+            out.push(format!(
+                "the certificate of {} expires on {}: `up` issues a new one, which the broker \
+                 loads at its next restart",
+                o.key.name,
+                o.parts.get("not_after").map_or("?", String::as_str)
+            ));
+        }
+    }
+    out
+}
