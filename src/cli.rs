@@ -161,6 +161,30 @@ pub enum SandboxCommand {
     /// Prove a round trip: telemetry from a device in one region to the backend, a command
     /// from the backend to a device in another.
     Roundtrip(RoundtripArgs),
+    /// Connect many devices at once to a gateway (each with its own certificate, over TLS):
+    /// reports the connect rate and the node's memory per idle connection.
+    Storm(StormArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StormArgs {
+    #[command(flatten)]
+    pub sandbox: SandboxDirArgs,
+    /// The gateway region.
+    #[arg(long, default_value = "us-east-1", value_name = "REGION")]
+    pub region: String,
+    /// How many devices.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub devices: usize,
+    /// TLS handshakes in flight at once.
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub parallel: usize,
+    /// Seconds the devices stay connected before memory is read.
+    #[arg(long, default_value_t = 10, value_name = "S")]
+    pub hold: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

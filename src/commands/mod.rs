@@ -35,6 +35,9 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<Status> {
             sandbox::start(&cli.regions, args, printer)
         }
         Command::Sandbox(SandboxCommand::Stop(ref args)) => sandbox::stop(args, printer),
+        Command::Sandbox(SandboxCommand::Storm(ref args)) => {
+            sandbox::storm(&cli.regions, cli.broker_endpoints.as_deref(), args, printer)
+        }
         Command::Ca(CaCommand::Create(ref args)) => ca::create(args, printer),
         Command::Ca(CaCommand::IssueLink(ref args)) => ca::issue_link(&cli.regions, args, printer),
         Command::Device(DeviceCommand::Issue(ref args)) => {

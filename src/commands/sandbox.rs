@@ -1,7 +1,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::cli::{RoundtripArgs, SandboxArgs, SandboxDirArgs};
+use crate::cli::{RoundtripArgs, SandboxArgs, SandboxDirArgs, StormArgs};
 use crate::endpoints::EndpointMap;
 use crate::error::{Error, Result, Status};
 use crate::printer::Printer;
@@ -30,13 +30,14 @@ pub fn start(regions: &Path, args: &SandboxArgs, printer: &Printer) -> Result<St
         let sandbox = Sandbox::start(&stack, dir, &args.install())
             .await
             .map_err(failed)?;
-        let names = sandbox.node_names().join(", ");
-        let pids = sandbox.detach().map_err(failed)?;
+        let nodes = sandbox.node_names();
+        let names = nodes.join(", ");
+        sandbox.detach().map_err(failed)?;
         printer.success(
             "ok",
             &format!(
                 "{} nodes ready after {:.1} s: {names}",
-                pids.len(),
+                nodes.len(),
                 started.elapsed().as_secs_f32()
             ),
         );
@@ -52,7 +53,10 @@ pub fn stop(args: &SandboxDirArgs, printer: &Printer) -> Result<Status> {
     let n = crate::engine::runtime()?
         .block_on(sandbox::stop_detached(&args.dir, Duration::from_secs(10)))
         .map_err(failed)?;
-    printer.success("ok", &format!("stopped {n} sandbox nodes"));
+    printer.success(
+        "ok",
+        &format!("stopped {n} sandbox processes (nodes and device authorizers)"),
+    );
     Ok(Status::Success)
 }
 
@@ -77,6 +81,55 @@ pub fn roundtrip(
         .map_err(failed)?;
     for line in lines {
         printer.success("ok", &line);
+    }
+    Ok(Status::Success)
+}
+
+pub fn storm(
+    regions: &Path,
+    endpoints: Option<&Path>,
+    args: &StormArgs,
+    printer: &Printer,
+) -> Result<Status> {
+    let stack = spec::load(regions, &Selection::All).map_err(Error::Invalid)?;
+    let file = endpoints
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| args.sandbox.dir.join(ENDPOINTS_FILE));
+    let map = EndpointMap::load(&file).map_err(Error::Usage)?;
+    let report = crate::engine::runtime()?
+        .block_on(sandbox::storm::run(
+            &stack,
+            &map,
+            &args.sandbox.dir,
+            &args.region,
+            args.devices,
+            args.parallel,
+            Duration::from_secs(args.hold),
+        ))
+        .map_err(failed)?;
+    if args.json {
+        printer.data(&serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else {
+        printer.success(
+            "ok",
+            &format!(
+                "{}/{} devices connected over TLS in {:.1} s ({:.0}/s), {} failed; node RSS {} MiB -> {} MiB ({:.0} KiB per connection)",
+                report.connected,
+                report.devices,
+                report.seconds,
+                report.connected as f64 / report.seconds.max(0.001),
+                report.failed,
+                report.rss_before >> 20,
+                report.rss_connected >> 20,
+                report.per_connection_kib()
+            ),
+        );
+    }
+    if report.failed > 0 {
+        return Err(Error::Failed(format!(
+            "{} devices could not connect",
+            report.failed
+        )));
     }
     Ok(Status::Success)
 }

@@ -9,6 +9,7 @@ pub mod authorizer;
 pub mod clients;
 pub mod node;
 pub mod roundtrip;
+pub mod storm;
 pub mod tls;
 
 use std::collections::BTreeMap;
@@ -662,7 +663,7 @@ impl Sandbox {
 }
 
 /// An Erlang node name from a cluster name (letters, digits, `-`, `_` only).
-fn node_name(cluster_name: &str) -> String {
+pub(crate) fn node_name(cluster_name: &str) -> String {
     cluster_name
         .chars()
         .map(|c| {
