@@ -280,9 +280,6 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
         (ports.mqtt, "MQTT over TLS"),
         (ports.web_mqtt, "MQTT over WSS"),
     ];
-    if gw.brokers.stomp {
-        device_ports.push((ports.stomp, "STOMP over TLS"));
-    }
     if gw.brokers.insecure_plaintext {
         device_ports.push((PLAINTEXT_MQTT_PORT, "plaintext MQTT (insecure_plaintext)"));
         device_ports.push((

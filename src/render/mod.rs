@@ -349,7 +349,6 @@ pub fn gateway(
     let tera = templates()?;
     let cluster_name = gw.cluster_name();
     let mut ctx = base_context(&cluster_name, &gw.region, gw.brokers.tuning, addr);
-    ctx.insert("stomp", &gw.brokers.stomp);
     // Devices authenticate by certificate only: see templates/gateway/device-authorizer.py
     // for why every client must present one.
     ctx.insert(
@@ -550,7 +549,6 @@ fn base_context(
         &serde_json::json!({
             "amqp": addr.listener(addr.ports.amqp),
             "mqtt": addr.listener(addr.ports.mqtt),
-            "stomp": addr.listener(addr.ports.stomp),
         }),
     );
     ctx.insert("discovery", &addr.discovery);

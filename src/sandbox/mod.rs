@@ -99,7 +99,7 @@ impl Layout {
         let names: Vec<String> = std::iter::once(BACKEND.to_string())
             .chain(stack.gateways.iter().map(|g| g.spec.region.clone()))
             .collect();
-        let mut ports = node::free_ports(names.len() * 9 + 1)?.into_iter();
+        let mut ports = node::free_ports(names.len() * 8 + 1)?.into_iter();
         let mut next = || ports.next().unwrap_or_default();
         let nodes = names
             .into_iter()
@@ -111,7 +111,6 @@ impl Layout {
                     management: next(),
                     health: next(),
                     metrics: next(),
-                    stomp: next(),
                 };
                 (
                     n,

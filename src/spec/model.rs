@@ -342,9 +342,6 @@ pub struct Brokers {
     /// Listener ports (every one TLS).
     #[serde(default)]
     pub ports: Ports,
-    /// STOMP over TLS for apps (port `ports.stomp`), devices' certificates and rights alike.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub stomp: bool,
     /// Also listen in plaintext for devices: MQTT on 1883 and Web MQTT on 15675, open to
     /// `client_cidrs`. Anyone on the path reads and alters the traffic; `plan` warns.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -510,10 +507,6 @@ pub struct Ports {
     #[serde(default = "default_metrics_port")]
     #[schemars(range(min = 1))]
     pub metrics: u16,
-    /// STOMP over TLS (when `brokers.stomp` is on).
-    #[serde(default = "default_stomp_port")]
-    #[schemars(range(min = 1))]
-    pub stomp: u16,
 }
 
 impl Default for Ports {
@@ -525,14 +518,13 @@ impl Default for Ports {
             management: default_management_port(),
             health: default_health_port(),
             metrics: default_metrics_port(),
-            stomp: default_stomp_port(),
         }
     }
 }
 
 impl Ports {
     /// Every listener with its field name, for collision checks and security groups.
-    pub fn named(&self) -> [(&'static str, u16); 7] {
+    pub fn named(&self) -> [(&'static str, u16); 6] {
         [
             ("amqp", self.amqp),
             ("mqtt", self.mqtt),
@@ -540,7 +532,6 @@ impl Ports {
             ("management", self.management),
             ("health", self.health),
             ("metrics", self.metrics),
-            ("stomp", self.stomp),
         ]
     }
 }
@@ -563,9 +554,7 @@ fn default_management_port() -> u16 {
 fn default_metrics_port() -> u16 {
     15691
 }
-fn default_stomp_port() -> u16 {
-    61614
-}
+
 fn default_health_port() -> u16 {
     8080
 }
