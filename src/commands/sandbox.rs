@@ -66,11 +66,7 @@ pub fn roundtrip(
     args: &RoundtripArgs,
     printer: &Printer,
 ) -> Result<Status> {
-    let stack = spec::load(regions, &Selection::All).map_err(Error::Invalid)?;
-    let file = endpoints
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| args.sandbox.dir.join(ENDPOINTS_FILE));
-    let map = EndpointMap::load(&file).map_err(Error::Usage)?;
+    let (stack, map) = stack_and_endpoints(regions, endpoints, &args.sandbox.dir)?;
     let lines = crate::engine::runtime()?
         .block_on(sandbox::roundtrip::run(
             &stack,
@@ -91,11 +87,7 @@ pub fn storm(
     args: &StormArgs,
     printer: &Printer,
 ) -> Result<Status> {
-    let stack = spec::load(regions, &Selection::All).map_err(Error::Invalid)?;
-    let file = endpoints
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| args.sandbox.dir.join(ENDPOINTS_FILE));
-    let map = EndpointMap::load(&file).map_err(Error::Usage)?;
+    let (stack, map) = stack_and_endpoints(regions, endpoints, &args.sandbox.dir)?;
     let report = crate::engine::runtime()?
         .block_on(sandbox::storm::run(
             &stack,
@@ -132,4 +124,19 @@ pub fn storm(
         )));
     }
     Ok(Status::Success)
+}
+
+/// The region files and where the sandbox's brokers are (the endpoint file given, else the
+/// sandbox's own).
+fn stack_and_endpoints(
+    regions: &Path,
+    endpoints: Option<&Path>,
+    dir: &Path,
+) -> Result<(spec::Stack, EndpointMap)> {
+    let stack = spec::load(regions, &Selection::All).map_err(Error::Invalid)?;
+    let file = endpoints
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| dir.join(ENDPOINTS_FILE));
+    let map = EndpointMap::load(&file).map_err(Error::Usage)?;
+    Ok((stack, map))
 }

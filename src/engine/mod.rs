@@ -93,17 +93,26 @@ impl Engine {
     pub fn backend_client(&self) -> Result<broker::Client> {
         let b = &self.stack.backend.spec;
         let address = self.backend_address()?;
-        let ca = self.ca_for(&address, &b.tls.backend_ca)?;
-        let password = b
-            .credentials
-            .admin
+        self.client(&address, &b.tls.backend_ca, &b.credentials.admin)
+    }
+
+    /// A management client of `address`, verified with its CA (`ca`, unless the endpoint
+    /// file names one), logged in as `admin`.
+    fn client(
+        &self,
+        address: &BrokerAddress,
+        ca: &crate::spec::model::SecretRef,
+        admin: &crate::spec::model::UserCredential,
+    ) -> Result<broker::Client> {
+        let ca = self.ca_for(address, ca)?;
+        let password = admin
             .password
             .resolve(&self.stack.dir)
             .map_err(|e| Error::Failed(e.to_string()))?;
         Ok(broker::Client::new(
-            &address,
+            address,
             &ca,
-            b.credentials.admin.user.clone(),
+            admin.user.clone(),
             password,
         )?)
     }
@@ -146,19 +155,8 @@ impl Engine {
         gw: &GatewaySpec,
         address: &BrokerAddress,
     ) -> Result<broker::Client> {
-        let ca = self.ca_for(address, &self.stack.backend.spec.tls.stack_ca.cert)?;
-        let password = gw
-            .credentials
-            .admin
-            .password
-            .resolve(&self.stack.dir)
-            .map_err(|e| Error::Failed(e.to_string()))?;
-        Ok(broker::Client::new(
-            address,
-            &ca,
-            gw.credentials.admin.user.clone(),
-            password,
-        )?)
+        let stack_ca = &self.stack.backend.spec.tls.stack_ca.cert;
+        self.client(address, stack_ca, &gw.credentials.admin)
     }
 
     /// Where the backend's management API is, for people (no credentials).

@@ -170,26 +170,13 @@ impl Authority {
 
     /// A TLS client certificate whose common name is `common_name` (a device id, say).
     pub fn issue_client(&self, common_name: &str, now: SystemTime) -> Result<Issued, PkiError> {
-        let mut params = CertificateParams::default();
-        params.distinguished_name = name(common_name);
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.use_authority_key_identifier_extension = true;
-        validity(&mut params, now, LEAF_DAYS);
-        self.sign(params)
+        self.sign(client_params(common_name, Vec::new(), now)?)
     }
 
     /// A device's client certificate: its id as common name (the broker's user name) and as
     /// DNS name (the broker ties the MQTT client id to it).
     pub fn issue_device(&self, id: &str, now: SystemTime) -> Result<Issued, PkiError> {
-        let mut params = CertificateParams::new(vec![id.to_string()])
-            .map_err(|_| PkiError::BadName(id.into()))?;
-        params.distinguished_name = name(id);
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.use_authority_key_identifier_extension = true;
-        validity(&mut params, now, LEAF_DAYS);
-        self.sign(params)
+        self.sign(client_params(id, vec![id.to_string()], now)?)
     }
 
     fn sign(&self, params: CertificateParams) -> Result<Issued, PkiError> {
@@ -412,6 +399,21 @@ fn inspect_der(der: &[u8]) -> Result<CertInfo, PkiError> {
         key_id,
         authority_key_id,
     })
+}
+
+fn client_params(
+    common_name: &str,
+    names: Vec<String>,
+    now: SystemTime,
+) -> Result<CertificateParams, PkiError> {
+    let mut params =
+        CertificateParams::new(names).map_err(|_| PkiError::BadName(common_name.into()))?;
+    params.distinguished_name = name(common_name);
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.use_authority_key_identifier_extension = true;
+    validity(&mut params, now, LEAF_DAYS);
+    Ok(params)
 }
 
 fn name(common_name: &str) -> DistinguishedName {
