@@ -4,6 +4,7 @@ mod support;
 
 mod architecture;
 mod aws;
+mod certificates;
 mod devices;
 mod dns;
 mod federation;

@@ -61,7 +61,11 @@ pub fn issue_link(regions: &Path, args: &OutArgs, printer: &Printer) -> Result<S
             link.key_pem.expose().to_string(),
             0o600,
         ),
-        ("gwctl-stack-ca.pem".to_string(), cert, 0o644),
+        (
+            "gwctl-stack-ca.pem".to_string(),
+            format!("{}\n", cert.trim()),
+            0o644,
+        ),
     ];
     write_all(&args.out, &files, printer)?;
     printer.success(
@@ -120,7 +124,11 @@ pub fn issue_device(regions: &Path, args: &DeviceIssueArgs, printer: &Printer) -
             issued.key_pem.expose().to_string(),
             0o600,
         ),
-        ("ca.pem".to_string(), broker_ca, 0o644),
+        (
+            "ca.pem".to_string(),
+            format!("{}\n", broker_ca.trim()),
+            0o644,
+        ),
     ];
     write_all(&args.out.out, &files, printer)?;
     printer.success(
