@@ -94,8 +94,9 @@ fn issue_link_and_device_certificates() {
         "what the device verifies brokers with"
     );
 
-    // Refused: a broker user's name, a malformed id, an existing device's files.
-    for id in ["gwctl", "federation", "a.b", "-x"] {
+    // Refused: a broker user's name (never a device id's shape), malformed ids, an existing
+    // device's files.
+    for id in ["gwctl.admin", "gwctl.federation", "a/b", "-x"] {
         r.gwctl()
             .args(["device", "issue", id, "--out"])
             .arg(&devices)

@@ -96,6 +96,28 @@ async fn devices_reach_their_own_topics_only() {
     );
     telemetry.close().await;
 
+    // Nor can the holder of another kind of certificate the gateway accepts (the stack CA's
+    // client certificates: operators, the backend's links): its client id is bound to its
+    // name, which holds a dot and is never a device id.
+    let operator = Login {
+        user: "dev-b".into(),
+        password: Some(gwctl::spec::secret::Secret::new("none")),
+        ..admin.clone()
+    };
+    for client_id in ["dev-b", "gwctl.operator"] {
+        let port = a.port;
+        let as_device = Login {
+            port,
+            ..operator.clone()
+        };
+        assert!(
+            mqtt_publish(&as_device, client_id, "devices/dev-b/t", b"spoof", WAIT)
+                .await
+                .is_err(),
+            "a stack-CA certificate acted as dev-b (client id {client_id})"
+        );
+    }
+
     // B itself is fine.
     subscribes(&b, "dev-b", "commands/dev-b/#")
         .await

@@ -297,8 +297,14 @@ async fn status_reports_links_and_fails_with_the_reason_of_a_broken_one() {
         client_cert: Some((files.cert_file, files.key_file)),
         server_name: Some("us-east-1.mqtt.example.com".into()),
     };
-    let uri =
-        gwctl::model::federation::amqps_uri("federation", "wrong", "127.0.0.1", us_amqp, 30, &tls);
+    let uri = gwctl::model::federation::amqps_uri(
+        "gwctl.federation",
+        "wrong",
+        "127.0.0.1",
+        us_amqp,
+        30,
+        &tls,
+    );
     let mut bad = gwctl::model::federation::backend_upstreams(
         &stack.gateway("us-east-1").expect("us").spec,
         &[uri],

@@ -280,7 +280,7 @@ fn boot_script_fills_placeholders_like_gwctl() {
     assert_eq!(
         defs["parameters"][0]["value"]["uri"][0],
         format!(
-            "amqps://federation:{encoded}@10.0.1.10:5671?heartbeat=30&connection_timeout=10000\
+            "amqps://gwctl.federation:{encoded}@10.0.1.10:5671?heartbeat=30&connection_timeout=10000\
              &verify=verify_peer&cacertfile=%2Fetc%2Frabbitmq%2Ftls%2Fbackend-ca.pem"
         )
     );
@@ -303,11 +303,11 @@ fn boot_script_fills_placeholders_like_gwctl() {
             .expect("user")
     };
     assert!(verify(
-        by_name("gwctl"),
+        by_name("gwctl.admin"),
         &r.secrets["GWCTL_US_EAST_1_ADMIN_PASSWORD"]
     ));
-    assert!(verify(by_name("federation"), fed));
-    assert!(!verify(by_name("federation"), "wrong"));
+    assert!(verify(by_name("gwctl.federation"), fed));
+    assert!(!verify(by_name("gwctl.federation"), "wrong"));
     assert_eq!(
         users.len(),
         2,

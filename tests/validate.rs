@@ -492,6 +492,23 @@ fn certificate_problems_are_bad_input() {
         );
         assert!(!stderr.contains("PRIVATE KEY"), "{stderr}");
     }
+    // A broker user that could be a device id (a device certificate would log in as it).
+    let r = Regions::examples();
+    r.edit("us-east-1.yaml", "user: gwctl.admin", "user: admin");
+    let (code, stderr) = validate(&r, &["--all"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("credentials.admin.user: `admin` could be a device id"),
+        "{stderr}"
+    );
+    let r = Regions::examples();
+    r.edit("backend.yaml", "user: gwctl.federation", "user: federation");
+    let (code, stderr) = validate(&r, &["--all"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("credentials.federation.user: `federation` could be a device id"),
+        "{stderr}"
+    );
     // A missing source, and a device topic layout that cannot bind a device.
     let r = Regions::examples();
     r.edit(

@@ -87,23 +87,8 @@ pub fn issue_device(regions: &Path, args: &DeviceIssueArgs, printer: &Printer) -
              letter or digit"
         )));
     }
-    // A certificate login as a user of the brokers' own definitions needs no password: the
-    // device CA must never certify their names.
-    let b = &stack.backend.spec.credentials;
-    let reserved: Vec<&str> = [b.admin.user.as_str(), b.federation.user.as_str()]
-        .into_iter()
-        .chain(
-            stack
-                .gateways
-                .iter()
-                .map(|g| g.spec.credentials.admin.user.as_str()),
-        )
-        .collect();
-    if reserved.contains(&id.as_str()) {
-        return Err(Error::Usage(format!(
-            "`{id}` is a broker user of the region files; a device may not carry its name"
-        )));
-    }
+    // Users of the brokers' own definitions never carry a device id's shape (validation
+    // refuses that), so no device certificate can log in as one of them.
     let tls = &stack.backend.spec.tls;
     let key_ref = tls.device_ca.key.as_ref().ok_or_else(|| {
         Error::Usage("backend.yaml: tls.device_ca.key is not set (an external device CA issues this fleet's certificates)".into())

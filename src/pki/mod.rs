@@ -168,9 +168,15 @@ impl Authority {
         self.sign(params)
     }
 
-    /// A TLS client certificate whose common name is `common_name` (a device id, say).
+    /// A TLS client certificate for `common_name`, which is also its DNS name: a gateway
+    /// binds an MQTT client id to that name, and a name with a dot (`gwctl.backend-link`) can
+    /// never be a device's id, so such a certificate cannot act as a device.
     pub fn issue_client(&self, common_name: &str, now: SystemTime) -> Result<Issued, PkiError> {
-        self.sign(client_params(common_name, Vec::new(), now)?)
+        self.sign(client_params(
+            common_name,
+            vec![common_name.to_string()],
+            now,
+        )?)
     }
 
     /// A device's client certificate: its id as common name (the broker's user name) and as

@@ -13,9 +13,9 @@ pub fn security(gw: &GatewaySpec, cas: &Cas, actual: &Actual, now: SystemTime) -
     let mut out = Vec::new();
     if gw.brokers.insecure_plaintext {
         out.push(format!(
-            "WARNING: insecure_plaintext is on: devices may connect without TLS on ports {} \
-             and {}, where anyone on the path reads their traffic and no certificate proves \
-             which device is talking",
+            "WARNING: insecure_plaintext is on: on ports {} and {} there is no TLS and no \
+             certificate, so anyone who reaches them can act as any device (user name = any \
+             device id, password `none`) and anyone on the path reads the traffic",
             PLAINTEXT_MQTT_PORT, PLAINTEXT_WEB_MQTT_PORT
         ));
     }

@@ -191,6 +191,11 @@ pub fn check_gateway(spec: &GatewaySpec, file: &Path, base: &Path, sink: &mut Si
     }
 
     check_tags(&spec.tags, sink);
+    super::tls::check_not_a_device(
+        &spec.credentials.admin.user,
+        "/credentials/admin/user",
+        sink,
+    );
     check_secret(
         &spec.credentials.admin.password,
         "/credentials/admin/password",

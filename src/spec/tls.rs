@@ -77,6 +77,28 @@ pub fn check(spec: &BackendSpec, base: &Path, sink: &mut Sink<'_>) {
         );
     }
     check_devices(&spec.devices, sink);
+    // The federation user exists on every gateway.
+    check_not_a_device(
+        &spec.credentials.federation.user,
+        "/credentials/federation/user",
+        sink,
+    );
+}
+
+/// A user of a gateway's own definitions must never share a name with a device: the brokers
+/// answer a certificate login for a known user without a password, so a device certificate
+/// with that name would log in as that user.
+pub fn check_not_a_device(user: &str, at: &str, sink: &mut Sink<'_>) {
+    if valid_device_id(user) {
+        sink.at(
+            at,
+            format!(
+                "`{user}` could be a device id (a device certificate with that name would log \
+                 in as this user without a password): use a name with a `.` or `@`, such as \
+                 `gwctl.{user}`"
+            ),
+        );
+    }
 }
 
 fn check_devices(d: &Devices, sink: &mut Sink<'_>) {
