@@ -48,9 +48,8 @@ pub fn issue_link(regions: &Path, args: &OutArgs, printer: &Printer) -> Result<S
     let stack = spec::load(regions, &Selection::Regions(Vec::new())).map_err(Error::Invalid)?;
     let tls = &stack.backend.spec.tls;
     let cert = tls.stack_ca.cert.read_public(&stack.dir).map_err(failed)?;
-    let key = tls.stack_ca.key.resolve(&stack.dir).map_err(failed)?;
     let now = SystemTime::now();
-    let ca = Authority::load(&cert, &key, now).map_err(pki_failed)?;
+    let ca = spec::tls::stack_authority(&stack).map_err(failed)?;
     let link = ca
         .issue_client(crate::pki::LINK_COMMON_NAME, now)
         .map_err(pki_failed)?;
@@ -90,13 +89,11 @@ pub fn issue_device(regions: &Path, args: &DeviceIssueArgs, printer: &Printer) -
     // Users of the brokers' own definitions never carry a device id's shape (validation
     // refuses that), so no device certificate can log in as one of them.
     let tls = &stack.backend.spec.tls;
-    let key_ref = tls.device_ca.key.as_ref().ok_or_else(|| {
-        Error::Usage("backend.yaml: tls.device_ca.key is not set (an external device CA issues this fleet's certificates)".into())
-    })?;
-    let cert = tls.device_ca.cert.read_public(&stack.dir).map_err(failed)?;
-    let key = key_ref.resolve(&stack.dir).map_err(failed)?;
+    let ca = match spec::tls::device_authority(&stack) {
+        Err(e @ spec::tls::AuthorityError::NoDeviceKey) => return Err(Error::Usage(e.to_string())),
+        other => other.map_err(failed)?,
+    };
     let now = SystemTime::now();
-    let ca = Authority::load(&cert, &key, now).map_err(pki_failed)?;
     let issued = ca.issue_device(id, now).map_err(pki_failed)?;
     let expires = crate::pki::inspect(&issued.cert_pem)
         .map(|i| i.expires())

@@ -598,13 +598,8 @@ impl Sandbox {
 
     /// The device CA of the region files, able to issue.
     pub fn device_ca(&self) -> Result<crate::pki::Authority, SandboxError> {
-        let tls = &self.stack.backend.spec.tls;
-        let key = tls.device_ca.key.as_ref().ok_or_else(|| {
-            SandboxError::Failed("backend.yaml: tls.device_ca.key is not set; the sandbox issues device certificates with it".into())
-        })?;
-        let key = key.resolve(&self.stack.dir)?;
-        crate::pki::Authority::load(&self.cas.device, &key, std::time::SystemTime::now())
-            .map_err(|e| SandboxError::Failed(format!("device CA: {e}")))
+        crate::spec::tls::device_authority(&self.stack)
+            .map_err(|e| SandboxError::Failed(e.to_string()))
     }
 
     fn gateway(&self, region: &str) -> Result<&GatewaySpec, SandboxError> {

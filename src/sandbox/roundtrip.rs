@@ -56,14 +56,8 @@ pub async fn run(
         identity: None,
     };
     let stack_ca = tls.stack_ca.cert.read_public(dir)?;
-    let device_ca = {
-        let cert = tls.device_ca.cert.read_public(dir)?;
-        let key = tls.device_ca.key.as_ref().ok_or_else(|| {
-            SandboxError::Failed("backend.yaml: tls.device_ca.key is not set".into())
-        })?;
-        crate::pki::Authority::load(&cert, &key.resolve(dir)?, std::time::SystemTime::now())
-            .map_err(|e| SandboxError::Failed(format!("device CA: {e}")))?
-    };
+    let device_ca = crate::spec::tls::device_authority(stack)
+        .map_err(|e| SandboxError::Failed(e.to_string()))?;
     // A device of each region, with a certificate of the device CA (its id is its user name
     // and its client id).
     let device = |region: &str| -> Result<Login, SandboxError> {

@@ -56,18 +56,8 @@ pub async fn run(
     let dir = &stack.dir;
     let tls = &stack.backend.spec.tls;
     let stack_ca = tls.stack_ca.cert.read_public(dir)?;
-    let key = tls
-        .device_ca
-        .key
-        .as_ref()
-        .ok_or_else(|| SandboxError::Failed("backend.yaml: tls.device_ca.key is not set".into()))?
-        .resolve(dir)?;
-    let device_ca = crate::pki::Authority::load(
-        &tls.device_ca.cert.read_public(dir)?,
-        &key,
-        SystemTime::now(),
-    )
-    .map_err(|e| SandboxError::Failed(format!("device CA: {e}")))?;
+    let device_ca = crate::spec::tls::device_authority(stack)
+        .map_err(|e| SandboxError::Failed(e.to_string()))?;
     // Certificates first, so the storm measures the brokers, not the issuing.
     let mut configs = Vec::with_capacity(count);
     for i in 0..count {

@@ -35,9 +35,8 @@ pub fn prepare(stack: &Stack, dir: &Path) -> Result<SandboxTls, SandboxError> {
     let now = SystemTime::now();
     let failed = |what: &str, e: crate::pki::PkiError| SandboxError::Failed(format!("{what}: {e}"));
     let spec_cas = Cas::read(stack)?;
-    let stack_key = stack.backend.spec.tls.stack_ca.key.resolve(&stack.dir)?;
-    let stack_ca =
-        Authority::load(&spec_cas.stack, &stack_key, now).map_err(|e| failed("stack CA", e))?;
+    let stack_ca = crate::spec::tls::stack_authority(stack)
+        .map_err(|e| SandboxError::Failed(e.to_string()))?;
     let (backend_ca, _) = Authority::generate("gwctl sandbox backend CA", now)
         .map_err(|e| failed("sandbox CA", e))?;
     let pki = dir.join("pki");

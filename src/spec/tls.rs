@@ -21,6 +21,43 @@ pub fn valid_device_id(id: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
+/// Why a CA of the region files cannot issue. Never contains key material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthorityError {
+    #[error(
+        "backend.yaml: tls.device_ca.key is not set (an external device CA issues this fleet's certificates)"
+    )]
+    NoDeviceKey,
+    #[error(transparent)]
+    Source(#[from] super::secret::SecretError),
+    #[error("{0}: {1}")]
+    Invalid(&'static str, pki::PkiError),
+}
+
+/// The stack CA of the region files, able to issue (certificate and key read and checked).
+pub fn stack_authority(stack: &super::Stack) -> Result<Authority, AuthorityError> {
+    let ca = &stack.backend.spec.tls.stack_ca;
+    load(stack, &ca.cert, &ca.key, "stack CA")
+}
+
+/// The device CA of the region files, able to issue; its key is optional in the files.
+pub fn device_authority(stack: &super::Stack) -> Result<Authority, AuthorityError> {
+    let ca = &stack.backend.spec.tls.device_ca;
+    let key = ca.key.as_ref().ok_or(AuthorityError::NoDeviceKey)?;
+    load(stack, &ca.cert, key, "device CA")
+}
+
+fn load(
+    stack: &super::Stack,
+    cert: &super::model::SecretRef,
+    key: &super::model::SecretRef,
+    what: &'static str,
+) -> Result<Authority, AuthorityError> {
+    let cert = cert.read_public(&stack.dir)?;
+    let key = key.resolve(&stack.dir)?;
+    Authority::load(&cert, &key, SystemTime::now()).map_err(|e| AuthorityError::Invalid(what, e))
+}
+
 pub fn check(spec: &BackendSpec, base: &Path, sink: &mut Sink<'_>) {
     let now = SystemTime::now();
     let tls = &spec.tls;
