@@ -167,8 +167,8 @@ async fn inventory(ec2: &aws_sdk_ec2::Client) -> Inventory {
 fn clean_shape() -> BTreeMap<&'static str, usize> {
     BTreeMap::from([
         ("customer_gateway", 1),
-        ("elastic_ip", 2),
-        ("instance", 3),
+        ("elastic_ip", 3),
+        ("instance", 4),
         ("internet_gateway", 1),
         ("route_table", 1),
         ("security_group", 2),
@@ -260,7 +260,7 @@ async fn up_creates_every_resource_tagged_then_plans_no_change_and_calls_nothing
         .iter()
         .flat_map(|r| r.instances())
         .collect();
-    assert_eq!(brokers.len(), 2);
+    assert_eq!(brokers.len(), 3);
     for b in &brokers {
         assert_eq!(
             b.metadata_options()
@@ -364,7 +364,7 @@ async fn up_all_then_down_one_region_touches_nothing_else() {
         .args(["down", "ap-northeast-1", "--scope", "aws"])
         .assert()
         .code(2);
-    assert_eq!(inventory(&jp).await.count("instance"), 2);
+    assert_eq!(inventory(&jp).await.count("instance"), 3);
 
     gwctl(&r, &m)
         .args(["down", "ap-northeast-1", "--yes", "--scope", "aws"])
@@ -383,19 +383,75 @@ async fn up_all_then_down_one_region_touches_nothing_else() {
         .args(["plan", "us-east-1", "--detailed-exitcode", "--scope", "aws"])
         .assert()
         .code(0);
+    // Every broker's data volume was snapshotted before the broker went; down keeps them.
+    let first = snapshots(&jp).await;
+    assert_eq!(
+        first.keys().cloned().collect::<Vec<_>>(),
+        [
+            "instance/broker-1",
+            "instance/broker-2",
+            "instance/broker-3"
+        ],
+        "{first:?}"
+    );
+    assert!(first.values().all(|ids| ids.len() == 1), "{first:?}");
     // And down again has nothing to do.
     gwctl(&r, &m)
         .args(["down", "ap-northeast-1", "--yes", "--scope", "aws"])
         .assert()
         .success();
+    assert_eq!(snapshots(&jp).await, first);
+
+    // The region again, and gone again with a retention of one: the newest per broker stays.
+    gwctl(&r, &m)
+        .args(["up", "ap-northeast-1", "--yes", "--scope", "aws"])
+        .assert()
+        .success();
+    r.edit(
+        "ap-northeast-1.yaml",
+        "  data_volume:",
+        "  snapshots_retained: 1\n  data_volume:",
+    );
+    gwctl(&r, &m)
+        .args(["down", "ap-northeast-1", "--yes", "--scope", "aws"])
+        .assert()
+        .success();
+    let second = snapshots(&jp).await;
+    assert_eq!(second.len(), 3, "{second:?}");
+    for (slot, ids) in &second {
+        assert_eq!(ids.len(), 1, "{second:?}");
+        assert_ne!(ids, &first[slot], "the older snapshot of {slot} went");
+    }
+}
+
+/// gwctl's snapshots in a region, by the broker slot they were taken of.
+async fn snapshots(ec2: &aws_sdk_ec2::Client) -> BTreeMap<String, Vec<String>> {
+    let resp = ec2
+        .describe_snapshots()
+        .owner_ids("self")
+        .send()
+        .await
+        .expect("snapshots");
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for s in resp.snapshots() {
+        let of = s
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some("gwctl:snapshot-of"))
+            .and_then(|t| t.value());
+        if let (Some(of), Some(id)) = (of, s.snapshot_id()) {
+            out.entry(of.to_string()).or_default().push(id.to_string());
+        }
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_any_point_up_converges_without_duplicates_or_orphans() {
     let (r, m) = (Regions::examples(), Moto::start());
     let bin = assert_cmd::cargo::cargo_bin("gwctl");
-    // 22: the first Route53 health check (after the 21 EC2/IAM/SSM creates).
-    for kill_after in [1usize, 4, 9, 14, 18, 22] {
+    // 25: the first Route53 health check (after the 24 EC2/IAM/SSM creates).
+    for kill_after in [1usize, 4, 9, 14, 20, 25] {
         m.reset();
         let mut cmd = Command::new(&bin);
         cmd.arg("--regions").arg(r.dir()).args([
@@ -462,7 +518,7 @@ async fn killed_at_any_point_up_converges_without_duplicates_or_orphans() {
             .expect("checks");
         assert_eq!(
             checks.health_checks().len(),
-            2,
+            3,
             "killed after {kill_after} creates: one health check per broker"
         );
     }
@@ -665,7 +721,7 @@ async fn saved_plans_apply_only_to_the_state_they_were_made_from() {
 #[test]
 fn invalid_input_makes_no_aws_call() {
     let (r, m) = (Regions::examples(), Moto::start());
-    r.edit("us-east-1.yaml", "  count: 2", "  count: 0");
+    r.edit("us-east-1.yaml", "  count: 3", "  count: 0");
     m.record();
     for args in [
         &["plan", "us-east-1"][..],
@@ -710,7 +766,7 @@ fn plan_outputs_for_machines_and_reviewers_mask_secrets() {
     assert_eq!(ssm["change"]["actions"], serde_json::json!(["create"]));
     assert_eq!(ssm["change"]["after"]["value_sha256"], "(sensitive)");
     assert_eq!(ssm["change"]["after_sensitive"]["value_sha256"], true);
-    assert_eq!(regions[1]["summary"]["add"], 22);
+    assert_eq!(regions[1]["summary"]["add"], 25);
 
     let md = gwctl(&r, &m)
         .args(["plan", "us-east-1", "--markdown", "--scope", "aws"])

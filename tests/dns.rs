@@ -178,7 +178,7 @@ async fn up_all_creates_checks_and_records_in_one_batch_and_down_removes_only_it
             .iter()
             .filter(|(a, _)| a == "CreateHealthCheck")
             .count(),
-        4
+        6
     );
 
     // One check per broker, on its Elastic IP's public address, tagged.
@@ -207,7 +207,7 @@ async fn up_all_creates_checks_and_records_in_one_batch_and_down_removes_only_it
             );
         }
     }
-    assert_eq!(hc.len(), 4, "{hc:?}");
+    assert_eq!(hc.len(), 6, "{hc:?}");
     for (reference, ip) in &addresses {
         assert_eq!(
             &hc[reference].1, ip,
@@ -253,7 +253,7 @@ async fn up_all_creates_checks_and_records_in_one_batch_and_down_removes_only_it
         all["_gwctl.ap-northeast-1.mqtt.example.com TXT []"]
             .contains("heritage=gwctl,stack=mqtt-example,region=ap-northeast-1")
     );
-    assert_eq!(all.len(), foreign.len() + 8, "{all:#?}");
+    assert_eq!(all.len(), foreign.len() + 10, "{all:#?}");
 
     // Nothing left to do.
     gwctl(&r, &m)
@@ -281,7 +281,8 @@ async fn up_all_creates_checks_and_records_in_one_batch_and_down_removes_only_it
             .contains(&a.as_str())
         })
         .collect();
-    // The lock's CREATE, the region's batch, both checks, both brokers, the lock's DELETE.
+    // The lock's CREATE, the region's batch, its three checks, its three brokers, the lock's
+    // DELETE.
     assert_eq!(
         order,
         [
@@ -289,6 +290,8 @@ async fn up_all_creates_checks_and_records_in_one_batch_and_down_removes_only_it
             "ChangeResourceRecordSets",
             "DeleteHealthCheck",
             "DeleteHealthCheck",
+            "DeleteHealthCheck",
+            "TerminateInstances",
             "TerminateInstances",
             "TerminateInstances",
             "ChangeResourceRecordSets"
@@ -310,7 +313,8 @@ async fn up_all_creates_checks_and_records_in_one_batch_and_down_removes_only_it
         left,
         [
             check_ref("us-east-1", "broker-1"),
-            check_ref("us-east-1", "broker-2")
+            check_ref("us-east-1", "broker-2"),
+            check_ref("us-east-1", "broker-3")
         ]
     );
     gwctl(&r, &m)
@@ -380,13 +384,13 @@ async fn status_and_drill_follow_health_checks_down_to_fail_open() {
         assert_eq!(s["healthy"], true, "{s:#}");
         assert_eq!(s["route53_answering"], true);
         let checks = s["health_checks"].as_array().expect("checks");
-        assert_eq!(checks.len(), 2);
+        assert_eq!(checks.len(), 3);
         assert!(
             checks
                 .iter()
                 .all(|c| c["healthy"] == true && c["checkers"] == "8/8")
         );
-        assert_eq!(s["records"].as_array().expect("records").len(), 4);
+        assert_eq!(s["records"].as_array().expect("records").len(), 5);
     }
 
     let drill = json(&run_ok(&r, &m, &["drill", "us-east-1", "--json"]));
@@ -496,7 +500,7 @@ async fn status_and_drill_follow_health_checks_down_to_fail_open() {
         .iter()
         .filter(|c| c["actions"] == serde_json::json!(["update"]))
         .collect();
-    assert_eq!(updates.len(), 2, "{jp_plan:#}");
+    assert_eq!(updates.len(), 3, "{jp_plan:#}");
     assert_eq!(updates[0]["before"]["config"]["inverted"], true);
     assert_eq!(updates[0]["after"]["inverted"], false);
 
@@ -541,8 +545,8 @@ async fn a_live_drill_fails_the_region_then_restores_it() {
     let calls = m.recorded_actions();
     assert_eq!(
         calls.iter().filter(|a| *a == "UpdateHealthCheck").count(),
-        4,
-        "two checks inverted, then restored: {calls:?}"
+        6,
+        "three checks inverted, then restored: {calls:?}"
     );
     assert_eq!(drill["mode"], "live");
     let during = drill["regions_during_drill"]
@@ -649,7 +653,7 @@ async fn throttled_and_busy_route53_answers_are_retried() {
     );
     assert_eq!(
         checks(&dns).await.len(),
-        2,
+        3,
         "no duplicate from a retried create"
     );
     gwctl(&r, &m)

@@ -226,8 +226,8 @@ fn of_two_concurrent_runs_exactly_one_mutates() {
         })
         .collect();
     assert!(
-        // 22 AWS resources and 2 Route53 health checks.
-        created.contains(&0) && created.iter().sum::<usize>() == 24,
+        // 25 AWS resources and 3 Route53 health checks.
+        created.contains(&0) && created.iter().sum::<usize>() == 28,
         "created per run: {created:?}"
     );
     for o in &outputs {

@@ -30,6 +30,7 @@ fn gateway_files_are_pinned() {
             "advanced.config",
             "broker-1.user-data.yaml",
             "broker-2.user-data.yaml",
+            "broker-3.user-data.yaml",
             "definitions.json",
             "enabled_plugins",
             "rabbitmq.conf"
@@ -127,7 +128,15 @@ fn user_data_fetches_secrets_at_boot_and_requires_no_clear_values() {
     let ud = std::fs::read_to_string(out.path().join("us-east-1/broker-2.user-data.yaml"))
         .expect("read");
     assert!(ud.starts_with("#cloud-config\n"));
-    assert!(ud.contains("Broker 2 of 2 in gw-us-east-1"));
+    assert!(ud.contains("Broker 2 of 3 in gw-us-east-1"));
+    // The data volume is required: no `nofail`, and RabbitMQ needs it mounted.
+    assert!(
+        ud.contains(
+            "[ \"/dev/sdf\", /var/lib/rabbitmq, ext4, \"defaults,noatime\", \"0\", \"2\" ]"
+        )
+    );
+    assert!(!ud.contains(",nofail"));
+    assert!(ud.contains("RequiresMountsFor=/var/lib/rabbitmq"));
     assert!(ud.contains("--prefix, \"/gwctl/mqtt-example/us-east-1\""));
     assert!(
         ud.contains("aws\", \"ssm\", \"get-parameter\""),

@@ -55,7 +55,7 @@ fn examples_are_valid() {
 #[test]
 fn unknown_key_suggests_the_nearest() {
     let r = Regions::examples();
-    r.edit("us-east-1.yaml", "  count: 2", "  cout: 2");
+    r.edit("us-east-1.yaml", "  count: 3", "  cout: 3");
     assert_invalid(
         &r,
         "us-east-1.yaml",
@@ -63,17 +63,36 @@ fn unknown_key_suggests_the_nearest() {
         "brokers.cout",
         "unknown key `cout` (did you mean `count`?)",
     );
+    r.edit("us-east-1.yaml", "  ami:", "  amy:");
     let (_, stderr) = validate(&r, &["us-east-1"]);
     assert!(
-        stderr.contains("10:1: brokers: missing required key `count`"),
+        stderr.contains("10:1: brokers: missing required key `ami`"),
         "{stderr}"
     );
 }
 
 #[test]
+fn an_even_broker_count_is_refused_with_the_reason() {
+    let r = Regions::examples();
+    r.edit("us-east-1.yaml", "  count: 3", "  count: 4");
+    assert_invalid(
+        &r,
+        "us-east-1.yaml",
+        "11:10",
+        "brokers.count",
+        "4 brokers: an even count survives no more node losses than 3 (a majority of 4 is 3); \
+         use 3 or 5",
+    );
+    // One broker is allowed (a test region), and the default is three.
+    r.edit("us-east-1.yaml", "  count: 4\n", "");
+    let (code, stderr) = validate(&r, &["us-east-1"]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
 fn wrong_type() {
     let r = Regions::examples();
-    r.edit("us-east-1.yaml", "  count: 2", "  count: two");
+    r.edit("us-east-1.yaml", "  count: 3", "  count: two");
     assert_invalid(
         &r,
         "us-east-1.yaml",
@@ -86,7 +105,7 @@ fn wrong_type() {
 #[test]
 fn range_violation() {
     let r = Regions::examples();
-    r.edit("us-east-1.yaml", "  count: 2", "  count: 0");
+    r.edit("us-east-1.yaml", "  count: 3", "  count: 0");
     assert_invalid(
         &r,
         "us-east-1.yaml",
@@ -246,7 +265,7 @@ fn missing_region_file() {
 #[test]
 fn yaml_syntax_error() {
     let r = Regions::examples();
-    r.edit("us-east-1.yaml", "  count: 2", "  count: [2");
+    r.edit("us-east-1.yaml", "  count: 3", "  count: [2");
     assert_invalid(
         &r,
         "us-east-1.yaml",
@@ -272,7 +291,7 @@ fn empty_file() {
 #[test]
 fn duplicate_key() {
     let r = Regions::examples();
-    r.edit("us-east-1.yaml", "  count: 2\n", "  count: 2\n  count: 3\n");
+    r.edit("us-east-1.yaml", "  count: 3\n", "  count: 3\n  count: 5\n");
     assert_invalid(
         &r,
         "us-east-1.yaml",
@@ -285,7 +304,7 @@ fn duplicate_key() {
 #[test]
 fn every_error_of_a_file_is_reported_at_once() {
     let r = Regions::examples();
-    r.edit("us-east-1.yaml", "  count: 2", "  count: 0");
+    r.edit("us-east-1.yaml", "  count: 3", "  count: 0");
     r.edit("us-east-1.yaml", "type: gp3", "type: gp4");
     r.edit(
         "us-east-1.yaml",

@@ -13,10 +13,10 @@ use aws_sdk_ec2::types::{
 };
 use base64::Engine;
 
-use super::{Call, CloudError, Ids, Owner, resolve, retry};
+use super::{Call, CloudError, Ids, Owner, filter, resolve, retry};
 use crate::model::resources::{
-    Desired, Ingress, IngressSource, Key, Kind, Observed, Payload, Ref, Route, Spec, TAG_ID,
-    TAG_LAUNCH, TAG_REGION, TAG_STACK,
+    DATA_DEVICE, Desired, Ingress, IngressSource, Key, Kind, Observed, Payload, Ref, Route, Spec,
+    TAG_ID, TAG_LAUNCH, TAG_REGION, TAG_STACK,
 };
 use crate::spec::model::Ami;
 
@@ -24,10 +24,6 @@ use crate::spec::model::Ami;
 const INSTANCE_WAIT: Duration = Duration::from_secs(600);
 /// Time a VPN gateway may take to attach or detach.
 const ATTACH_WAIT: Duration = Duration::from_secs(300);
-
-fn filter(name: &str, value: &str) -> Filter {
-    Filter::builder().name(name).values(value).build()
-}
 
 fn owner_filters(o: &Owner) -> [Filter; 2] {
     [
@@ -457,6 +453,17 @@ async fn instances(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError> {
                 ob.state = state;
                 if let Some(ip) = i.private_ip_address() {
                     ob.parts.insert("private_ip".into(), ip.to_string());
+                }
+                if let Some(volume) = i
+                    .block_device_mappings()
+                    .iter()
+                    .find(|m| m.device_name() == Some(DATA_DEVICE))
+                    .and_then(|m| m.ebs()?.volume_id())
+                {
+                    ob.parts.insert(
+                        super::snapshots::DATA_VOLUME_PART.into(),
+                        volume.to_string(),
+                    );
                 }
                 out.push(ob);
             }

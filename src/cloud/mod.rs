@@ -6,7 +6,9 @@
 mod ec2;
 mod iam;
 mod route53;
+mod snapshots;
 mod ssm;
+pub use snapshots::Snapshot;
 pub use ssm::CERTIFICATES;
 
 use std::collections::BTreeMap;
@@ -79,6 +81,14 @@ impl CloudError {
             Some("DependencyViolation" | "DeleteConflict" | "InvalidIPAddress.InUse")
         ) || self.code_is("AuthFailure") && self.message.contains("in use")
     }
+}
+
+/// An EC2 Describe filter with one value.
+fn filter(name: &str, value: &str) -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder()
+        .name(name)
+        .values(value)
+        .build()
 }
 
 /// `?`-friendly conversion for SDK results.
@@ -335,8 +345,12 @@ impl Aws {
         }
     }
 
-    /// Deletes an owned resource, retrying while dependents disappear.
+    /// Deletes an owned resource, retrying while dependents disappear. A broker's data volume
+    /// is snapshotted first (what it held when the deletion started).
     pub async fn delete(&self, o: &Observed) -> Result<(), CloudError> {
+        if o.key.kind == Kind::Instance {
+            snapshots::take(&self.ec2, &self.owner, o).await?;
+        }
         retry(
             Duration::from_secs(300),
             CloudError::is_dependency,
@@ -349,6 +363,18 @@ impl Aws {
             },
         )
         .await
+    }
+}
+
+impl Aws {
+    /// The data-volume snapshots gwctl took in this region, newest first per broker slot.
+    pub async fn snapshots(&self) -> Result<Vec<Snapshot>, CloudError> {
+        snapshots::list(&self.ec2, &self.owner).await
+    }
+
+    /// Deletes completed snapshots beyond the newest `retain` per broker slot.
+    pub async fn prune_snapshots(&self, retain: usize) -> Result<Vec<String>, CloudError> {
+        snapshots::prune(&self.ec2, &self.owner, retain).await
     }
 }
 

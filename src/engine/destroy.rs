@@ -30,6 +30,33 @@ impl Engine {
         result
     }
 
+    /// Deleted brokers left snapshots of their data volumes; the oldest beyond the region's
+    /// retention go (the region file's, or the default when the file is gone).
+    pub(super) async fn prune_snapshots(
+        &self,
+        work: &RegionWork,
+        events: &dyn Events,
+    ) -> Result<()> {
+        let retain = self
+            .gateway(work.region())
+            .map_or(crate::spec::model::SNAPSHOTS_RETAINED, |g| {
+                g.brokers.snapshots_retained
+            });
+        let deleted = work
+            .aws
+            .prune_snapshots(usize::from(retain))
+            .await
+            .map_err(|e| Error::Failed(format!("{}: {e}", work.region())))?;
+        if !deleted.is_empty() {
+            events.emit(Event::Progress(format!(
+                "{}: {} snapshots beyond the newest {retain} per broker deleted",
+                work.region(),
+                deleted.len()
+            )));
+        }
+        Ok(())
+    }
+
     async fn destroy_locked(
         &self,
         shown: &RegionWork,
@@ -51,6 +78,7 @@ impl Engine {
             return Ok(());
         }
         let outcome = super::apply::execute(&work, opts.parallelism, events).await;
+        self.prune_snapshots(&work, events).await?;
         if outcome.ok() {
             events.emit(Event::Done(format!(
                 "{region}: deleted {} resources",

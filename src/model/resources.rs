@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 
 /// Ownership tags, on everything gwctl creates.
 pub const TAG_TOOL: &str = "gwctl:tool";
+/// The device name a broker's EBS data volume is attached as.
+pub const DATA_DEVICE: &str = "/dev/sdf";
 pub const TAG_STACK: &str = "gwctl:stack";
 pub const TAG_REGION: &str = "gwctl:region";
 pub const TAG_ID: &str = "gwctl:id";

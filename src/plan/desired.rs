@@ -368,8 +368,8 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
     let files = render::gateway(gw, backend, &Addressing::gateway(gw, backend), &inputs.cas)?;
     let root = block_device("root", &gw.brokers.root_volume);
     let mut devices = vec![root];
-    if let Some(DataVolume::Ebs(v)) = &gw.brokers.data_volume {
-        devices.push(block_device("/dev/sdf", v));
+    if let DataVolume::Ebs(v) = &gw.brokers.data_volume {
+        devices.push(block_device(crate::model::resources::DATA_DEVICE, v));
     }
     for n in 1..=gw.brokers.count {
         let name = format!("broker-{n}");

@@ -422,9 +422,8 @@ pub fn gateway(
         include_str!("../../templates/gateway/health-responder.py"),
     );
     let data_device = match &gw.brokers.data_volume {
-        Some(DataVolume::Ebs(_)) => Some("/dev/sdf".to_string()),
-        Some(DataVolume::InstanceStore(s)) => Some(s.device.clone()),
-        None => None,
+        DataVolume::Ebs(_) => crate::model::resources::DATA_DEVICE.to_string(),
+        DataVolume::InstanceStore(s) => s.device.clone(),
     };
     ctx.insert("data_volume", &data_device);
     for node in 1..=gw.brokers.count {

@@ -315,7 +315,10 @@ pub struct Subnet {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Brokers {
-    /// Number of broker nodes in this region's cluster.
+    /// Number of broker nodes in this region's cluster: odd, so that a majority survives the
+    /// loss of any one (quorum queues and RabbitMQ's Raft-based state stop without a majority).
+    /// 3 survives one node down, including the one an upgrade replaces; 5 survives two.
+    #[serde(default = "default_broker_count")]
     #[schemars(range(min = 1, max = 9))]
     pub count: u8,
     /// EC2 instance type; compute-optimised (`c` family) by default.
@@ -333,9 +336,16 @@ pub struct Brokers {
     /// Root volume.
     #[serde(default)]
     pub root_volume: Volume,
-    /// Data volume for the RabbitMQ data directory: EBS (`gp3`/`io2`) or the instance store.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data_volume: Option<DataVolume>,
+    /// Data volume for the RabbitMQ data directory: EBS (`gp3`/`io2`, default gp3 100 GiB) or
+    /// the instance store. Required at boot: a broker whose volume is missing does not start
+    /// RabbitMQ on its root disk.
+    #[serde(default = "default_data_volume")]
+    pub data_volume: DataVolume,
+    /// How many snapshots of each broker's EBS data volume to keep. gwctl snapshots the volume
+    /// before it deletes a broker (`upgrade`, `down`, a smaller `count`); older ones go.
+    #[serde(default = "default_snapshots_retained")]
+    #[schemars(range(min = 1, max = 100))]
+    pub snapshots_retained: u8,
     /// Tuning profile of the rendered configuration.
     #[serde(default = "Tuning::gateway_default")]
     pub tuning: Tuning,
@@ -355,6 +365,24 @@ pub const PLAINTEXT_WEB_MQTT_PORT: u16 = 15675;
 /// Debian 13 "trixie"'s rabbitmq-server (RabbitMQ 4.0.5 on Erlang 27); deb13u2 carries the fix
 /// for CVE-2025-50200.
 pub const RABBITMQ_PACKAGE: &str = "4.0.5-6+deb13u2";
+
+fn default_broker_count() -> u8 {
+    3
+}
+
+fn default_data_volume() -> DataVolume {
+    DataVolume::Ebs(Volume {
+        size_gib: 100,
+        ..Volume::default()
+    })
+}
+
+/// Snapshots kept per broker slot unless a region file says otherwise.
+pub const SNAPSHOTS_RETAINED: u8 = 3;
+
+fn default_snapshots_retained() -> u8 {
+    SNAPSHOTS_RETAINED
+}
 
 fn default_rabbitmq_package() -> String {
     RABBITMQ_PACKAGE.to_string()

@@ -96,17 +96,30 @@ pub fn check_gateway(spec: &GatewaySpec, file: &Path, base: &Path, sink: &mut Si
     }
 
     check_volume(&spec.brokers.root_volume, "/brokers/root_volume", sink);
+    let count = spec.brokers.count;
+    if count > 1 && count.is_multiple_of(2) {
+        sink.at(
+            "/brokers/count",
+            format!(
+                "{count} brokers: an even count survives no more node losses than {} (a majority \
+                 of {count} is {}); use {} or {}",
+                count - 1,
+                count / 2 + 1,
+                count - 1,
+                count + 1
+            ),
+        );
+    }
     match &spec.brokers.data_volume {
-        Some(DataVolume::Ebs(v)) => check_volume(v, "/brokers/data_volume/ebs", sink),
-        Some(DataVolume::InstanceStore(_)) if !has_instance_store(&spec.brokers.instance_type) => {
-            sink.at(
+        DataVolume::Ebs(v) => check_volume(v, "/brokers/data_volume/ebs", sink),
+        DataVolume::InstanceStore(_) if !has_instance_store(&spec.brokers.instance_type) => sink
+            .at(
                 "/brokers/data_volume",
                 format!(
                     "instance type {} has no instance store; use a `d` type such as c6id.large",
                     spec.brokers.instance_type
                 ),
-            )
-        }
+            ),
         _ => {}
     }
 
