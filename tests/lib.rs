@@ -14,4 +14,5 @@ mod rabbitmq;
 mod render;
 mod sandbox;
 mod schema;
+mod upgrade;
 mod validate;

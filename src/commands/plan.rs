@@ -29,7 +29,7 @@ pub fn run(cli: &Cli, args: &PlanArgs, printer: &Printer) -> Result<Status> {
         )));
     }
     Ok(
-        if plan.has_changes(engine.scope) && args.detailed_exitcode {
+        if (plan.has_changes(engine.scope) || plan.has_held()) && args.detailed_exitcode {
             Status::ChangesPending
         } else {
             Status::Success

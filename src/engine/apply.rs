@@ -17,6 +17,15 @@ impl Engine {
         opts: ApplyOptions,
         events: &dyn Events,
     ) -> Result<()> {
+        if let Some((region, why)) = shown
+            .regions
+            .iter()
+            .find_map(|w| Some((w.region(), w.plan.refused.as_ref()?)))
+        {
+            return Err(Error::Failed(format!(
+                "{region}: {why}; nothing was changed"
+            )));
+        }
         let todo = shown.todo(self.scope);
         if todo.is_empty() {
             return match shown.failed.len() {

@@ -80,6 +80,11 @@ pub struct StackPlan {
 }
 
 impl StackPlan {
+    /// Brokers waiting for `gwctl upgrade` in any region.
+    pub fn has_held(&self) -> bool {
+        self.regions.iter().any(|w| w.plan.has_held())
+    }
+
     pub fn has_changes(&self, scope: Scope) -> bool {
         self.regions.iter().any(|w| w.has_changes(scope))
     }
@@ -202,7 +207,12 @@ impl Engine {
                 aws.discover(&iam, &prefix).await.map_err(failed)?,
             ),
         };
-        let mut plan = plan::diff(&backend.stack, region, desired, &actual, gw.is_none());
+        let intent = if gw.is_none() {
+            plan::Intent::Destroy
+        } else {
+            plan::Intent::Up
+        };
+        let mut plan = plan::diff(&backend.stack, region, desired, &actual, intent);
         plan.advisories = advisories;
         let dns = if self.scope.aws() {
             let addresses = super::dns::addresses_from_plan(&plan);

@@ -119,7 +119,15 @@ impl Key {
             name: name.into(),
         }
     }
+
+    /// A broker instance (`instance/broker-N`): replaced or removed by `upgrade` only.
+    pub fn is_broker(&self) -> bool {
+        self.kind == Kind::Instance && self.name.starts_with(BROKER_PREFIX)
+    }
 }
+
+/// Names of broker instances: `broker-1`, `broker-2`, …
+pub const BROKER_PREFIX: &str = "broker-";
 
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

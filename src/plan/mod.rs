@@ -28,6 +28,26 @@ pub struct Change {
     pub replace_paths: Vec<&'static str>,
 }
 
+/// What a plan is for: `up` never replaces or removes a running broker (that is `upgrade`'s
+/// job, one broker at a time), `upgrade` plans those too, `down` removes everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    Up,
+    Upgrade,
+    Destroy,
+}
+
+/// A broker `up` leaves alone: replacing or removing it needs `gwctl upgrade`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Held {
+    pub key: Key,
+    pub id: String,
+    /// `replace` or `delete`.
+    pub action: &'static str,
+    /// Why: the fields that cannot be updated in place, or what it depends on.
+    pub because: Vec<String>,
+}
+
 /// The plan of one region.
 #[derive(Debug, Clone)]
 pub struct RegionPlan {
@@ -40,6 +60,11 @@ pub struct RegionPlan {
     pub actual_sha256: String,
     /// What an operator should know that is not a change (e.g. a newer image is available).
     pub advisories: Vec<String>,
+    /// Brokers this plan would replace or remove, left to `gwctl upgrade` (intent `Up`).
+    pub held: Vec<Held>,
+    /// Why this plan cannot be applied at all, if it cannot (e.g. it would replace the
+    /// network every broker runs in).
+    pub refused: Option<String>,
 }
 
 impl RegionPlan {
@@ -49,6 +74,11 @@ impl RegionPlan {
 
     pub fn has_changes(&self) -> bool {
         self.pending().next().is_some()
+    }
+
+    /// Brokers waiting for `gwctl upgrade`.
+    pub fn has_held(&self) -> bool {
+        !self.held.is_empty()
     }
 
     pub fn count(&self, action: Action) -> usize {
@@ -79,14 +109,16 @@ fn actual_fingerprint(actual: &Actual) -> String {
     fingerprint(&view)
 }
 
-/// Diffs desired against actual. `destroy` plans the deletion of everything owned instead.
+/// Diffs desired against actual. `Destroy` plans the deletion of everything owned instead;
+/// `Up` holds every broker replacement or removal for `upgrade`.
 pub fn diff(
     stack: &str,
     region: &str,
     mut desired: Vec<Desired>,
     actual: &Actual,
-    destroy: bool,
+    intent: Intent,
 ) -> RegionPlan {
+    let destroy = intent == Intent::Destroy;
     let desired_sha256 = desired_fingerprint(&desired);
     let actual_sha256 = actual_fingerprint(actual);
     if destroy {
@@ -160,7 +192,14 @@ pub fn diff(
             });
         }
     }
+    let mut held = Vec::new();
+    if intent == Intent::Up {
+        held = hold_brokers(&mut changes);
+    }
     propagate_replacements(&mut changes);
+    let refused = (intent == Intent::Up)
+        .then(|| refuse_broker_rebuild(&changes))
+        .flatten();
     changes.sort_by(|a, b| (&a.key, a.action).cmp(&(&b.key, b.action)));
     RegionPlan {
         stack: stack.to_string(),
@@ -169,7 +208,73 @@ pub fn diff(
         desired_sha256,
         actual_sha256,
         advisories: Vec::new(),
+        held,
+        refused,
     }
+}
+
+/// Takes the replacements and removals of running brokers out of an `up` plan: done all at
+/// once they would take the region down and lose what its queues hold. Their Elastic IPs stay
+/// where they are (they follow when `upgrade` replaces a broker).
+fn hold_brokers(changes: &mut [Change]) -> Vec<Held> {
+    let mut held = Vec::new();
+    for c in changes.iter_mut() {
+        let Some(before) = &c.before else { continue };
+        let removal =
+            c.action == Action::Delete && c.reason == Some("delete_because_owned_not_declared");
+        if !c.key.is_broker() || !(c.action == Action::Replace || removal) {
+            continue;
+        }
+        held.push(Held {
+            key: c.key.clone(),
+            id: before.id.clone(),
+            action: if removal { "delete" } else { "replace" },
+            because: if removal {
+                vec!["count".to_string()]
+            } else {
+                c.replace_paths.iter().map(|p| p.to_string()).collect()
+            },
+        });
+        c.action = Action::NoOp;
+        c.reason = Some("held_for_upgrade");
+    }
+    // A removed broker keeps its address and certificate until `upgrade` removes it.
+    let removed: BTreeSet<String> = held
+        .iter()
+        .filter(|h| h.action == "delete")
+        .map(|h| h.key.name.clone())
+        .collect();
+    for c in changes.iter_mut() {
+        if c.action == Action::Delete && removed.contains(&c.key.name) {
+            c.action = Action::NoOp;
+            c.reason = Some("held_for_upgrade");
+        }
+    }
+    held
+}
+
+/// A broker replaced because what it runs in is replaced (its subnet, security group or
+/// instance profile) cannot be rolled: every broker would go at once.
+fn refuse_broker_rebuild(changes: &[Change]) -> Option<String> {
+    let brokers: Vec<String> = changes
+        .iter()
+        .filter(|c| c.key.is_broker() && c.action == Action::Replace)
+        .map(|c| c.key.to_string())
+        .collect();
+    if brokers.is_empty() {
+        return None;
+    }
+    let causes: Vec<String> = changes
+        .iter()
+        .filter(|c| !c.key.is_broker() && c.action == Action::Replace)
+        .map(|c| c.key.to_string())
+        .collect();
+    Some(format!(
+        "replacing {} would replace every broker at once ({}); gwctl does not roll a network \
+         change: build the region beside this one, or take it down and up again",
+        causes.join(", "),
+        brokers.join(", ")
+    ))
 }
 
 /// A resource that refers to a replaced one would keep pointing at a deleted id: it is
@@ -268,7 +373,7 @@ mod tests {
         ];
         let mut have = Actual::default();
         assert!(
-            diff("s", "r", want.clone(), &have, false)
+            diff("s", "r", want.clone(), &have, Intent::Upgrade)
                 .changes
                 .iter()
                 .all(|c| c.action == Action::Create)
@@ -287,7 +392,7 @@ mod tests {
             observed(Kind::Subnet, "a", "subnet-1", subnet("10.1.1.0/24")),
             observed(Kind::Subnet, "old", "subnet-2", subnet("10.1.2.0/24")),
         ];
-        let plan = diff("s", "r", want.clone(), &have, false);
+        let plan = diff("s", "r", want.clone(), &have, Intent::Upgrade);
         assert_eq!(action(&plan, Kind::Vpc, "main"), [(Action::Update, None)]);
         assert_eq!(action(&plan, Kind::Subnet, "a"), [(Action::NoOp, None)]);
         assert_eq!(
@@ -297,7 +402,7 @@ mod tests {
 
         // A CIDR change replaces the VPC, and with it everything inside.
         have.resources[0] = observed(Kind::Vpc, "main", "vpc-1", vpc("10.9.0.0/16"));
-        let plan = diff("s", "r", want, &have, false);
+        let plan = diff("s", "r", want, &have, Intent::Upgrade);
         let vpc_change = plan
             .changes
             .iter()
@@ -314,6 +419,62 @@ mod tests {
     }
 
     #[test]
+    fn up_holds_broker_replacements_and_refuses_a_network_rebuild_under_them() {
+        let broker = |subnet: Ref, image: &str| Spec::Instance {
+            image: image.into(),
+            instance_type: "c6i.large".into(),
+            subnet,
+            security_groups: vec![],
+            profile: Ref::Id(String::new()),
+            launch_sha256: String::new(),
+            imdsv2_required: true,
+        };
+        let want = vec![
+            desired(Kind::Vpc, "main", vpc("10.1.0.0/16")),
+            desired(
+                Kind::Instance,
+                "broker-1",
+                broker(Ref::Key(Key::new(Kind::Vpc, "main")), "ami-new"),
+            ),
+        ];
+        let mut have = Actual {
+            resources: vec![
+                observed(Kind::Vpc, "main", "vpc-1", vpc("10.1.0.0/16")),
+                observed(
+                    Kind::Instance,
+                    "broker-1",
+                    "i-1",
+                    broker(Ref::Key(Key::new(Kind::Vpc, "main")), "ami-old"),
+                ),
+            ],
+        };
+        let up = diff("s", "r", want.clone(), &have, Intent::Up);
+        assert_eq!(
+            action(&up, Kind::Instance, "broker-1"),
+            [(Action::NoOp, Some("held_for_upgrade"))]
+        );
+        assert_eq!(up.held.len(), 1);
+        assert_eq!(up.held[0].because, ["image"]);
+        assert!(up.refused.is_none());
+        let upgrade = diff("s", "r", want.clone(), &have, Intent::Upgrade);
+        assert_eq!(
+            action(&upgrade, Kind::Instance, "broker-1"),
+            [(Action::Replace, Some("replace_because_cannot_update"))]
+        );
+
+        // A new VPC would take the broker with it: up refuses the whole region.
+        have.resources[0] = observed(Kind::Vpc, "main", "vpc-1", vpc("10.9.0.0/16"));
+        let up = diff("s", "r", want, &have, Intent::Up);
+        assert!(
+            up.refused
+                .as_deref()
+                .is_some_and(|r| r.contains("replacing vpc/main would replace every broker")),
+            "{:?}",
+            up.refused
+        );
+    }
+
+    #[test]
     fn duplicates_are_deleted_and_one_kept() {
         let want = vec![desired(Kind::Vpc, "main", vpc("10.1.0.0/16"))];
         let have = Actual {
@@ -322,7 +483,7 @@ mod tests {
                 observed(Kind::Vpc, "main", "vpc-1", vpc("10.1.0.0/16")),
             ],
         };
-        let plan = diff("s", "r", want, &have, false);
+        let plan = diff("s", "r", want, &have, Intent::Upgrade);
         let kept: Vec<_> = plan
             .changes
             .iter()
@@ -341,7 +502,7 @@ mod tests {
                 observed(Kind::Subnet, "a", "subnet-1", subnet("10.1.1.0/24")),
             ],
         };
-        let plan = diff("s", "r", vec![], &have, true);
+        let plan = diff("s", "r", vec![], &have, Intent::Destroy);
         let graph = exec::graph(&plan);
         let (vpc_op, vpc_deps) = graph
             .iter()
@@ -358,7 +519,7 @@ mod tests {
             desired(Kind::Vpc, "main", vpc("10.1.0.0/16")),
             desired(Kind::Subnet, "a", subnet("10.1.1.0/24")),
         ];
-        let plan = diff("s", "r", want, &Actual::default(), false);
+        let plan = diff("s", "r", want, &Actual::default(), Intent::Upgrade);
         let graph = exec::graph(&plan);
         let (_, deps) = graph
             .iter()

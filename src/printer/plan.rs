@@ -77,6 +77,7 @@ fn reason_text(c: &Change) -> String {
         Some("delete_because_owned_not_declared") => "owned by gwctl, no longer declared".into(),
         Some("delete_because_duplicate") => "duplicate of the same resource".into(),
         Some("delete_because_destroy") => "down".into(),
+        Some("held_for_upgrade") => "left to `gwctl upgrade`".into(),
         Some(other) => other.into(),
         None => String::new(),
     }
@@ -88,6 +89,36 @@ fn short(v: &Value) -> String {
         Value::Null => "(none)".into(),
         other => other.to_string(),
     }
+}
+
+/// What `up` leaves to `gwctl upgrade`, and why a plan cannot be applied, one line each.
+pub fn held_lines(plan: &RegionPlan) -> Vec<String> {
+    let mut out: Vec<String> = plan
+        .held
+        .iter()
+        .map(|h| {
+            format!(
+                "{} ({}) needs a {} ({}): `up` never {} a running broker; \
+                 `gwctl upgrade {}` does it one broker at a time",
+                h.key,
+                h.id,
+                if h.action == "delete" {
+                    "removal"
+                } else {
+                    "replacement"
+                },
+                h.because.join(", "),
+                if h.action == "delete" {
+                    "removes"
+                } else {
+                    "replaces"
+                },
+                plan.region
+            )
+        })
+        .collect();
+    out.extend(plan.refused.iter().map(|r| format!("cannot apply: {r}")));
+    out
 }
 
 /// The human plan of one region.
@@ -122,6 +153,13 @@ pub fn human(plan: &RegionPlan, printer: &Printer) -> String {
     }
     out.push_str(&summary(plan));
     out.push('\n');
+    for line in held_lines(plan) {
+        out.push_str(&format!(
+            "{} {}: {line}\n",
+            printer.paint("upgrade:", AnsiColor::Magenta),
+            plan.region
+        ));
+    }
     for a in &plan.advisories {
         out.push_str(&format!(
             "{} {}: {a}\n",
@@ -156,6 +194,9 @@ pub fn markdown(plans: &[RegionPlan]) -> String {
         out.push_str(&format!("### {} (stack `{}`)\n\n", plan.region, plan.stack));
         for a in &plan.advisories {
             out.push_str(&format!("> **Note:** {a}\n\n"));
+        }
+        for line in held_lines(plan) {
+            out.push_str(&format!("> **Upgrade:** {line}\n\n"));
         }
         if !plan.has_changes() {
             out.push_str("No changes.\n\n");
@@ -225,6 +266,8 @@ pub fn json(plans: &[RegionPlan]) -> Value {
                 },
                 "resource_changes": changes,
                 "advisories": p.advisories,
+                "held_for_upgrade": p.held,
+                "refused": p.refused,
             })
         })
         .collect();
