@@ -127,6 +127,7 @@ async fn up_federates_each_gateway_and_down_removes_only_its_own_entries() {
             reconnect_delay_s: 60,
             expires_ms: 60000,
             message_ttl_ms: 60000,
+            queue_type: "classic",
         },
     };
     backend
@@ -153,11 +154,41 @@ async fn up_federates_each_gateway_and_down_removes_only_its_own_entries() {
         names,
         ["gw.ap-northeast-1.amq.topic", "gw.us-east-1.amq.topic"]
     );
+    // Each region has its own exchange, bound into amq.topic, federated from its own upstream:
+    // no object shared between regions (no upstream set).
     let sets = backend
         .parameters("federation-upstream-set", "/")
         .await
         .expect("sets");
-    assert_eq!(sets["gateways.amq.topic"].as_array().map(Vec::len), Some(2));
+    assert!(sets.is_empty(), "{sets:?}");
+    let policies = backend.policies("/").await.expect("policies");
+    for region in ["us-east-1", "ap-northeast-1"] {
+        let local = format!("gwctl.from-gateway.{region}.amq.topic");
+        let federate = &policies[&format!("gw.{region}.federate.amq.topic")];
+        assert_eq!(
+            federate["definition"]["federation-upstream"],
+            format!("gw.{region}.amq.topic")
+        );
+        assert_eq!(
+            backend.bindings_from("/", &local).await.expect("bindings"),
+            [("amq.topic".to_string(), "#".to_string())]
+        );
+        let bounds = &policies[&format!("gw.{region}.buffers")];
+        assert_eq!(bounds["apply-to"], "queues");
+        assert_eq!(bounds["definition"]["overflow"], "drop-head");
+        assert_eq!(bounds["definition"]["max-length"], 1_000_000);
+    }
+    let upstreams = backend
+        .parameters("federation-upstream", "/")
+        .await
+        .expect("upstreams");
+    let us_link = &upstreams["gw.us-east-1.amq.topic"];
+    assert_eq!(us_link["resource-cleanup-mode"], "never");
+    assert_eq!(us_link["expires"], 7 * 86_400_000u64);
+    assert_eq!(
+        us_link["queue-type"], "quorum",
+        "three gateway brokers hold it"
+    );
     gwctl(&r, &m, work.path())
         .args(["plan", "--all", "--detailed-exitcode"])
         .assert()
@@ -200,12 +231,68 @@ async fn up_federates_each_gateway_and_down_removes_only_its_own_entries() {
         .assert()
         .code(0);
 
-    // down: this region's upstream and set membership go; the other region and the foreign
-    // entries stay.
-    gwctl(&r, &m, work.path())
+    // The US gateway stops taking from the backend: its buffer there fills.
+    let us_buffer = "federation: amq.topic -> gw-us-east-1:gwctl.from-backend.amq.topic";
+    let jp_buffer = "federation: amq.topic -> gw-ap-northeast-1:gwctl.from-backend.amq.topic";
+    sandbox
+        .ctl("us-east-1", &["stop_app"])
+        .expect("stop the US app");
+    let sent = amqp_publish_many(
+        &login(&sandbox, BACKEND),
+        "amq.topic",
+        (0..500).map(|i| (format!("commands/dev-{i}/x"), b"cmd".to_vec())),
+    )
+    .await
+    .expect("publish");
+    assert_eq!(sent, 500);
+    let buffered = |name: &'static str| {
+        let backend = &backend;
+        async move {
+            backend
+                .queues("/", name)
+                .await
+                .expect("queues")
+                .into_iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, m)| m)
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while buffered(us_buffer).await != Some(500) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(buffered(us_buffer).await, Some(500));
+    assert!(buffered(jp_buffer).await.is_some());
+
+    // down: this region's upstream, exchange, policies and buffer go; the other region, its
+    // buffer and what it holds, and the foreign entries stay.
+    let down = gwctl(&r, &m, work.path())
         .args(["down", "ap-northeast-1", "--yes"])
-        .assert()
-        .success();
+        .output()
+        .expect("down");
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    let shown = String::from_utf8_lossy(&down.stdout);
+    assert!(
+        shown.contains(&format!("- queue/{jp_buffer}")),
+        "down shows the buffer it deletes: {shown}"
+    );
+    assert_eq!(
+        buffered(us_buffer).await,
+        Some(500),
+        "the US buffer is untouched"
+    );
+    assert_eq!(
+        buffered(jp_buffer).await,
+        None,
+        "the removed region's buffer went"
+    );
+    sandbox
+        .ctl("us-east-1", &["start_app"])
+        .expect("start the US app");
     let upstreams = backend
         .parameters("federation-upstream", "/")
         .await
@@ -213,16 +300,24 @@ async fn up_federates_each_gateway_and_down_removes_only_its_own_entries() {
     let mut left: Vec<&str> = upstreams.keys().map(String::as_str).collect();
     left.sort();
     assert_eq!(left, ["elsewhere", "gw.us-east-1.amq.topic"]);
-    let sets = backend
-        .parameters("federation-upstream-set", "/")
-        .await
-        .expect("sets");
-    assert_eq!(
-        sets["gateways.amq.topic"],
-        serde_json::json!([{"upstream": "gw.us-east-1.amq.topic"}])
-    );
     let policies = backend.policies("/").await.expect("policies");
-    assert!(policies.contains_key("federate-from-gateways.amq.topic"));
+    let mut ours: Vec<&str> = policies
+        .keys()
+        .map(String::as_str)
+        .filter(|p| p.starts_with("gw."))
+        .collect();
+    ours.sort();
+    assert_eq!(
+        ours,
+        ["gw.us-east-1.buffers", "gw.us-east-1.federate.amq.topic"]
+    );
+    assert_eq!(
+        backend
+            .exchanges("/", "gwctl.from-gateway.")
+            .await
+            .expect("exchanges"),
+        ["gwctl.from-gateway.us-east-1.amq.topic"]
+    );
     gwctl(&r, &m, work.path())
         .args(["plan", "us-east-1", "--detailed-exitcode"])
         .assert()
@@ -558,5 +653,86 @@ async fn ten_thousand_messages_each_way_arrive_exactly_once_and_survive_a_gatewa
     );
     eprintln!("restart: 3000 delivered, {duplicates} redelivered (at-least-once)");
     queue.close().await;
+    sandbox.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_regions_applied_at_once_from_two_processes_both_end_federated() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    let stack = spec::load(r.dir(), &Selection::All).expect("examples validate");
+    let work = tempfile::tempdir().expect("tempdir");
+    let sandbox = Sandbox::start(&stack, work.path(), &rabbitmq())
+        .await
+        .expect("nodes boot");
+    let backend = sandbox.admin(BACKEND).expect("client");
+    gwctl(&r, &m, work.path())
+        .args(["up", "--all", "--yes"])
+        .assert()
+        .success();
+    let regions = ["us-east-1", "ap-northeast-1"];
+    for round in 0..20 {
+        // Both regions' backend entries gone, then both applied at once by two processes.
+        for region in regions {
+            backend
+                .delete_policy("/", &format!("gw.{region}.federate.amq.topic"))
+                .await
+                .expect("policy");
+            backend
+                .delete_parameter(
+                    "federation-upstream",
+                    "/",
+                    &format!("gw.{region}.amq.topic"),
+                )
+                .await
+                .expect("upstream");
+            backend
+                .delete_exchange("/", &format!("gwctl.from-gateway.{region}.amq.topic"))
+                .await
+                .expect("exchange");
+        }
+        let children: Vec<std::process::Child> = regions
+            .iter()
+            .map(|region| {
+                let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("gwctl"));
+                cmd.arg("--regions")
+                    .arg(r.dir())
+                    .args(["up", region, "--yes"]);
+                m.std_env(&mut cmd);
+                cmd.env("GWCTL_BROKER_ENDPOINTS", work.path().join(ENDPOINTS_FILE))
+                    .env("NO_COLOR", "1")
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped());
+                cmd.spawn().expect("spawn")
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().expect("wait");
+            assert!(
+                out.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let policies = backend.policies("/").await.expect("policies");
+        let upstreams = backend
+            .parameters("federation-upstream", "/")
+            .await
+            .expect("upstreams");
+        for region in regions {
+            assert!(
+                policies.contains_key(&format!("gw.{region}.federate.amq.topic"))
+                    && upstreams.contains_key(&format!("gw.{region}.amq.topic")),
+                "round {round}: {region} lost its federation"
+            );
+            assert_eq!(
+                backend
+                    .bindings_from("/", &format!("gwctl.from-gateway.{region}.amq.topic"))
+                    .await
+                    .expect("bindings"),
+                [("amq.topic".to_string(), "#".to_string())],
+                "round {round}"
+            );
+        }
+    }
     sandbox.stop(Duration::from_secs(5)).await;
 }

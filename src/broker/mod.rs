@@ -461,6 +461,130 @@ impl Client {
         }
     }
 
+    /// Exchange names in `vhost` that start with `prefix`.
+    pub async fn exchanges(&self, vhost: &str, prefix: &str) -> Result<Vec<String>, BrokerError> {
+        let path = format!("exchanges/{}?columns=name", vhost_segment(vhost));
+        let v = self.call(Method::GET, &path, "exchanges", None).await?;
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x["name"].as_str())
+            .filter(|n| n.starts_with(prefix))
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// A durable topic exchange (idempotent: an existing one of that type is kept).
+    pub async fn put_topic_exchange(&self, vhost: &str, name: &str) -> Result<(), BrokerError> {
+        let path = format!("exchanges/{}/{}", vhost_segment(vhost), vhost_segment(name));
+        let body = json!({"type": "topic", "durable": true, "auto_delete": false,
+                          "internal": false, "arguments": {}});
+        self.call(
+            Method::PUT,
+            &path,
+            &format!("exchange `{name}`"),
+            Some(body),
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn delete_exchange(&self, vhost: &str, name: &str) -> Result<(), BrokerError> {
+        let path = format!("exchanges/{}/{}", vhost_segment(vhost), vhost_segment(name));
+        match self
+            .call(Method::DELETE, &path, &format!("exchange `{name}`"), None)
+            .await
+        {
+            Err(BrokerError::NotFound { .. }) => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    /// (destination exchange, routing key) of every exchange-to-exchange binding from `source`.
+    pub async fn bindings_from(
+        &self,
+        vhost: &str,
+        source: &str,
+    ) -> Result<Vec<(String, String)>, BrokerError> {
+        let path = format!(
+            "exchanges/{}/{}/bindings/source",
+            vhost_segment(vhost),
+            vhost_segment(source)
+        );
+        let v = match self
+            .call(Method::GET, &path, &format!("bindings of `{source}`"), None)
+            .await
+        {
+            Err(BrokerError::NotFound { .. }) => return Ok(Vec::new()),
+            other => other?,
+        };
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|b| b["destination_type"] == "exchange")
+            .filter_map(|b| {
+                Some((
+                    b["destination"].as_str()?.to_string(),
+                    b["routing_key"].as_str()?.to_string(),
+                ))
+            })
+            .collect())
+    }
+
+    /// Binds exchange `source` into exchange `destination` (idempotent).
+    pub async fn bind_exchange(
+        &self,
+        vhost: &str,
+        source: &str,
+        destination: &str,
+        routing_key: &str,
+    ) -> Result<(), BrokerError> {
+        let path = format!(
+            "bindings/{}/e/{}/e/{}",
+            vhost_segment(vhost),
+            vhost_segment(source),
+            vhost_segment(destination)
+        );
+        self.call(
+            Method::POST,
+            &path,
+            &format!("binding `{source}` → `{destination}`"),
+            Some(json!({"routing_key": routing_key, "arguments": {}})),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// (name, messages) of the queues in `vhost` whose names start with `prefix`.
+    pub async fn queues(
+        &self,
+        vhost: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, u64)>, BrokerError> {
+        let path = format!("queues/{}?columns=name,messages", vhost_segment(vhost));
+        let v = self.call(Method::GET, &path, "queues", None).await?;
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|q| {
+                let name = q["name"].as_str()?;
+                name.starts_with(prefix)
+                    .then(|| (name.to_string(), q["messages"].as_u64().unwrap_or(0)))
+            })
+            .collect())
+    }
+
+    pub async fn delete_queue(&self, vhost: &str, name: &str) -> Result<(), BrokerError> {
+        let path = format!("queues/{}/{}", vhost_segment(vhost), vhost_segment(name));
+        match self
+            .call(Method::DELETE, &path, &format!("queue `{name}`"), None)
+            .await
+        {
+            Err(BrokerError::NotFound { .. }) => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
     pub async fn delete_policy(&self, vhost: &str, name: &str) -> Result<(), BrokerError> {
         let path = format!("policies/{}/{}", vhost_segment(vhost), vhost_segment(name));
         match self

@@ -75,10 +75,21 @@ impl Engine {
             super::dns::apply(&work.aws, &self.stack, &[dns], events).await?;
         }
         if !self.scope.aws() || !work.plan.has_changes() {
+            // Nothing of the region runs any more (or its AWS side is someone else's turn).
+            if self.scope.aws()
+                && let Some(fed) = work.federation.as_ref()
+            {
+                self.remove_buffers(fed, events).await?;
+            }
             return Ok(());
         }
         let outcome = super::apply::execute(&work, opts.parallelism, events).await;
         self.prune_snapshots(&work, events).await?;
+        if outcome.ok()
+            && let Some(fed) = work.federation.as_ref()
+        {
+            self.remove_buffers(fed, events).await?;
+        }
         if outcome.ok() {
             events.emit(Event::Done(format!(
                 "{region}: deleted {} resources",

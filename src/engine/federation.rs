@@ -64,6 +64,29 @@ impl Engine {
         Ok(())
     }
 
+    /// Deletes a removed region's buffers on the backend, after its brokers are gone (their
+    /// links would declare them again), saying what they still held.
+    pub(super) async fn remove_buffers(
+        &self,
+        fed: &FederationPlan,
+        events: &dyn Events,
+    ) -> Result<()> {
+        if fed.buffers.is_empty() {
+            return Ok(());
+        }
+        let client = self.backend_client()?;
+        let held = federation::delete_buffers(&client, fed)
+            .await
+            .map_err(|e| Error::Failed(format!("backend federation buffers: {e}")))?;
+        events.emit(Event::Progress(format!(
+            "{} backend federation: {} buffers deleted ({held} messages no gateway of the region \
+             can receive any more)",
+            fed.region,
+            fed.buffers.len()
+        )));
+        Ok(())
+    }
+
     /// Removes a region's entries from the backend (`down`), before its brokers go, so the
     /// backend does not retry dead links.
     pub(super) async fn remove_federation(

@@ -9,7 +9,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::spec::model::{Federation, GatewaySpec};
+use crate::spec::model::{BufferBound, Federation, GatewaySpec};
 
 /// A federation upstream: where a link connects, and how it behaves.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -31,23 +31,40 @@ pub struct LinkSettings {
     pub reconnect_delay_s: u32,
     pub expires_ms: u64,
     pub message_ttl_ms: u64,
+    /// The type of the link's buffer (see [`buffer_queue_type`]).
+    pub queue_type: &'static str,
 }
 
-impl From<&Federation> for LinkSettings {
-    fn from(f: &Federation) -> Self {
+const DAY_MS: u64 = 86_400_000;
+
+impl LinkSettings {
+    /// A link's settings from the region file; `buffer_nodes` is the size of the cluster that
+    /// holds the link's buffer (the upstream side).
+    pub fn new(f: &Federation, buffer_nodes: usize) -> Self {
         LinkSettings {
             max_hops: f.max_hops,
             prefetch: f.prefetch,
             ack_mode: f.ack_mode.as_str(),
             reconnect_delay_s: f.reconnect_delay_s,
-            expires_ms: f.queue_expires_ms,
-            message_ttl_ms: f.message_ttl_ms,
+            expires_ms: u64::from(f.buffers.expires_days) * DAY_MS,
+            message_ttl_ms: u64::from(f.buffers.message_ttl_days) * DAY_MS,
+            queue_type: buffer_queue_type(buffer_nodes),
         }
     }
 }
 
+/// A buffer is a quorum queue where its cluster can lose a node and keep a majority (3 nodes
+/// or more), a classic one otherwise (a quorum queue on 1 or 2 nodes stops with either).
+/// Changing it for an existing buffer needs the buffer deleted first (RabbitMQ refuses to
+/// redeclare a queue with another type), which `upgrade` does once the buffer is drained.
+pub fn buffer_queue_type(nodes: usize) -> &'static str {
+    if nodes >= 3 { "quorum" } else { "classic" }
+}
+
 impl Upstream {
-    /// The `value` of a `federation-upstream` runtime parameter.
+    /// The `value` of a `federation-upstream` runtime parameter. `resource-cleanup-mode:
+    /// never`: a link that stops (its upstream or policy replaced, its node replaced) leaves
+    /// its buffer and what it holds; the buffer expires only after `expires` without a link.
     pub fn parameter_value(&self) -> Value {
         let uri = match self.uris.as_slice() {
             [one] => Value::String(one.clone()),
@@ -62,43 +79,89 @@ impl Upstream {
             "reconnect-delay": self.settings.reconnect_delay_s,
             "expires": self.settings.expires_ms,
             "message-ttl": self.settings.message_ttl_ms,
+            "queue-type": self.settings.queue_type,
+            "resource-cleanup-mode": "never",
             "trust-user-id": false,
         })
     }
 }
 
-/// A policy applying federation to one exchange.
+/// A policy: federation on one exchange, or the bounds of buffers.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Policy {
     pub name: String,
-    pub exchange: String,
-    pub target: PolicyTarget,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub enum PolicyTarget {
-    Upstream(String),
-    UpstreamSet(String),
+    /// A regular expression over object names.
+    pub pattern: String,
+    pub apply_to: &'static str,
+    pub priority: u8,
+    pub definition: Value,
 }
 
 impl Policy {
-    pub fn pattern(&self) -> String {
-        format!("^{}$", regex_escape(&self.exchange))
+    /// Federates `exchange` from one upstream.
+    pub fn federate(name: String, exchange: &str, upstream: &str) -> Policy {
+        Policy {
+            name,
+            pattern: format!("^{}$", regex_escape(exchange)),
+            apply_to: "exchanges",
+            priority: 10,
+            definition: json!({"federation-upstream": upstream}),
+        }
+    }
+
+    /// Bounds the buffers whose names match `pattern`.
+    pub fn bound_buffers(name: String, pattern: String, bound: &BufferBound) -> Policy {
+        Policy {
+            name,
+            pattern,
+            apply_to: "queues",
+            priority: 20,
+            definition: json!({
+                "max-length": bound.max_messages,
+                "max-length-bytes": bound.max_mib * 1024 * 1024,
+                "overflow": bound.overflow.as_str(),
+            }),
+        }
     }
 
     /// The body of `PUT /api/policies/{vhost}/{name}` (without the vhost).
     pub fn body(&self) -> Value {
-        let definition = match &self.target {
-            PolicyTarget::Upstream(u) => json!({"federation-upstream": u}),
-            PolicyTarget::UpstreamSet(s) => json!({"federation-upstream-set": s}),
-        };
         json!({
-            "pattern": self.pattern(),
-            "apply-to": "exchanges",
-            "priority": 10,
-            "definition": definition,
+            "pattern": self.pattern,
+            "apply-to": self.apply_to,
+            "priority": self.priority,
+            "definition": self.definition,
         })
     }
+
+    /// Whether a policy as the management API lists it is this one.
+    pub fn matches(&self, listed: &Value) -> bool {
+        let body = self.body();
+        ["pattern", "apply-to", "priority", "definition"]
+            .iter()
+            .all(|k| listed[k] == body[k])
+    }
+}
+
+/// The name of a link's buffer: RabbitMQ names it after the upstream exchange, the
+/// downstream cluster and the downstream exchange (`rabbit_federation_exchange_link:
+/// upstream_queue_name/3`, 4.0.5), so it outlives nodes and links of the same cluster.
+pub fn buffer_name(
+    upstream_exchange: &str,
+    downstream_cluster: &str,
+    downstream_exchange: &str,
+) -> String {
+    let down = if upstream_exchange == downstream_exchange {
+        String::new()
+    } else {
+        format!(":{downstream_exchange}")
+    };
+    format!("federation: {upstream_exchange} -> {downstream_cluster}{down}")
+}
+
+/// A pattern matching every buffer whose downstream is `cluster`.
+pub fn buffers_of(cluster: &str) -> String {
+    format!("^federation: .* -> {}(:.*)?$", regex_escape(cluster))
 }
 
 /// Escapes regex metacharacters of an exchange name (`amq.topic` → `amq\.topic`).
@@ -177,78 +240,109 @@ pub fn from_backend_exchange(exchange: &str) -> String {
     format!("gwctl.from-backend.{exchange}")
 }
 
-/// The gateway side: one upstream per exchange federated from the backend, and its policy on
-/// the gateway's [`from_backend_exchange`].
-pub fn gateway_side(gw: &GatewaySpec, backend_uris: &[String]) -> (Vec<Upstream>, Vec<Policy>) {
-    let settings = LinkSettings::from(&gw.federation);
+/// The gateway side: one upstream per exchange federated from the backend (its buffer on the
+/// backend, a cluster of `backend_nodes`), its policy on the gateway's
+/// [`from_backend_exchange`], and the bounds of the buffers the backend's links keep here.
+pub fn gateway_side(
+    gw: &GatewaySpec,
+    backend_uris: &[String],
+    backend_nodes: usize,
+) -> (Vec<Upstream>, Vec<Policy>) {
+    let settings = LinkSettings::new(&gw.federation, backend_nodes);
     let mut upstreams = Vec::new();
     let mut policies = Vec::new();
     for x in &gw.federation.from_backend {
         let name = format!("backend.{}", x.exchange);
+        policies.push(Policy::federate(
+            format!("federate-from-backend.{}", x.exchange),
+            &from_backend_exchange(&x.exchange),
+            &name,
+        ));
         upstreams.push(Upstream {
-            name: name.clone(),
+            name,
             uris: backend_uris.to_vec(),
             exchange: x.peer().to_string(),
             settings: settings.clone(),
         });
-        policies.push(Policy {
-            name: format!("federate-from-backend.{}", x.exchange),
-            exchange: from_backend_exchange(&x.exchange),
-            target: PolicyTarget::Upstream(name),
-        });
     }
+    policies.push(Policy::bound_buffers(
+        "gwctl.buffers.to-backend".into(),
+        "^federation: ".into(),
+        &gw.federation.buffers.to_backend,
+    ));
     (upstreams, policies)
 }
 
-/// The backend side for one gateway: an upstream per exchange the backend federates from it.
-/// Each backend exchange federates from the set of every gateway that sends to it
-/// ([`backend_policies`]).
-pub fn backend_upstreams(gw: &GatewaySpec, gateway_uris: &[String]) -> Vec<Upstream> {
-    let settings = LinkSettings::from(&gw.federation);
-    gw.federation
-        .to_backend
-        .iter()
-        .map(|x| Upstream {
-            name: backend_upstream_name(&gw.region, &x.exchange),
+/// The backend's exchange receiving what one region's gateways send to `exchange`: each
+/// region has its own, federated from that region only and bound into the backend exchange
+/// with `#`. No backend object is shared between regions, so regions never edit one another's
+/// entries (no shared upstream set whose change restarts every link), and two machines
+/// applying two regions cannot race.
+pub fn region_exchange(region: &str, exchange: &str) -> String {
+    format!("gwctl.from-gateway.{region}.{exchange}")
+}
+
+/// Everything the backend holds for one region.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendSide {
+    pub upstreams: Vec<Upstream>,
+    /// (region exchange, backend exchange it is bound into with `#`).
+    pub exchanges: Vec<(String, String)>,
+    /// Federation of each region exchange, and the bounds of the region's buffers here.
+    pub policies: Vec<Policy>,
+}
+
+/// The backend side for one gateway region.
+pub fn backend_side(gw: &GatewaySpec, gateway_uris: &[String]) -> BackendSide {
+    let settings = LinkSettings::new(&gw.federation, usize::from(gw.brokers.count));
+    let region = &gw.region;
+    let mut side = BackendSide {
+        upstreams: Vec::new(),
+        exchanges: Vec::new(),
+        policies: Vec::new(),
+    };
+    for x in &gw.federation.to_backend {
+        let name = backend_upstream_name(region, &x.exchange);
+        let local = region_exchange(region, &x.exchange);
+        side.policies.push(Policy::federate(
+            format!("{}federate.{}", region_prefix(region), x.exchange),
+            &local,
+            &name,
+        ));
+        side.exchanges.push((local, x.peer().to_string()));
+        side.upstreams.push(Upstream {
+            name,
             uris: gateway_uris.to_vec(),
             exchange: x.exchange.clone(),
             settings: settings.clone(),
-        })
-        .collect()
+        });
+    }
+    side.policies.push(Policy::bound_buffers(
+        format!("{}buffers", region_prefix(region)),
+        buffers_of(&gw.cluster_name()),
+        &gw.federation.buffers.from_backend,
+    ));
+    side
+}
+
+/// The upstreams' (for compatibility with tests and drift checks).
+pub fn backend_upstreams(gw: &GatewaySpec, gateway_uris: &[String]) -> Vec<Upstream> {
+    backend_side(gw, gateway_uris).upstreams
+}
+
+/// Every backend object of a region starts with this (upstreams, policies).
+pub fn region_prefix(region: &str) -> String {
+    format!("gw.{region}.")
 }
 
 pub fn backend_upstream_name(region: &str, backend_exchange: &str) -> String {
-    format!("gw.{region}.{backend_exchange}")
+    format!("{}{backend_exchange}", region_prefix(region))
 }
 
-/// The name of the upstream set federating one backend exchange from the gateways.
-pub fn backend_set_name(backend_exchange: &str) -> String {
-    format!("gateways.{backend_exchange}")
-}
-
-/// Backend exchanges fed by gateways, with the upstreams of each (from `to_backend`, where the
-/// backend exchange is `peer_exchange` or the same name).
-pub fn backend_sets<'a>(
-    gateways: impl IntoIterator<Item = &'a GatewaySpec>,
-) -> Vec<(String, Vec<String>)> {
-    let mut sets: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for gw in gateways {
-        for x in &gw.federation.to_backend {
-            sets.entry(x.peer().to_string())
-                .or_default()
-                .push(backend_upstream_name(&gw.region, &x.exchange));
-        }
-    }
-    sets.into_iter().collect()
-}
-
-pub fn backend_policy(backend_exchange: &str) -> Policy {
-    Policy {
-        name: format!("federate-from-gateways.{backend_exchange}"),
-        exchange: backend_exchange.to_string(),
-        target: PolicyTarget::UpstreamSet(backend_set_name(backend_exchange)),
-    }
-}
+/// Upstream sets of earlier gwctl versions (`gateways.<exchange>`, shared by all regions,
+/// applied by the policy `federate-from-gateways.<exchange>`): planned away region by region.
+pub const LEGACY_SET_PREFIX: &str = "gateways.";
+pub const LEGACY_POLICY_PREFIX: &str = "federate-from-gateways.";
 
 #[cfg(test)]
 mod tests {
@@ -257,11 +351,22 @@ mod tests {
     #[test]
     fn escapes_exchange_names_in_patterns() {
         assert_eq!(regex_escape("amq.topic"), "amq\\.topic");
-        let p = backend_policy("amq.topic");
-        assert_eq!(p.pattern(), "^amq\\.topic$");
+        let p = Policy::federate("p".into(), "amq.topic", "up");
+        assert_eq!(p.pattern, "^amq\\.topic$");
+        assert_eq!(p.body()["definition"]["federation-upstream"], "up");
+    }
+
+    #[test]
+    fn buffer_names_follow_rabbitmq_and_match_their_region_only() {
+        let name = buffer_name("amq.topic", "gw-us-east-1", "gwctl.from-backend.amq.topic");
         assert_eq!(
-            p.body()["definition"]["federation-upstream-set"],
-            "gateways.amq.topic"
+            name,
+            "federation: amq.topic -> gw-us-east-1:gwctl.from-backend.amq.topic"
         );
+        assert_eq!(buffer_name("x", "backend", "x"), "federation: x -> backend");
+        let re = regex_lite::Regex::new(&buffers_of("gw-us-east-1")).expect("regex");
+        assert!(re.is_match(&name));
+        assert!(!re.is_match("federation: amq.topic -> gw-us-east-10:x"));
+        assert!(!re.is_match("federation: amq.topic -> gw-ap-northeast-1:x"));
     }
 }

@@ -1,15 +1,18 @@
-//! The backend's side of federation, planned like AWS resources: for one gateway region, an
-//! upstream per federated exchange pointing at that gateway, its membership in the backend's
-//! upstream set for the exchange, and the policy applying the set. Other regions' entries are
-//! never touched; a set shared with other regions only loses this region's members.
+//! The backend's side of federation, planned like AWS resources: for one gateway region, its
+//! own exchange per federated exchange (bound into the backend exchange), an upstream
+//! pointing at that gateway, the policy federating the region exchange from it, and the bounds
+//! of the region's buffers on the backend. Every object carries the region in its name; no
+//! object is shared between regions, so a region's plan never changes another region's links.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::broker::{self, BrokerError, Client};
 use crate::model::Action;
-use crate::model::federation::{self, Policy, Upstream};
+use crate::model::federation::{
+    self, LEGACY_POLICY_PREFIX, LEGACY_SET_PREFIX, Policy, Upstream, region_exchange, region_prefix,
+};
 use crate::spec::GatewaySpec;
 
 const VHOST: &str = "/";
@@ -18,12 +21,22 @@ const SET: &str = "federation-upstream-set";
 
 #[derive(Debug, Clone)]
 pub enum FedOp {
+    PutExchange(String),
+    Bind {
+        source: String,
+        destination: String,
+    },
     PutUpstream(Upstream),
-    DeleteUpstream(String),
-    PutSet { name: String, members: Vec<String> },
-    DeleteSet(String),
     PutPolicy(Policy),
     DeletePolicy(String),
+    DeleteUpstream(String),
+    DeleteExchange(String),
+    /// Earlier versions' shared upstream sets, shrunk to the other regions' members.
+    PutSet {
+        name: String,
+        members: Vec<String>,
+    },
+    DeleteSet(String),
 }
 
 #[derive(Debug, Clone)]
@@ -42,18 +55,23 @@ pub struct FederationPlan {
     pub changes: Vec<FedChange>,
     /// The gateway's brokers do not exist yet: their upstream URIs are known after apply.
     pub endpoints_pending: bool,
+    /// Removing the region (`down`): its buffers on the backend (name, messages held), deleted
+    /// once its brokers are gone (a running gateway's link would declare them again).
+    pub buffers: Vec<(String, u64)>,
 }
 
 impl FederationPlan {
     pub fn has_changes(&self) -> bool {
-        self.endpoints_pending || self.changes.iter().any(|c| c.action != Action::NoOp)
+        self.endpoints_pending
+            || !self.buffers.is_empty()
+            || self.changes.iter().any(|c| c.action != Action::NoOp)
     }
 
     /// What this plan knew, as a hash: every entry with its action and its masked detail.
     /// Upstream URIs enter masked, so no secret (not even its hash) goes into it; entries
-    /// known only after apply enter as such, so they never make a saved plan stale. Shared
-    /// upstream sets enter by name only: other regions change their own members under their
-    /// own locks, and this region's members follow from its upstreams (re-planned when applied).
+    /// known only after apply enter as such, so they never make a saved plan stale. Legacy
+    /// shared sets enter by name only (other regions shrink them under their own locks);
+    /// buffers by name (what they hold changes by the second).
     pub fn fingerprint(&self) -> String {
         let view: Vec<(&str, Action, &str)> = self
             .changes
@@ -66,7 +84,8 @@ impl FederationPlan {
                 }
             })
             .collect();
-        super::fingerprint(&(self.endpoints_pending, view))
+        let buffers: Vec<&str> = self.buffers.iter().map(|(n, _)| n.as_str()).collect();
+        super::fingerprint(&(self.endpoints_pending, view, buffers))
     }
 }
 
@@ -79,8 +98,43 @@ fn members(value: &Value) -> Vec<String> {
         .collect()
 }
 
-fn region_prefix(region: &str) -> String {
-    format!("gw.{region}.")
+fn change(action: Action, object: String, detail: impl Into<String>, op: FedOp) -> FedChange {
+    FedChange {
+        action,
+        object,
+        detail: detail.into(),
+        op: (action != Action::NoOp).then_some(op),
+    }
+}
+
+/// What the backend holds for a region now.
+struct Observed {
+    upstreams: BTreeMap<String, Value>,
+    sets: BTreeMap<String, Value>,
+    policies: BTreeMap<String, Value>,
+    /// The region's exchanges and their exchange bindings (destination, routing key).
+    exchanges: BTreeMap<String, Vec<(String, String)>>,
+}
+
+async fn observe(backend: &Client, region: &str) -> Result<Observed, BrokerError> {
+    let exchange_prefix = region_exchange(region, "");
+    let (upstreams, sets, policies, names) = tokio::try_join!(
+        backend.parameters(UPSTREAM, VHOST),
+        backend.parameters(SET, VHOST),
+        backend.policies(VHOST),
+        backend.exchanges(VHOST, &exchange_prefix),
+    )?;
+    let mut exchanges = BTreeMap::new();
+    for name in names {
+        let bindings = backend.bindings_from(VHOST, &name).await?;
+        exchanges.insert(name, bindings);
+    }
+    Ok(Observed {
+        upstreams,
+        sets,
+        policies,
+        exchanges,
+    })
 }
 
 /// Plans the backend side for `region`: `gateway` is `None` to remove the region
@@ -91,166 +145,303 @@ pub async fn plan(
     gateway: Option<&GatewaySpec>,
     gateway_uris: Option<&[String]>,
 ) -> Result<FederationPlan, BrokerError> {
-    let (upstreams, sets, policies) = tokio::try_join!(
-        backend.parameters(UPSTREAM, VHOST),
-        backend.parameters(SET, VHOST),
-        backend.policies(VHOST),
-    )?;
+    let seen = observe(backend, region).await?;
     let prefix = region_prefix(region);
     let mut out = FederationPlan {
         region: region.to_string(),
         ..Default::default()
     };
-
-    // This region's upstreams.
-    let wanted: Vec<Upstream> = match (gateway, gateway_uris) {
-        (Some(gw), Some(uris)) => federation::backend_upstreams(gw, uris),
+    let wanted = match (gateway, gateway_uris) {
+        (Some(gw), Some(uris)) => Some(federation::backend_side(gw, uris)),
         (Some(gw), None) => {
             out.endpoints_pending = true;
-            federation::backend_upstreams(gw, &[])
+            Some(federation::backend_side(gw, &[]))
         }
-        (None, _) => Vec::new(),
+        (None, _) => None,
     };
-    let wanted_names: BTreeSet<&str> = wanted.iter().map(|u| u.name.as_str()).collect();
-    for u in &wanted {
-        let object = format!("{UPSTREAM}/{}", u.name);
+
+    // The region's exchanges, bound into the backend exchanges.
+    let wanted_exchanges: Vec<(String, String)> = wanted
+        .as_ref()
+        .map(|w| w.exchanges.clone())
+        .unwrap_or_default();
+    for (local, into) in &wanted_exchanges {
+        let (action, bound) = match seen.exchanges.get(local) {
+            None => (Action::Create, false),
+            Some(b) => (Action::NoOp, b.iter().any(|(d, k)| d == into && k == "#")),
+        };
+        out.changes.push(change(
+            action,
+            format!("exchange/{local}"),
+            "topic, durable",
+            FedOp::PutExchange(local.clone()),
+        ));
+        out.changes.push(change(
+            if bound { Action::NoOp } else { Action::Create },
+            format!("binding/{local} -> {into}"),
+            "routing key #",
+            FedOp::Bind {
+                source: local.clone(),
+                destination: into.clone(),
+            },
+        ));
+    }
+
+    // Its upstreams.
+    let wanted_upstreams = wanted
+        .as_ref()
+        .map(|w| w.upstreams.clone())
+        .unwrap_or_default();
+    for u in &wanted_upstreams {
         let value = u.parameter_value();
         let detail = if out.endpoints_pending {
             "uri (known after apply)".to_string()
         } else {
             broker::mask_uris(&value["uri"].to_string())
         };
-        let (action, op) = match upstreams.get(&u.name) {
-            _ if out.endpoints_pending => (Action::Create, None),
-            None => (Action::Create, Some(FedOp::PutUpstream(u.clone()))),
-            Some(v) if v == &value => (Action::NoOp, None),
-            Some(_) => (Action::Update, Some(FedOp::PutUpstream(u.clone()))),
-        };
-        out.changes.push(FedChange {
-            action,
-            object,
-            detail,
-            op,
-        });
-    }
-    for name in upstreams
-        .keys()
-        .filter(|n| n.starts_with(&prefix) && !wanted_names.contains(n.as_str()))
-    {
-        out.changes.push(FedChange {
-            action: Action::Delete,
-            object: format!("{UPSTREAM}/{name}"),
-            detail: "owned by this region, no longer declared".into(),
-            op: Some(FedOp::DeleteUpstream(name.clone())),
-        });
+        let object = format!("{UPSTREAM}/{}", u.name);
+        match seen.upstreams.get(&u.name) {
+            _ if out.endpoints_pending => out.changes.push(FedChange {
+                action: Action::Create,
+                object,
+                detail,
+                op: None,
+            }),
+            None => out.changes.push(change(
+                Action::Create,
+                object,
+                detail,
+                FedOp::PutUpstream(u.clone()),
+            )),
+            Some(v) => out.changes.push(change(
+                if v == &value {
+                    Action::NoOp
+                } else {
+                    Action::Update
+                },
+                object,
+                detail,
+                FedOp::PutUpstream(u.clone()),
+            )),
+        }
     }
 
-    // Sets and policies: keep other regions' members, put this region's.
-    let wanted_sets: BTreeMap<String, Vec<String>> = match gateway {
-        Some(gw) => federation::backend_sets([gw])
-            .into_iter()
-            .map(|(x, m)| (federation::backend_set_name(&x), m))
-            .collect(),
-        None => BTreeMap::new(),
-    };
-    let mut set_names: BTreeSet<String> = wanted_sets.keys().cloned().collect();
-    set_names.extend(
-        sets.iter()
-            .filter(|(_, v)| members(v).iter().any(|m| m.starts_with(&prefix)))
-            .map(|(n, _)| n.clone()),
-    );
-    for set in set_names {
-        let current = sets.get(&set).map(members).unwrap_or_default();
-        let mut next: Vec<String> = current
+    // Its policies: federation of each region exchange, bounds of its buffers.
+    let wanted_policies = wanted
+        .as_ref()
+        .map(|w| w.policies.clone())
+        .unwrap_or_default();
+    for p in &wanted_policies {
+        let action = match seen.policies.get(&p.name) {
+            None => Action::Create,
+            Some(listed) if p.matches(listed) => Action::NoOp,
+            Some(_) => Action::Update,
+        };
+        out.changes.push(change(
+            action,
+            format!("policy/{}", p.name),
+            p.definition.to_string(),
+            FedOp::PutPolicy(p.clone()),
+        ));
+    }
+
+    // What the region owns and no longer declares.
+    let names = |v: &[String]| v.iter().cloned().collect::<BTreeSet<String>>();
+    let keep_policies = names(
+        &wanted_policies
             .iter()
-            .filter(|m| !m.starts_with(&prefix))
-            .cloned()
-            .collect();
-        next.extend(wanted_sets.get(&set).cloned().unwrap_or_default());
-        next.sort();
-        next.dedup();
-        let mut sorted_current = current.clone();
-        sorted_current.sort();
-        let exchange = set.strip_prefix("gateways.").unwrap_or(&set).to_string();
-        let policy = federation::backend_policy(&exchange);
-        let object = format!("{SET}/{set}");
-        if next.is_empty() {
-            out.changes.push(FedChange {
-                action: Action::Delete,
-                object: format!("policy/{}", policy.name),
-                detail: "no gateway federates this exchange any more".into(),
-                op: Some(FedOp::DeletePolicy(policy.name.clone())),
-            });
-            out.changes.push(FedChange {
-                action: Action::Delete,
-                object,
-                detail: format!("members {current:?}"),
-                op: Some(FedOp::DeleteSet(set)),
-            });
-            continue;
+            .map(|p| p.name.clone())
+            .collect::<Vec<_>>(),
+    );
+    for name in seen.policies.keys().filter(|n| n.starts_with(&prefix)) {
+        if !keep_policies.contains(name) {
+            out.changes.push(change(
+                Action::Delete,
+                format!("policy/{name}"),
+                "owned by this region, no longer declared",
+                FedOp::DeletePolicy(name.clone()),
+            ));
         }
-        let action = match sets.get(&set) {
-            None => Action::Create,
-            Some(_) if sorted_current == next => Action::NoOp,
-            Some(_) => Action::Update,
-        };
-        let op = (action != Action::NoOp).then(|| FedOp::PutSet {
-            name: set.clone(),
-            members: next.clone(),
-        });
-        out.changes.push(FedChange {
-            action,
-            object,
-            detail: format!("members {next:?}"),
-            op,
-        });
-        let body = policy.body();
-        let current_policy = policies.get(&policy.name);
-        let same = current_policy.is_some_and(|p| {
-            p["pattern"] == body["pattern"]
-                && p["definition"] == body["definition"]
-                && p["apply-to"] == body["apply-to"]
-        });
-        let action = match current_policy {
-            None => Action::Create,
-            Some(_) if same => Action::NoOp,
-            Some(_) => Action::Update,
-        };
-        let op = (action != Action::NoOp).then(|| FedOp::PutPolicy(policy.clone()));
-        out.changes.push(FedChange {
-            action,
-            object: format!("policy/{}", policy.name),
-            detail: json!(body["definition"]).to_string(),
-            op,
-        });
+    }
+    let keep_upstreams = names(
+        &wanted_upstreams
+            .iter()
+            .map(|u| u.name.clone())
+            .collect::<Vec<_>>(),
+    );
+    for name in seen.upstreams.keys().filter(|n| n.starts_with(&prefix)) {
+        if !keep_upstreams.contains(name) {
+            out.changes.push(change(
+                Action::Delete,
+                format!("{UPSTREAM}/{name}"),
+                "owned by this region, no longer declared",
+                FedOp::DeleteUpstream(name.clone()),
+            ));
+        }
+    }
+    let keep_exchanges = names(
+        &wanted_exchanges
+            .iter()
+            .map(|(l, _)| l.clone())
+            .collect::<Vec<_>>(),
+    );
+    for name in seen.exchanges.keys() {
+        if !keep_exchanges.contains(name) {
+            out.changes.push(change(
+                Action::Delete,
+                format!("exchange/{name}"),
+                "owned by this region, no longer declared (with its bindings)",
+                FedOp::DeleteExchange(name.clone()),
+            ));
+        }
+    }
+    legacy_sets(&seen, &prefix, &mut out);
+
+    // Removing the region: its buffers on the backend go after its brokers.
+    if gateway.is_none()
+        && let Some(policy) = seen.policies.get(&format!("{prefix}buffers"))
+        && let Some(pattern) = policy["pattern"].as_str()
+        && let Some(cluster) = buffer_cluster(pattern)
+    {
+        out.buffers = backend
+            .queues(VHOST, "federation: ")
+            .await?
+            .into_iter()
+            .filter(|(name, _)| {
+                name.rsplit_once(" -> ").is_some_and(|(_, down)| {
+                    down == cluster || down.starts_with(&format!("{cluster}:"))
+                })
+            })
+            .collect();
     }
     Ok(out)
 }
 
-/// Applies the plan: upstreams before the sets naming them, sets before their policies;
-/// removals in the reverse order.
+/// The cluster a buffer policy's pattern ([`federation::buffers_of`]) names.
+fn buffer_cluster(pattern: &str) -> Option<String> {
+    let escaped = pattern
+        .strip_prefix("^federation: .* -> ")?
+        .strip_suffix("(:.*)?$")?;
+    let mut out = String::new();
+    let mut chars = escaped.chars();
+    while let Some(c) = chars.next() {
+        out.push(if c == '\\' { chars.next()? } else { c });
+    }
+    Some(out)
+}
+
+/// Earlier versions federated each backend exchange from an upstream set shared by all
+/// regions: this region leaves it (the set and its policy go with the last member).
+fn legacy_sets(seen: &Observed, prefix: &str, out: &mut FederationPlan) {
+    for (set, value) in seen
+        .sets
+        .iter()
+        .filter(|(n, _)| n.starts_with(LEGACY_SET_PREFIX))
+    {
+        let current = members(value);
+        if !current.iter().any(|m| m.starts_with(prefix)) {
+            continue;
+        }
+        let rest: Vec<String> = current
+            .iter()
+            .filter(|m| !m.starts_with(prefix))
+            .cloned()
+            .collect();
+        let object = format!("{SET}/{set}");
+        if rest.is_empty() {
+            let exchange = set.strip_prefix(LEGACY_SET_PREFIX).unwrap_or(set);
+            let policy = format!("{LEGACY_POLICY_PREFIX}{exchange}");
+            out.changes.push(change(
+                Action::Delete,
+                format!("policy/{policy}"),
+                "shared set of an earlier gwctl, now empty",
+                FedOp::DeletePolicy(policy),
+            ));
+            out.changes.push(change(
+                Action::Delete,
+                object,
+                format!("members {current:?}"),
+                FedOp::DeleteSet(set.clone()),
+            ));
+        } else {
+            out.changes.push(change(
+                Action::Update,
+                object,
+                format!("members {rest:?}"),
+                FedOp::PutSet {
+                    name: set.clone(),
+                    members: rest,
+                },
+            ));
+        }
+    }
+}
+
+/// Applies the plan: exchanges and bindings before the upstreams, upstreams before the
+/// policies naming them; removals in the reverse order.
 pub async fn apply(backend: &Client, plan: &FederationPlan) -> Result<usize, BrokerError> {
     let rank = |op: &FedOp| match op {
-        FedOp::PutUpstream(_) => 0,
-        FedOp::PutSet { .. } => 1,
-        FedOp::PutPolicy(_) => 2,
-        FedOp::DeletePolicy(_) => 3,
-        FedOp::DeleteSet(_) => 4,
-        FedOp::DeleteUpstream(_) => 5,
+        FedOp::PutExchange(_) => 0,
+        FedOp::Bind { .. } => 1,
+        FedOp::PutUpstream(_) => 2,
+        FedOp::PutPolicy(_) => 3,
+        FedOp::PutSet { .. } => 4,
+        FedOp::DeletePolicy(_) => 5,
+        FedOp::DeleteSet(_) => 6,
+        FedOp::DeleteUpstream(_) => 7,
+        FedOp::DeleteExchange(_) => 8,
     };
     let mut ops: Vec<&FedOp> = plan.changes.iter().filter_map(|c| c.op.as_ref()).collect();
     ops.sort_by_key(|op| rank(op));
     for op in &ops {
         match op {
+            FedOp::PutExchange(name) => backend.put_topic_exchange(VHOST, name).await?,
+            FedOp::Bind {
+                source,
+                destination,
+            } => {
+                backend
+                    .bind_exchange(VHOST, source, destination, "#")
+                    .await?
+            }
             FedOp::PutUpstream(u) => backend.put_upstream(VHOST, u).await?,
+            FedOp::PutPolicy(p) => backend.put_policy(VHOST, p).await?,
             FedOp::PutSet { name, members } => {
                 backend.put_upstream_set(VHOST, name, members).await?
             }
-            FedOp::PutPolicy(p) => backend.put_policy(VHOST, p).await?,
             FedOp::DeletePolicy(name) => backend.delete_policy(VHOST, name).await?,
             FedOp::DeleteSet(name) => backend.delete_parameter(SET, VHOST, name).await?,
             FedOp::DeleteUpstream(name) => backend.delete_parameter(UPSTREAM, VHOST, name).await?,
+            FedOp::DeleteExchange(name) => backend.delete_exchange(VHOST, name).await?,
         }
     }
     Ok(ops.len())
+}
+
+/// Deletes a removed region's buffers on the backend; returns the messages they still held.
+pub async fn delete_buffers(backend: &Client, plan: &FederationPlan) -> Result<u64, BrokerError> {
+    let mut held = 0;
+    for (name, _) in &plan.buffers {
+        let now = backend
+            .queues(VHOST, name)
+            .await?
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, m)| m);
+        backend.delete_queue(VHOST, name).await?;
+        held += now;
+    }
+    Ok(held)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_buffer_policy_names_its_cluster() {
+        let pattern = federation::buffers_of("gw-us-east-1");
+        assert_eq!(buffer_cluster(&pattern).as_deref(), Some("gw-us-east-1"));
+        assert_eq!(buffer_cluster("^something else$"), None);
+    }
 }

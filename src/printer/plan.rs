@@ -302,7 +302,15 @@ pub fn human_federation(
             c.detail
         ));
     }
-    if pending.is_empty() {
+    for (name, messages) in &plan.buffers {
+        let (sym, color) = symbol(Action::Delete);
+        out.push_str(&format!(
+            "  {} queue/{name}  # the region's buffer, {messages} messages now; deleted once \
+             its brokers are gone\n",
+            printer.paint(&format!("{sym:>3}"), color),
+        ));
+    }
+    if pending.is_empty() && plan.buffers.is_empty() {
         out.push_str(&format!(
             "{}: backend federation up to date ({} entries)\n",
             plan.region,
@@ -315,7 +323,7 @@ pub fn human_federation(
             plan.region,
             n(Action::Create),
             n(Action::Update),
-            n(Action::Delete)
+            n(Action::Delete) + plan.buffers.len()
         ));
     }
     out
@@ -328,6 +336,10 @@ pub fn json_federation(plan: &crate::plan::federation::FederationPlan) -> Value 
             "object": c.object,
             "actions": c.action.terraform_actions(),
             "detail": c.detail,
+        })).collect::<Vec<_>>(),
+        "buffers_removed": plan.buffers.iter().map(|(name, messages)| json!({
+            "queue": name,
+            "messages": messages,
         })).collect::<Vec<_>>(),
     })
 }

@@ -72,7 +72,8 @@ pub fn gateway(gw: &GatewaySpec, backend: &BackendSpec, addr: &Addressing) -> Va
     ];
     let heartbeat = 30;
     let uris = super::backend_uris(backend, addr, heartbeat);
-    let (upstreams, policies) = federation::gateway_side(gw, &uris);
+    let (upstreams, policies) =
+        federation::gateway_side(gw, &uris, backend.brokers.endpoints.len());
     // Backend messages arrive in a dedicated exchange bound into the one devices use, so
     // device subscriptions never travel over the link (see federation::from_backend_exchange).
     let from_backend =

@@ -647,15 +647,100 @@ pub struct Federation {
     #[serde(default = "default_reconnect_delay")]
     #[schemars(range(min = 1, max = 3600))]
     pub reconnect_delay_s: u32,
-    /// The upstream queue of a link is deleted after this long without a consumer, so an
-    /// unreachable peer cannot grow it without bound.
-    #[serde(default = "default_queue_expires")]
+    /// The buffers of the links: the queue each link keeps on its upstream side, holding what
+    /// the other side has not taken yet (a peer down, a WAN cut, an upgrade).
+    #[serde(default)]
+    pub buffers: Buffers,
+}
+
+/// Federation buffers: durable (quorum where the holding cluster has 3 nodes or more), bounded,
+/// and kept for days without their link. Links are never told to delete them
+/// (`resource-cleanup-mode: never`): replacing a link or a node keeps what they hold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Buffers {
+    /// Days a buffer survives without its link before RabbitMQ deletes it (a region gone for
+    /// good). An outage shorter than this loses nothing.
+    #[serde(default = "default_buffer_days")]
+    #[schemars(range(min = 1, max = 90))]
+    pub expires_days: u32,
+    /// Days a buffered message lives.
+    #[serde(default = "default_buffer_days")]
+    #[schemars(range(min = 1, max = 90))]
+    pub message_ttl_days: u32,
+    /// Device → backend buffers, on this gateway. Default: refuse new messages when full, so
+    /// devices get no acknowledgement and keep them (telemetry is never dropped silently).
+    #[serde(default = "BufferBound::to_backend")]
+    pub to_backend: BufferBound,
+    /// Backend → this gateway buffer, on the backend. Default: drop the oldest when full, so
+    /// that a region gone for long never blocks the backend's publishers (other regions).
+    #[serde(default = "BufferBound::from_backend")]
+    pub from_backend: BufferBound,
+}
+
+impl Default for Buffers {
+    fn default() -> Self {
+        Buffers {
+            expires_days: default_buffer_days(),
+            message_ttl_days: default_buffer_days(),
+            to_backend: BufferBound::to_backend(),
+            from_backend: BufferBound::from_backend(),
+        }
+    }
+}
+
+/// How far a buffer may grow, and what happens then.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BufferBound {
+    /// Messages at most.
     #[schemars(range(min = 1000))]
-    pub queue_expires_ms: u64,
-    /// Messages older than this are dropped from the upstream queue.
-    #[serde(default = "default_message_ttl")]
-    #[schemars(range(min = 1000))]
-    pub message_ttl_ms: u64,
+    pub max_messages: u64,
+    /// MiB of message bodies at most.
+    #[schemars(range(min = 16, max = 1048576))]
+    pub max_mib: u64,
+    pub overflow: Overflow,
+}
+
+impl BufferBound {
+    fn to_backend() -> BufferBound {
+        BufferBound {
+            max_messages: 1_000_000,
+            max_mib: 4096,
+            overflow: Overflow::RejectPublish,
+        }
+    }
+
+    fn from_backend() -> BufferBound {
+        BufferBound {
+            max_messages: 1_000_000,
+            max_mib: 4096,
+            overflow: Overflow::DropHead,
+        }
+    }
+}
+
+/// RabbitMQ's `overflow` for a full queue (both kinds quorum queues support).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Overflow {
+    /// Drop the oldest message.
+    DropHead,
+    /// Refuse the new one (publishers with confirms get a negative acknowledgement).
+    RejectPublish,
+}
+
+impl Overflow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overflow::DropHead => "drop-head",
+            Overflow::RejectPublish => "reject-publish",
+        }
+    }
+}
+
+fn default_buffer_days() -> u32 {
+    7
 }
 
 impl Default for Federation {
@@ -667,8 +752,7 @@ impl Default for Federation {
             prefetch: default_prefetch(),
             ack_mode: default_ack_mode(),
             reconnect_delay_s: default_reconnect_delay(),
-            queue_expires_ms: default_queue_expires(),
-            message_ttl_ms: default_message_ttl(),
+            buffers: Buffers::default(),
         }
     }
 }
@@ -710,12 +794,6 @@ fn default_ack_mode() -> AckMode {
 }
 fn default_reconnect_delay() -> u32 {
     5
-}
-fn default_queue_expires() -> u64 {
-    3_600_000
-}
-fn default_message_ttl() -> u64 {
-    86_400_000
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
