@@ -120,12 +120,91 @@ def disable_vgw_route_propagation(self):
 _create_vpn_connection = EC2Response.create_vpn_connection
 
 
+# Tunnels as AWS reports them: options per tunnel (what was asked, AWS's defaults otherwise,
+# which still allow IKEv1, SHA-1 and DH group 2), an outside address each, and telemetry. A
+# tunnel is DOWN until the customer gateway connects; the emulator has no customer device, so
+# the harness reports tunnels UP (as with the backend's device connected), and DOWN for a
+# connection a test tagged `emulator:tunnels=down` (the backend's device gone).
+AWS_TUNNEL_DEFAULTS = {
+    "Phase1EncryptionAlgorithms": ["AES128", "AES256", "AES128-GCM-16", "AES256-GCM-16"],
+    "Phase2EncryptionAlgorithms": ["AES128", "AES256", "AES128-GCM-16", "AES256-GCM-16"],
+    "Phase1IntegrityAlgorithms": ["SHA1", "SHA2-256", "SHA2-384", "SHA2-512"],
+    "Phase2IntegrityAlgorithms": ["SHA1", "SHA2-256", "SHA2-384", "SHA2-512"],
+    "Phase1DHGroupNumbers": [2, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24],
+    "Phase2DHGroupNumbers": [2, 5, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24],
+    "IkeVersions": ["ikev1", "ikev2"],
+}
+# The request's name of each (AWS spells IKEVersions in requests, IkeVersions in answers).
+REQUEST_NAMES = {"IkeVersions": "IKEVersions"}
+_tunnel_counter = [0]
+
+
+def _values(spec, key):
+    got = spec.get(REQUEST_NAMES.get(key, key))
+    if not got:
+        return None
+    if isinstance(got, dict):
+        got = [got[k] for k in sorted(got, key=lambda k: int(k) if str(k).isdigit() else 0)]
+    return [v.get("Value") if isinstance(v, dict) else v for v in got]
+
+
+def _tunnel(spec, index):
+    _tunnel_counter[0] += 1
+    n = _tunnel_counter[0]
+    outside = f"198.51.{(n // 250) % 250}.{n % 250 + 1}"
+    option = {"OutsideIpAddress": outside}
+    option["TunnelInsideCidr"] = spec.get("TunnelInsideCidr") or f"169.254.{(n * 4 // 256) % 256}.{(n * 4) % 256}/30"
+    option["PreSharedKey"] = spec.get("PreSharedKey") or f"gwctlmotopsk{n:08d}"
+    for key, default in AWS_TUNNEL_DEFAULTS.items():
+        values = _values(spec, key) or default
+        option[key] = [{"Value": int(v) if "Group" in key else v} for v in values]
+    return option
+
+
+def _telemetry(option, down=False):
+    return {
+        "OutsideIpAddress": option["OutsideIpAddress"],
+        "Status": "DOWN" if down else "UP",
+        "StatusMessage": "" if not down else "IPSEC IS DOWN",
+        "LastStatusChange": utcnow(),
+        "AcceptedRouteCount": 0,
+    }
+
+
+def _tunnel_specs(options):
+    specs = options.get("TunnelOptions") or []
+    if isinstance(specs, dict):
+        specs = [specs[k] for k in sorted(specs, key=lambda k: int(k) if str(k).isdigit() else 0)]
+    return (list(specs) + [{}, {}])[:2]
+
+
 def create_vpn_connection(self):
     result = _create_vpn_connection(self)
     options = self._get_param("Options") or {}
     static = str(options.get("StaticRoutesOnly", "false")).lower() == "true"
-    result.result["VpnConnection"].options = {"StaticRoutesOnly": static}
+    conn = result.result["VpnConnection"]
+    tunnels = [_tunnel(spec, i) for i, spec in enumerate(_tunnel_specs(options))]
+    conn.options = {"StaticRoutesOnly": static, "TunnelOptions": tunnels}
+    conn.vgw_telemetry = [_telemetry(t) for t in tunnels]
     return result
+
+
+def modify_vpn_tunnel_options(self):
+    conn = _vpn_connection(self, self._get_param("VpnConnectionId"))
+    outside = self._get_param("VpnTunnelOutsideIpAddress")
+    spec = self._get_param("TunnelOptions") or {}
+    tunnels = (getattr(conn, "options", None) or {}).get("TunnelOptions") or []
+    tunnel = next((t for t in tunnels if t["OutsideIpAddress"] == outside), None)
+    if tunnel is None:
+        raise InvalidParameterValue(f"The tunnel {outside} does not belong to {conn.id}")
+    for key in AWS_TUNNEL_DEFAULTS:
+        values = _values(spec, key)
+        if values:
+            tunnel[key] = [{"Value": int(v) if "Group" in key else v} for v in values]
+    for key in ("TunnelInsideCidr", "PreSharedKey"):
+        if spec.get(key):
+            tunnel[key] = spec[key]
+    return ActionResult({"VpnConnection": conn})
 
 
 # moto parses the creation dates of its image list in place, so the second load (after
@@ -316,6 +395,46 @@ EC2Response.delete_vpn_connection_route = delete_vpn_connection_route
 EC2Response.enable_vgw_route_propagation = enable_vgw_route_propagation
 EC2Response.disable_vgw_route_propagation = disable_vgw_route_propagation
 EC2Response.create_vpn_connection = create_vpn_connection
+EC2Response.modify_vpn_tunnel_options = modify_vpn_tunnel_options
+_describe_vpn_connections = EC2Response.describe_vpn_connections
+
+
+def describe_vpn_connections(self):
+    for conn in self.ec2_backend.vpn_connections.values():
+        tunnels = (getattr(conn, "options", None) or {}).get("TunnelOptions") or []
+        down = any(t.get("key") == "emulator:tunnels" and t.get("value") == "down" for t in conn.get_tags())
+        now = [_telemetry(t, down) for t in tunnels]
+        old = getattr(conn, "vgw_telemetry", None) or []
+        if [t["Status"] for t in now] != [t.get("Status") for t in old]:
+            conn.vgw_telemetry = now
+    return _describe_vpn_connections(self)
+
+
+EC2Response.describe_vpn_connections = describe_vpn_connections
+
+# 4-byte ASNs: AWS takes BgpAsn up to 2^31-1 and BgpAsnExtended from 2^31 to 2^32-1 (never
+# both), and reports the extended one as BgpAsnExtended; moto knows BgpAsn only.
+_create_customer_gateway = EC2Response.create_customer_gateway
+
+
+def create_customer_gateway(self):
+    extended = self._get_param("BgpAsnExtended")
+    plain = self._get_param("BgpAsn")
+    if extended is not None and plain is not None:
+        raise InvalidParameterValue("Specify either BgpAsn or BgpAsnExtended, not both")
+    if extended is not None and not (2**31 <= int(extended) <= 2**32 - 1):
+        raise InvalidParameterValue(f"BgpAsnExtended {extended} is outside 2147483648-4294967295")
+    if plain is not None and not (1 <= int(plain) <= 2**31 - 1):
+        raise InvalidParameterValue(f"BgpAsn {plain} is outside 1-2147483647")
+    result = _create_customer_gateway(self)
+    if extended is not None:
+        gateway = result.result["CustomerGateway"]
+        gateway.bgp_asn = None
+        gateway.bgp_asn_extended = str(extended)
+    return result
+
+
+EC2Response.create_customer_gateway = create_customer_gateway
 
 
 # AWS-managed prefix lists: AWS has one of Route53's health checkers in every region

@@ -568,6 +568,61 @@ async fn drift_shows_in_plan_and_up_repairs_it() {
         .send()
         .await
         .expect("open 22");
+    // Rules of every other shape: all protocols, IPv6, a UDP range, ICMP, another group.
+    let support = ec2
+        .describe_security_groups()
+        .filters(one("security_group/support"))
+        .send()
+        .await
+        .expect("support sg");
+    let support_id = support.security_groups()[0]
+        .group_id()
+        .expect("id")
+        .to_string();
+    use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range, UserIdGroupPair};
+    ec2.authorize_security_group_ingress()
+        .group_id(&sg_id)
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol("-1")
+                .ip_ranges(IpRange::builder().cidr_ip("198.51.100.0/24").build())
+                .build(),
+        )
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(8883)
+                .to_port(8883)
+                .ipv6_ranges(Ipv6Range::builder().cidr_ipv6("::/0").build())
+                .build(),
+        )
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol("udp")
+                .from_port(1000)
+                .to_port(2000)
+                .ip_ranges(IpRange::builder().cidr_ip("10.99.0.0/16").build())
+                .build(),
+        )
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol("icmp")
+                .from_port(-1)
+                .to_port(-1)
+                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                .build(),
+        )
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(5671)
+                .to_port(5671)
+                .user_id_group_pairs(UserIdGroupPair::builder().group_id(&support_id).build())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("open the rest");
     let b = ec2
         .describe_instances()
         .filters(one("instance/broker-1"))

@@ -16,3 +16,4 @@ mod sandbox;
 mod schema;
 mod upgrade;
 mod validate;
+mod vpn;

@@ -556,3 +556,37 @@ fn certificate_problems_are_bad_input() {
         "{stderr}"
     );
 }
+
+#[test]
+fn weak_or_malformed_tunnel_options_are_refused_with_their_place() {
+    let r = Regions::examples();
+    let key = r.dir().join("secrets/BAD_PSK");
+    std::fs::write(&key, "0short\n").expect("key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    r.edit(
+        "us-east-1.yaml",
+        "federation:",
+        "vpn:\n  tunnels:\n    ike_versions: [ikev1]\n    integrity: [SHA1]\n    \
+         dh_groups: [2, 14]\n    inside_cidrs: [169.254.1.0/30, 10.0.0.0/30]\n    \
+         pre_shared_keys: [file:secrets/BAD_PSK, env:GWCTL_UNSET_PSK]\nfederation:",
+    );
+    let (code, stderr) = validate(&r, &["us-east-1"]);
+    assert_eq!(code, 2, "{stderr}");
+    for expected in [
+        "vpn.tunnels.ike_versions[0]: `ikev1` is broken; use ikev2",
+        "vpn.tunnels.integrity[0]: `SHA1` is broken; use SHA2-256, SHA2-384, SHA2-512",
+        "vpn.tunnels.dh_groups[0]: DH group 2 is too weak or unknown; use groups 14 to 24",
+        "vpn.tunnels.inside_cidrs[0]: 169.254.1.0/30 is reserved by AWS",
+        "vpn.tunnels.inside_cidrs[1]: a tunnel's inside CIDR is a /30 of 169.254.0.0/16",
+        "vpn.tunnels.pre_shared_keys[0]: a pre-shared key has 8 to 64 letters",
+        "vpn.tunnels.pre_shared_keys[1]: secret source `env:GWCTL_UNSET_PSK`",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "expected `{expected}` in:\n{stderr}"
+        );
+    }
+    assert!(!stderr.contains("0short"), "the key itself is never shown");
+    assert!(!stderr.contains("dh_groups[1]"), "group 14 is fine");
+}

@@ -13,10 +13,12 @@ use aws_sdk_ec2::types::{
 };
 use base64::Engine;
 
+use crate::model::sha256_hex;
+
 use super::{Call, CloudError, Ids, Owner, filter, resolve, retry};
 use crate::model::resources::{
-    DATA_DEVICE, Desired, Ingress, IngressSource, Key, Kind, Observed, Payload, Ref, Route, Spec,
-    TAG_ID, TAG_LAUNCH, TAG_REGION, TAG_STACK,
+    DATA_DEVICE, Desired, Ingress, IngressSource, Key, Kind, Observed, Payload, Ref, Route,
+    RuleShape, Spec, TAG_ID, TAG_LAUNCH, TAG_REGION, TAG_STACK, TunnelSpec, TunnelState,
 };
 use crate::spec::model::Ami;
 
@@ -198,54 +200,58 @@ async fn security_groups(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudEr
             let id = g.group_id()?;
             let mut ingress = Vec::new();
             for p in g.ip_permissions() {
-                let (Some(from), Some(to)) = (p.from_port(), p.to_port()) else {
-                    continue;
+                // The shape gwctl writes (TCP, one port) compares as such; any other shape
+                // (every protocol, UDP, ICMP, a range) is kept exactly, as drift.
+                let protocol = p.ip_protocol().unwrap_or("-1");
+                let (from_port, to_port) = (p.from_port(), p.to_port());
+                let (port, other) = match (protocol, from_port, to_port) {
+                    ("tcp", Some(f), Some(t)) if f == t && u16::try_from(f).is_ok() => {
+                        (u16::try_from(f).unwrap_or_default(), None)
+                    }
+                    _ => (
+                        0,
+                        Some(RuleShape {
+                            protocol: protocol.to_string(),
+                            from_port,
+                            to_port,
+                        }),
+                    ),
                 };
-                if from != to || p.ip_protocol() != Some("tcp") {
-                    // Not a rule gwctl writes: keep it visible as drift.
-                    ingress.push(Ingress {
-                        port: 0,
-                        from: IngressSource::Cidr(format!("{:?}:{from}-{to}", p.ip_protocol())),
-                        description: String::new(),
-                    });
-                    continue;
-                }
-                let port = u16::try_from(from).unwrap_or_default();
-                for r in p.ip_ranges() {
-                    ingress.push(Ingress {
-                        port,
-                        from: IngressSource::Cidr(r.cidr_ip().unwrap_or_default().to_string()),
-                        description: r.description().unwrap_or_default().to_string(),
-                    });
-                }
-                // gwctl writes no IPv6 rule: one found is drift, revoked by the next `up`.
-                for r in p.ipv6_ranges() {
-                    ingress.push(Ingress {
-                        port,
-                        from: IngressSource::Cidr(r.cidr_ipv6().unwrap_or_default().to_string()),
-                        description: r.description().unwrap_or_default().to_string(),
-                    });
-                }
-                for l in p.prefix_list_ids() {
-                    ingress.push(Ingress {
-                        port,
-                        from: IngressSource::PrefixList(
-                            l.prefix_list_id().unwrap_or_default().to_string(),
-                        ),
-                        description: l.description().unwrap_or_default().to_string(),
-                    });
-                }
-                for pair in p.user_id_group_pairs() {
-                    let from = if pair.group_id() == Some(id) {
-                        IngressSource::Itself
-                    } else {
-                        IngressSource::Cidr(pair.group_id().unwrap_or_default().to_string())
-                    };
+                let mut push = |from: IngressSource, description: Option<&str>| {
                     ingress.push(Ingress {
                         port,
                         from,
-                        description: pair.description().unwrap_or_default().to_string(),
-                    });
+                        description: description.unwrap_or_default().to_string(),
+                        other: other.clone(),
+                    })
+                };
+                for r in p.ip_ranges() {
+                    push(
+                        IngressSource::Cidr(r.cidr_ip().unwrap_or_default().to_string()),
+                        r.description(),
+                    );
+                }
+                // gwctl writes no IPv6 rule: one found is drift, revoked by the next `up`.
+                for r in p.ipv6_ranges() {
+                    push(
+                        IngressSource::Cidr(r.cidr_ipv6().unwrap_or_default().to_string()),
+                        r.description(),
+                    );
+                }
+                for l in p.prefix_list_ids() {
+                    push(
+                        IngressSource::PrefixList(
+                            l.prefix_list_id().unwrap_or_default().to_string(),
+                        ),
+                        l.description(),
+                    );
+                }
+                for pair in p.user_id_group_pairs() {
+                    let from = match pair.group_id() {
+                        Some(g) if g == id => IngressSource::Itself,
+                        other => IngressSource::Group(other.unwrap_or_default().to_string()),
+                    };
+                    push(from, pair.description());
                 }
             }
             ingress.sort();
@@ -281,7 +287,11 @@ async fn customer_gateways(c: &Client, o: &Owner) -> Result<Vec<Observed>, Cloud
             let key = owned_key(o, g.tags(), Kind::CustomerGateway)?;
             let spec = Spec::CustomerGateway {
                 ip: g.ip_address().unwrap_or_default().to_string(),
-                bgp_asn: g.bgp_asn().and_then(|a| a.parse().ok()).unwrap_or_default(),
+                bgp_asn: g
+                    .bgp_asn_extended()
+                    .or(g.bgp_asn())
+                    .and_then(|a| a.parse().ok())
+                    .unwrap_or_default(),
             };
             Some(observed(key, g.customer_gateway_id()?, spec))
         })
@@ -340,18 +350,152 @@ async fn vpn_connections(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudEr
                 .filter_map(|r| r.destination_cidr_block().map(str::to_string))
                 .collect();
             routes.sort();
+            let options = v.options();
+            let reported = options.map(|o| o.tunnel_options()).unwrap_or_default();
+            let mut keys: Vec<String> = reported
+                .iter()
+                .filter_map(|t| t.pre_shared_key().map(sha256_hex))
+                .collect();
+            keys.sort();
             let spec = Spec::VpnConnection {
                 customer_gateway: id_ref(v.customer_gateway_id()),
                 vpn_gateway: id_ref(v.vpn_gateway_id()),
-                static_routes_only: v
-                    .options()
+                static_routes_only: options
                     .and_then(|o| o.static_routes_only())
                     .unwrap_or(false),
                 routes,
+                tunnels: TunnelSpec::normalized(reported.iter().map(tunnel_spec).collect()),
+                pre_shared_keys_sha256: keys,
             };
-            Some(observed(key, v.vpn_connection_id()?, spec))
+            let mut ob = observed(key, v.vpn_connection_id()?, spec);
+            // Which tunnel is which, for ModifyVpnTunnelOptions.
+            for t in reported {
+                if let (Some(outside), Some(inside)) =
+                    (t.outside_ip_address(), t.tunnel_inside_cidr())
+                {
+                    ob.parts
+                        .insert(format!("tunnel {outside}"), inside.to_string());
+                }
+            }
+            // Telemetry changes by the minute: shown, never compared.
+            let telemetry: Vec<TunnelState> = v
+                .vgw_telemetry()
+                .iter()
+                .map(|t| TunnelState {
+                    outside_ip: t.outside_ip_address().unwrap_or("?").to_string(),
+                    status: t
+                        .status()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_else(|| "UNKNOWN".into()),
+                })
+                .collect();
+            ob.state = Some(TunnelState::describe(
+                v.state().map(|s| s.as_str()).unwrap_or("unknown"),
+                &telemetry,
+            ));
+            Some(ob)
         })
         .collect())
+}
+
+/// A tunnel's options as DescribeVpnConnections reports them.
+fn tunnel_spec(t: &aws_sdk_ec2::types::TunnelOption) -> TunnelSpec {
+    let strings = |v: Vec<Option<&str>>| v.into_iter().flatten().map(str::to_string).collect();
+    TunnelSpec {
+        inside_cidr: t.tunnel_inside_cidr().map(str::to_string),
+        ike_versions: strings(t.ike_versions().iter().map(|x| x.value()).collect()),
+        phase1_encryption: strings(
+            t.phase1_encryption_algorithms()
+                .iter()
+                .map(|x| x.value())
+                .collect(),
+        ),
+        phase2_encryption: strings(
+            t.phase2_encryption_algorithms()
+                .iter()
+                .map(|x| x.value())
+                .collect(),
+        ),
+        phase1_integrity: strings(
+            t.phase1_integrity_algorithms()
+                .iter()
+                .map(|x| x.value())
+                .collect(),
+        ),
+        phase2_integrity: strings(
+            t.phase2_integrity_algorithms()
+                .iter()
+                .map(|x| x.value())
+                .collect(),
+        ),
+        phase1_dh_groups: t
+            .phase1_dh_group_numbers()
+            .iter()
+            .filter_map(|x| x.value())
+            .collect(),
+        phase2_dh_groups: t
+            .phase2_dh_group_numbers()
+            .iter()
+            .filter_map(|x| x.value())
+            .collect(),
+    }
+}
+
+/// What CreateVpnConnection takes for one tunnel.
+fn tunnel_request(
+    t: &TunnelSpec,
+    key: Option<&crate::spec::secret::Secret>,
+) -> aws_sdk_ec2::types::VpnTunnelOptionsSpecification {
+    use aws_sdk_ec2::types::*;
+    let mut b = VpnTunnelOptionsSpecification::builder()
+        .set_tunnel_inside_cidr(t.inside_cidr.clone())
+        .set_pre_shared_key(key.map(|k| k.expose().to_string()));
+    for v in &t.ike_versions {
+        b = b.ike_versions(IkeVersionsRequestListValue::builder().value(v).build());
+    }
+    for v in &t.phase1_encryption {
+        b = b.phase1_encryption_algorithms(
+            Phase1EncryptionAlgorithmsRequestListValue::builder()
+                .value(v)
+                .build(),
+        );
+    }
+    for v in &t.phase2_encryption {
+        b = b.phase2_encryption_algorithms(
+            Phase2EncryptionAlgorithmsRequestListValue::builder()
+                .value(v)
+                .build(),
+        );
+    }
+    for v in &t.phase1_integrity {
+        b = b.phase1_integrity_algorithms(
+            Phase1IntegrityAlgorithmsRequestListValue::builder()
+                .value(v)
+                .build(),
+        );
+    }
+    for v in &t.phase2_integrity {
+        b = b.phase2_integrity_algorithms(
+            Phase2IntegrityAlgorithmsRequestListValue::builder()
+                .value(v)
+                .build(),
+        );
+    }
+    for v in &t.phase1_dh_groups {
+        b = b.phase1_dh_group_numbers(
+            Phase1DhGroupNumbersRequestListValue::builder()
+                .value(*v)
+                .build(),
+        );
+    }
+    for v in &t.phase2_dh_groups {
+        b = b.phase2_dh_group_numbers(
+            Phase2DhGroupNumbersRequestListValue::builder()
+                .value(*v)
+                .build(),
+        );
+    }
+    b.build()
 }
 
 async fn route_tables(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError> {
@@ -670,11 +814,16 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
             id
         }
         Spec::CustomerGateway { ip, bgp_asn } => {
-            let r = c
+            // AWS takes 4-byte ASNs above 2^31-1 as BgpAsnExtended only.
+            let request = c
                 .create_customer_gateway()
                 .r#type(GatewayType::Ipsec1)
-                .ip_address(ip)
-                .bgp_asn(i32::try_from(*bgp_asn).unwrap_or(i32::MAX))
+                .ip_address(ip);
+            let request = match i32::try_from(*bgp_asn) {
+                Ok(asn) => request.bgp_asn(asn),
+                Err(_) => request.bgp_asn_extended(i64::from(*bgp_asn)),
+            };
+            let r = request
                 .tag_specifications(tag_spec(ResourceType::CustomerGateway, &d.tags))
                 .send()
                 .await
@@ -706,18 +855,26 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
             vpn_gateway,
             static_routes_only,
             routes,
+            tunnels,
+            ..
         } => {
             let (cgw, vgw) = (resolve(ids, customer_gateway)?, resolve(ids, vpn_gateway)?);
+            let keys = match &d.payload {
+                Payload::TunnelKeys(keys) => keys.as_slice(),
+                _ => &[],
+            };
+            let mut options = VpnConnectionOptionsSpecification::builder()
+                .static_routes_only(*static_routes_only);
+            for (i, t) in tunnels.iter().enumerate() {
+                options = options.tunnel_options(tunnel_request(t, keys.get(i)));
+            }
+            let options = options.build();
             let r = retry(eventual, CloudError::is_eventual, || async {
                 c.create_vpn_connection()
                     .r#type("ipsec.1")
                     .customer_gateway_id(&cgw)
                     .vpn_gateway_id(&vgw)
-                    .options(
-                        VpnConnectionOptionsSpecification::builder()
-                            .static_routes_only(*static_routes_only)
-                            .build(),
-                    )
+                    .options(options.clone())
                     .tag_specifications(tag_spec(ResourceType::VpnConnection, &d.tags))
                     .send()
                     .await
@@ -928,7 +1085,7 @@ pub async fn update(
             if !revoke.is_empty() {
                 c.revoke_security_group_ingress()
                     .group_id(id)
-                    .set_ip_permissions(Some(permissions(id, &revoke)))
+                    .set_ip_permissions(Some(permissions(id, &revoke, false)))
                     .send()
                     .await
                     .op("RevokeSecurityGroupIngress")?;
@@ -951,12 +1108,28 @@ pub async fn update(
         (Spec::VpnGateway { vpc }, Spec::VpnGateway { .. }) => {
             attach_vgw(c, id, &resolve(ids, vpc)?).await?
         }
-        (Spec::VpnConnection { routes, .. }, Spec::VpnConnection { routes: old, .. }) => {
+        (
+            Spec::VpnConnection {
+                routes, tunnels, ..
+            },
+            Spec::VpnConnection {
+                routes: old,
+                tunnels: old_tunnels,
+                ..
+            },
+        ) => {
             for cidr in old.iter().filter(|r| !routes.contains(r)) {
                 vpn_route(c, id, cidr, false).await?;
             }
             for cidr in routes.iter().filter(|r| !old.contains(r)) {
                 vpn_route(c, id, cidr, true).await?;
+            }
+            if tunnels != old_tunnels {
+                let keys = match &d.payload {
+                    Payload::TunnelKeys(keys) => keys.as_slice(),
+                    _ => &[],
+                };
+                modify_tunnels(c, id, before, tunnels, keys).await?;
             }
         }
         (
@@ -1157,6 +1330,27 @@ pub async fn delete(c: &Client, o: &Observed) -> Result<(), CloudError> {
                         .op("DetachVpnGateway")?;
                 }
             }
+            // AWS refuses to delete a gateway that is still detaching.
+            poll_until(
+                "DescribeVpnGateways",
+                &format!("{id} not detached"),
+                ATTACH_WAIT,
+                || async {
+                    let gw = c
+                        .describe_vpn_gateways()
+                        .vpn_gateway_ids(id)
+                        .send()
+                        .await
+                        .op("DescribeVpnGateways")?;
+                    Ok(gw
+                        .vpn_gateways()
+                        .iter()
+                        .flat_map(|g| g.vpc_attachments())
+                        .filter_map(|a| a.state().map(|s| s.as_str().to_string()))
+                        .find(|s| s != "detached"))
+                },
+            )
+            .await?;
             c.delete_vpn_gateway()
                 .vpn_gateway_id(id)
                 .send()
@@ -1164,13 +1358,21 @@ pub async fn delete(c: &Client, o: &Observed) -> Result<(), CloudError> {
                 .op("DeleteVpnGateway")
                 .map(drop)
         }
-        Spec::VpnConnection { .. } => c
-            .delete_vpn_connection()
-            .vpn_connection_id(id)
-            .send()
+        Spec::VpnConnection { .. } => {
+            c.delete_vpn_connection()
+                .vpn_connection_id(id)
+                .send()
+                .await
+                .op("DeleteVpnConnection")?;
+            // `deleting` for minutes on AWS: the gateway it uses cannot go before.
+            poll_until(
+                "DescribeVpnConnections",
+                &format!("{id} not deleted"),
+                ATTACH_WAIT,
+                || async { Ok(vpn_state(c, id).await?.filter(|s| s != "deleted")) },
+            )
             .await
-            .op("DeleteVpnConnection")
-            .map(drop),
+        }
         Spec::RouteTable { .. } => {
             // A subnet's association outlives the subnet on moto and blocks the delete on AWS.
             for assoc in o.parts.values() {
@@ -1226,6 +1428,151 @@ pub async fn delete(c: &Client, o: &Observed) -> Result<(), CloudError> {
         )),
     };
     ignore_missing(r)
+}
+
+/// Changes the tunnels' options one tunnel at a time: AWS takes a tunnel down while it applies
+/// new options, and the other carries the traffic meanwhile (the connection is `modifying`
+/// until then, and refuses a second modification).
+async fn modify_tunnels(
+    c: &Client,
+    id: &str,
+    before: &Observed,
+    tunnels: &[TunnelSpec],
+    keys: &[crate::spec::secret::Secret],
+) -> Result<(), CloudError> {
+    // Outside addresses in the order of the inside CIDRs the tunnels had.
+    let mut outside: Vec<(&str, &str)> = before
+        .parts
+        .iter()
+        .filter_map(|(k, inside)| Some((inside.as_str(), k.strip_prefix("tunnel ")?)))
+        .collect();
+    outside.sort();
+    for (i, (_, address)) in outside.iter().enumerate() {
+        let Some(want) = tunnels.get(i) else { break };
+        let spec = tunnel_request(want, keys.get(i));
+        let mut options = aws_sdk_ec2::types::ModifyVpnTunnelOptionsSpecification::builder()
+            .set_tunnel_inside_cidr(spec.tunnel_inside_cidr().map(str::to_string))
+            .set_pre_shared_key(spec.pre_shared_key().map(str::to_string));
+        use aws_sdk_ec2::types::*;
+        for v in &want.ike_versions {
+            options = options.ike_versions(IkeVersionsRequestListValue::builder().value(v).build());
+        }
+        for v in &want.phase1_encryption {
+            options = options.phase1_encryption_algorithms(
+                Phase1EncryptionAlgorithmsRequestListValue::builder()
+                    .value(v)
+                    .build(),
+            );
+        }
+        for v in &want.phase2_encryption {
+            options = options.phase2_encryption_algorithms(
+                Phase2EncryptionAlgorithmsRequestListValue::builder()
+                    .value(v)
+                    .build(),
+            );
+        }
+        for v in &want.phase1_integrity {
+            options = options.phase1_integrity_algorithms(
+                Phase1IntegrityAlgorithmsRequestListValue::builder()
+                    .value(v)
+                    .build(),
+            );
+        }
+        for v in &want.phase2_integrity {
+            options = options.phase2_integrity_algorithms(
+                Phase2IntegrityAlgorithmsRequestListValue::builder()
+                    .value(v)
+                    .build(),
+            );
+        }
+        for v in &want.phase1_dh_groups {
+            options = options.phase1_dh_group_numbers(
+                Phase1DhGroupNumbersRequestListValue::builder()
+                    .value(*v)
+                    .build(),
+            );
+        }
+        for v in &want.phase2_dh_groups {
+            options = options.phase2_dh_group_numbers(
+                Phase2DhGroupNumbersRequestListValue::builder()
+                    .value(*v)
+                    .build(),
+            );
+        }
+        c.modify_vpn_tunnel_options()
+            .vpn_connection_id(id)
+            .vpn_tunnel_outside_ip_address(*address)
+            .tunnel_options(options.build())
+            .send()
+            .await
+            .op("ModifyVpnTunnelOptions")?;
+        wait_vpn_available(c, id).await?;
+    }
+    Ok(())
+}
+
+/// Polls `check` (never a blind sleep), with backoff, until it answers the awaited state
+/// (`Ok(None)`) or `budget` passes (the error names `what` and the last state seen).
+async fn poll_until<F, Fut>(
+    op: &str,
+    what: &str,
+    budget: Duration,
+    mut check: F,
+) -> Result<(), CloudError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<String>, CloudError>>,
+{
+    let start = std::time::Instant::now();
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let Some(now) = check().await? else {
+            return Ok(());
+        };
+        if start.elapsed() > budget {
+            return Err(CloudError::new(
+                op,
+                format!("{what} after {} s (now {now})", budget.as_secs()),
+            ));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// The state of a VPN connection (`None` once AWS no longer knows it).
+async fn vpn_state(c: &Client, id: &str) -> Result<Option<String>, CloudError> {
+    match c
+        .describe_vpn_connections()
+        .vpn_connection_ids(id)
+        .send()
+        .await
+        .op("DescribeVpnConnections")
+    {
+        Ok(r) => Ok(r
+            .vpn_connections()
+            .first()
+            .and_then(|v| v.state().map(|s| s.as_str().to_string()))),
+        Err(e) if e.code.as_deref().is_some_and(|c| c.ends_with(".NotFound")) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Waits until the connection is `available` again (after a modification).
+async fn wait_vpn_available(c: &Client, id: &str) -> Result<(), CloudError> {
+    poll_until(
+        "DescribeVpnConnections",
+        &format!("{id} not available"),
+        ATTACH_WAIT,
+        || async {
+            Ok(match vpn_state(c, id).await? {
+                Some(s) if s == "available" => None,
+                Some(s) => Some(s),
+                None => Some("gone".into()),
+            })
+        },
+    )
+    .await
 }
 
 async fn set_dns_hostnames(c: &Client, vpc: &str, on: bool) -> Result<(), CloudError> {
@@ -1424,37 +1771,52 @@ async fn associate_address(c: &Client, allocation: &str, instance: &str) -> Resu
     .await
 }
 
-fn permissions(group: &str, rules: &[Ingress]) -> Vec<IpPermission> {
+/// The rules as AWS takes them. A revoke names a rule by its shape and source only (AWS
+/// ignores descriptions there; moto fails to match a group pair sent with one).
+fn permissions(group: &str, rules: &[Ingress], descriptions: bool) -> Vec<IpPermission> {
     rules
         .iter()
         .map(|r| {
-            let b = IpPermission::builder()
-                .ip_protocol("tcp")
-                .from_port(i32::from(r.port))
-                .to_port(i32::from(r.port));
+            let b = match &r.other {
+                None => IpPermission::builder()
+                    .ip_protocol("tcp")
+                    .from_port(i32::from(r.port))
+                    .to_port(i32::from(r.port)),
+                Some(shape) => IpPermission::builder()
+                    .ip_protocol(&shape.protocol)
+                    .set_from_port(shape.from_port)
+                    .set_to_port(shape.to_port),
+            };
+            let d = descriptions.then(|| r.description.clone());
             match &r.from {
                 IngressSource::Cidr(cidr) if cidr.contains(':') => b.ipv6_ranges(
                     Ipv6Range::builder()
                         .cidr_ipv6(cidr)
-                        .description(&r.description)
+                        .set_description(d.clone())
                         .build(),
                 ),
                 IngressSource::PrefixList(id) => b.prefix_list_ids(
                     PrefixListId::builder()
                         .prefix_list_id(id)
-                        .description(&r.description)
+                        .set_description(d.clone())
                         .build(),
                 ),
                 IngressSource::Cidr(cidr) => b.ip_ranges(
                     IpRange::builder()
                         .cidr_ip(cidr)
-                        .description(&r.description)
+                        .set_description(d.clone())
                         .build(),
                 ),
                 IngressSource::Itself => b.user_id_group_pairs(
                     UserIdGroupPair::builder()
                         .group_id(group)
-                        .description(&r.description)
+                        .set_description(d.clone())
+                        .build(),
+                ),
+                IngressSource::Group(other) => b.user_id_group_pairs(
+                    UserIdGroupPair::builder()
+                        .group_id(other)
+                        .set_description(d.clone())
                         .build(),
                 ),
             }
@@ -1470,7 +1832,7 @@ async fn authorize(c: &Client, group: &str, rules: &[Ingress]) -> Result<(), Clo
     retry(Duration::from_secs(60), CloudError::is_eventual, || async {
         c.authorize_security_group_ingress()
             .group_id(group)
-            .set_ip_permissions(Some(permissions(group, rules)))
+            .set_ip_permissions(Some(permissions(group, rules, true)))
             .send()
             .await
             .op("AuthorizeSecurityGroupIngress")
@@ -1482,15 +1844,15 @@ async fn authorize(c: &Client, group: &str, rules: &[Ingress]) -> Result<(), Clo
 /// Polls DescribeInstances (never a blind sleep) until the instance reaches `state`.
 async fn wait_instance(c: &Client, id: &str, state: &str) -> Result<(), CloudError> {
     let start = std::time::Instant::now();
-    let mut delay = Duration::from_millis(250);
-    loop {
-        let r = c
+    let what = format!("{id} not {state}");
+    poll_until("DescribeInstances", &what, INSTANCE_WAIT, || async {
+        let now = match c
             .describe_instances()
             .instance_ids(id)
             .send()
             .await
-            .op("DescribeInstances");
-        let now = match r {
+            .op("DescribeInstances")
+        {
             Ok(r) => r
                 .reservations()
                 .iter()
@@ -1503,21 +1865,10 @@ async fn wait_instance(c: &Client, id: &str, state: &str) -> Result<(), CloudErr
             Err(e) if e.is_eventual() => None,
             Err(e) => return Err(e),
         };
-        if now.as_deref() == Some(state)
-            || (state == "terminated" && now.is_none() && start.elapsed() > Duration::from_secs(5))
-        {
-            return Ok(());
-        }
-        if start.elapsed() > INSTANCE_WAIT {
-            return Err(CloudError::new(
-                "DescribeInstances",
-                format!(
-                    "{id} not {state} after {} s (now {now:?})",
-                    INSTANCE_WAIT.as_secs()
-                ),
-            ));
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
-    }
+        // A terminated instance may also vanish from DescribeInstances.
+        let done = now.as_deref() == Some(state)
+            || (state == "terminated" && now.is_none() && start.elapsed() > Duration::from_secs(5));
+        Ok((!done).then(|| now.unwrap_or_else(|| "unknown".into())))
+    })
+    .await
 }

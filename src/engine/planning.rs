@@ -190,6 +190,14 @@ impl Engine {
                     &actual,
                     std::time::SystemTime::now(),
                 ));
+                let tunnel_keys = gw
+                    .vpn
+                    .tunnels
+                    .pre_shared_keys
+                    .iter()
+                    .map(|k| k.resolve(&stack.dir))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| Error::Failed(e.to_string()))?;
                 let inputs = Inputs {
                     backend,
                     gateway: gw,
@@ -199,6 +207,7 @@ impl Engine {
                     secrets,
                     cas,
                     stack_ca_key,
+                    tunnel_keys,
                 };
                 (desired::gateway(&inputs)?, actual)
             }

@@ -66,6 +66,10 @@ pub struct RegionStatus {
     pub aws_changes_pending: usize,
     pub federation_changes_pending: usize,
     pub instances: Vec<Instance>,
+    /// The VPN's tunnels to the backend, as AWS reports them.
+    pub tunnels: Vec<crate::model::resources::TunnelState>,
+    /// Changes `up` leaves to `gwctl upgrade` (brokers to replace, tunnel options).
+    pub upgrades_pending: usize,
     /// Route53 health checks of the region's endpoints, with the checkers' verdict.
     pub health_checks: Vec<CheckStatus>,
     /// The records gwctl serves for the region.
@@ -127,6 +131,11 @@ async fn region_status(engine: &Engine, gw: &GatewaySpec) -> Result<RegionStatus
             state: o.state.clone().unwrap_or_default(),
             private_ip: o.parts.get("private_ip").cloned(),
         })
+        .collect();
+    let tunnels: Vec<crate::model::resources::TunnelState> = existing
+        .iter()
+        .filter(|o| o.key.kind == Kind::VpnConnection)
+        .flat_map(|o| crate::model::resources::TunnelState::parse(o.state.as_deref().unwrap_or("")))
         .collect();
     let certificates: Vec<Certificate> = existing
         .iter()
@@ -240,6 +249,12 @@ async fn region_status(engine: &Engine, gw: &GatewaySpec) -> Result<RegionStatus
     for a in &alarms {
         problems.push(format!("{a} (publishers are blocked)"));
     }
+    for t in tunnels.iter().filter(|t| t.status != "UP") {
+        problems.push(format!(
+            "VPN tunnel {} to the backend is {}",
+            t.outside_ip, t.status
+        ));
+    }
     for i in instances.iter().filter(|i| i.state != "running") {
         problems.push(format!("instance {} is {}", i.name, i.state));
     }
@@ -270,6 +285,8 @@ async fn region_status(engine: &Engine, gw: &GatewaySpec) -> Result<RegionStatus
         aws_changes_pending: aws_pending,
         federation_changes_pending: fed_pending,
         instances,
+        tunnels,
+        upgrades_pending: work.plan.held.len(),
         health_checks,
         records,
         route53_answering,

@@ -178,6 +178,18 @@ pub struct Ingress {
     /// A range, a prefix list, or the group itself.
     pub from: IngressSource,
     pub description: String,
+    /// A rule of another shape than gwctl writes (found in AWS: all protocols, UDP, ICMP, a
+    /// port range), as AWS reports it: it shows as drift and is revoked exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other: Option<RuleShape>,
+}
+
+/// A rule's protocol and port range as AWS reports them (`-1`: every protocol, no ports).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RuleShape {
+    pub protocol: String,
+    pub from_port: Option<i32>,
+    pub to_port: Option<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -189,6 +201,8 @@ pub enum IngressSource {
     PrefixList(String),
     /// The security group the rule belongs to (members talk to each other).
     Itself,
+    /// Another security group (gwctl writes none: found in AWS, it is drift).
+    Group(String),
 }
 
 /// A route of a route table.
@@ -275,6 +289,11 @@ pub enum Spec {
         vpn_gateway: Ref,
         static_routes_only: bool,
         routes: Vec<String>,
+        /// Both tunnels' IPsec options (see [`TunnelSpec::normalized`]).
+        tunnels: Vec<TunnelSpec>,
+        /// SHA-256 of each declared pre-shared key, sorted; empty when AWS picks them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pre_shared_keys_sha256: Vec<String>,
     },
     RouteTable {
         vpc: Ref,
@@ -508,7 +527,132 @@ impl Spec {
     pub fn sensitive_paths(&self) -> &'static [&'static str] {
         match self {
             Spec::SsmParameter { .. } => &["value_sha256"],
+            // A hash of a short key can be searched for: not shown either.
+            Spec::VpnConnection { .. } => &["pre_shared_keys_sha256"],
             _ => &[],
+        }
+    }
+}
+
+/// One VPN tunnel's IPsec options, as gwctl asks for them and AWS reports them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TunnelSpec {
+    /// `None`: AWS picks (compared only when declared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inside_cidr: Option<String>,
+    pub ike_versions: Vec<String>,
+    pub phase1_encryption: Vec<String>,
+    pub phase2_encryption: Vec<String>,
+    pub phase1_integrity: Vec<String>,
+    pub phase2_integrity: Vec<String>,
+    pub phase1_dh_groups: Vec<i32>,
+    pub phase2_dh_groups: Vec<i32>,
+}
+
+/// A tunnel as AWS's telemetry reports it (`VgwTelemetry`): `UP` or `DOWN`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TunnelState {
+    pub outside_ip: String,
+    pub status: String,
+}
+
+impl TunnelState {
+    /// How discovery records tunnels in a VPN connection's `Observed::state` (shown, never
+    /// compared): `available; tunnels: 198.51.100.1 UP, 198.51.100.2 DOWN`.
+    pub fn describe(connection_state: &str, tunnels: &[TunnelState]) -> String {
+        let list: Vec<String> = tunnels
+            .iter()
+            .map(|t| format!("{} {}", t.outside_ip, t.status))
+            .collect();
+        format!("{connection_state}; tunnels: {}", list.join(", "))
+    }
+
+    /// The tunnels of a state written by [`TunnelState::describe`].
+    pub fn parse(state: &str) -> Vec<TunnelState> {
+        let Some((_, list)) = state.split_once("; tunnels: ") else {
+            return Vec::new();
+        };
+        list.split(", ")
+            .filter_map(|t| {
+                let (ip, status) = t.split_once(' ')?;
+                Some(TunnelState {
+                    outside_ip: ip.to_string(),
+                    status: status.to_string(),
+                })
+            })
+            .collect()
+    }
+}
+
+impl TunnelSpec {
+    /// Lists sorted, tunnels sorted: AWS reports the same options in its own order.
+    pub fn normalized(mut tunnels: Vec<TunnelSpec>) -> Vec<TunnelSpec> {
+        for t in &mut tunnels {
+            for list in [
+                &mut t.ike_versions,
+                &mut t.phase1_encryption,
+                &mut t.phase2_encryption,
+                &mut t.phase1_integrity,
+                &mut t.phase2_integrity,
+            ] {
+                list.sort();
+                list.dedup();
+            }
+            t.phase1_dh_groups.sort_unstable();
+            t.phase1_dh_groups.dedup();
+            t.phase2_dh_groups.sort_unstable();
+            t.phase2_dh_groups.dedup();
+        }
+        tunnels.sort();
+        tunnels
+    }
+}
+
+impl Spec {
+    /// What was discovered, seen as `desired` declares it: values AWS picks where the region
+    /// file does not (a tunnel's inside CIDR, its pre-shared key) are not compared.
+    pub fn as_declared(&self, desired: &Spec) -> Spec {
+        match (self, desired) {
+            (
+                Spec::VpnConnection {
+                    customer_gateway,
+                    vpn_gateway,
+                    static_routes_only,
+                    routes,
+                    tunnels,
+                    pre_shared_keys_sha256,
+                },
+                Spec::VpnConnection {
+                    tunnels: want,
+                    pre_shared_keys_sha256: want_keys,
+                    ..
+                },
+            ) => {
+                let declared_cidrs = want.iter().any(|t| t.inside_cidr.is_some());
+                let tunnels = tunnels
+                    .iter()
+                    .cloned()
+                    .map(|mut t| {
+                        if !declared_cidrs {
+                            t.inside_cidr = None;
+                        }
+                        t
+                    })
+                    .collect();
+                Spec::VpnConnection {
+                    customer_gateway: customer_gateway.clone(),
+                    vpn_gateway: vpn_gateway.clone(),
+                    static_routes_only: *static_routes_only,
+                    routes: routes.clone(),
+                    tunnels: TunnelSpec::normalized(tunnels),
+                    pre_shared_keys_sha256: if want_keys.is_empty() {
+                        Vec::new()
+                    } else {
+                        pre_shared_keys_sha256.clone()
+                    },
+                }
+            }
+            _ => self.clone(),
         }
     }
 }
@@ -548,6 +692,8 @@ pub enum Payload {
     None,
     /// An SSM parameter's value.
     Secret(crate::spec::secret::Secret),
+    /// A VPN connection's pre-shared keys, tunnel 1 and 2 (empty: AWS picks them).
+    TunnelKeys(Vec<crate::spec::secret::Secret>),
     /// What issuing a certificate needs: the CA's certificate and key (PEM).
     Issue {
         ca_cert: String,

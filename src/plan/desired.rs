@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::cloud::Image;
 use crate::model::resources::{
     Actual, BlockDevice, Desired, Ingress, IngressSource, Key, Kind, Payload, Ref, Route, Spec,
-    TAG_CLUSTER, TAG_LAUNCH, tags_for,
+    TAG_CLUSTER, TAG_LAUNCH, TunnelSpec, tags_for,
 };
 use crate::model::sha256_hex;
 use crate::render::placeholder::SecretValues;
@@ -38,6 +38,8 @@ pub struct Inputs<'a> {
     pub cas: render::Cas,
     /// The stack CA's key, which issues the brokers' certificates at apply.
     pub stack_ca_key: Secret,
+    /// The VPN tunnels' pre-shared keys, if the region file names them.
+    pub tunnel_keys: Vec<Secret>,
 }
 
 fn k(kind: Kind, name: &str) -> Key {
@@ -245,6 +247,12 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
         .collect();
     let mut vpn_routes = static_routes.clone();
     vpn_routes.sort();
+    let mut key_hashes: Vec<String> = inputs
+        .tunnel_keys
+        .iter()
+        .map(|k| sha256_hex(k.expose()))
+        .collect();
+    key_hashes.sort();
     push(
         &mut out,
         k(Kind::VpnConnection, "backend"),
@@ -253,8 +261,10 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
             vpn_gateway: r(Kind::VpnGateway, "main"),
             static_routes_only: true,
             routes: vpn_routes,
+            tunnels: tunnels(&gw.vpn.tunnels),
+            pre_shared_keys_sha256: key_hashes,
         },
-        Payload::None,
+        Payload::TunnelKeys(inputs.tunnel_keys.clone()),
     );
     let mut routes = vec![Route {
         destination: "0.0.0.0/0".into(),
@@ -293,6 +303,7 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
                 port,
                 from: IngressSource::Cidr(cidr.to_string()),
                 description: format!("{what} from clients"),
+                other: None,
             });
         }
     }
@@ -306,6 +317,7 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
             port,
             from: IngressSource::Cidr(backend_cidr.clone()),
             description: format!("{what} from the backend"),
+            other: None,
         });
     }
     if let Some(checkers) = &inputs.health_checkers {
@@ -315,6 +327,7 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
             port: ports.health,
             from: IngressSource::PrefixList(checkers.clone()),
             description: "Route53 health checks".into(),
+            other: None,
         });
     }
     for (name, port) in CLUSTER_PORTS {
@@ -322,6 +335,7 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
             port,
             from: IngressSource::Itself,
             description: format!("RabbitMQ {name} between brokers"),
+            other: None,
         });
     }
     ingress.sort();
@@ -346,6 +360,7 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
                 port: ports.mqtt,
                 from: IngressSource::Cidr(c.to_string()),
                 description: "MQTT over TLS from clients".into(),
+                other: None,
             })
             .collect();
         ingress.sort();
@@ -462,6 +477,26 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
         }
     }
     Ok(out)
+}
+
+/// Both tunnels as the region file asks for them (the same algorithms in both phases).
+fn tunnels(t: &crate::spec::model::Tunnels) -> Vec<TunnelSpec> {
+    let groups: Vec<i32> = t.dh_groups.iter().map(|g| i32::from(*g)).collect();
+    let tunnel = |inside_cidr: Option<String>| TunnelSpec {
+        inside_cidr,
+        ike_versions: t.ike_versions.clone(),
+        phase1_encryption: t.encryption.clone(),
+        phase2_encryption: t.encryption.clone(),
+        phase1_integrity: t.integrity.clone(),
+        phase2_integrity: t.integrity.clone(),
+        phase1_dh_groups: groups.clone(),
+        phase2_dh_groups: groups.clone(),
+    };
+    let cidrs: Vec<Option<String>> = match t.inside_cidrs.as_slice() {
+        [] => vec![None, None],
+        some => some.iter().map(|c| Some(c.to_string())).collect(),
+    };
+    TunnelSpec::normalized(cidrs.into_iter().map(tunnel).collect())
 }
 
 fn block_device(device: &str, v: &Volume) -> BlockDevice {

@@ -42,7 +42,7 @@ pub enum Intent {
 pub struct Held {
     pub key: Key,
     pub id: String,
-    /// `replace` or `delete`.
+    /// `replace`, `delete` or `modify`.
     pub action: &'static str,
     /// Why: the fields that cannot be updated in place, or what it depends on.
     pub because: Vec<String>,
@@ -140,7 +140,9 @@ pub fn diff(
         found.sort_by(|a, b| a.id.cmp(&b.id));
         let (action, before, paths, reason) = match found.first() {
             None => (Action::Create, None, vec![], None),
-            Some(a) if a.spec == d.spec => (Action::NoOp, Some((*a).clone()), vec![], None),
+            Some(a) if a.spec.as_declared(&d.spec) == d.spec => {
+                (Action::NoOp, Some((*a).clone()), vec![], None)
+            }
             Some(a) => {
                 let paths = d.spec.replace_paths(&a.spec);
                 if paths.is_empty() {
@@ -215,7 +217,7 @@ pub fn diff(
 
 /// Takes the replacements and removals of running brokers out of an `up` plan: done all at
 /// once they would take the region down and lose what its queues hold. Their Elastic IPs stay
-/// where they are (they follow when `upgrade` replaces a broker).
+/// where they are (they follow when `upgrade` replaces a broker). New VPN tunnel options too.
 fn hold_brokers(changes: &mut [Change]) -> Vec<Held> {
     let mut held = Vec::new();
     for c in changes.iter_mut() {
@@ -237,6 +239,37 @@ fn hold_brokers(changes: &mut [Change]) -> Vec<Held> {
         });
         c.action = Action::NoOp;
         c.reason = Some("held_for_upgrade");
+    }
+    // New tunnel options take the VPN's tunnels down while AWS applies them: `upgrade` changes
+    // one tunnel at a time (the other carries the traffic).
+    for c in changes.iter_mut() {
+        let (Some(before), Some(after)) = (&c.before, &c.after) else {
+            continue;
+        };
+        if let (
+            Spec::VpnConnection {
+                tunnels,
+                pre_shared_keys_sha256: keys,
+                ..
+            },
+            Spec::VpnConnection {
+                tunnels: want,
+                pre_shared_keys_sha256: want_keys,
+                ..
+            },
+        ) = (&before.spec.as_declared(&after.spec), &after.spec)
+            && c.action == Action::Update
+            && (tunnels != want || keys != want_keys)
+        {
+            held.push(Held {
+                key: c.key.clone(),
+                id: before.id.clone(),
+                action: "modify",
+                because: vec!["tunnels".to_string()],
+            });
+            c.action = Action::NoOp;
+            c.reason = Some("held_for_upgrade");
+        }
     }
     // A removed broker keeps its address and certificate until `upgrade` removes it.
     let removed: BTreeSet<String> = held

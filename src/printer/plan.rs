@@ -96,25 +96,33 @@ pub fn held_lines(plan: &RegionPlan) -> Vec<String> {
     let mut out: Vec<String> = plan
         .held
         .iter()
-        .map(|h| {
-            format!(
+        .map(|h| match h.action {
+            "modify" => format!(
+                "{} ({}) needs new {}: AWS takes a tunnel down while it changes; \
+                 `gwctl upgrade {}` changes one tunnel at a time",
+                h.key,
+                h.id,
+                h.because.join(", "),
+                plan.region
+            ),
+            action => format!(
                 "{} ({}) needs a {} ({}): `up` never {} a running broker; \
                  `gwctl upgrade {}` does it one broker at a time",
                 h.key,
                 h.id,
-                if h.action == "delete" {
+                if action == "delete" {
                     "removal"
                 } else {
                     "replacement"
                 },
                 h.because.join(", "),
-                if h.action == "delete" {
+                if action == "delete" {
                     "removes"
                 } else {
                     "replaces"
                 },
                 plan.region
-            )
+            ),
         })
         .collect();
     out.extend(plan.refused.iter().map(|r| format!("cannot apply: {r}")));

@@ -20,6 +20,19 @@ pub fn human(s: &RegionStatus, printer: &Printer) -> String {
             i.private_ip.as_deref().unwrap_or("-")
         ));
     }
+    if s.upgrades_pending > 0 {
+        out.push_str(&format!(
+            "  upgrade     {} changes wait for `gwctl upgrade {}`\n",
+            s.upgrades_pending, s.region
+        ));
+    }
+    for t in &s.tunnels {
+        let verdict = printer.verdict(t.status == "UP");
+        out.push_str(&format!(
+            "  vpn tunnel  {:<36} {verdict} ({})\n",
+            t.outside_ip, t.status
+        ));
+    }
     for c in &s.health_checks {
         let verdict = printer.verdict(c.healthy);
         out.push_str(&format!(

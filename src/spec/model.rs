@@ -59,7 +59,8 @@ fn default_backend_cluster_name() -> String {
 pub struct BackendVpn {
     /// Public IP of the backend's VPN endpoint (the customer gateway seen from AWS).
     pub public_ip: Ipv4Addr,
-    /// BGP ASN of the backend's VPN endpoint.
+    /// BGP ASN of the backend's VPN endpoint, 2 or 4 bytes (AWS takes ASNs above 2^31-1 as
+    /// `BgpAsnExtended`).
     #[serde(default = "default_bgp_asn")]
     #[schemars(range(min = 1, max = 4294967294u32))]
     pub bgp_asn: u32,
@@ -620,6 +621,68 @@ pub struct Vpn {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub static_routes: Option<Vec<Cidr>>,
+    /// IPsec options of both tunnels. AWS's own defaults still accept IKEv1, SHA-1 and DH
+    /// group 2; gwctl's accept IKEv2 only, AES-256, SHA-256 or better, DH groups 14 and up.
+    /// Changing them on a running VPN takes its tunnels down: `upgrade` does it one tunnel at
+    /// a time.
+    #[serde(default)]
+    pub tunnels: Tunnels,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tunnels {
+    /// IKE versions (`ikev2`; `ikev1` is refused).
+    #[serde(default = "default_ike_versions")]
+    #[schemars(length(min = 1))]
+    pub ike_versions: Vec<String>,
+    /// Encryption, both phases: `AES256`, `AES256-GCM-16` (`AES128`, `AES128-GCM-16` allowed).
+    #[serde(default = "default_encryption")]
+    #[schemars(length(min = 1))]
+    pub encryption: Vec<String>,
+    /// Integrity, both phases: `SHA2-256`, `SHA2-384`, `SHA2-512` (`SHA1` is refused).
+    #[serde(default = "default_integrity")]
+    #[schemars(length(min = 1))]
+    pub integrity: Vec<String>,
+    /// Diffie-Hellman groups, both phases: 14 to 24 (2 and 5 are refused).
+    #[serde(default = "default_dh_groups")]
+    #[schemars(length(min = 1))]
+    pub dh_groups: Vec<u8>,
+    /// Inside CIDRs of tunnel 1 and 2: /30 blocks of 169.254.0.0/16 (AWS picks when absent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(min = 2, max = 2))]
+    pub inside_cidrs: Vec<Cidr>,
+    /// Pre-shared keys of tunnel 1 and 2 as secret sources (AWS picks when absent; AWS shows
+    /// them to anyone who may describe the VPN).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(min = 2, max = 2))]
+    pub pre_shared_keys: Vec<SecretRef>,
+}
+
+impl Default for Tunnels {
+    fn default() -> Self {
+        Tunnels {
+            ike_versions: default_ike_versions(),
+            encryption: default_encryption(),
+            integrity: default_integrity(),
+            dh_groups: default_dh_groups(),
+            inside_cidrs: Vec::new(),
+            pre_shared_keys: Vec::new(),
+        }
+    }
+}
+
+fn default_ike_versions() -> Vec<String> {
+    vec!["ikev2".into()]
+}
+fn default_encryption() -> Vec<String> {
+    vec!["AES256-GCM-16".into(), "AES256".into()]
+}
+fn default_integrity() -> Vec<String> {
+    vec!["SHA2-256".into(), "SHA2-384".into(), "SHA2-512".into()]
+}
+fn default_dh_groups() -> Vec<u8> {
+    vec![19, 20, 21, 14, 15, 16]
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -173,6 +173,7 @@ pub fn check_gateway(spec: &GatewaySpec, file: &Path, base: &Path, sink: &mut Si
         );
     }
 
+    check_tunnels(&spec.vpn.tunnels, base, sink);
     if let Some(routes) = &spec.vpn.static_routes {
         for (i, r) in routes.iter().enumerate() {
             check_host_bits(r, &format!("/vpn/static_routes/{i}"), sink);
@@ -276,6 +277,97 @@ fn check_region(region: &str, sink: &mut Sink<'_>) {
             .map(|s| format!(" (did you mean `{s}`?)"))
             .unwrap_or_default();
         sink.at("/region", format!("`{region}` is not an AWS region{hint}"));
+    }
+}
+
+/// What AWS accepts for tunnels, minus what is broken (IKEv1, SHA-1, DH groups 2 and 5).
+fn check_tunnels(t: &crate::spec::model::Tunnels, base: &Path, sink: &mut Sink<'_>) {
+    let allowed = |at: &str, values: &[String], ok: &[&str], weak: &[&str], sink: &mut Sink<'_>| {
+        for (i, v) in values.iter().enumerate() {
+            if weak.contains(&v.as_str()) {
+                sink.at(
+                    &format!("/vpn/tunnels/{at}/{i}"),
+                    format!("`{v}` is broken; use {}", ok.join(", ")),
+                );
+            } else if !ok.contains(&v.as_str()) {
+                sink.at(
+                    &format!("/vpn/tunnels/{at}/{i}"),
+                    format!("`{v}` is not one of {}", ok.join(", ")),
+                );
+            }
+        }
+    };
+    allowed(
+        "ike_versions",
+        &t.ike_versions,
+        &["ikev2"],
+        &["ikev1"],
+        sink,
+    );
+    allowed(
+        "encryption",
+        &t.encryption,
+        &["AES256-GCM-16", "AES256", "AES128-GCM-16", "AES128"],
+        &[],
+        sink,
+    );
+    allowed(
+        "integrity",
+        &t.integrity,
+        &["SHA2-256", "SHA2-384", "SHA2-512"],
+        &["SHA1"],
+        sink,
+    );
+    for (i, g) in t.dh_groups.iter().enumerate() {
+        if !(14..=24).contains(g) {
+            sink.at(
+                &format!("/vpn/tunnels/dh_groups/{i}"),
+                format!("DH group {g} is too weak or unknown; use groups 14 to 24"),
+            );
+        }
+    }
+    // AWS reserves these /30s of 169.254.0.0/16 (and the tunnels need distinct ones).
+    const RESERVED: [&str; 7] = [
+        "169.254.0.0/30",
+        "169.254.1.0/30",
+        "169.254.2.0/30",
+        "169.254.3.0/30",
+        "169.254.4.0/30",
+        "169.254.5.0/30",
+        "169.254.169.252/30",
+    ];
+    for (i, c) in t.inside_cidrs.iter().enumerate() {
+        let at = format!("/vpn/tunnels/inside_cidrs/{i}");
+        let link_local: ipnet::Ipv4Net = "169.254.0.0/16".parse().expect("constant");
+        if c.0.prefix_len() != 30 || !link_local.contains(&c.0) {
+            sink.at(&at, "a tunnel's inside CIDR is a /30 of 169.254.0.0/16");
+        } else if RESERVED.contains(&c.0.to_string().as_str()) {
+            sink.at(&at, format!("{} is reserved by AWS", c.0));
+        } else if t.inside_cidrs[..i].contains(c) {
+            sink.at(&at, "both tunnels use this CIDR");
+        } else {
+            check_host_bits(c, &at, sink);
+        }
+    }
+    // AWS's rules for pre-shared keys (the value itself is never shown).
+    for (i, source) in t.pre_shared_keys.iter().enumerate() {
+        let at = format!("/vpn/tunnels/pre_shared_keys/{i}");
+        match source.resolve(base) {
+            Err(e) => sink.at(&at, e.to_string()),
+            Ok(key) => {
+                let k = key.expose();
+                let chars_ok = k
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_');
+                if !(8..=64).contains(&k.len()) || !chars_ok || k.starts_with('0') {
+                    sink.at(
+                        &at,
+                        "a pre-shared key has 8 to 64 letters, digits, `.` or `_`, and does not \
+                         start with 0",
+                    );
+                }
+            }
+        }
     }
 }
 
