@@ -58,6 +58,10 @@ pub enum Command {
     Up(UpArgs),
     /// Delete every AWS resource gwctl owns in a gateway region.
     Down(DownArgs),
+    /// Roll out what `up` holds back, one step at a time behind health gates: new VPN tunnel
+    /// options (one tunnel at a time), broker replacements. Regions in order, the first as
+    /// canary; run it again to resume after an interruption.
+    Upgrade(UpgradeArgs),
     /// Break a stale lock (left by an interrupted run) on a gateway region.
     Unlock(UnlockArgs),
     /// Rehearse losing a gateway region: which region Route53 answers each client location,
@@ -300,6 +304,26 @@ pub struct UpArgs {
     /// Apply a plan saved by `plan --out`; refused if the files or AWS changed since.
     #[arg(long, value_name = "FILE")]
     pub plan: Option<PathBuf>,
+    #[command(flatten)]
+    pub apply: ApplyOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    #[command(flatten)]
+    pub select: RegionSelection,
+    /// What the plan behind the steps covers (`aws` where the backend is not reachable).
+    #[arg(long, value_enum, default_value_t = Scope::All)]
+    pub scope: Scope,
+    /// Show the steps and their gates, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The steps as JSON (with --dry-run).
+    #[arg(long, requires = "dry_run")]
+    pub json: bool,
+    /// Wait this long between regions (watch the canary before the others follow).
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    pub pause: u64,
     #[command(flatten)]
     pub apply: ApplyOptions,
 }

@@ -122,4 +122,38 @@ async fn up_never_replaces_or_removes_a_running_broker() {
         .collect();
     assert_eq!(touched, Vec::<String>::new());
     assert_eq!(brokers(&m, "us-east-1").await, before);
+
+    // upgrade lists the broker steps with their gates, and does not pretend to carry them out.
+    let dry = gwctl(&r, &m)
+        .args(["upgrade", "us-east-1", "--dry-run", "--scope", "aws"])
+        .output()
+        .expect("dry run");
+    let text = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        text.contains("us-east-1 (canary): 3 steps")
+            && text.contains("replace instance/broker-1")
+            && text.contains("remove instance/broker-3")
+            && text.contains("an MQTT-over-TLS round trip"),
+        "{text}{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    m.record();
+    let out = gwctl(&r, &m)
+        .args(["upgrade", "us-east-1", "--yes", "--scope", "aws"])
+        .output()
+        .expect("upgrade");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("replacing or removing brokers is not carried out yet"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        m.recorded_actions()
+            .iter()
+            .all(|a| crate::support::moto::is_read_only(a)),
+        "nothing changed"
+    );
+    assert_eq!(brokers(&m, "us-east-1").await, before);
 }

@@ -441,61 +441,71 @@ fn tunnel_spec(t: &aws_sdk_ec2::types::TunnelOption) -> TunnelSpec {
     }
 }
 
+/// Adds a tunnel's algorithm lists to a tunnel options builder (creation and modification take
+/// the same lists through two builder types).
+macro_rules! with_algorithms {
+    ($builder:expr, $t:expr) => {{
+        use aws_sdk_ec2::types::*;
+        let t: &TunnelSpec = $t;
+        let mut b = $builder;
+        for v in &t.ike_versions {
+            b = b.ike_versions(IkeVersionsRequestListValue::builder().value(v).build());
+        }
+        for v in &t.phase1_encryption {
+            b = b.phase1_encryption_algorithms(
+                Phase1EncryptionAlgorithmsRequestListValue::builder()
+                    .value(v)
+                    .build(),
+            );
+        }
+        for v in &t.phase2_encryption {
+            b = b.phase2_encryption_algorithms(
+                Phase2EncryptionAlgorithmsRequestListValue::builder()
+                    .value(v)
+                    .build(),
+            );
+        }
+        for v in &t.phase1_integrity {
+            b = b.phase1_integrity_algorithms(
+                Phase1IntegrityAlgorithmsRequestListValue::builder()
+                    .value(v)
+                    .build(),
+            );
+        }
+        for v in &t.phase2_integrity {
+            b = b.phase2_integrity_algorithms(
+                Phase2IntegrityAlgorithmsRequestListValue::builder()
+                    .value(v)
+                    .build(),
+            );
+        }
+        for v in &t.phase1_dh_groups {
+            b = b.phase1_dh_group_numbers(
+                Phase1DhGroupNumbersRequestListValue::builder()
+                    .value(*v)
+                    .build(),
+            );
+        }
+        for v in &t.phase2_dh_groups {
+            b = b.phase2_dh_group_numbers(
+                Phase2DhGroupNumbersRequestListValue::builder()
+                    .value(*v)
+                    .build(),
+            );
+        }
+        b
+    }};
+}
+
 /// What CreateVpnConnection takes for one tunnel.
 fn tunnel_request(
     t: &TunnelSpec,
     key: Option<&crate::spec::secret::Secret>,
 ) -> aws_sdk_ec2::types::VpnTunnelOptionsSpecification {
-    use aws_sdk_ec2::types::*;
-    let mut b = VpnTunnelOptionsSpecification::builder()
+    let b = aws_sdk_ec2::types::VpnTunnelOptionsSpecification::builder()
         .set_tunnel_inside_cidr(t.inside_cidr.clone())
         .set_pre_shared_key(key.map(|k| k.expose().to_string()));
-    for v in &t.ike_versions {
-        b = b.ike_versions(IkeVersionsRequestListValue::builder().value(v).build());
-    }
-    for v in &t.phase1_encryption {
-        b = b.phase1_encryption_algorithms(
-            Phase1EncryptionAlgorithmsRequestListValue::builder()
-                .value(v)
-                .build(),
-        );
-    }
-    for v in &t.phase2_encryption {
-        b = b.phase2_encryption_algorithms(
-            Phase2EncryptionAlgorithmsRequestListValue::builder()
-                .value(v)
-                .build(),
-        );
-    }
-    for v in &t.phase1_integrity {
-        b = b.phase1_integrity_algorithms(
-            Phase1IntegrityAlgorithmsRequestListValue::builder()
-                .value(v)
-                .build(),
-        );
-    }
-    for v in &t.phase2_integrity {
-        b = b.phase2_integrity_algorithms(
-            Phase2IntegrityAlgorithmsRequestListValue::builder()
-                .value(v)
-                .build(),
-        );
-    }
-    for v in &t.phase1_dh_groups {
-        b = b.phase1_dh_group_numbers(
-            Phase1DhGroupNumbersRequestListValue::builder()
-                .value(*v)
-                .build(),
-        );
-    }
-    for v in &t.phase2_dh_groups {
-        b = b.phase2_dh_group_numbers(
-            Phase2DhGroupNumbersRequestListValue::builder()
-                .value(*v)
-                .build(),
-        );
-    }
-    b.build()
+    with_algorithms!(b, t).build()
 }
 
 async fn route_tables(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError> {
@@ -1108,29 +1118,14 @@ pub async fn update(
         (Spec::VpnGateway { vpc }, Spec::VpnGateway { .. }) => {
             attach_vgw(c, id, &resolve(ids, vpc)?).await?
         }
-        (
-            Spec::VpnConnection {
-                routes, tunnels, ..
-            },
-            Spec::VpnConnection {
-                routes: old,
-                tunnels: old_tunnels,
-                ..
-            },
-        ) => {
+        (Spec::VpnConnection { routes, .. }, Spec::VpnConnection { routes: old, .. }) => {
             for cidr in old.iter().filter(|r| !routes.contains(r)) {
                 vpn_route(c, id, cidr, false).await?;
             }
             for cidr in routes.iter().filter(|r| !old.contains(r)) {
                 vpn_route(c, id, cidr, true).await?;
             }
-            if tunnels != old_tunnels {
-                let keys = match &d.payload {
-                    Payload::TunnelKeys(keys) => keys.as_slice(),
-                    _ => &[],
-                };
-                modify_tunnels(c, id, before, tunnels, keys).await?;
-            }
+            // Tunnel options are `upgrade`'s (one tunnel at a time, behind checks).
         }
         (
             Spec::RouteTable {
@@ -1430,85 +1425,59 @@ pub async fn delete(c: &Client, o: &Observed) -> Result<(), CloudError> {
     ignore_missing(r)
 }
 
-/// Changes the tunnels' options one tunnel at a time: AWS takes a tunnel down while it applies
-/// new options, and the other carries the traffic meanwhile (the connection is `modifying`
-/// until then, and refuses a second modification).
-async fn modify_tunnels(
+/// Changes one tunnel's options and waits until the connection is `available` again. AWS
+/// takes that tunnel down while it applies them (the other carries the traffic) and refuses a
+/// second modification meanwhile: callers change one tunnel at a time, checking both are up.
+pub async fn modify_tunnel(
     c: &Client,
     id: &str,
-    before: &Observed,
-    tunnels: &[TunnelSpec],
-    keys: &[crate::spec::secret::Secret],
+    outside_ip: &str,
+    want: &TunnelSpec,
+    key: Option<&crate::spec::secret::Secret>,
 ) -> Result<(), CloudError> {
-    // Outside addresses in the order of the inside CIDRs the tunnels had.
-    let mut outside: Vec<(&str, &str)> = before
-        .parts
+    let options = aws_sdk_ec2::types::ModifyVpnTunnelOptionsSpecification::builder()
+        .set_tunnel_inside_cidr(want.inside_cidr.clone())
+        .set_pre_shared_key(key.map(|k| k.expose().to_string()));
+    let options = with_algorithms!(options, want);
+    c.modify_vpn_tunnel_options()
+        .vpn_connection_id(id)
+        .vpn_tunnel_outside_ip_address(outside_ip)
+        .tunnel_options(options.build())
+        .send()
+        .await
+        .op("ModifyVpnTunnelOptions")?;
+    wait_vpn_available(c, id).await
+}
+
+/// A VPN connection's state and its tunnels' telemetry.
+pub async fn vpn_tunnels(c: &Client, id: &str) -> Result<(String, Vec<TunnelState>), CloudError> {
+    let r = c
+        .describe_vpn_connections()
+        .vpn_connection_ids(id)
+        .send()
+        .await
+        .op("DescribeVpnConnections")?;
+    let Some(v) = r.vpn_connections().first() else {
+        return Ok(("gone".into(), Vec::new()));
+    };
+    let tunnels = v
+        .vgw_telemetry()
         .iter()
-        .filter_map(|(k, inside)| Some((inside.as_str(), k.strip_prefix("tunnel ")?)))
+        .map(|t| TunnelState {
+            outside_ip: t.outside_ip_address().unwrap_or("?").to_string(),
+            status: t
+                .status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|| "UNKNOWN".into()),
+        })
         .collect();
-    outside.sort();
-    for (i, (_, address)) in outside.iter().enumerate() {
-        let Some(want) = tunnels.get(i) else { break };
-        let spec = tunnel_request(want, keys.get(i));
-        let mut options = aws_sdk_ec2::types::ModifyVpnTunnelOptionsSpecification::builder()
-            .set_tunnel_inside_cidr(spec.tunnel_inside_cidr().map(str::to_string))
-            .set_pre_shared_key(spec.pre_shared_key().map(str::to_string));
-        use aws_sdk_ec2::types::*;
-        for v in &want.ike_versions {
-            options = options.ike_versions(IkeVersionsRequestListValue::builder().value(v).build());
-        }
-        for v in &want.phase1_encryption {
-            options = options.phase1_encryption_algorithms(
-                Phase1EncryptionAlgorithmsRequestListValue::builder()
-                    .value(v)
-                    .build(),
-            );
-        }
-        for v in &want.phase2_encryption {
-            options = options.phase2_encryption_algorithms(
-                Phase2EncryptionAlgorithmsRequestListValue::builder()
-                    .value(v)
-                    .build(),
-            );
-        }
-        for v in &want.phase1_integrity {
-            options = options.phase1_integrity_algorithms(
-                Phase1IntegrityAlgorithmsRequestListValue::builder()
-                    .value(v)
-                    .build(),
-            );
-        }
-        for v in &want.phase2_integrity {
-            options = options.phase2_integrity_algorithms(
-                Phase2IntegrityAlgorithmsRequestListValue::builder()
-                    .value(v)
-                    .build(),
-            );
-        }
-        for v in &want.phase1_dh_groups {
-            options = options.phase1_dh_group_numbers(
-                Phase1DhGroupNumbersRequestListValue::builder()
-                    .value(*v)
-                    .build(),
-            );
-        }
-        for v in &want.phase2_dh_groups {
-            options = options.phase2_dh_group_numbers(
-                Phase2DhGroupNumbersRequestListValue::builder()
-                    .value(*v)
-                    .build(),
-            );
-        }
-        c.modify_vpn_tunnel_options()
-            .vpn_connection_id(id)
-            .vpn_tunnel_outside_ip_address(*address)
-            .tunnel_options(options.build())
-            .send()
-            .await
-            .op("ModifyVpnTunnelOptions")?;
-        wait_vpn_available(c, id).await?;
-    }
-    Ok(())
+    Ok((
+        v.state()
+            .map(|s| s.as_str())
+            .unwrap_or("unknown")
+            .to_string(),
+        tunnels,
+    ))
 }
 
 /// Polls `check` (never a blind sleep), with backoff, until it answers the awaited state

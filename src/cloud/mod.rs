@@ -367,6 +367,25 @@ impl Aws {
 }
 
 impl Aws {
+    /// Changes one VPN tunnel's options (see `ec2::modify_tunnel`).
+    pub async fn modify_tunnel(
+        &self,
+        vpn: &str,
+        outside_ip: &str,
+        want: &crate::model::resources::TunnelSpec,
+        key: Option<&crate::spec::secret::Secret>,
+    ) -> Result<(), CloudError> {
+        ec2::modify_tunnel(&self.ec2, vpn, outside_ip, want, key).await
+    }
+
+    /// A VPN connection's state and its tunnels as AWS's telemetry reports them.
+    pub async fn vpn_tunnels(
+        &self,
+        vpn: &str,
+    ) -> Result<(String, Vec<crate::model::resources::TunnelState>), CloudError> {
+        ec2::vpn_tunnels(&self.ec2, vpn).await
+    }
+
     /// The data-volume snapshots gwctl took in this region, newest first per broker slot.
     pub async fn snapshots(&self) -> Result<Vec<Snapshot>, CloudError> {
         snapshots::list(&self.ec2, &self.owner).await

@@ -12,6 +12,7 @@ mod schema;
 mod status;
 mod unlock;
 mod up;
+mod upgrade;
 mod validate;
 
 use crate::cli::{CaCommand, Cli, Command, DeviceCommand, RegionSelection, SandboxCommand};
@@ -31,6 +32,7 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<Status> {
         Command::Plan(ref args) => plan::run(&cli, args, printer),
         Command::Up(ref args) => up::run(&cli, args, printer),
         Command::Down(ref args) => down::run(&cli, args, printer),
+        Command::Upgrade(ref args) => upgrade::run(&cli, args, printer),
         Command::Sandbox(SandboxCommand::Start(ref args)) => {
             sandbox::start(&cli.regions, args, printer)
         }

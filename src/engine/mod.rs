@@ -17,6 +17,7 @@ pub mod lock;
 pub mod planning;
 pub mod saved;
 pub mod status;
+pub mod upgrade;
 
 use std::path::Path;
 use std::time::Duration;

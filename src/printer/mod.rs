@@ -6,6 +6,7 @@ pub mod drill;
 pub mod plan;
 pub mod progress;
 pub mod status;
+pub mod upgrade;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::SystemTime;

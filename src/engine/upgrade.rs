@@ -1,0 +1,350 @@
+//! `upgrade`: the changes `up` holds back because doing them at once would take a region down.
+//! Regions go one after another (the first is the canary), and within a region one step at a
+//! time, each behind gates checked before it starts and after it ends:
+//!
+//! - new VPN tunnel options, one tunnel at a time: AWS takes a tunnel down while it applies
+//!   them, so the other must be up first, and the changed one up again before the next;
+//! - broker replacements and removals, one broker at a time (not carried out yet: see
+//!   [`BROKERS_NOT_YET`]).
+//!
+//! Every step is found again from what AWS reports (held changes of a fresh plan), so a run
+//! interrupted anywhere — even killed — is resumed by running `upgrade` again.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::events::{Event, Events};
+use super::planning::RegionWork;
+use super::{ApplyOptions, Engine};
+use crate::error::{Error, Result};
+use crate::model::resources::{Key, Payload, Spec, TunnelSpec, TunnelState};
+
+/// How long a changed tunnel may take to come back up before the roll stops.
+const TUNNEL_BACK: Duration = Duration::from_secs(600);
+
+/// What a broker step needs and gwctl does not do yet; the held replacements stay as they are.
+pub const BROKERS_NOT_YET: &str = "replacing or removing brokers is not carried out yet: it \
+     needs each new broker's health gates (cluster membership, alarms, quorum replicas, \
+     federation links, Route53, an MQTT round trip) and the sandbox's brokers per instance; \
+     nothing was changed for them";
+
+/// One step of an upgrade.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// New options for one tunnel of the region's VPN connection.
+    Tunnel {
+        vpn: String,
+        outside_ip: String,
+        /// Position of the tunnel (by inside CIDR), to match the desired options.
+        index: usize,
+    },
+    /// A broker to replace (`replace`) or remove (`delete`).
+    Broker {
+        key: Key,
+        id: String,
+        action: &'static str,
+        because: Vec<String>,
+    },
+}
+
+impl Step {
+    pub fn describe(&self) -> String {
+        match self {
+            Step::Tunnel {
+                vpn, outside_ip, ..
+            } => format!("new options for tunnel {outside_ip} of {vpn}"),
+            Step::Broker {
+                key,
+                id,
+                action,
+                because,
+            } => format!(
+                "{} {key} ({id}) because of {}",
+                if *action == "delete" {
+                    "remove"
+                } else {
+                    "replace"
+                },
+                because.join(", ")
+            ),
+        }
+    }
+
+    /// What must hold before the step starts and after it ends.
+    pub fn gates(&self) -> Vec<&'static str> {
+        match self {
+            Step::Tunnel { .. } => vec![
+                "before: every tunnel of the connection UP (the other one carries the traffic)",
+                "after: the connection available and this tunnel UP again",
+            ],
+            Step::Broker { .. } => vec![
+                "before and after: cluster membership complete, no alarm, quorum queues with \
+                 their replicas, federation links running both ways, Route53 checks healthy, \
+                 an MQTT-over-TLS round trip through the region's name",
+                "the old broker drained (maintenance mode) before its address moves and its \
+                 volume is snapshotted",
+            ],
+        }
+    }
+}
+
+/// One region's upgrade.
+pub struct RegionUpgrade {
+    pub region: String,
+    pub steps: Vec<Step>,
+    pub work: RegionWork,
+}
+
+/// What `upgrade` would do, region by region in order (the first is the canary).
+pub struct UpgradePlan {
+    pub regions: Vec<RegionUpgrade>,
+    pub failed: Vec<Error>,
+}
+
+impl UpgradePlan {
+    pub fn is_empty(&self) -> bool {
+        self.regions.iter().all(|r| r.steps.is_empty())
+    }
+
+    pub fn has_broker_steps(&self) -> bool {
+        self.regions
+            .iter()
+            .flat_map(|r| &r.steps)
+            .any(|s| matches!(s, Step::Broker { .. }))
+    }
+}
+
+/// The steps of a region's plan: its held changes, tunnels first (the backend link is what
+/// every broker step relies on).
+fn steps(work: &RegionWork) -> Vec<Step> {
+    let mut tunnels = Vec::new();
+    let mut brokers = Vec::new();
+    for held in &work.plan.held {
+        match held.action {
+            "modify" => {
+                let Some(before) = work
+                    .plan
+                    .changes
+                    .iter()
+                    .find(|c| c.key == held.key)
+                    .and_then(|c| c.before.as_ref())
+                else {
+                    continue;
+                };
+                for (index, (_, outside_ip)) in tunnels_by_inside_cidr(&before.parts)
+                    .into_iter()
+                    .enumerate()
+                {
+                    tunnels.push(Step::Tunnel {
+                        vpn: before.id.clone(),
+                        outside_ip,
+                        index,
+                    });
+                }
+            }
+            action => brokers.push(Step::Broker {
+                key: held.key.clone(),
+                id: held.id.clone(),
+                action,
+                because: held.because.clone(),
+            }),
+        }
+    }
+    tunnels.extend(brokers);
+    tunnels
+}
+
+/// (inside CIDR, outside address) of a discovered VPN connection's tunnels, in the order
+/// [`TunnelSpec::normalized`] sorts declared tunnels.
+fn tunnels_by_inside_cidr(
+    parts: &std::collections::BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = parts
+        .iter()
+        .filter_map(|(k, inside)| Some((inside.clone(), k.strip_prefix("tunnel ")?.to_string())))
+        .collect();
+    out.sort();
+    out
+}
+
+impl Engine {
+    /// Plans every selected region and lists what `upgrade` would do in each, in `order`
+    /// (regions named there first, in that order; the others after, by name).
+    pub async fn plan_upgrade(&self, order: &[String]) -> UpgradePlan {
+        let mut stack = self.plan().await;
+        stack.regions.sort_by_key(|w| {
+            (
+                order
+                    .iter()
+                    .position(|r| r == w.region())
+                    .unwrap_or(usize::MAX),
+                w.region().to_string(),
+            )
+        });
+        UpgradePlan {
+            regions: stack
+                .regions
+                .into_iter()
+                .map(|work| RegionUpgrade {
+                    region: work.region().to_string(),
+                    steps: steps(&work),
+                    work,
+                })
+                .collect(),
+            failed: stack.failed,
+        }
+    }
+
+    /// Carries out `plan`, region after region, each under its lock. The first failed gate
+    /// stops the whole roll; what is done stays done, and running `upgrade` again resumes.
+    pub async fn upgrade(
+        &self,
+        plan: &UpgradePlan,
+        opts: ApplyOptions,
+        pause: Duration,
+        events: &dyn Events,
+    ) -> Result<()> {
+        if let Some(e) = plan.failed.first() {
+            return Err(Error::Failed(format!(
+                "not every region could be planned: {e}"
+            )));
+        }
+        if plan.has_broker_steps() {
+            return Err(Error::Failed(BROKERS_NOT_YET.into()));
+        }
+        for (n, region) in plan
+            .regions
+            .iter()
+            .filter(|r| !r.steps.is_empty())
+            .enumerate()
+        {
+            if n > 0 && !pause.is_zero() {
+                events.emit(Event::Progress(format!(
+                    "pausing {} s before {}",
+                    pause.as_secs(),
+                    region.region
+                )));
+                tokio::time::sleep(pause).await;
+            }
+            let name = region.region.clone();
+            let locks = self
+                .lock_regions(
+                    std::slice::from_ref(&name),
+                    "upgrade",
+                    opts.lock_timeout,
+                    events,
+                )
+                .await?;
+            let result = self.upgrade_region(region, events).await;
+            self.release_locks(locks, events).await;
+            result?;
+        }
+        Ok(())
+    }
+
+    async fn upgrade_region(&self, shown: &RegionUpgrade, events: &dyn Events) -> Result<()> {
+        let region = shown.region.as_str();
+        let again = self.plan_region(self.gateway(region), region).await?;
+        self.same_as_shown(&shown.work, &again, "run upgrade again")?;
+        let failed = |e: crate::cloud::CloudError| Error::Failed(format!("{region}: {e}"));
+        for (i, step) in shown.steps.iter().enumerate() {
+            let Step::Tunnel {
+                vpn,
+                outside_ip,
+                index,
+            } = step
+            else {
+                continue;
+            };
+            let (want, keys) = desired_tunnels(&again, vpn).ok_or_else(|| {
+                Error::Failed(format!(
+                    "{region}: {vpn} is no longer planned; run upgrade again"
+                ))
+            })?;
+            let want = want
+                .get(*index)
+                .ok_or_else(|| Error::Failed(format!("{region}: {vpn} has no tunnel {index}")))?;
+            // Gate: both tunnels up, or changing this one cuts the backend off.
+            let (_, tunnels) = again.aws.vpn_tunnels(vpn).await.map_err(failed)?;
+            if let Some(down) = tunnels.iter().find(|t| t.status != "UP") {
+                return Err(Error::Failed(format!(
+                    "{region}: tunnel {} of {vpn} is {}: changing {outside_ip} now would cut \
+                     the gateway off the backend; nothing was changed in this step. Bring the \
+                     tunnel up (the backend's VPN device), then run `gwctl upgrade {region}` \
+                     again",
+                    down.outside_ip, down.status
+                )));
+            }
+            events.emit(Event::Progress(format!(
+                "{region}: step {}/{}: {}",
+                i + 1,
+                shown.steps.len(),
+                step.describe()
+            )));
+            again
+                .aws
+                .modify_tunnel(vpn, outside_ip, want, keys.get(*index))
+                .await
+                .map_err(failed)?;
+            wait_tunnel_up(&again, vpn, outside_ip).await.map_err(|e| {
+                Error::Failed(format!(
+                    "{region}: {e}; the roll stopped after changing it: run `gwctl upgrade \
+                     {region}` again once it is up"
+                ))
+            })?;
+            events.emit(Event::Done(format!(
+                "{region}: tunnel {outside_ip} has its new options and is up"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The tunnels a plan wants for the VPN connection `vpn`, and their declared keys.
+fn desired_tunnels<'a>(
+    work: &'a RegionWork,
+    vpn: &str,
+) -> Option<(&'a [TunnelSpec], &'a [crate::spec::secret::Secret])> {
+    let change = work
+        .plan
+        .changes
+        .iter()
+        .find(|c| c.before.as_ref().is_some_and(|b| b.id == vpn))?;
+    let after = change.after.as_ref()?;
+    let Spec::VpnConnection { tunnels, .. } = &after.spec else {
+        return None;
+    };
+    let keys = match &after.payload {
+        Payload::TunnelKeys(keys) => keys.as_slice(),
+        _ => &[],
+    };
+    Some((tunnels.as_slice(), keys))
+}
+
+/// Polls the tunnel's telemetry until AWS reports it UP (bounded).
+async fn wait_tunnel_up(
+    work: &RegionWork,
+    vpn: &str,
+    outside_ip: &str,
+) -> std::result::Result<(), String> {
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let (_, tunnels) = work.aws.vpn_tunnels(vpn).await.map_err(|e| e.to_string())?;
+        let now: Option<&TunnelState> = tunnels.iter().find(|t| t.outside_ip == outside_ip);
+        if now.is_some_and(|t| t.status == "UP") {
+            return Ok(());
+        }
+        if start.elapsed() > TUNNEL_BACK {
+            return Err(format!(
+                "tunnel {outside_ip} is not up {} s after its change (now {})",
+                TUNNEL_BACK.as_secs(),
+                now.map_or("unreported", |t| t.status.as_str())
+            ));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(15));
+    }
+}
