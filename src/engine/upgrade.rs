@@ -124,24 +124,42 @@ fn steps(work: &RegionWork) -> Vec<Step> {
     for held in &work.plan.held {
         match held.action {
             "modify" => {
-                let Some(before) = work
-                    .plan
-                    .changes
-                    .iter()
-                    .find(|c| c.key == held.key)
-                    .and_then(|c| c.before.as_ref())
+                let Some(change) = work.plan.changes.iter().find(|c| c.key == held.key) else {
+                    continue;
+                };
+                let (Some(before), Some(after)) = (&change.before, &change.after) else {
+                    continue;
+                };
+                let (
+                    Spec::VpnConnection {
+                        tunnels: have,
+                        pre_shared_keys_sha256: have_keys,
+                        ..
+                    },
+                    Spec::VpnConnection {
+                        tunnels: want,
+                        pre_shared_keys_sha256: want_keys,
+                        ..
+                    },
+                ) = (&before.spec, &after.spec)
                 else {
                     continue;
                 };
+                // Only tunnels whose options differ (a resumed roll does not flap a tunnel it
+                // already changed); new keys cannot be told apart by tunnel: both change.
+                // Discovered tunnels sort by their (distinct) inside CIDRs, as the parts do.
+                let keys_differ = !want_keys.is_empty() && have_keys != want_keys;
                 for (index, (_, outside_ip)) in tunnels_by_inside_cidr(&before.parts)
                     .into_iter()
                     .enumerate()
                 {
-                    tunnels.push(Step::Tunnel {
-                        vpn: before.id.clone(),
-                        outside_ip,
-                        index,
-                    });
+                    if keys_differ || differs(have.get(index), want.get(index)) {
+                        tunnels.push(Step::Tunnel {
+                            vpn: before.id.clone(),
+                            outside_ip,
+                            index,
+                        });
+                    }
                 }
             }
             action => brokers.push(Step::Broker {
@@ -154,6 +172,21 @@ fn steps(work: &RegionWork) -> Vec<Step> {
     }
     tunnels.extend(brokers);
     tunnels
+}
+
+/// Whether a discovered tunnel lacks what the desired one declares (an inside CIDR AWS picked
+/// is not a difference when none is declared).
+fn differs(have: Option<&TunnelSpec>, want: Option<&TunnelSpec>) -> bool {
+    match (have, want) {
+        (Some(have), Some(want)) => {
+            let mut have = have.clone();
+            if want.inside_cidr.is_none() {
+                have.inside_cidr = None;
+            }
+            &have != want
+        }
+        _ => true,
+    }
 }
 
 /// (inside CIDR, outside address) of a discovered VPN connection's tunnels, in the order

@@ -13,7 +13,12 @@ pub fn human(plan: &UpgradePlan, printer: &Printer) -> String {
             out.push_str(&format!("{}{role}: nothing to upgrade\n", r.region));
             continue;
         }
-        out.push_str(&format!("{}{role}: {} steps\n", r.region, r.steps.len()));
+        let n = r.steps.len();
+        out.push_str(&format!(
+            "{}{role}: {n} step{}\n",
+            r.region,
+            if n == 1 { "" } else { "s" }
+        ));
         for (i, step) in r.steps.iter().enumerate() {
             out.push_str(&format!(
                 "  {} {}\n",
