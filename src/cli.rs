@@ -352,6 +352,9 @@ pub struct ApplyOptions {
     /// Operations run at once per region.
     #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallelism: u16,
+    /// How long new brokers may take to boot and answer their management API.
+    #[arg(long, default_value_t = 900, value_name = "SECONDS")]
+    pub broker_wait: u64,
 }
 
 #[derive(Debug, Args)]

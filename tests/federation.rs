@@ -665,10 +665,42 @@ async fn two_regions_applied_at_once_from_two_processes_both_end_federated() {
         .await
         .expect("nodes boot");
     let backend = sandbox.admin(BACKEND).expect("client");
-    gwctl(&r, &m, work.path())
+
+    // New brokers that never answer: up creates them, waits its bound, and says so.
+    let endpoints = work.path().join(ENDPOINTS_FILE);
+    let mut silent: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&endpoints).expect("endpoints"))
+            .expect("json");
+    silent["regions"]["us-east-1"] =
+        serde_json::json!([{"host": "127.0.0.1", "amqp_port": 9, "management_port": 9}]);
+    let silent_file = work.path().join("silent-endpoints.json");
+    std::fs::write(&silent_file, silent.to_string()).expect("write");
+    let out = gwctl(&r, &m, work.path())
+        .env("GWCTL_BROKER_ENDPOINTS", &silent_file)
+        .args(["up", "us-east-1", "--yes", "--broker-wait", "2"])
+        .output()
+        .expect("up");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("us-east-1: 0 of 1 brokers answer their management API after 2 s"),
+        "{stderr}"
+    );
+
+    let out = gwctl(&r, &m, work.path())
         .args(["up", "--all", "--yes"])
-        .assert()
-        .success();
+        .output()
+        .expect("up");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ap-northeast-1: 1 brokers answer"),
+        "up waits for new brokers: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let regions = ["us-east-1", "ap-northeast-1"];
     for round in 0..20 {
         // Both regions' backend entries gone, then both applied at once by two processes.

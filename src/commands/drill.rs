@@ -41,6 +41,7 @@ pub fn run(cli: &Cli, args: &DrillArgs, printer: &Printer) -> Result<Status> {
         let opts = ApplyOptions {
             lock_timeout: Duration::from_secs(args.lock_timeout),
             parallelism: 1,
+            broker_wait: Duration::ZERO,
         };
         let reporter = Reporter::new(printer);
         rt.block_on(engine.live_drill(

@@ -10,6 +10,7 @@ pub fn apply_options(opts: &ApplyOptions) -> engine::ApplyOptions {
     engine::ApplyOptions {
         lock_timeout: std::time::Duration::from_secs(opts.lock_timeout),
         parallelism: usize::from(opts.parallelism),
+        broker_wait: std::time::Duration::from_secs(opts.broker_wait),
     }
 }
 

@@ -67,9 +67,7 @@ impl Engine {
                 }
             }
         }
-        let runs = works
-            .iter()
-            .map(|w| self.apply_region(w, opts.parallelism, events));
+        let runs = works.iter().map(|w| self.apply_region(w, opts, events));
         let mut applied = Vec::new();
         for (w, result) in works.iter().zip(futures_util::future::join_all(runs).await) {
             match result {
@@ -111,13 +109,13 @@ impl Engine {
     async fn apply_region(
         &self,
         work: &RegionWork,
-        parallelism: usize,
+        opts: ApplyOptions,
         events: &dyn Events,
     ) -> std::result::Result<(), String> {
         let region = work.region();
         let aws_changed = self.scope.aws() && work.plan.has_changes();
         if aws_changed {
-            let outcome = execute(work, parallelism, events).await;
+            let outcome = execute(work, opts.parallelism, events).await;
             if !outcome.ok() {
                 return Err(format!(
                     "{region}: {} done, {} failed, {} skipped; run `gwctl up {region}` again once the cause is fixed",
@@ -130,11 +128,83 @@ impl Engine {
                 "{region}: {} AWS operations",
                 outcome.done
             )));
+            let created_brokers = work
+                .plan
+                .pending()
+                .filter(|c| c.key.is_broker() && c.action == crate::model::Action::Create)
+                .count();
+            if created_brokers > 0 && self.scope.federation() {
+                self.wait_for_brokers(region, created_brokers, opts.broker_wait, events)
+                    .await?;
+            }
         }
         if work.federation.is_none() {
             return Ok(());
         }
         self.apply_federation(work, aws_changed, events).await
+    }
+
+    /// New brokers boot, install and configure RabbitMQ (cloud-init): `up` is done only once
+    /// every broker of the region answers its management API (over the backend network, or
+    /// where the endpoints file says), within `wait` (`--broker-wait`).
+    async fn wait_for_brokers(
+        &self,
+        region: &str,
+        created: usize,
+        wait: std::time::Duration,
+        events: &dyn Events,
+    ) -> std::result::Result<(), String> {
+        let Some(gw) = self.gateway(region) else {
+            return Ok(());
+        };
+        let again = self
+            .plan_region(Some(gw), region)
+            .await
+            .map_err(|e| e.to_string())?;
+        let addresses = self
+            .gateway_addresses(gw, &again.plan)
+            .ok_or_else(|| format!("{region}: the new brokers have no address yet"))?;
+        let start = std::time::Instant::now();
+        let mut delay = std::time::Duration::from_secs(1);
+        events.emit(Event::Progress(format!(
+            "{region}: waiting for {created} new brokers to answer their management API (at most {} s)",
+            wait.as_secs()
+        )));
+        loop {
+            let mut answering = 0;
+            let mut last = String::new();
+            for address in &addresses {
+                match self.gateway_client(gw, address) {
+                    Ok(client) => match client.overview().await {
+                        Ok(_) => answering += 1,
+                        Err(e) => last = e.to_string(),
+                    },
+                    Err(e) => last = e.to_string(),
+                }
+            }
+            if answering == addresses.len() {
+                events.emit(Event::Done(format!(
+                    "{region}: {answering} brokers answer ({} s)",
+                    start.elapsed().as_secs()
+                )));
+                return Ok(());
+            }
+            if start.elapsed() > wait {
+                return Err(format!(
+                    "{region}: {answering} of {} brokers answer their management API after {} s \
+                     ({last}); see the instances' console output, then run `gwctl up {region}` again",
+                    addresses.len(),
+                    wait.as_secs()
+                ));
+            }
+            events.emit(Event::Progress(format!(
+                "{region}: {answering} of {} brokers answer ({} s)",
+                addresses.len(),
+                start.elapsed().as_secs()
+            )));
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(std::time::Duration::from_secs(15));
+        }
     }
 
     /// Route53 last, for every applied region at once: the brokers' addresses exist only now,

@@ -56,6 +56,8 @@ pub struct ApplyOptions {
     pub lock_timeout: Duration,
     /// AWS operations at once per region.
     pub parallelism: usize,
+    /// How long new brokers may take to answer their management API.
+    pub broker_wait: Duration,
 }
 
 /// A loaded stack and where its brokers are reached: everything the engine needs besides
