@@ -395,6 +395,26 @@ async fn up_all_then_down_one_region_touches_nothing_else() {
         "{first:?}"
     );
     assert!(first.values().all(|ids| ids.len() == 1), "{first:?}");
+    // status lists the newest snapshot of each broker slot, even with the region down.
+    let status = gwctl(&r, &m)
+        .args(["status", "ap-northeast-1", "--json", "--scope", "aws"])
+        .output()
+        .expect("status");
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
+    let listed: Vec<&str> = status[0]["snapshots"]
+        .as_array()
+        .expect("snapshots")
+        .iter()
+        .filter_map(|s| s["of"].as_str())
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            "instance/broker-1",
+            "instance/broker-2",
+            "instance/broker-3"
+        ]
+    );
     // And down again has nothing to do.
     gwctl(&r, &m)
         .args(["down", "ap-northeast-1", "--yes", "--scope", "aws"])

@@ -69,6 +69,10 @@ async fn up_never_replaces_or_removes_a_running_broker() {
         text.contains("instance/broker-3") && text.contains("needs a removal (count)"),
         "{text}"
     );
+    assert!(
+        text.contains("WARNING: one broker: no queue has a replica"),
+        "plan explains what one broker means: {text}"
+    );
     let json: serde_json::Value = serde_json::from_slice(
         &gwctl(&r, &m)
             .args(["plan", "us-east-1", "--json", "--scope", "aws"])

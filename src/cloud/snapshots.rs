@@ -18,7 +18,7 @@ const TAG_INSTANCE: &str = "gwctl:instance";
 /// Where discovery records an instance's data volume (`Observed::parts`).
 pub const DATA_VOLUME_PART: &str = "data_volume";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Snapshot {
     pub id: String,
     /// The broker slot, e.g. `instance/broker-1`.

@@ -184,6 +184,7 @@ impl Engine {
                     .key
                     .resolve(&stack.dir)
                     .map_err(|e| Error::Failed(e.to_string()))?;
+                advisories.extend(crate::plan::advice::availability(gw));
                 advisories.extend(crate::plan::advice::security(
                     gw,
                     &cas,

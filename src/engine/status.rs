@@ -11,7 +11,7 @@ use super::Engine;
 use super::dns::CheckStatus;
 use super::planning::RegionWork;
 use crate::broker;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::Action;
 use crate::model::dns::Record;
 use crate::model::resources::Kind;
@@ -66,6 +66,9 @@ pub struct RegionStatus {
     pub aws_changes_pending: usize,
     pub federation_changes_pending: usize,
     pub instances: Vec<Instance>,
+    /// The newest data-volume snapshot of each broker slot (taken before gwctl deleted a
+    /// broker), and how many are kept.
+    pub snapshots: Vec<crate::cloud::Snapshot>,
     /// The VPN's tunnels to the backend, as AWS reports them.
     pub tunnels: Vec<crate::model::resources::TunnelState>,
     /// Changes `up` leaves to `gwctl upgrade` (brokers to replace, tunnel options).
@@ -132,6 +135,23 @@ async fn region_status(engine: &Engine, gw: &GatewaySpec) -> Result<RegionStatus
             private_ip: o.parts.get("private_ip").cloned(),
         })
         .collect();
+    let mut snapshots = Vec::new();
+    if engine.scope.aws() {
+        let all = work
+            .aws
+            .snapshots()
+            .await
+            .map_err(|e| Error::Failed(format!("{}: {e}", gw.region)))?;
+        // Newest first per slot (as listed): keep the first of each.
+        for s in all {
+            if !snapshots
+                .iter()
+                .any(|k: &crate::cloud::Snapshot| k.of == s.of)
+            {
+                snapshots.push(s);
+            }
+        }
+    }
     let tunnels: Vec<crate::model::resources::TunnelState> = existing
         .iter()
         .filter(|o| o.key.kind == Kind::VpnConnection)
@@ -285,6 +305,7 @@ async fn region_status(engine: &Engine, gw: &GatewaySpec) -> Result<RegionStatus
         aws_changes_pending: aws_pending,
         federation_changes_pending: fed_pending,
         instances,
+        snapshots,
         tunnels,
         upgrades_pending: work.plan.held.len(),
         health_checks,

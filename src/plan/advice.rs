@@ -1,11 +1,33 @@
-//! What `plan` points out beyond changes: insecure settings and certificates about to expire.
+//! What `plan` points out beyond changes: insecure settings, certificates about to expire, a
+//! region that cannot survive a broker out.
 
 use std::time::SystemTime;
 
 use crate::model::resources::{Actual, Kind, Spec};
 use crate::pki;
 use crate::render::Cas;
-use crate::spec::model::{GatewaySpec, PLAINTEXT_MQTT_PORT, PLAINTEXT_WEB_MQTT_PORT};
+use crate::spec::model::{DataVolume, GatewaySpec, PLAINTEXT_MQTT_PORT, PLAINTEXT_WEB_MQTT_PORT};
+
+/// Warnings about a gateway region's availability: a single broker, data that snapshots do not
+/// cover.
+pub fn availability(gw: &GatewaySpec) -> Vec<String> {
+    let mut out = Vec::new();
+    if gw.brokers.count == 1 {
+        out.push(
+            "WARNING: one broker: no queue has a replica, and losing or upgrading that broker \
+             takes the region's devices offline; 3 brokers survive one node out"
+                .to_string(),
+        );
+    }
+    if matches!(gw.brokers.data_volume, DataVolume::InstanceStore(_)) {
+        out.push(
+            "the data volume is the instance store: it is lost when a broker stops or is \
+             replaced, and no snapshot can be taken of it before"
+                .to_string(),
+        );
+    }
+    out
+}
 
 /// Warnings about a gateway region's security: plaintext listeners, CAs and broker
 /// certificates within `pki::WARN_BEFORE` of expiry.

@@ -26,6 +26,12 @@ pub fn human(s: &RegionStatus, printer: &Printer) -> String {
             s.upgrades_pending, s.region
         ));
     }
+    for snap in &s.snapshots {
+        out.push_str(&format!(
+            "  snapshot    {:<20} {} ({}, of {})\n",
+            snap.of, snap.id, snap.state, snap.instance
+        ));
+    }
     for t in &s.tunnels {
         let verdict = printer.verdict(t.status == "UP");
         out.push_str(&format!(
