@@ -265,7 +265,12 @@ async fn up_federates_each_gateway_and_down_removes_only_its_own_entries() {
     assert!(buffered(jp_buffer).await.is_some());
 
     // down: this region's upstream, exchange, policies and buffer go; the other region, its
-    // buffer and what it holds, and the foreign entries stay.
+    // buffer and what it holds, and the foreign entries stay. The sandbox's node does not
+    // follow moto's instances yet: stop it as `down` terminates the region's brokers (else its
+    // link declares the buffer again).
+    sandbox
+        .ctl("ap-northeast-1", &["stop_app"])
+        .expect("stop the Japanese app");
     let down = gwctl(&r, &m, work.path())
         .args(["down", "ap-northeast-1", "--yes"])
         .output()
@@ -766,6 +771,38 @@ async fn two_regions_applied_at_once_from_two_processes_both_end_federated() {
             );
         }
     }
+
+    // A longer buffer expiry would make the running link redeclare its buffer with other
+    // arguments (RabbitMQ refuses, the link stops): plan says so, up leaves the link alone.
+    r.edit(
+        "us-east-1.yaml",
+        "  to_backend:\n    - exchange: amq.topic\n",
+        "  to_backend:\n    - exchange: amq.topic\n  buffers:\n    expires_days: 14\n",
+    );
+    let plan = gwctl(&r, &m, work.path())
+        .args(["plan", "us-east-1", "--detailed-exitcode"])
+        .output()
+        .expect("plan");
+    assert_eq!(plan.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        text.contains(
+            "held: us-east-1: federation-upstream/gw.us-east-1.amq.topic: its buffer would change"
+        ),
+        "{text}"
+    );
+    gwctl(&r, &m, work.path())
+        .args(["up", "us-east-1", "--yes"])
+        .assert()
+        .success();
+    let upstreams = backend
+        .parameters("federation-upstream", "/")
+        .await
+        .expect("upstreams");
+    assert_eq!(
+        upstreams["gw.us-east-1.amq.topic"]["expires"],
+        7 * 86_400_000u64
+    );
     sandbox.stop(Duration::from_secs(5)).await;
 }
 

@@ -352,11 +352,15 @@ async fn vpn_connections(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudEr
             routes.sort();
             let options = v.options();
             let reported = options.map(|o| o.tunnel_options()).unwrap_or_default();
-            let mut keys: Vec<String> = reported
-                .iter()
-                .filter_map(|t| t.pre_shared_key().map(sha256_hex))
-                .collect();
-            keys.sort();
+            // Each tunnel with its key's hash, sorted together (as `plan::desired` does).
+            let pairs = TunnelSpec::normalized_with(
+                reported
+                    .iter()
+                    .map(|t| (tunnel_spec(t), t.pre_shared_key().map(sha256_hex)))
+                    .collect(),
+            );
+            let keys: Vec<String> = pairs.iter().filter_map(|(_, k)| k.clone()).collect();
+            let tunnels: Vec<TunnelSpec> = pairs.into_iter().map(|(t, _)| t).collect();
             let spec = Spec::VpnConnection {
                 customer_gateway: id_ref(v.customer_gateway_id()),
                 vpn_gateway: id_ref(v.vpn_gateway_id()),
@@ -364,7 +368,7 @@ async fn vpn_connections(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudEr
                     .and_then(|o| o.static_routes_only())
                     .unwrap_or(false),
                 routes,
-                tunnels: TunnelSpec::normalized(reported.iter().map(tunnel_spec).collect()),
+                tunnels,
                 pre_shared_keys_sha256: keys,
             };
             let mut ob = observed(key, v.vpn_connection_id()?, spec);

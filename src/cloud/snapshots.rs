@@ -41,6 +41,14 @@ pub async fn take(
     let Some(volume) = instance.parts.get(DATA_VOLUME_PART) else {
         return Ok(None);
     };
+    // A run interrupted between this snapshot and the instance's termination takes none again.
+    if let Some(done) = list(c, o)
+        .await?
+        .into_iter()
+        .find(|s| s.instance == instance.id)
+    {
+        return Ok(Some(done.id));
+    }
     let of = instance.key.to_string();
     let tags = [
         (TAG_TOOL, "gwctl"),

@@ -84,11 +84,14 @@ impl Engine {
             return Ok(());
         }
         let outcome = super::apply::execute(&work, opts.parallelism, events).await;
-        self.prune_snapshots(&work, events).await?;
         if outcome.ok()
             && let Some(fed) = work.federation.as_ref()
         {
             self.remove_buffers(fed, events).await?;
+        }
+        // Old snapshots are housekeeping: a failure to prune them is said, not fatal.
+        if let Err(e) = self.prune_snapshots(&work, events).await {
+            events.emit(Event::Warning(e.to_string()));
         }
         if outcome.ok() {
             events.emit(Event::Done(format!(

@@ -71,7 +71,7 @@ impl Engine {
         fed: &FederationPlan,
         events: &dyn Events,
     ) -> Result<()> {
-        if fed.buffers.is_empty() {
+        if fed.buffers.is_empty() && !fed.bounds_left {
             return Ok(());
         }
         let client = self.backend_client()?;

@@ -82,7 +82,9 @@ pub struct StackPlan {
 impl StackPlan {
     /// Brokers waiting for `gwctl upgrade` in any region.
     pub fn has_held(&self) -> bool {
-        self.regions.iter().any(|w| w.plan.has_held())
+        self.regions
+            .iter()
+            .any(|w| w.plan.has_held() || w.federation.as_ref().is_some_and(|f| !f.held.is_empty()))
     }
 
     pub fn has_changes(&self, scope: Scope) -> bool {

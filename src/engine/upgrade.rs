@@ -27,7 +27,7 @@ const TUNNEL_BACK: Duration = Duration::from_secs(600);
 pub const BROKERS_NOT_YET: &str = "replacing or removing brokers is not carried out yet: it \
      needs each new broker's health gates (cluster membership, alarms, quorum replicas, \
      federation links, Route53, an MQTT round trip) and the sandbox's brokers per instance; \
-     nothing was changed for them";
+     no broker was changed (the other steps were carried out)";
 
 /// One step of an upgrade.
 #[derive(Debug, Clone, Serialize)]
@@ -147,13 +147,28 @@ fn steps(work: &RegionWork) -> Vec<Step> {
                 };
                 // Only tunnels whose options differ (a resumed roll does not flap a tunnel it
                 // already changed); new keys cannot be told apart by tunnel: both change.
-                // Discovered tunnels sort by their (distinct) inside CIDRs, as the parts do.
-                let keys_differ = !want_keys.is_empty() && have_keys != want_keys;
+                // Discovered tunnels sort by their (distinct) inside CIDRs, as the parts do, and
+                // their keys with them; without declared CIDRs keys compare as a set (which
+                // tunnel got which is AWS's choice), so a new key changes both.
+                let ordered = want.iter().any(|t| t.inside_cidr.is_some());
+                let sorted = |k: &[String]| {
+                    let mut k = k.to_vec();
+                    k.sort();
+                    k
+                };
+                let key_differs = |i: usize| {
+                    !want_keys.is_empty()
+                        && if ordered {
+                            have_keys.get(i) != want_keys.get(i)
+                        } else {
+                            sorted(have_keys) != sorted(want_keys)
+                        }
+                };
                 for (index, (_, outside_ip)) in tunnels_by_inside_cidr(&before.parts)
                     .into_iter()
                     .enumerate()
                 {
-                    if keys_differ || differs(have.get(index), want.get(index)) {
+                    if key_differs(index) || differs(have.get(index), want.get(index)) {
                         tunnels.push(Step::Tunnel {
                             vpn: before.id.clone(),
                             outside_ip,
@@ -244,15 +259,9 @@ impl Engine {
                 "not every region could be planned: {e}"
             )));
         }
-        if plan.has_broker_steps() {
-            return Err(Error::Failed(BROKERS_NOT_YET.into()));
-        }
-        for (n, region) in plan
-            .regions
-            .iter()
-            .filter(|r| !r.steps.is_empty())
-            .enumerate()
-        {
+        // Tunnel steps go ahead; broker steps are reported as not carried out, at the end.
+        let carried = |r: &&RegionUpgrade| r.steps.iter().any(|s| matches!(s, Step::Tunnel { .. }));
+        for (n, region) in plan.regions.iter().filter(carried).enumerate() {
             if n > 0 && !pause.is_zero() {
                 events.emit(Event::Progress(format!(
                     "pausing {} s before {}",
@@ -273,6 +282,9 @@ impl Engine {
             let result = self.upgrade_region(region, events).await;
             self.release_locks(locks, events).await;
             result?;
+        }
+        if plan.has_broker_steps() {
+            return Err(Error::Failed(BROKERS_NOT_YET.into()));
         }
         Ok(())
     }

@@ -55,8 +55,10 @@ impl LinkSettings {
 
 /// A buffer is a quorum queue where its cluster can lose a node and keep a majority (3 nodes
 /// or more), a classic one otherwise (a quorum queue on 1 or 2 nodes stops with either).
-/// Changing it for an existing buffer needs the buffer deleted first (RabbitMQ refuses to
-/// redeclare a queue with another type), which `upgrade` does once the buffer is drained.
+/// Changing it (or the expiry or TTL) for an existing buffer needs the buffer deleted first
+/// (RabbitMQ refuses to redeclare a queue with other arguments): the backend's plan holds such
+/// a change and says so (`plan::federation`), since draining and re-creating a buffer is not
+/// automated yet.
 pub fn buffer_queue_type(nodes: usize) -> &'static str {
     if nodes >= 3 { "quorum" } else { "classic" }
 }

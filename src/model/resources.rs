@@ -291,7 +291,8 @@ pub enum Spec {
         routes: Vec<String>,
         /// Both tunnels' IPsec options (see [`TunnelSpec::normalized`]).
         tunnels: Vec<TunnelSpec>,
-        /// SHA-256 of each declared pre-shared key, sorted; empty when AWS picks them.
+        /// SHA-256 of each tunnel's pre-shared key, in the order of `tunnels` (sorted when no
+        /// inside CIDR is declared); empty when AWS picks them.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         pre_shared_keys_sha256: Vec<String>,
     },
@@ -585,6 +586,17 @@ impl TunnelState {
 }
 
 impl TunnelSpec {
+    /// Tunnels with what belongs to each (its pre-shared key), normalized and sorted together,
+    /// so the n-th key stays the n-th tunnel's.
+    pub fn normalized_with<T>(tunnels: Vec<(TunnelSpec, T)>) -> Vec<(TunnelSpec, T)> {
+        let mut pairs: Vec<(TunnelSpec, T)> = tunnels
+            .into_iter()
+            .map(|(t, x)| (Self::normalized(vec![t]).remove(0), x))
+            .collect();
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        pairs
+    }
+
     /// Lists sorted, tunnels sorted: AWS reports the same options in its own order.
     pub fn normalized(mut tunnels: Vec<TunnelSpec>) -> Vec<TunnelSpec> {
         for t in &mut tunnels {
@@ -629,6 +641,12 @@ impl Spec {
                 },
             ) => {
                 let declared_cidrs = want.iter().any(|t| t.inside_cidr.is_some());
+                // Keys pair with tunnels through their inside CIDRs; without declared CIDRs
+                // which tunnel got which key is AWS's choice: compared as a set.
+                let mut keys = pre_shared_keys_sha256.clone();
+                if !declared_cidrs {
+                    keys.sort();
+                }
                 let tunnels = tunnels
                     .iter()
                     .cloned()
@@ -648,7 +666,7 @@ impl Spec {
                     pre_shared_keys_sha256: if want_keys.is_empty() {
                         Vec::new()
                     } else {
-                        pre_shared_keys_sha256.clone()
+                        keys
                     },
                 }
             }

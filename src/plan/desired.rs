@@ -247,12 +247,11 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
         .collect();
     let mut vpn_routes = static_routes.clone();
     vpn_routes.sort();
-    let mut key_hashes: Vec<String> = inputs
-        .tunnel_keys
-        .iter()
-        .map(|k| sha256_hex(k.expose()))
-        .collect();
-    key_hashes.sort();
+    let (vpn_tunnels, vpn_keys) = tunnels(&gw.vpn.tunnels, &inputs.tunnel_keys);
+    let mut key_hashes: Vec<String> = vpn_keys.iter().map(|k| sha256_hex(k.expose())).collect();
+    if gw.vpn.tunnels.inside_cidrs.is_empty() {
+        key_hashes.sort();
+    }
     push(
         &mut out,
         k(Kind::VpnConnection, "backend"),
@@ -261,10 +260,10 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
             vpn_gateway: r(Kind::VpnGateway, "main"),
             static_routes_only: true,
             routes: vpn_routes,
-            tunnels: tunnels(&gw.vpn.tunnels),
+            tunnels: vpn_tunnels,
             pre_shared_keys_sha256: key_hashes,
         },
-        Payload::TunnelKeys(inputs.tunnel_keys.clone()),
+        Payload::TunnelKeys(vpn_keys),
     );
     let mut routes = vec![Route {
         destination: "0.0.0.0/0".into(),
@@ -479,8 +478,9 @@ pub fn gateway(inputs: &Inputs<'_>) -> Result<Vec<Desired>, RenderError> {
     Ok(out)
 }
 
-/// Both tunnels as the region file asks for them (the same algorithms in both phases).
-fn tunnels(t: &crate::spec::model::Tunnels) -> Vec<TunnelSpec> {
+/// Both tunnels as the region file asks for them (the same algorithms in both phases), sorted,
+/// and their declared keys in the same order (the n-th key declared is the n-th inside CIDR's).
+fn tunnels(t: &crate::spec::model::Tunnels, keys: &[Secret]) -> (Vec<TunnelSpec>, Vec<Secret>) {
     let groups: Vec<i32> = t.dh_groups.iter().map(|g| i32::from(*g)).collect();
     let tunnel = |inside_cidr: Option<String>| TunnelSpec {
         inside_cidr,
@@ -496,7 +496,14 @@ fn tunnels(t: &crate::spec::model::Tunnels) -> Vec<TunnelSpec> {
         [] => vec![None, None],
         some => some.iter().map(|c| Some(c.to_string())).collect(),
     };
-    TunnelSpec::normalized(cidrs.into_iter().map(tunnel).collect())
+    let pairs: Vec<(TunnelSpec, Option<Secret>)> = cidrs
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| (tunnel(c), keys.get(i).cloned()))
+        .collect();
+    let sorted = TunnelSpec::normalized_with(pairs);
+    let keys = sorted.iter().filter_map(|(_, k)| k.clone()).collect();
+    (sorted.into_iter().map(|(t, _)| t).collect(), keys)
 }
 
 fn block_device(device: &str, v: &Volume) -> BlockDevice {
@@ -515,4 +522,27 @@ fn block_device(device: &str, v: &Volume) -> BlockDevice {
 fn launch_hash(user_data: &str, root_device: &str, devices: &[BlockDevice]) -> String {
     let devices = serde_json::to_string(devices).unwrap_or_default();
     sha256_hex(&format!("{user_data}\n{root_device}\n{devices}"))
+}
+
+#[cfg(test)]
+mod tunnel_tests {
+    use super::*;
+
+    #[test]
+    fn each_key_stays_with_its_inside_cidr_when_tunnels_are_sorted() {
+        // As strings, .10 sorts before .9: the keys must follow their tunnels.
+        let t = crate::spec::model::Tunnels {
+            inside_cidrs: vec![
+                "169.254.9.0/30".parse().expect("cidr"),
+                "169.254.10.0/30".parse().expect("cidr"),
+            ],
+            ..Default::default()
+        };
+        let keys = [Secret::new("key.for.nine"), Secret::new("key.for.ten")];
+        let (tunnels, sorted) = tunnels(&t, &keys);
+        assert_eq!(tunnels[0].inside_cidr.as_deref(), Some("169.254.10.0/30"));
+        assert_eq!(sorted[0].expose(), "key.for.ten");
+        assert_eq!(tunnels[1].inside_cidr.as_deref(), Some("169.254.9.0/30"));
+        assert_eq!(sorted[1].expose(), "key.for.nine");
+    }
 }

@@ -58,11 +58,16 @@ pub struct FederationPlan {
     /// Removing the region (`down`): its buffers on the backend (name, messages held), deleted
     /// once its brokers are gone (a running gateway's link would declare them again).
     pub buffers: Vec<(String, u64)>,
+    /// Removing the region: the policy bounding its buffers is still there (it goes last).
+    pub bounds_left: bool,
+    /// Changes left alone because applying them would stop a link (shown, not applied).
+    pub held: Vec<String>,
 }
 
 impl FederationPlan {
     pub fn has_changes(&self) -> bool {
         self.endpoints_pending
+            || self.bounds_left
             || !self.buffers.is_empty()
             || self.changes.iter().any(|c| c.action != Action::NoOp)
     }
@@ -213,6 +218,20 @@ pub async fn plan(
                 detail,
                 FedOp::PutUpstream(u.clone()),
             )),
+            Some(v) if v != &value && !same_buffer(v, &value) => {
+                out.held.push(format!(
+                    "{object}: its buffer would change (expires, message-ttl or queue-type): \
+                     RabbitMQ refuses to declare an existing queue with other arguments, so the \
+                     link would stop; gwctl leaves this link as it is (draining and re-creating \
+                     its buffer is not automated yet)"
+                ));
+                out.changes.push(FedChange {
+                    action: Action::NoOp,
+                    object,
+                    detail,
+                    op: None,
+                });
+            }
             Some(v) => out.changes.push(change(
                 if v == &value {
                     Action::NoOp
@@ -253,7 +272,13 @@ pub async fn plan(
             .map(|p| p.name.clone())
             .collect::<Vec<_>>(),
     );
+    // Removing the region, its buffers' bounds stay until the buffers go (`delete_buffers`):
+    // a `down` interrupted before then finds them again through it.
+    let bounds = format!("{prefix}buffers");
     for name in seen.policies.keys().filter(|n| n.starts_with(&prefix)) {
+        if gateway.is_none() && *name == bounds {
+            continue;
+        }
         if !keep_policies.contains(name) {
             out.changes.push(change(
                 Action::Delete,
@@ -297,9 +322,11 @@ pub async fn plan(
     }
     legacy_sets(&seen, &prefix, &mut out);
 
-    // Removing the region: its buffers on the backend go after its brokers.
+    // Removing the region: its buffers on the backend go after its brokers (found through
+    // their bounds' policy, which goes with them).
+    out.bounds_left = gateway.is_none() && seen.policies.contains_key(&bounds);
     if gateway.is_none()
-        && let Some(policy) = seen.policies.get(&format!("{prefix}buffers"))
+        && let Some(policy) = seen.policies.get(&bounds)
         && let Some(pattern) = policy["pattern"].as_str()
         && let Some(cluster) = buffer_cluster(pattern)
     {
@@ -315,6 +342,13 @@ pub async fn plan(
             .collect();
     }
     Ok(out)
+}
+
+/// Whether two upstream definitions give their link's buffer the same arguments.
+fn same_buffer(a: &Value, b: &Value) -> bool {
+    ["expires", "message-ttl", "queue-type"]
+        .iter()
+        .all(|k| a[k] == b[k])
 }
 
 /// The cluster a buffer policy's pattern ([`federation::buffers_of`]) names.
@@ -431,6 +465,9 @@ pub async fn delete_buffers(backend: &Client, plan: &FederationPlan) -> Result<u
         backend.delete_queue(VHOST, name).await?;
         held += now;
     }
+    backend
+        .delete_policy(VHOST, &format!("{}buffers", region_prefix(&plan.region)))
+        .await?;
     Ok(held)
 }
 

@@ -250,11 +250,13 @@ fn hold_brokers(changes: &mut [Change]) -> Vec<Held> {
             Spec::VpnConnection {
                 tunnels,
                 pre_shared_keys_sha256: keys,
+                routes,
                 ..
             },
             Spec::VpnConnection {
                 tunnels: want,
                 pre_shared_keys_sha256: want_keys,
+                routes: want_routes,
                 ..
             },
         ) = (&before.spec.as_declared(&after.spec), &after.spec)
@@ -267,8 +269,11 @@ fn hold_brokers(changes: &mut [Change]) -> Vec<Held> {
                 action: "modify",
                 because: vec!["tunnels".to_string()],
             });
-            c.action = Action::NoOp;
-            c.reason = Some("held_for_upgrade");
+            // Routes still change now (an update never touches tunnels).
+            if routes == want_routes {
+                c.action = Action::NoOp;
+                c.reason = Some("held_for_upgrade");
+            }
         }
     }
     // A removed broker keeps its address and certificate until `upgrade` removes it.

@@ -310,6 +310,13 @@ pub fn human_federation(
             c.detail
         ));
     }
+    for line in &plan.held {
+        out.push_str(&format!(
+            "{} {}: {line}\n",
+            printer.paint("held:", AnsiColor::Magenta),
+            plan.region
+        ));
+    }
     for (name, messages) in &plan.buffers {
         let (sym, color) = symbol(Action::Delete);
         out.push_str(&format!(
@@ -345,6 +352,7 @@ pub fn json_federation(plan: &crate::plan::federation::FederationPlan) -> Value 
             "actions": c.action.terraform_actions(),
             "detail": c.detail,
         })).collect::<Vec<_>>(),
+        "held": plan.held,
         "buffers_removed": plan.buffers.iter().map(|(name, messages)| json!({
             "queue": name,
             "messages": messages,
