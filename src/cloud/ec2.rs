@@ -378,24 +378,13 @@ async fn vpn_connections(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudEr
                     (t.outside_ip_address(), t.tunnel_inside_cidr())
                 {
                     ob.parts
-                        .insert(format!("tunnel {outside}"), inside.to_string());
+                        .insert(TunnelState::part_key(outside), inside.to_string());
                 }
             }
             // Telemetry changes by the minute: shown, never compared.
-            let telemetry: Vec<TunnelState> = v
-                .vgw_telemetry()
-                .iter()
-                .map(|t| TunnelState {
-                    outside_ip: t.outside_ip_address().unwrap_or("?").to_string(),
-                    status: t
-                        .status()
-                        .map(|s| s.as_str().to_string())
-                        .unwrap_or_else(|| "UNKNOWN".into()),
-                })
-                .collect();
             ob.state = Some(TunnelState::describe(
                 v.state().map(|s| s.as_str()).unwrap_or("unknown"),
-                &telemetry,
+                &telemetry(v),
             ));
             Some(ob)
         })
@@ -1453,6 +1442,20 @@ pub async fn modify_tunnel(
     wait_vpn_available(c, id).await
 }
 
+/// A VPN connection's tunnels as AWS's telemetry reports them.
+fn telemetry(v: &aws_sdk_ec2::types::VpnConnection) -> Vec<TunnelState> {
+    v.vgw_telemetry()
+        .iter()
+        .map(|t| TunnelState {
+            outside_ip: t.outside_ip_address().unwrap_or("?").to_string(),
+            status: t
+                .status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|| "UNKNOWN".into()),
+        })
+        .collect()
+}
+
 /// A VPN connection's state and its tunnels' telemetry.
 pub async fn vpn_tunnels(c: &Client, id: &str) -> Result<(String, Vec<TunnelState>), CloudError> {
     let r = c
@@ -1464,17 +1467,7 @@ pub async fn vpn_tunnels(c: &Client, id: &str) -> Result<(String, Vec<TunnelStat
     let Some(v) = r.vpn_connections().first() else {
         return Ok(("gone".into(), Vec::new()));
     };
-    let tunnels = v
-        .vgw_telemetry()
-        .iter()
-        .map(|t| TunnelState {
-            outside_ip: t.outside_ip_address().unwrap_or("?").to_string(),
-            status: t
-                .status()
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_else(|| "UNKNOWN".into()),
-        })
-        .collect();
+    let tunnels = telemetry(v);
     Ok((
         v.state()
             .map(|s| s.as_str())

@@ -211,7 +211,9 @@ fn tunnels_by_inside_cidr(
 ) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = parts
         .iter()
-        .filter_map(|(k, inside)| Some((inside.clone(), k.strip_prefix("tunnel ")?.to_string())))
+        .filter_map(|(k, inside)| {
+            Some((inside.clone(), TunnelState::from_part_key(k)?.to_string()))
+        })
         .collect();
     out.sort();
     out

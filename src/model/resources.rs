@@ -550,6 +550,8 @@ pub struct TunnelSpec {
     pub phase2_dh_groups: Vec<i32>,
 }
 
+const TUNNEL_PART_PREFIX: &str = "tunnel ";
+
 /// A tunnel as AWS's telemetry reports it (`VgwTelemetry`): `UP` or `DOWN`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TunnelState {
@@ -558,6 +560,17 @@ pub struct TunnelState {
 }
 
 impl TunnelState {
+    /// The `Observed::parts` key under which discovery records a tunnel's inside CIDR, by its
+    /// outside address (which tunnel is which, for ModifyVpnTunnelOptions).
+    pub fn part_key(outside_ip: &str) -> String {
+        format!("{TUNNEL_PART_PREFIX}{outside_ip}")
+    }
+
+    /// The outside address of a [`TunnelState::part_key`], if `key` is one.
+    pub fn from_part_key(key: &str) -> Option<&str> {
+        key.strip_prefix(TUNNEL_PART_PREFIX)
+    }
+
     /// How discovery records tunnels in a VPN connection's `Observed::state` (shown, never
     /// compared): `available; tunnels: 198.51.100.1 UP, 198.51.100.2 DOWN`.
     pub fn describe(connection_state: &str, tunnels: &[TunnelState]) -> String {
