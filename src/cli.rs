@@ -162,12 +162,26 @@ pub enum SandboxCommand {
     Start(SandboxArgs),
     /// Stop the nodes `sandbox start` left running.
     Stop(SandboxDirArgs),
+    /// Follow the cloud (moto at AWS_ENDPOINT_URL): the backend node, and one local node per
+    /// gateway broker instance AWS reports, booted for instances whose user-data the region
+    /// files render, drained and stopped when the instance stops or goes. Runs until
+    /// interrupted; DIR/endpoints.json maps each instance to its node.
+    Follow(FollowArgs),
     /// Prove a round trip: telemetry from a device in one region to the backend, a command
     /// from the backend to a device in another.
     Roundtrip(RoundtripArgs),
     /// Connect many devices at once to a gateway (each with its own certificate, over TLS):
     /// reports the connect rate and the node's memory per idle connection.
     Storm(StormArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FollowArgs {
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+    /// How often to look at the cloud, in milliseconds.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub interval_ms: u64,
 }
 
 #[derive(Debug, Args)]

@@ -58,18 +58,27 @@ impl BrokerAddress {
     }
 }
 
-/// Overrides, by region name (`backend` for the backend).
+/// Overrides, by region name (`backend` for the backend), and by EC2 instance id for single
+/// gateway brokers (the sandbox that follows the emulated cloud maps each broker instance to
+/// the local node booted from its user-data).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointMap {
     #[serde(default)]
     pub regions: BTreeMap<String, Vec<BrokerAddress>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub instances: BTreeMap<String, BrokerAddress>,
 }
 
 impl EndpointMap {
     pub fn load(path: &Path) -> Result<EndpointMap, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Where the broker of instance `id` answers, if the file says.
+    pub fn instance(&self, id: &str) -> Option<&BrokerAddress> {
+        self.instances.get(id)
     }
 
     pub fn get(&self, region: &str) -> Option<&[BrokerAddress]> {

@@ -553,7 +553,7 @@ async fn route_tables(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError
         .collect())
 }
 
-async fn instances(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError> {
+pub(super) async fn instances(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudError> {
     let pages: Vec<_> = c
         .describe_instances()
         .set_filters(Some(owner_filters(o).to_vec()))
@@ -1808,6 +1808,30 @@ async fn authorize(c: &Client, group: &str, rules: &[Ingress]) -> Result<(), Clo
 }
 
 /// Polls DescribeInstances (never a blind sleep) until the instance reaches `state`.
+pub(super) async fn user_data(c: &Client, id: &str) -> Result<Vec<u8>, CloudError> {
+    use base64::Engine as _;
+    let r = c
+        .describe_instance_attribute()
+        .instance_id(id)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+        .send()
+        .await
+        .op("DescribeInstanceAttribute")?;
+    let encoded = r.user_data().and_then(|v| v.value()).unwrap_or_default();
+    base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|e| CloudError::new("DescribeInstanceAttribute", format!("{id}: user-data: {e}")))
+}
+
+pub(super) async fn stop_instance(c: &Client, id: &str) -> Result<(), CloudError> {
+    c.stop_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .op("StopInstances")?;
+    wait_instance(c, id, "stopped").await
+}
+
 async fn wait_instance(c: &Client, id: &str, state: &str) -> Result<(), CloudError> {
     let start = std::time::Instant::now();
     let what = format!("{id} not {state}");

@@ -386,6 +386,22 @@ impl Aws {
         ec2::vpn_tunnels(&self.ec2, vpn).await
     }
 
+    /// The instances gwctl owns in this region, whatever their state short of terminated.
+    pub async fn instances(&self) -> Result<Vec<Observed>, CloudError> {
+        ec2::instances(&self.ec2, &self.owner).await
+    }
+
+    /// The user-data instance `id` was launched with, as RunInstances received it.
+    pub async fn user_data(&self, id: &str) -> Result<Vec<u8>, CloudError> {
+        ec2::user_data(&self.ec2, id).await
+    }
+
+    /// Stops instance `id` (its operating system shuts down: services stop as their units
+    /// say) and waits until it is stopped.
+    pub async fn stop_instance(&self, id: &str) -> Result<(), CloudError> {
+        ec2::stop_instance(&self.ec2, id).await
+    }
+
     /// The data-volume snapshots gwctl took in this region, newest first per broker slot.
     pub async fn snapshots(&self) -> Result<Vec<Snapshot>, CloudError> {
         snapshots::list(&self.ec2, &self.owner).await

@@ -1,7 +1,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::cli::{RoundtripArgs, SandboxArgs, SandboxDirArgs, StormArgs};
+use crate::cli::{FollowArgs, RoundtripArgs, SandboxArgs, SandboxDirArgs, StormArgs};
 use crate::endpoints::EndpointMap;
 use crate::error::{Error, Result, Status};
 use crate::printer::Printer;
@@ -45,6 +45,50 @@ pub fn start(regions: &Path, args: &SandboxArgs, printer: &Printer) -> Result<St
             "broker endpoints: {}",
             dir.join(ENDPOINTS_FILE).display()
         ));
+        Ok(Status::Success)
+    })
+}
+
+/// Runs the sandbox that follows the cloud until SIGINT or SIGTERM, then stops its nodes.
+pub fn follow(
+    engine: &crate::engine::Engine,
+    args: &FollowArgs,
+    printer: &Printer,
+) -> Result<Status> {
+    let dir = &args.sandbox.sandbox.dir;
+    let install = args.sandbox.install();
+    crate::engine::runtime()?.block_on(async {
+        sandbox::stop_detached(dir, Duration::from_secs(10))
+            .await
+            .map_err(failed)?;
+        let _ = std::fs::remove_dir_all(dir);
+        let mut sandbox = Sandbox::start_following(&engine.stack, dir, &install)
+            .await
+            .map_err(failed)?;
+        printer.success(
+            "ok",
+            &format!(
+                "backend node ready; following the gateways' broker instances (endpoints: {})",
+                dir.join(ENDPOINTS_FILE).display()
+            ),
+        );
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| Error::io("listening for SIGTERM", e))?;
+        let interval = Duration::from_millis(args.interval_ms.max(100));
+        loop {
+            match sandbox.follow_once(engine, &install).await {
+                Ok(changes) => changes.iter().for_each(|c| printer.info(&c.to_string())),
+                Err(e) => printer.warn(&format!("following the cloud: {e}")),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+            }
+        }
+        printer.info("stopping the sandbox's nodes");
+        sandbox.stop(Duration::from_secs(10)).await;
+        let _ = std::fs::remove_file(dir.join("nodes.json"));
         Ok(Status::Success)
     })
 }

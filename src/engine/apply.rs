@@ -161,9 +161,6 @@ impl Engine {
             .plan_region(Some(gw), region)
             .await
             .map_err(|e| e.to_string())?;
-        let addresses = self
-            .gateway_addresses(gw, &again.plan)
-            .ok_or_else(|| format!("{region}: the new brokers have no address yet"))?;
         let start = std::time::Instant::now();
         let mut delay = std::time::Duration::from_secs(1);
         events.emit(Event::Progress(format!(
@@ -171,6 +168,11 @@ impl Engine {
             wait.as_secs()
         )));
         loop {
+            // Again each round: where a broker answers may become known only now (a sandbox
+            // following the cloud maps an instance once its node is up).
+            let addresses = self
+                .gateway_addresses(gw, &again.plan)
+                .ok_or_else(|| format!("{region}: the new brokers have no address yet"))?;
             let mut answering = 0;
             let mut last = String::new();
             for address in &addresses {

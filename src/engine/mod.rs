@@ -13,6 +13,7 @@ pub mod dns;
 pub mod drill;
 pub mod events;
 pub mod federation;
+pub mod instances;
 pub mod lock;
 pub mod planning;
 pub mod saved;
@@ -65,6 +66,8 @@ pub struct ApplyOptions {
 pub struct Engine {
     pub stack: Stack,
     pub endpoints: EndpointMap,
+    /// The endpoint file, read again where brokers come and go during a run.
+    endpoints_file: Option<std::path::PathBuf>,
     pub scope: Scope,
     /// The backend's upstream sets are shared by all regions: regions applied concurrently
     /// take turns at read-modify-write.
@@ -80,13 +83,14 @@ impl Engine {
         scope: Scope,
     ) -> Result<Engine> {
         let stack = crate::spec::load(regions, &selection).map_err(Error::Invalid)?;
-        let endpoints = match endpoints {
+        let map = match endpoints {
             Some(p) => EndpointMap::load(p).map_err(Error::Usage)?,
             None => EndpointMap::default(),
         };
         Ok(Engine {
             stack,
-            endpoints,
+            endpoints: map,
+            endpoints_file: endpoints.map(Path::to_path_buf),
             scope,
             federation_turn: tokio::sync::Mutex::new(()),
         })
@@ -169,6 +173,36 @@ impl Engine {
             .unwrap_or_default()
     }
 
+    /// The endpoint file as it is now (a sandbox following the cloud rewrites it as broker
+    /// instances come and go); what was loaded when it cannot be read.
+    fn endpoints_now(&self) -> EndpointMap {
+        self.endpoints_file
+            .as_deref()
+            .and_then(|p| EndpointMap::load(p).ok())
+            .unwrap_or_else(|| self.endpoints.clone())
+    }
+
+    /// Where the broker of one instance is reached: the endpoint file's entry for the
+    /// instance, else its private address (over the VPN).
+    pub fn instance_address(
+        &self,
+        gw: &GatewaySpec,
+        instance_id: &str,
+        private_ip: Option<&str>,
+    ) -> Option<BrokerAddress> {
+        if let Some(a) = self.endpoints_now().instance(instance_id) {
+            return Some(a.clone());
+        }
+        let mut address = BrokerAddress::new(
+            private_ip?,
+            gw.brokers.ports.amqp,
+            gw.brokers.ports.management,
+        );
+        address.mqtt_port = Some(gw.brokers.ports.mqtt);
+        address.tls_name = Some(self.regional_name(gw));
+        Some(address)
+    }
+
     /// Where a gateway's brokers are reached: the endpoint file, else the brokers' private
     /// addresses as discovered. `None` while some broker does not exist yet.
     pub fn gateway_addresses(
@@ -193,12 +227,9 @@ impl Engine {
             if !matches!(c.action, Action::NoOp | Action::Update) {
                 return None;
             }
-            let ip = c.before.as_ref()?.parts.get("private_ip")?;
-            let mut address =
-                BrokerAddress::new(ip, gw.brokers.ports.amqp, gw.brokers.ports.management);
-            address.mqtt_port = Some(gw.brokers.ports.mqtt);
-            address.tls_name = Some(self.regional_name(gw));
-            out.push(address);
+            let before = c.before.as_ref()?;
+            let ip = before.parts.get("private_ip").map(String::as_str);
+            out.push(self.instance_address(gw, &before.id, ip)?);
         }
         Some(out)
     }

@@ -15,6 +15,20 @@ pub fn encode(text: &str) -> Vec<u8> {
     gz.finish().unwrap_or_default()
 }
 
+/// The text of user-data as RunInstances received it: inflated when gzip-compressed (as
+/// gwctl sends it), as is otherwise.
+pub fn decode(bytes: &[u8]) -> Result<String, std::io::Error> {
+    use std::io::Read;
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(bytes).read_to_string(&mut text)?;
+        Ok(text)
+    } else {
+        String::from_utf8(bytes.to_vec())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -35,5 +49,7 @@ mod tests {
             .read_to_string(&mut back)
             .expect("inflate");
         assert_eq!(back, text);
+        assert_eq!(decode(&bytes).expect("decode"), text);
+        assert_eq!(decode(text.as_bytes()).expect("plain"), text);
     }
 }

@@ -78,6 +78,8 @@ pub struct Addressing {
     /// AMQP endpoints of the other side (for a gateway: the backend brokers).
     pub peer_amqp: Vec<(String, u16)>,
     pub discovery: Discovery,
+    /// With [`Discovery::Classic`]: the Erlang node names to cluster with.
+    pub cluster_nodes: Vec<String>,
     /// Where the filled-in definitions file lives on the broker.
     pub definitions_path: String,
     pub host: Host,
@@ -88,6 +90,10 @@ pub struct Addressing {
     /// Loopback port of the node's device authorizer (gateways).
     pub authorizer_port: u16,
 }
+
+/// Replicas of each quorum queue (RabbitMQ's default initial group size): a majority survives
+/// one broker lost or replaced.
+pub const QUORUM_GROUP_SIZE: u8 = 3;
 
 pub const TLS_DIR: &str = "/etc/rabbitmq/tls";
 /// The device authorizer's port on every gateway broker (loopback only).
@@ -152,6 +158,8 @@ pub enum Host {
 pub enum Discovery {
     /// Nodes of a region find each other through EC2 tags (rabbitmq_peer_discovery_aws).
     Aws,
+    /// The nodes listed in [`Addressing::cluster_nodes`] (the sandbox's local nodes).
+    Classic,
     /// A single node that forms no cluster.
     None,
 }
@@ -171,6 +179,7 @@ impl Addressing {
                 .map(|e| (e.host.clone(), e.amqp_port))
                 .collect(),
             discovery: Discovery::Aws,
+            cluster_nodes: Vec::new(),
             definitions_path: DEFINITIONS_PATH.to_string(),
             host: Host::Dedicated,
             tls_dir: TLS_DIR.to_string(),
@@ -190,6 +199,7 @@ impl Addressing {
             ports,
             peer_amqp: Vec::new(),
             discovery: Discovery::None,
+            cluster_nodes: Vec::new(),
             definitions_path: DEFINITIONS_PATH.to_string(),
             host: Host::Dedicated,
             tls_dir: TLS_DIR.to_string(),
@@ -380,6 +390,8 @@ pub fn gateway(
             "autoheal"
         },
     );
+    ctx.insert("count", &gw.brokers.count);
+    ctx.insert("quorum_size", &gw.brokers.count.min(QUORUM_GROUP_SIZE));
     let conf = render(&tera, "gateway/rabbitmq.conf", &ctx)?;
     let advanced = render(&tera, "gateway/advanced.config", &ctx)?;
     let plugins = render(&tera, "gateway/enabled_plugins", &ctx)?;
@@ -404,7 +416,6 @@ pub fn gateway(
     ctx.insert("clients_ca", &cas.gateway_clients());
     ctx.insert("backend_ca", cas.backend.trim());
     ctx.insert("ssm_prefix", &ssm_prefix(&backend.stack, &gw.region));
-    ctx.insert("count", &gw.brokers.count);
     ctx.insert("rabbitmq_package", &gw.brokers.rabbitmq_package);
     // Route53's HTTP(S) checkers cannot log in to a broker: a responder on the health port
     // answers for the node (templates/gateway/health-responder.py).
@@ -551,6 +562,7 @@ fn base_context(
         }),
     );
     ctx.insert("discovery", &addr.discovery);
+    ctx.insert("cluster_nodes", &addr.cluster_nodes);
     ctx.insert("definitions_path", &addr.definitions_path);
     ctx.insert("host", &addr.host);
     ctx.insert(

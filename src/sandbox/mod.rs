@@ -7,6 +7,7 @@
 
 pub mod authorizer;
 pub mod clients;
+pub mod follow;
 pub mod node;
 pub mod roundtrip;
 pub mod storm;
@@ -149,6 +150,12 @@ pub struct Sandbox {
     backend_ca_file: PathBuf,
     /// A stack-CA client certificate for the admin's AMQP connections to gateways.
     operator: (String, Secret),
+    /// Following the cloud: a node per broker instance AWS reports, by instance id, instead
+    /// of one node per region.
+    following: bool,
+    instances: BTreeMap<String, follow::InstanceNode>,
+    /// Instances whose user-data the region files do not render (reported once, no node).
+    refused: std::collections::BTreeSet<String>,
 }
 
 impl Sandbox {
@@ -160,6 +167,15 @@ impl Sandbox {
         dir: &Path,
         install: &Install,
     ) -> Result<Sandbox, SandboxError> {
+        Sandbox::start_mode(stack, dir, install, false).await
+    }
+
+    async fn start_mode(
+        stack: &Stack,
+        dir: &Path,
+        install: &Install,
+        following: bool,
+    ) -> Result<Sandbox, SandboxError> {
         if !install.exists() {
             return Err(SandboxError::Failed(format!(
                 "no RabbitMQ at {install:?}: run scripts/setup (it builds the trixie root)"
@@ -170,7 +186,7 @@ impl Sandbox {
             .map_err(|e| SandboxError::Io(format!("resolving {}", dir.display()), e))?;
         let mut attempt = 1;
         loop {
-            let result = Sandbox::start_once(stack, dir, install).await;
+            let result = Sandbox::start_once(stack, dir, install, following).await;
             if result.is_err() {
                 // The nodes died with the half-started sandbox; its epmd did not.
                 if let Ok(text) = std::fs::read_to_string(dir.join("sandbox.json"))
@@ -191,10 +207,13 @@ impl Sandbox {
         }
     }
 
+    /// With `following`, gateway regions get their device authorizer but no node: nodes come
+    /// with the broker instances the cloud reports (see [`follow`]).
     async fn start_once(
         stack: &Stack,
         dir: &Path,
         install: &Install,
+        following: bool,
     ) -> Result<Sandbox, SandboxError> {
         let io = |what: String| move |e| SandboxError::Io(what, e);
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
@@ -216,6 +235,9 @@ impl Sandbox {
                 certificates.operator.cert_pem,
                 certificates.operator.key_pem,
             ),
+            following,
+            instances: BTreeMap::new(),
+            refused: Default::default(),
         };
         let backend = &stack.backend.spec;
         let backend_ports = sandbox.layout.node(BACKEND)?.clone();
@@ -226,7 +248,7 @@ impl Sandbox {
         let secrets = render::node_secrets(stack, None)?;
         let node = sandbox.launch(
             BACKEND,
-            &backend.cluster_name,
+            &node_name(&backend.cluster_name),
             &node_dir,
             &files,
             &secrets,
@@ -249,9 +271,12 @@ impl Sandbox {
                 .wait_ready(ports.authorizer, Duration::from_secs(10))
                 .await?;
             sandbox.authorizers.insert(region.clone(), authorizer);
+            if following {
+                continue;
+            }
             let node = sandbox.launch(
                 &region,
-                &gw.spec.cluster_name(),
+                &node_name(&gw.spec.cluster_name()),
                 &node_dir,
                 &files,
                 &secrets,
@@ -270,10 +295,17 @@ impl Sandbox {
             result?;
         }
         sandbox.check_alarms().await?;
-        let map = serde_json::to_string_pretty(&sandbox.endpoint_map()).unwrap_or_default();
-        write_file(&dir.join(ENDPOINTS_FILE), map.as_bytes(), 0o644)
-            .map_err(io("writing the endpoint file".into()))?;
+        sandbox.write_endpoints()?;
         Ok(sandbox)
+    }
+
+    /// Writes `endpoints.json` (atomically: gwctl reads it while the sandbox follows).
+    fn write_endpoints(&self) -> Result<(), SandboxError> {
+        let map = serde_json::to_string_pretty(&self.endpoint_map()).unwrap_or_default();
+        let tmp = self.dir.join(format!("{ENDPOINTS_FILE}.tmp"));
+        write_file(&tmp, map.as_bytes(), 0o644)
+            .and_then(|()| std::fs::rename(&tmp, self.dir.join(ENDPOINTS_FILE)))
+            .map_err(|e| SandboxError::Io("writing the endpoint file".into(), e))
     }
 
     /// Fails when a node starts under a resource alarm: it would accept every client and
@@ -329,6 +361,7 @@ impl Sandbox {
             .layout
             .nodes
             .iter()
+            .filter(|(name, _)| !self.following || name.as_str() == BACKEND)
             .map(|(name, p)| {
                 let mut address =
                     BrokerAddress::new(self.layout.host.clone(), p.ports.amqp, p.ports.management);
@@ -352,7 +385,24 @@ impl Sandbox {
                 (name.clone(), vec![address])
             })
             .collect();
-        EndpointMap { regions }
+        let instances = self
+            .instances
+            .iter()
+            .map(|(id, n)| (id.clone(), self.gateway_address(&n.region, &n.ports)))
+            .collect();
+        EndpointMap { regions, instances }
+    }
+
+    /// A gateway node's address as gwctl reaches it, verified against the region's name.
+    fn gateway_address(&self, region: &str, p: &NodePorts) -> BrokerAddress {
+        let mut address =
+            BrokerAddress::new(self.layout.host.clone(), p.ports.amqp, p.ports.management);
+        address.mqtt_port = Some(p.ports.mqtt);
+        address.tls_name = self
+            .stack
+            .gateway(region)
+            .map(|g| self.regional_name(&g.spec));
+        address
     }
 
     /// Leaves the nodes running after this process ends; `stop_detached` stops them.
@@ -384,6 +434,7 @@ impl Sandbox {
             ports: ports.ports.clone(),
             peer_amqp,
             discovery: Discovery::None,
+            cluster_nodes: Vec::new(),
             definitions_path: node_dir.join("definitions.json").display().to_string(),
             host: Host::Shared,
             tls_dir: tls::node_tls_dir(node_dir).display().to_string(),
@@ -401,7 +452,7 @@ impl Sandbox {
     fn launch(
         &self,
         name: &str,
-        cluster_name: &str,
+        node: &str,
         node_dir: &Path,
         files: &render::Rendered,
         secrets: &SecretValues,
@@ -431,7 +482,7 @@ impl Sandbox {
             ready_ports.push(ports.ports.mqtt);
         }
         let config = NodeConfig {
-            name: node_name(cluster_name),
+            name: node.to_string(),
             dir: node_dir.join("node"),
             config_file: rendered_dir.join("rabbitmq.conf"),
             advanced_config_file: files
@@ -647,6 +698,7 @@ impl Sandbox {
 
     /// Stops every node (SIGTERM, then SIGKILL after `grace`).
     pub async fn stop(mut self, grace: Duration) {
+        self.stop_instances(grace).await;
         let stops = self.nodes.values_mut().map(|n| n.stop(grace));
         futures_util::future::join_all(stops).await;
         for a in self.authorizers.values_mut() {

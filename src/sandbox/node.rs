@@ -271,9 +271,15 @@ impl LocalNode {
 
     /// Runs `rabbitmqctl ARGS` against this node (as an operator would on a broker).
     pub fn ctl(&self, args: &[&str]) -> std::io::Result<std::process::Output> {
+        self.tool("rabbitmqctl", args)
+    }
+
+    /// Runs one of RabbitMQ's command-line tools (`rabbitmqctl`, `rabbitmq-upgrade`,
+    /// `rabbitmq-queues`) against this node.
+    pub fn tool(&self, program: &str, args: &[&str]) -> std::io::Result<std::process::Output> {
         self.config
             .install
-            .command("rabbitmqctl", &self.config.share)
+            .command(program, &self.config.share)
             .args(["-n", &format!("{}@localhost", self.config.name)])
             .args(args)
             .env("HOME", self.config.dir.join("home"))

@@ -1,0 +1,342 @@
+//! The sandbox following the emulated cloud: one local node per broker instance AWS (moto)
+//! reports, instead of one per region. A node boots only for an instance whose user-data the
+//! region files render byte for byte (so the node runs what the instance was launched with),
+//! from the same renderer with the sandbox's addressing: loopback ports, its TLS directory,
+//! and the region's other local nodes to cluster with (`classic_config`, where EC2 brokers
+//! find each other by tag). An instance that stops is handled as its rendered unit says
+//! (drain, then stop), and a node whose instance is gone is forgotten by the others, as
+//! peer discovery's node cleanup does on EC2. The endpoint file maps each instance to its
+//! node; gwctl reads it and knows nothing else of the sandbox.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::node::{self, LocalNode};
+use super::{Install, NodePorts, Sandbox, SandboxError, node_name, tls};
+use crate::engine::Engine;
+use crate::engine::instances::BrokerInstance;
+use crate::render::{self, Addressing, Cas, Discovery, Host};
+use crate::spec::GatewaySpec;
+use crate::spec::model::Ports;
+
+/// A local node standing in for one broker instance.
+pub struct InstanceNode {
+    pub region: String,
+    pub slot: String,
+    /// Its Erlang node name (without `@localhost`).
+    pub name: String,
+    pub ports: NodePorts,
+    node: LocalNode,
+}
+
+/// What one pass of [`Sandbox::follow_once`] changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Followed {
+    Booted {
+        region: String,
+        slot: String,
+        id: String,
+        node: String,
+    },
+    Stopped {
+        region: String,
+        slot: String,
+        id: String,
+        /// What AWS reports (`stopped`, or `gone` once terminated).
+        state: String,
+    },
+    Refused {
+        region: String,
+        id: String,
+        because: String,
+    },
+}
+
+impl std::fmt::Display for Followed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Followed::Booted {
+                region,
+                slot,
+                id,
+                node,
+            } => write!(f, "{region}: {slot} {id}: node {node} ready"),
+            Followed::Stopped {
+                region,
+                slot,
+                id,
+                state,
+            } => write!(
+                f,
+                "{region}: {slot} {id} is {state}: node drained, stopped and forgotten"
+            ),
+            Followed::Refused {
+                region,
+                id,
+                because,
+            } => write!(f, "{region}: {id}: no node: {because}"),
+        }
+    }
+}
+
+const BOOT: Duration = Duration::from_secs(180);
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+impl Sandbox {
+    /// Starts the backend node and each gateway region's device authorizer; gateway nodes
+    /// come with the broker instances [`Sandbox::follow_once`] finds.
+    pub async fn start_following(
+        stack: &crate::spec::Stack,
+        dir: &Path,
+        install: &Install,
+    ) -> Result<Sandbox, SandboxError> {
+        Sandbox::start_mode(stack, dir, install, true).await
+    }
+
+    /// One pass: boots a node for every running broker instance without one, drains and
+    /// stops the node of every instance no longer running, rewrites the endpoint file.
+    pub async fn follow_once(
+        &mut self,
+        engine: &Engine,
+        install: &Install,
+    ) -> Result<Vec<Followed>, SandboxError> {
+        let failed = |e: crate::error::Error| SandboxError::Failed(e.to_string());
+        let mut out = Vec::new();
+        let gateways: Vec<GatewaySpec> =
+            self.stack.gateways.iter().map(|g| g.spec.clone()).collect();
+        for gw in &gateways {
+            let listed = engine.broker_instances(&gw.region).await.map_err(failed)?;
+            out.extend(self.stop_gone(gw, &listed).await);
+            let new: Vec<&BrokerInstance> = listed
+                .iter()
+                .filter(|i| i.state == "running")
+                .filter(|i| !self.instances.contains_key(&i.id) && !self.refused.contains(&i.id))
+                .collect();
+            let mut bootable = Vec::new();
+            for i in new {
+                match self.check_user_data(engine, gw, i).await {
+                    Ok(()) => bootable.push(i),
+                    Err(because) => {
+                        self.refused.insert(i.id.clone());
+                        out.push(Followed::Refused {
+                            region: gw.region.clone(),
+                            id: i.id.clone(),
+                            because,
+                        });
+                    }
+                }
+            }
+            if bootable.is_empty() {
+                continue;
+            }
+            // A region without a node starts with one (it forms the cluster), then the others
+            // join it: nodes booting at once, each finding none, would form a cluster each.
+            if !self.instances.values().any(|n| n.region == gw.region) {
+                let (first, rest) = bootable.split_at(1);
+                out.extend(self.boot(gw, first, install).await?);
+                bootable = rest.to_vec();
+            }
+            if !bootable.is_empty() {
+                out.extend(self.boot(gw, &bootable, install).await?);
+            }
+        }
+        if !out.is_empty() {
+            self.write_endpoints()?;
+            self.record_pids()?;
+        }
+        Ok(out)
+    }
+
+    /// Whether the instance's user-data is exactly what the region files render for its
+    /// slot (else the local node would run something else than the instance).
+    async fn check_user_data(
+        &self,
+        engine: &Engine,
+        gw: &GatewaySpec,
+        i: &BrokerInstance,
+    ) -> Result<(), String> {
+        let backend = &self.stack.backend.spec;
+        let cas = Cas::read(&self.stack).map_err(|e| e.to_string())?;
+        let files = render::gateway(gw, backend, &Addressing::gateway(gw, backend), &cas)
+            .map_err(|e| e.to_string())?;
+        let want = files
+            .get(&format!("{}.user-data.yaml", i.slot))
+            .map(|f| f.contents.clone())
+            .ok_or_else(|| format!("the region files render no {}", i.slot))?;
+        let have = engine
+            .instance_user_data(&gw.region, &i.id)
+            .await
+            .map_err(|e| e.to_string())?;
+        if have == want {
+            Ok(())
+        } else {
+            Err(format!(
+                "its user-data is not what the region files render for {} now (launched \
+                 from other files)",
+                i.slot
+            ))
+        }
+    }
+
+    /// Boots one node per instance, clustered with the region's running nodes.
+    async fn boot(
+        &mut self,
+        gw: &GatewaySpec,
+        instances: &[&BrokerInstance],
+        install: &Install,
+    ) -> Result<Vec<Followed>, SandboxError> {
+        let region = gw.region.clone();
+        let backend = self.stack.backend.spec.clone();
+        let cluster = node_name(&gw.cluster_name());
+        let region_dir = self.dir.join(&region);
+        let authorizer = self.layout.node(&region)?.authorizer;
+        let backend_amqp = self.layout.node(super::BACKEND)?.ports.amqp;
+        let names: Vec<String> = instances
+            .iter()
+            .map(|i| format!("{cluster}-{}", i.id))
+            .collect();
+        let mut members: Vec<String> = self
+            .instances
+            .values()
+            .filter(|n| n.region == region)
+            .map(|n| n.name.clone())
+            .collect();
+        members.extend(names.iter().cloned());
+        let secrets = render::node_secrets(&self.stack, Some(gw))?;
+        let mut started = Vec::new();
+        for (i, name) in instances.iter().zip(&names) {
+            let mut free = node::free_ports(7)
+                .map_err(|e| SandboxError::Io("allocating ports".into(), e))?
+                .into_iter();
+            let mut next = || free.next().unwrap_or_default();
+            let ports = NodePorts {
+                ports: Ports {
+                    amqp: next(),
+                    mqtt: next(),
+                    web_mqtt: next(),
+                    management: next(),
+                    health: next(),
+                    metrics: next(),
+                },
+                dist: next(),
+                authorizer,
+            };
+            let node_dir = region_dir.join(&i.id);
+            let addr = Addressing {
+                bind: Some(super::LOOPBACK),
+                ports: ports.ports.clone(),
+                peer_amqp: vec![(super::LOOPBACK.to_string(), backend_amqp)],
+                discovery: Discovery::Classic,
+                cluster_nodes: members.iter().map(|m| format!("{m}@localhost")).collect(),
+                definitions_path: node_dir.join("definitions.json").display().to_string(),
+                host: Host::Shared,
+                tls_dir: tls::node_tls_dir(&region_dir).display().to_string(),
+                authorizer_port: authorizer,
+            };
+            let files = render::gateway(gw, &backend, &addr, &self.cas)?;
+            let node = self.launch(
+                &region, name, &node_dir, &files, &secrets, &ports, true, install,
+            )?;
+            started.push((i.id.clone(), i.slot.clone(), name.clone(), ports, node));
+        }
+        let waits = started.iter_mut().map(|s| s.4.wait_ready(BOOT));
+        let results = futures_util::future::join_all(waits).await;
+        let mut out = Vec::new();
+        let mut first_error = None;
+        for ((id, slot, name, ports, node), result) in started.into_iter().zip(results) {
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+            out.push(Followed::Booted {
+                region: region.clone(),
+                slot: slot.clone(),
+                id: id.clone(),
+                node: name.clone(),
+            });
+            self.instances.insert(
+                id,
+                InstanceNode {
+                    region: region.clone(),
+                    slot,
+                    name,
+                    ports,
+                    node,
+                },
+            );
+        }
+        match first_error {
+            Some(e) => Err(e.into()),
+            None => Ok(out),
+        }
+    }
+
+    /// Drains and stops the nodes of the region's instances AWS no longer reports running,
+    /// then has a remaining node forget them.
+    async fn stop_gone(&mut self, gw: &GatewaySpec, listed: &[BrokerInstance]) -> Vec<Followed> {
+        let gone: Vec<(String, String)> = self
+            .instances
+            .iter()
+            .filter(|(_, n)| n.region == gw.region)
+            .filter_map(|(id, _)| {
+                let state = listed
+                    .iter()
+                    .find(|i| &i.id == id)
+                    .map(|i| i.state.as_str());
+                match state {
+                    Some("running" | "pending") => None,
+                    Some(s) => Some((id.clone(), s.to_string())),
+                    None => Some((id.clone(), "gone".to_string())),
+                }
+            })
+            .collect();
+        let mut out = Vec::new();
+        for (id, state) in gone {
+            let Some(mut n) = self.instances.remove(&id) else {
+                continue;
+            };
+            // The rendered unit's ExecStop: drain (clients move, quorum leaders move), stop.
+            let _ = n.node.tool("rabbitmq-upgrade", &["drain"]);
+            n.node.stop(STOP_GRACE).await;
+            let node = format!("{}@localhost", n.name);
+            if let Some(other) = self.instances.values().find(|o| o.region == n.region) {
+                let _ = other.node.ctl(&["forget_cluster_node", &node]);
+            }
+            out.push(Followed::Stopped {
+                region: n.region,
+                slot: n.slot,
+                id,
+                state,
+            });
+        }
+        out
+    }
+
+    /// The nodes' and authorizers' process ids, for `sandbox stop` after the follower ends.
+    fn record_pids(&self) -> Result<(), SandboxError> {
+        let pids: Vec<u32> = self
+            .nodes
+            .values()
+            .filter_map(LocalNode::pid)
+            .chain(self.instances.values().filter_map(|n| n.node.pid()))
+            .chain(self.authorizers.values().filter_map(|a| a.pid()))
+            .collect();
+        let text = serde_json::to_string(&pids).unwrap_or_default();
+        crate::files::write_file(&self.dir.join(super::PIDS_FILE), text.as_bytes(), 0o644)
+            .map_err(|e| SandboxError::Io("writing the node list".into(), e))
+    }
+
+    /// The instances the sandbox runs a node for: (region, slot, instance id, node name).
+    pub fn instance_nodes(&self) -> Vec<(String, String, String, String)> {
+        self.instances
+            .iter()
+            .map(|(id, n)| (n.region.clone(), n.slot.clone(), id.clone(), n.name.clone()))
+            .collect()
+    }
+
+    /// Stops the nodes of instances (with the rest of the sandbox, in [`Sandbox::stop`]).
+    pub(super) async fn stop_instances(&mut self, grace: Duration) {
+        let stops = self.instances.values_mut().map(|n| n.node.stop(grace));
+        futures_util::future::join_all(stops).await;
+        self.instances.clear();
+    }
+}
