@@ -338,6 +338,9 @@ pub struct UpgradeArgs {
     /// Wait this long between regions (watch the canary before the others follow).
     #[arg(long, default_value_t = 0, value_name = "SECONDS")]
     pub pause: u64,
+    /// Brokers of a region replaced at once. More than a quorum queue's minority is refused.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_unavailable: u16,
     #[command(flatten)]
     pub apply: ApplyOptions,
 }

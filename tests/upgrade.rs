@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::support::Regions;
+use crate::support::follower::Follower;
 use crate::support::moto::{Moto, gwctl};
 
 /// The region's running instances: gwctl id → instance id.
@@ -127,7 +128,8 @@ async fn up_never_replaces_or_removes_a_running_broker() {
     assert_eq!(touched, Vec::<String>::new());
     assert_eq!(brokers(&m, "us-east-1").await, before);
 
-    // upgrade lists the broker steps with their gates, and does not pretend to carry them out.
+    // upgrade lists the broker steps with their gates; with no broker reachable (plain moto,
+    // no sandbox following it) it refuses before changing anything.
     let dry = gwctl(&r, &m)
         .args(["upgrade", "us-east-1", "--dry-run", "--scope", "aws"])
         .output()
@@ -137,7 +139,7 @@ async fn up_never_replaces_or_removes_a_running_broker() {
         text.contains("us-east-1 (canary): 3 steps")
             && text.contains("replace instance/broker-1")
             && text.contains("remove instance/broker-3")
-            && text.contains("an MQTT-over-TLS round trip"),
+            && text.contains("quorum queues with all their replicas online"),
         "{text}{}",
         String::from_utf8_lossy(&dry.stderr)
     );
@@ -147,11 +149,11 @@ async fn up_never_replaces_or_removes_a_running_broker() {
         .output()
         .expect("upgrade");
     assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("replacing or removing brokers is not carried out yet"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr.contains("gates before: no broker answers")
+            && stderr.contains("gwctl sandbox follow"),
+        "{stderr}"
     );
     assert!(
         m.recorded_actions()
@@ -160,4 +162,330 @@ async fn up_never_replaces_or_removes_a_running_broker() {
         "nothing changed"
     );
     assert_eq!(brokers(&m, "us-east-1").await, before);
+}
+
+/// Every broker instance of the region that exists (any state but terminated), with its
+/// slot, state and image.
+async fn instances(m: &Moto, region: &str) -> Vec<(String, String, String, String)> {
+    let resp = m
+        .ec2(region)
+        .await
+        .describe_instances()
+        .send()
+        .await
+        .expect("instances");
+    let mut out: Vec<_> = resp
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter_map(|i| {
+            let state = i.state()?.name()?.as_str().to_string();
+            if state == "terminated" {
+                return None;
+            }
+            let slot = i
+                .tags()
+                .iter()
+                .find(|t| t.key() == Some("gwctl:id"))?
+                .value()?
+                .strip_prefix("instance/")?
+                .to_string();
+            slot.starts_with("broker-").then(|| {
+                (
+                    slot,
+                    i.instance_id().unwrap_or_default().to_string(),
+                    state,
+                    i.image_id().unwrap_or_default().to_string(),
+                )
+            })
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Elastic IP → the instance it is associated with.
+async fn addresses(m: &Moto, region: &str) -> BTreeMap<String, String> {
+    let resp = m
+        .ec2(region)
+        .await
+        .describe_addresses()
+        .send()
+        .await
+        .expect("addresses");
+    resp.addresses()
+        .iter()
+        .filter_map(|a| {
+            Some((
+                a.public_ip()?.to_string(),
+                a.instance_id().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// Instance ids the region's data-volume snapshots were taken of.
+async fn snapshotted(m: &Moto, region: &str) -> Vec<String> {
+    let resp = m
+        .ec2(region)
+        .await
+        .describe_snapshots()
+        .owner_ids("self")
+        .send()
+        .await
+        .expect("snapshots");
+    let mut out: Vec<String> = resp
+        .snapshots()
+        .iter()
+        .filter_map(|s| {
+            s.tags()
+                .iter()
+                .find(|t| t.key() == Some("gwctl:instance"))?
+                .value()
+                .map(str::to_string)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Samples, every 250 ms, how many nodes of the region's cluster run, asking whichever broker
+/// the follower's endpoint file names answers.
+struct Sampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<tokio::task::JoinHandle<Vec<usize>>>,
+}
+
+impl Sampler {
+    fn start(r: &Regions, f: &Follower) -> Sampler {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ca = r.secrets["GWCTL_STACK_CA_CERT"].clone();
+        let password = r.secrets["GWCTL_US_EAST_1_ADMIN_PASSWORD"].clone();
+        let endpoints = f.endpoints();
+        let flag = stop.clone();
+        let handle = tokio::spawn(async move {
+            let mut samples = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let map = gwctl::endpoints::EndpointMap::load(&endpoints).unwrap_or_default();
+                for address in map.instances.values() {
+                    let Ok(client) = gwctl::broker::Client::new(
+                        address,
+                        &ca,
+                        "gwctl.admin",
+                        gwctl::spec::secret::Secret::new(password.clone()),
+                    ) else {
+                        continue;
+                    };
+                    if let Ok(nodes) = client.nodes().await {
+                        samples.push(nodes.iter().filter(|(_, running)| *running).count());
+                        break;
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            samples
+        });
+        Sampler {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    async fn finish(mut self) -> Vec<usize> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        match self.handle.take() {
+            Some(h) => h.await.expect("sampler"),
+            None => Vec::new(),
+        }
+    }
+}
+
+/// Older and newer Debian images in the emulator: the region starts on the older.
+const ALL_IMAGES: &str = "name: debian-13-amd64-*";
+const OLDER_IMAGE: &str = "name: debian-13-amd64-20260810-*";
+
+/// A newer image is an available upgrade; `upgrade` rolls it onto the brokers one at a time
+/// behind the gates, on moto with a local node per instance: the cluster never has fewer
+/// nodes running than the region's brokers, every address ends on a new instance, every old
+/// data volume has a snapshot, and nothing is left to change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_rolls_a_newer_image_onto_the_brokers_one_at_a_time() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    r.edit("us-east-1.yaml", ALL_IMAGES, OLDER_IMAGE);
+    let f = Follower::start(&r, &m);
+    f.gwctl(&r, &m)
+        .args(["up", "us-east-1", "--yes"])
+        .assert()
+        .success();
+    let before = instances(&m, "us-east-1").await;
+    assert_eq!(before.len(), 3, "{before:?}");
+
+    r.edit("us-east-1.yaml", OLDER_IMAGE, ALL_IMAGES);
+    f.gwctl(&r, &m)
+        .args(["up", "us-east-1", "--yes"])
+        .assert()
+        .success();
+    assert_eq!(
+        instances(&m, "us-east-1").await,
+        before,
+        "up replaces no broker"
+    );
+    let dry = f
+        .gwctl(&r, &m)
+        .args(["upgrade", "us-east-1", "--dry-run"])
+        .output()
+        .expect("dry run");
+    let text = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        text.contains("3 steps")
+            && text.contains("replace instance/broker-2")
+            && text.contains("because of image"),
+        "{text}"
+    );
+    let too_many = f
+        .gwctl(&r, &m)
+        .args(["upgrade", "us-east-1", "--yes", "--max-unavailable", "2"])
+        .output()
+        .expect("upgrade");
+    assert_eq!(
+        too_many.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&too_many.stderr)
+    );
+    assert_eq!(instances(&m, "us-east-1").await, before);
+
+    let sampler = Sampler::start(&r, &f);
+    let out = f
+        .gwctl(&r, &m)
+        .args(["upgrade", "us-east-1", "--yes"])
+        .output()
+        .expect("upgrade");
+    let samples = sampler.finish().await;
+    assert!(
+        out.status.success(),
+        "{}\n{}\nfollower:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        f.log()
+    );
+    assert!(samples.len() > 20, "{samples:?}");
+    assert!(
+        samples.iter().all(|n| *n >= 3),
+        "never fewer nodes running than brokers: {samples:?}"
+    );
+
+    let after = instances(&m, "us-east-1").await;
+    let newest = "ami-0d0ebb1e000000014";
+    assert_eq!(after.len(), 3, "{after:?}");
+    for (slot, id, state, image) in &after {
+        assert!(before.iter().all(|b| &b.1 != id), "{slot} was replaced");
+        assert_eq!((state.as_str(), image.as_str()), ("running", newest));
+    }
+    let new_ids: Vec<&String> = after.iter().map(|a| &a.1).collect();
+    let eips = addresses(&m, "us-east-1").await;
+    let on_brokers: Vec<&String> = eips.values().filter(|i| new_ids.contains(i)).collect();
+    assert_eq!(
+        on_brokers.len(),
+        3,
+        "each address on a new broker: {eips:?}"
+    );
+    let mut old_ids: Vec<String> = before.iter().map(|b| b.1.clone()).collect();
+    old_ids.sort();
+    assert_eq!(snapshotted(&m, "us-east-1").await, old_ids);
+    f.gwctl(&r, &m)
+        .args(["plan", "us-east-1", "--detailed-exitcode"])
+        .assert()
+        .code(0);
+    assert_eq!(
+        f.log().matches("drained, stopped and forgotten").count(),
+        3,
+        "{}",
+        f.log()
+    );
+}
+
+/// A roll killed anywhere resumes: killed once just after launching a replacement and once
+/// while deleting an old broker, `upgrade` run again finishes, with one broker per slot,
+/// each address on one of them, and nothing left over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_upgrade_resumes_with_no_orphan() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    r.edit("us-east-1.yaml", ALL_IMAGES, OLDER_IMAGE);
+    let f = Follower::start(&r, &m);
+    f.gwctl(&r, &m)
+        .args(["up", "us-east-1", "--yes"])
+        .assert()
+        .success();
+    let before = instances(&m, "us-east-1").await;
+    r.edit("us-east-1.yaml", OLDER_IMAGE, ALL_IMAGES);
+
+    for kill_at in ["launched beside", "snapshotting the data volume"] {
+        let mut run = f.std_gwctl(&r, &m);
+        run.args(["upgrade", "us-east-1", "--yes"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = run.spawn().expect("upgrade");
+        // Progress goes to stderr.
+        let stdout = child.stderr.take().expect("stderr");
+        let seen = std::thread::spawn({
+            let kill_at = kill_at.to_string();
+            move || {
+                use std::io::BufRead;
+                let mut lines = Vec::new();
+                for line in std::io::BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    let hit = line.contains(&kill_at);
+                    lines.push(line);
+                    if hit {
+                        return (true, lines);
+                    }
+                }
+                (false, lines)
+            }
+        })
+        .join()
+        .expect("reader");
+        assert!(seen.0, "never reached `{kill_at}`: {:?}", seen.1);
+        child.kill().expect("kill -9");
+        let _ = child.wait();
+    }
+    // Mid-roll: a replacement runs beside a broker or an old one is half gone.
+    let middle = instances(&m, "us-east-1").await;
+    assert_ne!(middle, before);
+
+    let out = f
+        .gwctl(&r, &m)
+        .args(["upgrade", "us-east-1", "--yes"])
+        .output()
+        .expect("upgrade");
+    assert!(
+        out.status.success(),
+        "{}\n{}\nfollower:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        f.log()
+    );
+    let after = instances(&m, "us-east-1").await;
+    let slots: Vec<&str> = after.iter().map(|a| a.0.as_str()).collect();
+    assert_eq!(slots, ["broker-1", "broker-2", "broker-3"], "{after:?}");
+    assert!(
+        after
+            .iter()
+            .all(|a| a.2 == "running" && a.3 == "ami-0d0ebb1e000000014"),
+        "{after:?}"
+    );
+    let eips = addresses(&m, "us-east-1").await;
+    assert_eq!(
+        eips.values()
+            .filter(|i| after.iter().any(|a| &a.1 == *i))
+            .count(),
+        3,
+        "{eips:?}"
+    );
+    assert_eq!(snapshotted(&m, "us-east-1").await.len(), 3);
+    f.gwctl(&r, &m)
+        .args(["plan", "us-east-1", "--detailed-exitcode"])
+        .assert()
+        .code(0);
 }

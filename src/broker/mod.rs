@@ -95,6 +95,14 @@ pub struct FederationLink {
     pub node: Option<String>,
 }
 
+/// A quorum queue's replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumQueue {
+    pub name: String,
+    pub members: Vec<String>,
+    pub online: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Overview {
     pub cluster_name: String,
@@ -621,6 +629,79 @@ impl Client {
             what: "nodes".into(),
             reason: format!("unexpected answer: {e}"),
         })
+    }
+
+    /// The cluster's nodes: (name, running).
+    pub async fn nodes(&self) -> Result<Vec<(String, bool)>, BrokerError> {
+        let v = self
+            .call(Method::GET, "nodes?columns=name,running", "nodes", None)
+            .await?;
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| {
+                Some((
+                    n["name"].as_str()?.to_string(),
+                    n["running"].as_bool().unwrap_or(false),
+                ))
+            })
+            .collect())
+    }
+
+    /// Every quorum queue: (vhost/name, its members, the members online).
+    pub async fn quorum_queues(&self) -> Result<Vec<QuorumQueue>, BrokerError> {
+        let v = self
+            .call(
+                Method::GET,
+                "queues?columns=vhost,name,type,members,online",
+                "queues",
+                None,
+            )
+            .await?;
+        let names = |q: &Value, field: &str| -> Vec<String> {
+            q[field]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m.as_str().map(str::to_string))
+                .collect()
+        };
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|q| q["type"].as_str() == Some("quorum"))
+            .map(|q| QuorumQueue {
+                name: format!(
+                    "{}/{}",
+                    q["vhost"].as_str().unwrap_or_default(),
+                    q["name"].as_str().unwrap_or_default()
+                ),
+                members: names(q, "members"),
+                online: names(q, "online"),
+            })
+            .collect())
+    }
+
+    /// Why stopping this node would leave a quorum queue without a majority, if it would
+    /// (`/api/health/checks/node-is-quorum-critical`, asked of the node itself).
+    pub async fn quorum_critical(&self) -> Result<Option<String>, BrokerError> {
+        match self
+            .call_once(
+                Method::GET,
+                "health/checks/node-is-quorum-critical",
+                "quorum-critical check",
+                None,
+            )
+            .await
+        {
+            Ok(_) => Ok(None),
+            Err(BrokerError::Http {
+                status: 503,
+                reason,
+                ..
+            }) => Ok(Some(reason)),
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn federation_links(&self) -> Result<Vec<FederationLink>, BrokerError> {

@@ -641,6 +641,10 @@ pub async fn elastic_ips(c: &Client, o: &Owner) -> Result<Vec<Observed>, CloudEr
             if let Some(assoc) = a.association_id() {
                 ob.parts.insert("association".into(), assoc.to_string());
             }
+            // Which instance exactly: a broker and its replacement share a key.
+            if let Some(instance) = a.instance_id() {
+                ob.parts.insert("instance_id".into(), instance.to_string());
+            }
             ob.state = a.public_ip().map(str::to_string);
             Some(ob)
         })

@@ -39,8 +39,8 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<Status> {
         Command::Sandbox(SandboxCommand::Stop(ref args)) => sandbox::stop(args, printer),
         Command::Sandbox(SandboxCommand::Follow(ref args)) => {
             // The follower writes the endpoint file; it reads none.
-            let engine = Engine::load(&cli.regions, Selection::All, None, Scope::All)?;
-            sandbox::follow(&engine, args, printer)
+            let load = || Engine::load(&cli.regions, Selection::All, None, Scope::All);
+            sandbox::follow(load, args, printer)
         }
         Command::Sandbox(SandboxCommand::Storm(ref args)) => {
             sandbox::storm(&cli.regions, cli.broker_endpoints.as_deref(), args, printer)

@@ -51,10 +51,11 @@ pub fn start(regions: &Path, args: &SandboxArgs, printer: &Printer) -> Result<St
 
 /// Runs the sandbox that follows the cloud until SIGINT or SIGTERM, then stops its nodes.
 pub fn follow(
-    engine: &crate::engine::Engine,
+    load: impl Fn() -> Result<crate::engine::Engine>,
     args: &FollowArgs,
     printer: &Printer,
 ) -> Result<Status> {
+    let mut engine = load()?;
     let dir = &args.sandbox.sandbox.dir;
     let install = args.sandbox.install();
     crate::engine::runtime()?.block_on(async {
@@ -76,7 +77,12 @@ pub fn follow(
             .map_err(|e| Error::io("listening for SIGTERM", e))?;
         let interval = Duration::from_millis(args.interval_ms.max(100));
         loop {
-            match sandbox.follow_once(engine, &install).await {
+            // Region files edited while following are read again (invalid ones are not).
+            match load() {
+                Ok(e) => engine = e,
+                Err(e) => printer.warn(&format!("region files: {e}")),
+            }
+            match sandbox.follow_once(&engine, &install).await {
                 Ok(changes) => changes.iter().for_each(|c| printer.info(&c.to_string())),
                 Err(e) => printer.warn(&format!("following the cloud: {e}")),
             }

@@ -7,7 +7,8 @@ use crate::printer::progress::Reporter;
 /// Plans without a lock, shows the steps and their gates, asks, then lets the engine roll
 /// them out region by region under each region's lock.
 pub fn run(cli: &Cli, args: &UpgradeArgs, printer: &Printer) -> Result<Status> {
-    let engine = super::engine(cli, super::selection(&args.select), args.scope)?;
+    let mut engine = super::engine(cli, super::selection(&args.select), args.scope)?;
+    engine.newest_images = true;
     let rt = runtime()?;
     let plan = rt.block_on(engine.plan_upgrade(&args.select.names));
     for e in &plan.failed {
@@ -34,7 +35,10 @@ pub fn run(cli: &Cli, args: &UpgradeArgs, printer: &Printer) -> Result<Status> {
     rt.block_on(engine.upgrade(
         &plan,
         super::up::apply_options(&args.apply),
-        std::time::Duration::from_secs(args.pause),
+        crate::engine::upgrade::RollOptions {
+            pause: std::time::Duration::from_secs(args.pause),
+            max_unavailable: usize::from(args.max_unavailable),
+        },
         &reporter,
     ))?;
     Ok(Status::Success)

@@ -13,9 +13,11 @@ pub mod dns;
 pub mod drill;
 pub mod events;
 pub mod federation;
+pub mod gates;
 pub mod instances;
 pub mod lock;
 pub mod planning;
+mod roll;
 pub mod saved;
 pub mod status;
 pub mod upgrade;
@@ -69,6 +71,9 @@ pub struct Engine {
     /// The endpoint file, read again where brokers come and go during a run.
     endpoints_file: Option<std::path::PathBuf>,
     pub scope: Scope,
+    /// Plan brokers on the newest image the region files select (`upgrade`), instead of
+    /// keeping the one they run while it is still selected (`plan`, `up`).
+    pub newest_images: bool,
     /// The backend's upstream sets are shared by all regions: regions applied concurrently
     /// take turns at read-modify-write.
     federation_turn: tokio::sync::Mutex<()>,
@@ -92,6 +97,7 @@ impl Engine {
             endpoints: map,
             endpoints_file: endpoints.map(Path::to_path_buf),
             scope,
+            newest_images: false,
             federation_turn: tokio::sync::Mutex::new(()),
         })
     }

@@ -150,11 +150,14 @@ impl Engine {
                     (actual.map_err(failed)?, broker_images.map_err(failed)?);
                 // Instances keep the image they run while the region file still selects it: a
                 // newer image is an available upgrade, never a silent replacement.
-                let (broker_image, newer) = desired::choose_image(
-                    &broker_images,
-                    &desired::running_images(&actual, "broker-"),
-                )
-                .ok_or_else(|| Error::Failed(format!("{region}: no broker image")))?;
+                // `upgrade` rolls them onto the newest.
+                let running = if self.newest_images {
+                    Vec::new()
+                } else {
+                    desired::running_images(&actual, "broker-")
+                };
+                let (broker_image, newer) = desired::choose_image(&broker_images, &running)
+                    .ok_or_else(|| Error::Failed(format!("{region}: no broker image")))?;
                 advisories.extend(newer.map(|n| upgrade_note("brokers", broker_image, n)));
                 let broker_image = broker_image.clone();
                 let mut support_images = std::collections::BTreeMap::new();

@@ -4,8 +4,9 @@
 //!
 //! - new VPN tunnel options, one tunnel at a time: AWS takes a tunnel down while it applies
 //!   them, so the other must be up first, and the changed one up again before the next;
-//! - broker replacements and removals, one broker at a time (not carried out yet: see
-//!   [`BROKERS_NOT_YET`]).
+//! - broker replacements and removals, a batch at a time (`--max-unavailable`, see
+//!   `engine/roll.rs`): the replacement joins the cluster before the broker it replaces is
+//!   drained, its address moved, its volume snapshotted and the instance deleted.
 //!
 //! Every step is found again from what AWS reports (held changes of a fresh plan), so a run
 //! interrupted anywhere — even killed — is resumed by running `upgrade` again.
@@ -23,11 +24,20 @@ use crate::model::resources::{Key, Payload, Spec, TunnelSpec, TunnelState};
 /// How long a changed tunnel may take to come back up before the roll stops.
 const TUNNEL_BACK: Duration = Duration::from_secs(600);
 
-/// What a broker step needs and gwctl does not do yet; the held replacements stay as they are.
-pub const BROKERS_NOT_YET: &str = "replacing or removing brokers is not carried out yet: it \
-     needs each new broker's health gates (cluster membership, alarms, quorum replicas, \
-     federation links, Route53, an MQTT round trip) and the sandbox's brokers per instance; \
-     no broker was changed (the other steps were carried out)";
+/// How a roll goes: the pause between regions, brokers out at once.
+#[derive(Debug, Clone, Copy)]
+pub struct RollOptions {
+    pub pause: Duration,
+    pub max_unavailable: usize,
+}
+
+/// The most brokers a region may have out at once: a quorum queue keeps
+/// [`crate::render::QUORUM_GROUP_SIZE`] replicas on any of its nodes, so more than a minority
+/// of that out at once could take a queue's majority with it.
+pub fn max_unavailable_allowed(brokers: u8) -> usize {
+    let group = usize::from(brokers.min(crate::render::QUORUM_GROUP_SIZE));
+    group.saturating_sub(1).div_euclid(2).max(1)
+}
 
 /// One step of an upgrade.
 #[derive(Debug, Clone, Serialize)]
@@ -50,6 +60,10 @@ pub enum Step {
 }
 
 impl Step {
+    pub fn is_broker(&self) -> bool {
+        matches!(self, Step::Broker { .. })
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Step::Tunnel {
@@ -80,10 +94,12 @@ impl Step {
                 "after: the connection available and this tunnel UP again",
             ],
             Step::Broker { .. } => vec![
-                "before and after: cluster membership complete, no alarm, quorum queues with \
-                 their replicas, federation links running both ways, Route53 checks healthy, \
-                 an MQTT-over-TLS round trip through the region's name",
-                "the old broker drained (maintenance mode) before its address moves and its \
+                "before, with the replacement, after: every running broker answers, the \
+                 cluster's running nodes are exactly those brokers, no resource alarm, quorum \
+                 queues with all their replicas online, federation links running both ways, \
+                 Route53 health checks healthy",
+                "the old broker is stopped only if no quorum queue needs it for its majority; \
+                 stopping it drains it (maintenance mode) before its address moves and its \
                  volume is snapshotted",
             ],
         }
@@ -106,13 +122,6 @@ pub struct UpgradePlan {
 impl UpgradePlan {
     pub fn is_empty(&self) -> bool {
         self.regions.iter().all(|r| r.steps.is_empty())
-    }
-
-    pub fn has_broker_steps(&self) -> bool {
-        self.regions
-            .iter()
-            .flat_map(|r| &r.steps)
-            .any(|s| matches!(s, Step::Broker { .. }))
     }
 }
 
@@ -253,7 +262,7 @@ impl Engine {
         &self,
         plan: &UpgradePlan,
         opts: ApplyOptions,
-        pause: Duration,
+        roll: RollOptions,
         events: &dyn Events,
     ) -> Result<()> {
         if let Some(e) = plan.failed.first() {
@@ -261,16 +270,42 @@ impl Engine {
                 "not every region could be planned: {e}"
             )));
         }
-        // Tunnel steps go ahead; broker steps are reported as not carried out, at the end.
-        let carried = |r: &&RegionUpgrade| r.steps.iter().any(|s| matches!(s, Step::Tunnel { .. }));
-        for (n, region) in plan.regions.iter().filter(carried).enumerate() {
-            if n > 0 && !pause.is_zero() {
+        for region in &plan.regions {
+            let Some(gw) = self.gateway(&region.region) else {
+                continue;
+            };
+            let allowed = max_unavailable_allowed(gw.brokers.count);
+            if roll.max_unavailable > allowed && region.steps.iter().any(Step::is_broker) {
+                return Err(Error::Usage(format!(
+                    "--max-unavailable {}: {} has {} brokers and quorum queues keep {} \
+                     replicas; more than {allowed} broker(s) out at once could take a queue's \
+                     majority with them",
+                    roll.max_unavailable,
+                    region.region,
+                    gw.brokers.count,
+                    gw.brokers.count.min(crate::render::QUORUM_GROUP_SIZE)
+                )));
+            }
+        }
+        // Broker steps need the brokers: where none answers, refuse before taking any lock.
+        for region in plan
+            .regions
+            .iter()
+            .filter(|r| r.steps.iter().any(Step::is_broker))
+        {
+            if let Some(gw) = self.gateway(&region.region) {
+                self.check_brokers_reachable(gw).await?;
+            }
+        }
+        let todo = |r: &&RegionUpgrade| !r.steps.is_empty();
+        for (n, region) in plan.regions.iter().filter(todo).enumerate() {
+            if n > 0 && !roll.pause.is_zero() {
                 events.emit(Event::Progress(format!(
                     "pausing {} s before {}",
-                    pause.as_secs(),
+                    roll.pause.as_secs(),
                     region.region
                 )));
-                tokio::time::sleep(pause).await;
+                tokio::time::sleep(roll.pause).await;
             }
             let name = region.region.clone();
             let locks = self
@@ -281,21 +316,27 @@ impl Engine {
                     events,
                 )
                 .await?;
-            let result = self.upgrade_region(region, events).await;
+            let result = self
+                .upgrade_region(region, opts, roll.max_unavailable.max(1), events)
+                .await;
             self.release_locks(locks, events).await;
-            result?;
-        }
-        if plan.has_broker_steps() {
-            return Err(Error::Failed(BROKERS_NOT_YET.into()));
+            result.map_err(|e| resume_hint(e, &name))?;
         }
         Ok(())
     }
 
-    async fn upgrade_region(&self, shown: &RegionUpgrade, events: &dyn Events) -> Result<()> {
+    async fn upgrade_region(
+        &self,
+        shown: &RegionUpgrade,
+        opts: ApplyOptions,
+        max_unavailable: usize,
+        events: &dyn Events,
+    ) -> Result<()> {
         let region = shown.region.as_str();
         let again = self.plan_region(self.gateway(region), region).await?;
         self.same_as_shown(&shown.work, &again, "run upgrade again")?;
         let failed = |e: crate::cloud::CloudError| Error::Failed(format!("{region}: {e}"));
+        let total = shown.steps.len();
         for (i, step) in shown.steps.iter().enumerate() {
             let Step::Tunnel {
                 vpn,
@@ -327,7 +368,7 @@ impl Engine {
             events.emit(Event::Progress(format!(
                 "{region}: step {}/{}: {}",
                 i + 1,
-                shown.steps.len(),
+                total,
                 step.describe()
             )));
             again
@@ -345,7 +386,40 @@ impl Engine {
                 "{region}: tunnel {outside_ip} has its new options and is up"
             )));
         }
+        let brokers: Vec<(usize, &Step)> = shown
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_broker())
+            .collect();
+        let Some(gw) = self.gateway(region) else {
+            return Ok(());
+        };
+        for batch in brokers.chunks(max_unavailable) {
+            let steps: Vec<&Step> = batch.iter().map(|(_, s)| *s).collect();
+            for (i, step) in batch {
+                events.emit(Event::Progress(format!(
+                    "{region}: step {}/{total}: {}",
+                    i + 1,
+                    step.describe()
+                )));
+            }
+            self.roll_brokers(gw, &steps, opts.broker_wait, events)
+                .await?;
+        }
         Ok(())
+    }
+}
+
+/// A failed roll says where it stopped and how to go on.
+fn resume_hint(e: Error, region: &str) -> Error {
+    match e {
+        Error::Failed(m) => Error::Failed(format!(
+            "{m}\nthe roll stopped here: what is done stays done. Run `gwctl upgrade {region}` \
+             again to resume once the cause is fixed (a replacement already running is kept); \
+             `gwctl plan {region}` shows what is left"
+        )),
+        other => other,
     }
 }
 

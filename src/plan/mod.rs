@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::model::Action;
-use crate::model::resources::{Actual, Desired, Key, Observed, Payload, Spec};
+use crate::model::resources::{Actual, Desired, Key, Kind, Observed, Payload, Spec};
 use crate::model::sha256_hex;
 
 /// One resource's change.
@@ -137,7 +137,9 @@ pub fn diff(
     let wanted: BTreeSet<&Key> = desired.iter().map(|d| &d.key).collect();
     for d in &desired {
         let mut found = actual.get(&d.key);
-        found.sort_by(|a, b| a.id.cmp(&b.id));
+        // The one to keep: one that is already what is desired (a broker's replacement
+        // running beside the broker it replaces), else the oldest id.
+        found.sort_by_key(|a| (a.spec.as_declared(&d.spec) != d.spec, a.id.clone()));
         let (action, before, paths, reason) = match found.first() {
             None => (Action::Create, None, vec![], None),
             Some(a) if a.spec.as_declared(&d.spec) == d.spec => {
@@ -165,15 +167,21 @@ pub fn diff(
             reason,
             replace_paths: paths,
         });
-        // Two resources with one key: an earlier run was interrupted between a create and its
+        // Two resources with one key: a broker and its replacement (`upgrade` launches the
+        // new one beside the old), an earlier run interrupted between a create and its
         // bookkeeping, or someone copied our tags. Keep one, delete the rest.
+        let kept_matches = action == Action::NoOp;
         for extra in found.iter().skip(1) {
             changes.push(Change {
                 key: d.key.clone(),
                 action: Action::Delete,
                 before: Some((*extra).clone()),
                 after: None,
-                reason: Some("delete_because_duplicate"),
+                reason: Some(if kept_matches && d.key.is_broker() {
+                    "delete_because_replaced"
+                } else {
+                    "delete_because_duplicate"
+                }),
                 replace_paths: vec![],
             });
         }
@@ -220,11 +228,24 @@ pub fn diff(
 /// where they are (they follow when `upgrade` replaces a broker). New VPN tunnel options too.
 fn hold_brokers(changes: &mut [Change]) -> Vec<Held> {
     let mut held = Vec::new();
+    // A replacement already running beside its broker (an interrupted `upgrade`): the old
+    // broker is still to be drained, and its address to be moved, by `upgrade`.
+    let replacing: BTreeMap<Key, String> = changes
+        .iter()
+        .filter(|c| c.reason == Some("delete_because_replaced"))
+        .filter_map(|c| {
+            let kept = changes
+                .iter()
+                .find(|k| k.key == c.key && k.after.is_some())?;
+            Some((c.key.clone(), kept.before.as_ref()?.id.clone()))
+        })
+        .collect();
     for c in changes.iter_mut() {
         let Some(before) = &c.before else { continue };
         let removal =
             c.action == Action::Delete && c.reason == Some("delete_because_owned_not_declared");
-        if !c.key.is_broker() || !(c.action == Action::Replace || removal) {
+        let replaced = c.reason == Some("delete_because_replaced");
+        if !c.key.is_broker() || !(c.action == Action::Replace || removal || replaced) {
             continue;
         }
         held.push(Held {
@@ -233,12 +254,24 @@ fn hold_brokers(changes: &mut [Change]) -> Vec<Held> {
             action: if removal { "delete" } else { "replace" },
             because: if removal {
                 vec!["count".to_string()]
+            } else if let Some(new) = replacing.get(&c.key) {
+                vec![format!("its replacement {new} runs beside it")]
             } else {
                 c.replace_paths.iter().map(|p| p.to_string()).collect()
             },
         });
         c.action = Action::NoOp;
         c.reason = Some("held_for_upgrade");
+    }
+    // Its address stays on the old broker until `upgrade` has drained it.
+    for c in changes.iter_mut() {
+        if c.key.kind == Kind::ElasticIp
+            && c.action == Action::Update
+            && replacing.keys().any(|k| k.name == c.key.name)
+        {
+            c.action = Action::NoOp;
+            c.reason = Some("held_for_upgrade");
+        }
     }
     // New tunnel options take the VPN's tunnels down while AWS applies them: `upgrade` changes
     // one tunnel at a time (the other carries the traffic).

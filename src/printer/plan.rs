@@ -76,6 +76,7 @@ fn reason_text(c: &Change) -> String {
         Some("replace_because_dependency_replaced") => "a resource it uses is replaced".into(),
         Some("delete_because_owned_not_declared") => "owned by gwctl, no longer declared".into(),
         Some("delete_because_duplicate") => "duplicate of the same resource".into(),
+        Some("delete_because_replaced") => "replaced: its replacement runs".into(),
         Some("delete_because_destroy") => "down".into(),
         Some("held_for_upgrade") => "left to `gwctl upgrade`".into(),
         Some(other) => other.into(),

@@ -93,7 +93,7 @@ impl Sandbox {
         Sandbox::start_mode(stack, dir, install, true).await
     }
 
-    /// One pass: boots a node for every running broker instance without one, drains and
+    /// One pass (`engine` loaded from the region files as they are now): boots a node for every running broker instance without one, drains and
     /// stops the node of every instance no longer running, rewrites the endpoint file.
     pub async fn follow_once(
         &mut self,
@@ -101,6 +101,9 @@ impl Sandbox {
         install: &Install,
     ) -> Result<Vec<Followed>, SandboxError> {
         let failed = |e: crate::error::Error| SandboxError::Failed(e.to_string());
+        // The region files as they are now: an instance launched after they changed runs
+        // what they render now.
+        self.stack = engine.stack.clone();
         let mut out = Vec::new();
         let gateways: Vec<GatewaySpec> =
             self.stack.gateways.iter().map(|g| g.spec.clone()).collect();

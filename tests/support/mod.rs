@@ -153,6 +153,7 @@ pub fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 pub mod fault_proxy;
+pub mod follower;
 pub mod moto;
 
 /// The RabbitMQ production runs (Debian 13's 4.0, in the trixie root scripts/setup builds;

@@ -1,0 +1,268 @@
+//! Health gates between the steps of `upgrade`: what must hold in a gateway region before a
+//! broker is touched and after each step. They ask the brokers themselves (over the backend
+//! network, or where the endpoint file says), the backend, and Route53.
+
+use std::time::{Duration, Instant};
+
+use super::Engine;
+use super::events::{Event, Events};
+use crate::error::{Error, Result};
+use crate::spec::GatewaySpec;
+
+/// What a broker gate needs and an emulated cloud without a sandbox cannot give.
+const NO_BROKER: &str = "gwctl reaches brokers' management API over the backend network; on an \
+     emulator, run `gwctl sandbox follow` and pass its endpoint file (--broker-endpoints)";
+
+/// The result of checking a region's gates once.
+pub struct GateCheck {
+    /// Whether any broker answered at all.
+    pub reached: bool,
+    pub failures: Vec<String>,
+}
+
+impl Engine {
+    /// Checks every gate of a gateway region once: each running broker instance answers; the
+    /// cluster's running nodes are exactly those brokers; no resource alarm; every quorum
+    /// queue has all its replicas online, as many as the cluster allows up to three;
+    /// federation links running both ways; Route53's health checks healthy.
+    pub async fn check_gates(&self, gw: &GatewaySpec) -> Result<GateCheck> {
+        let region = gw.region.as_str();
+        let mut failures = Vec::new();
+        let instances = self.broker_instances(region).await?;
+        let running: Vec<_> = instances.iter().filter(|i| i.state == "running").collect();
+        let mut clients = Vec::new();
+        for i in &running {
+            let Some(address) = self.instance_address(gw, &i.id, i.private_ip.as_deref()) else {
+                failures.push(format!("{} ({}) has no address yet", i.slot, i.id));
+                continue;
+            };
+            let client = self.gateway_client(gw, &address)?;
+            match client.overview().await {
+                Ok(_) => clients.push(client),
+                Err(e) => failures.push(format!("{} ({}) does not answer: {e}", i.slot, i.id)),
+            }
+        }
+        let Some(any) = clients.first() else {
+            return Ok(GateCheck {
+                reached: false,
+                failures,
+            });
+        };
+        let failed = |what: &str, e: crate::broker::BrokerError| format!("{what}: {e}");
+        match any.nodes().await {
+            Ok(nodes) => {
+                let up = nodes.iter().filter(|(_, r)| *r).count();
+                let down: Vec<&str> = nodes
+                    .iter()
+                    .filter(|(_, r)| !r)
+                    .map(|(n, _)| n.as_str())
+                    .collect();
+                if up != running.len() || !down.is_empty() {
+                    failures.push(format!(
+                        "cluster membership: {up} nodes running for {} running broker \
+                         instances{}",
+                        running.len(),
+                        if down.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; members down: {}", down.join(", "))
+                        }
+                    ));
+                }
+            }
+            Err(e) => failures.push(failed("cluster membership", e)),
+        }
+        match any.alarms_in_effect().await {
+            Ok(Some(reason)) => failures.push(format!("resource alarm: {reason}")),
+            Ok(None) => {}
+            Err(e) => failures.push(failed("alarms", e)),
+        }
+        let wanted = running
+            .len()
+            .min(usize::from(crate::render::QUORUM_GROUP_SIZE));
+        match any.quorum_queues().await {
+            Ok(queues) => {
+                let short: Vec<String> = queues
+                    .iter()
+                    .filter(|q| q.online.len() < q.members.len() || q.members.len() < wanted)
+                    .map(|q| {
+                        format!(
+                            "{} ({}/{} online, {wanted} wanted)",
+                            q.name,
+                            q.online.len(),
+                            q.members.len()
+                        )
+                    })
+                    .collect();
+                if !short.is_empty() {
+                    failures.push(format!(
+                        "quorum queues short of replicas: {}",
+                        summarize(&short)
+                    ));
+                }
+            }
+            Err(e) => failures.push(failed("quorum queues", e)),
+        }
+        failures.extend(self.link_failures(gw, any).await);
+        failures.extend(self.route53_failures(gw).await?);
+        Ok(GateCheck {
+            reached: true,
+            failures,
+        })
+    }
+
+    /// Federation links of the region, both ways: the gateway's from the backend, the
+    /// backend's from the gateway.
+    async fn link_failures(
+        &self,
+        gw: &GatewaySpec,
+        gateway: &crate::broker::Client,
+    ) -> Vec<String> {
+        let mut failures = Vec::new();
+        fn check(
+            side: &str,
+            links: Vec<crate::broker::FederationLink>,
+            want: usize,
+        ) -> Option<String> {
+            let running = links.iter().filter(|l| l.status == "running").count();
+            let bad: Vec<String> = links
+                .iter()
+                .filter(|l| l.status != "running")
+                .map(|l| format!("{} {}", l.upstream, l.status))
+                .collect();
+            (running < want || !bad.is_empty()).then(|| {
+                format!(
+                    "federation {side}: {running} of {want} links running{}",
+                    if bad.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", summarize(&bad))
+                    }
+                )
+            })
+        }
+        match gateway.federation_links().await {
+            Ok(links) => failures.extend(check(
+                "backend->gateway",
+                links
+                    .into_iter()
+                    .filter(|l| l.upstream.starts_with("backend."))
+                    .collect(),
+                gw.federation.from_backend.len(),
+            )),
+            Err(e) => failures.push(format!("federation links on the gateway: {e}")),
+        }
+        if self.scope.federation() {
+            let prefix = format!("gw.{}.", gw.region);
+            match self.backend_client() {
+                Ok(backend) => match backend.federation_links().await {
+                    Ok(links) => failures.extend(check(
+                        "gateway->backend",
+                        links
+                            .into_iter()
+                            .filter(|l| l.upstream.starts_with(&prefix))
+                            .collect(),
+                        gw.federation.to_backend.len(),
+                    )),
+                    Err(e) => failures.push(format!("federation links on the backend: {e}")),
+                },
+                Err(e) => failures.push(format!("the backend: {e}")),
+            }
+        }
+        failures
+    }
+
+    /// Route53's health checks of the region's brokers, as Route53 reports them now.
+    async fn route53_failures(&self, gw: &GatewaySpec) -> Result<Vec<String>> {
+        let work = self.plan_region(Some(gw), &gw.region).await?;
+        let Some(plan) = &work.dns else {
+            return Ok(Vec::new());
+        };
+        let served = super::dns::served_by_plan(&work.aws, &self.stack, plan).await?;
+        Ok(served
+            .checks
+            .iter()
+            .filter(|c| !c.healthy)
+            .map(|c| {
+                format!(
+                    "Route53 health check {} ({}): {} checkers report healthy",
+                    c.name, c.target, c.checkers
+                )
+            })
+            .collect())
+    }
+
+    /// Fails, saying why, when no broker of the region answers at all.
+    pub async fn check_brokers_reachable(&self, gw: &GatewaySpec) -> Result<()> {
+        let check = self.check_gates(gw).await?;
+        if check.reached {
+            return Ok(());
+        }
+        Err(Error::Failed(format!(
+            "{}: gates before: no broker answers ({}); {NO_BROKER}",
+            gw.region,
+            summarize(&check.failures)
+        )))
+    }
+
+    /// Waits until every gate of the region passes, at most `timeout`, reporting what still
+    /// fails. A region where no broker answers at all is refused at once: nothing to wait for.
+    pub async fn wait_gates(
+        &self,
+        gw: &GatewaySpec,
+        when: &str,
+        timeout: Duration,
+        events: &dyn Events,
+    ) -> Result<()> {
+        let region = gw.region.as_str();
+        let start = Instant::now();
+        let mut delay = Duration::from_secs(1);
+        let mut reached_once = false;
+        loop {
+            let check = self.check_gates(gw).await?;
+            reached_once |= check.reached;
+            if check.reached && check.failures.is_empty() {
+                events.emit(Event::Done(format!(
+                    "{region}: gates {when}: passed ({} s)",
+                    start.elapsed().as_secs()
+                )));
+                return Ok(());
+            }
+            if !reached_once {
+                return Err(Error::Failed(format!(
+                    "{region}: gates {when}: no broker answers ({}); {NO_BROKER}",
+                    summarize(&check.failures)
+                )));
+            }
+            if start.elapsed() > timeout {
+                return Err(Error::Failed(format!(
+                    "{region}: gates {when} still fail after {} s: {}",
+                    timeout.as_secs(),
+                    check.failures.join("; ")
+                )));
+            }
+            events.emit(Event::Progress(format!(
+                "{region}: gates {when}: waiting ({} s): {}",
+                start.elapsed().as_secs(),
+                summarize(&check.failures)
+            )));
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(10));
+        }
+    }
+}
+
+/// The first few of a list, and how many more.
+fn summarize(items: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let mut s = items
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > SHOWN {
+        s.push_str(&format!(" and {} more", items.len() - SHOWN));
+    }
+    s
+}
