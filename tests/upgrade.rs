@@ -489,3 +489,178 @@ async fn a_killed_upgrade_resumes_with_no_orphan() {
         .assert()
         .code(0);
 }
+
+/// The issue's proof on the sandbox's 3-node gateway cluster: a tuning change that needs
+/// every broker replaced, rolled under continuous traffic both ways, loses no confirmed
+/// telemetry and no confirmed command, the device with a persistent session reconnects, and
+/// the sampled cluster never has fewer nodes running than the region has brokers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_under_traffic_loses_no_message_either_way() {
+    use crate::support::traffic::{Parties, Traffic};
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    let (r, m) = (Regions::examples(), Moto::start());
+    let f = Follower::start(&r, &m);
+    f.gwctl(&r, &m)
+        .args(["up", "us-east-1", "--yes"])
+        .assert()
+        .success();
+
+    let stack = gwctl::spec::load(r.dir(), &gwctl::spec::Selection::All).expect("stack");
+    let device_ca = gwctl::spec::tls::device_authority(&stack).expect("device CA");
+    let issue = |id: &str| {
+        let issued = device_ca
+            .issue_device(id, std::time::SystemTime::now())
+            .expect("device certificate");
+        (id.to_string(), issued.cert_pem, issued.key_pem)
+    };
+    let map = gwctl::endpoints::EndpointMap::load(&f.endpoints()).expect("endpoints");
+    let backend = map
+        .get("backend")
+        .and_then(|a| a.first())
+        .expect("backend")
+        .clone();
+    let backend_login = gwctl::sandbox::clients::Login {
+        host: backend.host.clone(),
+        port: backend.amqp_port,
+        user: stack.backend.spec.credentials.admin.user.clone(),
+        password: Some(gwctl::spec::secret::Secret::new(
+            r.secrets["GWCTL_BACKEND_ADMIN_PASSWORD"].clone(),
+        )),
+        ca_pem: std::fs::read_to_string(backend.ca_file.as_deref().expect("backend CA"))
+            .expect("backend CA"),
+        identity: None,
+    };
+    let parties = Parties {
+        endpoints: f.endpoints(),
+        stack_ca: r.secrets["GWCTL_STACK_CA_CERT"].clone(),
+        backend: backend_login.clone(),
+        telemetry_device: issue("meter-7"),
+        command_device: issue("valve-9"),
+    };
+    // Telemetry waits for the test in a durable queue on the backend.
+    gwctl::sandbox::clients::declare_durable_queue(
+        &backend_login,
+        "test.telemetry",
+        "amq.topic",
+        "devices.meter-7.#",
+    )
+    .await
+    .expect("telemetry queue");
+
+    let traffic = Traffic::start(&parties);
+    // Both ways flow before the roll starts.
+    let start = Instant::now();
+    while traffic
+        .counts
+        .commands_received
+        .lock()
+        .map_or(0, |c| c.len())
+        < 10
+        || traffic
+            .counts
+            .telemetry_confirmed
+            .lock()
+            .map_or(0, |c| c.len())
+            < 10
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no traffic before the roll"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A tuning change renders new user-data: every broker is replaced.
+    r.edit(
+        "us-east-1.yaml",
+        "  count: 3\n",
+        "  count: 3\n  tuning: throughput\n",
+    );
+    let sampler = Sampler::start(&r, &f);
+    let upgrade = {
+        let mut cmd = f.gwctl(&r, &m);
+        tokio::task::spawn_blocking(move || {
+            cmd.args(["upgrade", "us-east-1", "--yes"])
+                .output()
+                .expect("upgrade")
+        })
+    };
+    let out = upgrade.await.expect("upgrade task");
+    let samples = sampler.finish().await;
+    assert!(
+        out.status.success(),
+        "{}\n{}\nfollower:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        f.log()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    traffic.stop_publishing();
+
+    // Everything confirmed arrives, at least once.
+    let confirmed = traffic
+        .counts
+        .telemetry_confirmed
+        .lock()
+        .expect("counts")
+        .clone();
+    let mut consumer =
+        gwctl::sandbox::clients::AmqpConsumer::on_queue(&backend_login, "test.telemetry")
+            .await
+            .expect("consumer");
+    let mut arrived = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !confirmed.is_subset(&arrived) && Instant::now() < deadline {
+        if let Some(m) = consumer.next(Duration::from_secs(5)).await
+            && let Some(seq) = std::str::from_utf8(&m.payload)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+        {
+            arrived.insert(seq);
+        }
+    }
+    consumer.close().await;
+    let sent = traffic.counts.commands_sent.lock().expect("counts").clone();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !sent.is_subset(&traffic.counts.commands_received.lock().expect("counts"))
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let counts = traffic.finish().await;
+    let received = counts.commands_received.lock().expect("counts").clone();
+    let lost_telemetry: Vec<&u64> = confirmed.difference(&arrived).collect();
+    let lost_commands: Vec<&u64> = sent.difference(&received).collect();
+    println!(
+        "telemetry: {} confirmed, {} arrived, {} retries; commands: {} sent, {} received, {} \
+         reconnects; cluster nodes running (sampled {}): min {:?}",
+        confirmed.len(),
+        arrived.len(),
+        counts.telemetry_retries.load(Ordering::Relaxed),
+        sent.len(),
+        received.len(),
+        counts.command_device_reconnects.load(Ordering::Relaxed),
+        samples.len(),
+        samples.iter().min()
+    );
+    assert!(
+        lost_telemetry.is_empty(),
+        "telemetry lost: {lost_telemetry:?}"
+    );
+    assert!(lost_commands.is_empty(), "commands lost: {lost_commands:?}");
+    assert!(
+        confirmed.len() > 100 && sent.len() > 100,
+        "traffic flowed throughout"
+    );
+    assert!(
+        counts.command_device_reconnects.load(Ordering::Relaxed) >= 1,
+        "the device's broker was replaced under it"
+    );
+    assert!(samples.iter().all(|n| *n >= 3), "{samples:?}");
+    f.gwctl(&r, &m)
+        .args(["plan", "us-east-1", "--detailed-exitcode"])
+        .assert()
+        .code(0);
+}

@@ -155,6 +155,7 @@ pub fn contains(haystack: &[u8], needle: &str) -> bool {
 pub mod fault_proxy;
 pub mod follower;
 pub mod moto;
+pub mod traffic;
 
 /// The RabbitMQ production runs (Debian 13's 4.0, in the trixie root scripts/setup builds;
 /// `GWCTL_RABBITMQ_ROOT` names another root).
