@@ -397,11 +397,16 @@ async fn upgrade_rolls_a_newer_image_onto_the_brokers_one_at_a_time() {
         .args(["plan", "us-east-1", "--detailed-exitcode"])
         .assert()
         .code(0);
+    let log = f.log();
     assert_eq!(
-        f.log().matches("drained, stopped and forgotten").count(),
+        log.matches("is stopped: node drained and stopped").count(),
         3,
-        "{}",
-        f.log()
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("is gone: the cluster forgot").count(),
+        3,
+        "{log}"
     );
 }
 

@@ -13,6 +13,17 @@ use crate::spec::GatewaySpec;
 const NO_BROKER: &str = "gwctl reaches brokers' management API over the backend network; on an \
      emulator, run `gwctl sandbox follow` and pass its endpoint file (--broker-endpoints)";
 
+/// Which gates to wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gates {
+    /// Every gate.
+    All,
+    /// Only that every broker instance runs and answers (a roll resumed after its old broker
+    /// was stopped: that broker is still a member that is down, and its address's health
+    /// check may fail, until it is deleted).
+    Answering,
+}
+
 /// The result of checking a region's gates once.
 pub struct GateCheck {
     /// Whether any broker answered at all.
@@ -25,11 +36,14 @@ impl Engine {
     /// cluster's running nodes are exactly those brokers; no resource alarm; every quorum
     /// queue has all its replicas online, as many as the cluster allows up to three;
     /// federation links running both ways; Route53's health checks healthy.
-    pub async fn check_gates(&self, gw: &GatewaySpec) -> Result<GateCheck> {
+    pub async fn check_gates(&self, gw: &GatewaySpec, which: Gates) -> Result<GateCheck> {
         let region = gw.region.as_str();
         let mut failures = Vec::new();
         let instances = self.broker_instances(region).await?;
         let running: Vec<_> = instances.iter().filter(|i| i.state == "running").collect();
+        for i in instances.iter().filter(|i| i.state == "pending") {
+            failures.push(format!("{} ({}) is pending", i.slot, i.id));
+        }
         let mut clients = Vec::new();
         for i in &running {
             let Some(address) = self.instance_address(gw, &i.id, i.private_ip.as_deref()) else {
@@ -48,6 +62,12 @@ impl Engine {
                 failures,
             });
         };
+        if which == Gates::Answering {
+            return Ok(GateCheck {
+                reached: true,
+                failures,
+            });
+        }
         let failed = |what: &str, e: crate::broker::BrokerError| format!("{what}: {e}");
         match any.nodes().await {
             Ok(nodes) => {
@@ -77,9 +97,10 @@ impl Engine {
             Ok(None) => {}
             Err(e) => failures.push(failed("alarms", e)),
         }
-        let wanted = running
-            .len()
-            .min(usize::from(crate::render::QUORUM_GROUP_SIZE));
+        // As many as the rendered reconciliation keeps (a replacement beside a broker does
+        // not raise it).
+        let wanted =
+            usize::from(gw.brokers.count.min(crate::render::QUORUM_GROUP_SIZE)).min(running.len());
         match any.quorum_queues().await {
             Ok(queues) => {
                 let short: Vec<String> = queues
@@ -194,7 +215,7 @@ impl Engine {
 
     /// Fails, saying why, when no broker of the region answers at all.
     pub async fn check_brokers_reachable(&self, gw: &GatewaySpec) -> Result<()> {
-        let check = self.check_gates(gw).await?;
+        let check = self.check_gates(gw, Gates::Answering).await?;
         if check.reached {
             return Ok(());
         }
@@ -211,6 +232,7 @@ impl Engine {
         &self,
         gw: &GatewaySpec,
         when: &str,
+        which: Gates,
         timeout: Duration,
         events: &dyn Events,
     ) -> Result<()> {
@@ -219,7 +241,15 @@ impl Engine {
         let mut delay = Duration::from_secs(1);
         let mut reached_once = false;
         loop {
-            let check = self.check_gates(gw).await?;
+            // A failed call (AWS throttling, the backend restarting) is a gate not yet
+            // passed, asked again, not the end of the roll.
+            let check = match self.check_gates(gw, which).await {
+                Ok(c) => c,
+                Err(e) => GateCheck {
+                    reached: reached_once,
+                    failures: vec![e.to_string()],
+                },
+            };
             reached_once |= check.reached;
             if check.reached && check.failures.is_empty() {
                 events.emit(Event::Done(format!(

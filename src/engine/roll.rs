@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::Engine;
 use super::events::{Event, Events};
+use super::gates::Gates;
 use super::upgrade::Step;
 use crate::cloud::Ids;
 use crate::error::{Error, Result};
@@ -42,11 +43,30 @@ impl Engine {
             })
             .collect();
         let failed = |e: crate::cloud::CloudError| Error::Failed(format!("{region}: {e}"));
-        self.wait_gates(gw, "before", SETTLE, events).await?;
+        // The backend's links follow the brokers there are (heals a run killed after a
+        // deletion).
+        self.converge_federation(gw, events).await?;
+        let work = self.plan_region(Some(gw), region).await?;
+        // A run killed after stopping an old broker resumes mid-way: that broker is a member
+        // that is down (and its address's check may fail) until it is deleted, so only the
+        // gates it cannot fail are waited for until then.
+        let mid_roll = slots.iter().any(|(_, old, _)| {
+            !matches!(
+                observed(&work.plan, old).and_then(|o| o.state.as_deref()),
+                Some("running" | "pending")
+            )
+        });
+        let gates = if mid_roll {
+            Gates::Answering
+        } else {
+            Gates::All
+        };
+        if !mid_roll {
+            self.wait_gates(gw, "before", Gates::All, SETTLE, events)
+                .await?;
+        }
 
         // 1. Replacements, launched beside the brokers they replace.
-        let work = self.plan_region(Some(gw), region).await?;
-        let mut launched = 0;
         for (key, old, action) in &slots {
             if *action != "replace" || replacement(&work.plan, key, old).is_some() {
                 continue;
@@ -55,8 +75,8 @@ impl Engine {
                 .plan
                 .changes
                 .iter()
-                .find(|c| &c.key == *key)
-                .and_then(|c| c.after.as_ref())
+                .filter(|c| &c.key == *key)
+                .find_map(|c| c.after.as_ref())
                 .ok_or_else(|| Error::Failed(format!("{region}: {key} is no longer declared")))?;
             events.emit(Event::Progress(format!(
                 "{region}: launching the replacement of {key} ({old})"
@@ -70,41 +90,60 @@ impl Engine {
                 "{region}: {} launched beside {old}",
                 new.id
             )));
-            launched += 1;
         }
         if slots.iter().any(|(_, _, a)| *a == "replace") {
-            // The replacements run RabbitMQ and are members of the cluster.
-            let wait = if launched > 0 { broker_wait } else { SETTLE };
-            self.wait_gates(gw, "with the replacements", wait, events)
+            // The replacements boot, run RabbitMQ and join the cluster.
+            self.wait_gates(gw, "with the replacements", gates, broker_wait, events)
                 .await?;
         }
 
-        // 2. The old brokers: never one a quorum queue needs for its majority; then drained.
+        // 2. The old brokers: never one a quorum queue needs for its majority; stopping one
+        // drains it (its unit's ExecStop).
         let work = self.plan_region(Some(gw), region).await?;
+        let mut stopped = Vec::new();
         for (key, old, _) in &slots {
             let Some(before) = observed(&work.plan, old) else {
                 continue;
             };
-            if before.state.as_deref() == Some("running") {
-                if let Some(address) = self.instance_address(
-                    gw,
-                    old,
-                    before.parts.get("private_ip").map(String::as_str),
-                ) && let Ok(Some(reason)) =
-                    self.gateway_client(gw, &address)?.quorum_critical().await
-                {
-                    return Err(Error::Failed(format!(
-                        "{region}: {key} ({old}) is critical to quorum queues ({reason}); \
-                         nothing was stopped. Run `gwctl upgrade {region}` again once they have \
-                         their replicas"
-                    )));
+            match before.state.as_deref() {
+                Some("running") => {
+                    let refuse = |why: String| {
+                        Error::Failed(format!(
+                            "{region}: {key} ({old}): {why}; it was not stopped{}. Run `gwctl \
+                             upgrade {region}` again once its quorum queues have their \
+                             replicas elsewhere",
+                            if stopped.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" ({} of this batch were)", stopped.join(", "))
+                            }
+                        ))
+                    };
+                    let ip = before.parts.get("private_ip").map(String::as_str);
+                    let address = self
+                        .instance_address(gw, old, ip)
+                        .ok_or_else(|| refuse("it has no address to ask".into()))?;
+                    match self.gateway_client(gw, &address)?.quorum_critical().await {
+                        Ok(None) => {}
+                        Ok(Some(reason)) => {
+                            return Err(refuse(format!(
+                                "quorum queues would lose their majority without it ({reason})"
+                            )));
+                        }
+                        Err(e) => {
+                            return Err(refuse(format!("its quorum-queue check failed: {e}")));
+                        }
+                    }
                 }
-                events.emit(Event::Progress(format!(
-                    "{region}: stopping {key} ({old}): its broker drains (clients reconnect \
-                     to the others, quorum leaders move) and stops"
-                )));
-                work.aws.stop_instance(old).await.map_err(failed)?;
+                Some("stopping") => {}
+                _ => continue,
             }
+            events.emit(Event::Progress(format!(
+                "{region}: stopping {key} ({old}): its broker drains (clients reconnect to \
+                 the others, quorum leaders move) and stops"
+            )));
+            work.aws.stop_instance(old).await.map_err(failed)?;
+            stopped.push(old.to_string());
         }
 
         // 3. Addresses to the replacements; snapshots and deletion of the old brokers (a
@@ -136,15 +175,25 @@ impl Engine {
             }
         }
 
-        // 4. The region whole again, and the backend's links to it follow the new addresses.
-        self.wait_gates(gw, "after", SETTLE, events).await?;
-        let work = self.plan_region(Some(gw), region).await?;
-        if work.federation.is_some() {
-            self.apply_federation(&work, false, events)
-                .await
-                .map_err(Error::Failed)?;
-        }
+        // 4. The backend's links to the region follow the new addresses; the region whole.
+        self.converge_federation(gw, events).await?;
+        self.wait_gates(gw, "after", Gates::All, SETTLE, events)
+            .await?;
         Ok(())
+    }
+
+    /// Brings the backend's federation entries for the region to what its brokers are now.
+    async fn converge_federation(&self, gw: &GatewaySpec, events: &dyn Events) -> Result<()> {
+        if !self.scope.federation() {
+            return Ok(());
+        }
+        let work = self.plan_region(Some(gw), &gw.region).await?;
+        if work.federation.is_none() {
+            return Ok(());
+        }
+        self.apply_federation(&work, false, events)
+            .await
+            .map_err(Error::Failed)
     }
 
     /// Moves a slot's Elastic IP from the old broker to its replacement, unless it is there.
@@ -157,11 +206,10 @@ impl Engine {
         events: &dyn Events,
     ) -> Result<()> {
         let region = work.region();
-        let Some(change) = work
-            .plan
-            .changes
-            .iter()
-            .find(|c| c.key.kind == Kind::ElasticIp && c.key.name == key.name)
+        let Some(change) =
+            work.plan.changes.iter().find(|c| {
+                c.key.kind == Kind::ElasticIp && c.key.name == key.name && c.after.is_some()
+            })
         else {
             return Ok(());
         };
@@ -184,13 +232,17 @@ impl Engine {
     }
 }
 
-/// The instance that replaces `old` in its slot, if one runs beside it.
+/// The instance that replaces `old` in its slot, if one exists beside it: the one the plan
+/// keeps for the slot when it is not `old`, else any other instance of the slot.
 fn replacement<'a>(plan: &'a RegionPlan, key: &Key, old: &str) -> Option<&'a Observed> {
+    let of_slot =
+        |c: &&crate::plan::Change| &c.key == key && c.before.as_ref().is_some_and(|b| b.id != old);
     plan.changes
         .iter()
-        .filter(|c| &c.key == key && c.after.is_some())
-        .filter_map(|c| c.before.as_ref())
-        .find(|b| b.id != old)
+        .filter(of_slot)
+        .find(|c| c.after.is_some())
+        .or_else(|| plan.changes.iter().find(of_slot))
+        .and_then(|c| c.before.as_ref())
 }
 
 /// What AWS reports for instance `id`, if it still exists.

@@ -193,7 +193,9 @@ pub async fn run(
     }
     // Ids of everything that exists and stays: the starting point for resolving references.
     let mut ids = Ids::new();
-    for c in &plan.changes {
+    // (Not a duplicate of a key, which has nothing desired: a broker's replacement and the
+    // broker it replaces share one.)
+    for c in plan.changes.iter().filter(|c| c.after.is_some()) {
         if let (Some(b), Action::NoOp | Action::Update) = (&c.before, c.action) {
             ids.entry(c.key.clone()).or_insert_with(|| b.id.clone());
         }

@@ -28,8 +28,9 @@ pub struct Change {
     pub replace_paths: Vec<&'static str>,
 }
 
-/// What a plan is for: `up` never replaces or removes a running broker (that is `upgrade`'s
-/// job, one broker at a time), `upgrade` plans those too, `down` removes everything.
+/// What a plan is for: `up` (and `upgrade`, which carries out what `up` holds) never replaces
+/// or removes a running broker, `down` removes everything. `Upgrade` plans broker changes as
+/// plain changes (tests compare it with `Up`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Intent {
     Up,
@@ -137,9 +138,16 @@ pub fn diff(
     let wanted: BTreeSet<&Key> = desired.iter().map(|d| &d.key).collect();
     for d in &desired {
         let mut found = actual.get(&d.key);
-        // The one to keep: one that is already what is desired (a broker's replacement
-        // running beside the broker it replaces), else the oldest id.
-        found.sort_by_key(|a| (a.spec.as_declared(&d.spec) != d.spec, a.id.clone()));
+        // The one to keep: for a broker, one that is already what is desired (a replacement
+        // running beside the broker it replaces); else the oldest id (for other kinds the
+        // original is the one in use).
+        let broker = d.key.is_broker();
+        found.sort_by_key(|a| {
+            (
+                broker && a.spec.as_declared(&d.spec) != d.spec,
+                a.id.clone(),
+            )
+        });
         let (action, before, paths, reason) = match found.first() {
             None => (Action::Create, None, vec![], None),
             Some(a) if a.spec.as_declared(&d.spec) == d.spec => {
@@ -202,6 +210,7 @@ pub fn diff(
             });
         }
     }
+    readdress_moved_instances(&mut changes);
     let mut held = Vec::new();
     if intent == Intent::Up {
         held = hold_brokers(&mut changes);
@@ -244,7 +253,13 @@ fn hold_brokers(changes: &mut [Change]) -> Vec<Held> {
         let Some(before) = &c.before else { continue };
         let removal =
             c.action == Action::Delete && c.reason == Some("delete_because_owned_not_declared");
-        let replaced = c.reason == Some("delete_because_replaced");
+        // Any second instance of a broker slot, replacement or not: deleting it undrained
+        // would drop its clients and its queues' replicas.
+        let replaced = c.action == Action::Delete
+            && matches!(
+                c.reason,
+                Some("delete_because_replaced" | "delete_because_duplicate")
+            );
         if !c.key.is_broker() || !(c.action == Action::Replace || removal || replaced) {
             continue;
         }
@@ -266,8 +281,8 @@ fn hold_brokers(changes: &mut [Change]) -> Vec<Held> {
     // Its address stays on the old broker until `upgrade` has drained it.
     for c in changes.iter_mut() {
         if c.key.kind == Kind::ElasticIp
-            && c.action == Action::Update
-            && replacing.keys().any(|k| k.name == c.key.name)
+            && c.reason == Some("moves_to_kept_instance")
+            && held.iter().any(|h| h.key.name == c.key.name)
         {
             c.action = Action::NoOp;
             c.reason = Some("held_for_upgrade");
@@ -322,6 +337,36 @@ fn hold_brokers(changes: &mut [Change]) -> Vec<Held> {
         }
     }
     held
+}
+
+/// An Elastic IP associated with another instance than the one its slot keeps (a broker and
+/// its replacement share a key, so the address's reference alone cannot tell them apart):
+/// re-associating it is an update.
+fn readdress_moved_instances(changes: &mut [Change]) {
+    let kept: BTreeMap<Key, String> = changes
+        .iter()
+        .filter(|c| c.key.kind == Kind::Instance && c.after.is_some())
+        .filter_map(|c| Some((c.key.clone(), c.before.as_ref()?.id.clone())))
+        .collect();
+    for c in changes.iter_mut() {
+        let (Some(before), Some(after)) = (&c.before, &c.after) else {
+            continue;
+        };
+        let Spec::ElasticIp {
+            instance: crate::model::resources::Ref::Key(k),
+        } = &after.spec
+        else {
+            continue;
+        };
+        let on = before.parts.get("instance_id");
+        if c.action == Action::NoOp
+            && let (Some(on), Some(want)) = (on, kept.get(k))
+            && on != want
+        {
+            c.action = Action::Update;
+            c.reason = Some("moves_to_kept_instance");
+        }
+    }
 }
 
 /// A broker replaced because what it runs in is replaced (its subnet, security group or
@@ -543,6 +588,88 @@ mod tests {
             "{:?}",
             up.refused
         );
+    }
+
+    #[test]
+    fn a_replacement_beside_its_broker_is_kept_and_up_holds_the_rest() {
+        let broker = |image: &str| Spec::Instance {
+            image: image.into(),
+            instance_type: "c6i.large".into(),
+            subnet: Ref::Id("subnet-1".into()),
+            security_groups: vec![],
+            profile: Ref::Id(String::new()),
+            launch_sha256: String::new(),
+            imdsv2_required: true,
+        };
+        let slot = Key::new(Kind::Instance, "broker-1");
+        let address = Spec::ElasticIp {
+            instance: Ref::Key(slot.clone()),
+        };
+        let want = vec![
+            desired(Kind::Instance, "broker-1", broker("ami-new")),
+            desired(Kind::ElasticIp, "broker-1", address.clone()),
+        ];
+        // The replacement (i-2) runs beside the old broker (i-1), which still has the address.
+        let mut eip = observed(Kind::ElasticIp, "broker-1", "eipalloc-1", address);
+        eip.parts.insert("instance_id".into(), "i-1".into());
+        let have = Actual {
+            resources: vec![
+                observed(Kind::Instance, "broker-1", "i-1", broker("ami-old")),
+                observed(Kind::Instance, "broker-1", "i-2", broker("ami-new")),
+                eip,
+            ],
+        };
+        let upgrade = diff("s", "r", want.clone(), &have, Intent::Upgrade);
+        let kept: Vec<_> = upgrade
+            .changes
+            .iter()
+            .filter(|c| c.key == slot && c.after.is_some())
+            .filter_map(|c| c.before.as_ref().map(|b| b.id.as_str()))
+            .collect();
+        assert_eq!(kept, ["i-2"], "the one already as desired is kept");
+        assert_eq!(
+            action(&upgrade, Kind::Instance, "broker-1"),
+            [
+                (Action::Delete, Some("delete_because_replaced")),
+                (Action::NoOp, None)
+            ]
+        );
+        assert_eq!(
+            action(&upgrade, Kind::ElasticIp, "broker-1"),
+            [(Action::Update, Some("moves_to_kept_instance"))],
+            "the address is seen on the other instance of its slot"
+        );
+
+        // up neither deletes the old broker nor moves its address: upgrade drains it first.
+        let up = diff("s", "r", want, &have, Intent::Up);
+        assert_eq!(up.pending().count(), 0, "{:?}", up.changes);
+        assert_eq!(
+            up.held
+                .iter()
+                .map(|h| (h.id.as_str(), h.action))
+                .collect::<Vec<_>>(),
+            [("i-1", "replace")]
+        );
+        assert!(up.held[0].because[0].contains("i-2 runs beside it"));
+    }
+
+    #[test]
+    fn a_newer_duplicate_of_another_kind_does_not_displace_the_original() {
+        let want = vec![desired(Kind::Vpc, "main", vpc("10.1.0.0/16"))];
+        let have = Actual {
+            resources: vec![
+                observed(Kind::Vpc, "main", "vpc-1", vpc("10.9.0.0/16")),
+                observed(Kind::Vpc, "main", "vpc-2", vpc("10.1.0.0/16")),
+            ],
+        };
+        let plan = diff("s", "r", want, &have, Intent::Up);
+        let kept: Vec<_> = plan
+            .changes
+            .iter()
+            .filter(|c| c.after.is_some())
+            .filter_map(|c| c.before.as_ref().map(|b| b.id.as_str()))
+            .collect();
+        assert_eq!(kept, ["vpc-1"]);
     }
 
     #[test]

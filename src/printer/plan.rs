@@ -77,6 +77,7 @@ fn reason_text(c: &Change) -> String {
         Some("delete_because_owned_not_declared") => "owned by gwctl, no longer declared".into(),
         Some("delete_because_duplicate") => "duplicate of the same resource".into(),
         Some("delete_because_replaced") => "replaced: its replacement runs".into(),
+        Some("moves_to_kept_instance") => "re-associate: its instance was replaced".into(),
         Some("delete_because_destroy") => "down".into(),
         Some("held_for_upgrade") => "left to `gwctl upgrade`".into(),
         Some(other) => other.into(),

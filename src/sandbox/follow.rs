@@ -50,6 +50,11 @@ pub enum Followed {
         id: String,
         because: String,
     },
+    Forgotten {
+        region: String,
+        id: String,
+        node: String,
+    },
 }
 
 impl std::fmt::Display for Followed {
@@ -68,8 +73,11 @@ impl std::fmt::Display for Followed {
                 state,
             } => write!(
                 f,
-                "{region}: {slot} {id} is {state}: node drained, stopped and forgotten"
+                "{region}: {slot} {id} is {state}: node drained and stopped"
             ),
+            Followed::Forgotten { region, id, node } => {
+                write!(f, "{region}: {id} is gone: the cluster forgot {node}")
+            }
             Followed::Refused {
                 region,
                 id,
@@ -100,11 +108,26 @@ impl Sandbox {
         engine: &Engine,
         install: &Install,
     ) -> Result<Vec<Followed>, SandboxError> {
-        let failed = |e: crate::error::Error| SandboxError::Failed(e.to_string());
         // The region files as they are now: an instance launched after they changed runs
         // what they render now.
         self.stack = engine.stack.clone();
         let mut out = Vec::new();
+        let result = self.follow_regions(engine, install, &mut out).await;
+        // Whatever happened, the endpoint file and the process list say what runs.
+        if !out.is_empty() {
+            self.write_endpoints()?;
+            self.record_pids()?;
+        }
+        result.map(|()| out)
+    }
+
+    async fn follow_regions(
+        &mut self,
+        engine: &Engine,
+        install: &Install,
+        out: &mut Vec<Followed>,
+    ) -> Result<(), SandboxError> {
+        let failed = |e: crate::error::Error| SandboxError::Failed(e.to_string());
         let gateways: Vec<GatewaySpec> =
             self.stack.gateways.iter().map(|g| g.spec.clone()).collect();
         for gw in &gateways {
@@ -112,21 +135,33 @@ impl Sandbox {
             out.extend(self.stop_gone(gw, &listed).await);
             let new: Vec<&BrokerInstance> = listed
                 .iter()
-                .filter(|i| i.state == "running")
-                .filter(|i| !self.instances.contains_key(&i.id) && !self.refused.contains(&i.id))
+                .filter(|i| i.state == "running" && !self.instances.contains_key(&i.id))
                 .collect();
             let mut bootable = Vec::new();
             for i in new {
-                match self.check_user_data(engine, gw, i).await {
-                    Ok(()) => bootable.push(i),
-                    Err(because) => {
-                        self.refused.insert(i.id.clone());
-                        out.push(Followed::Refused {
-                            region: gw.region.clone(),
-                            id: i.id.clone(),
-                            because,
-                        });
-                    }
+                let rendered = self.rendered_user_data(gw, &i.slot)?;
+                let digest = crate::model::sha256_hex(&rendered);
+                // Refused once for these region files; looked at again when they change.
+                if self.refused.get(&i.id) == Some(&digest) {
+                    continue;
+                }
+                let have = engine
+                    .instance_user_data(&gw.region, &i.id)
+                    .await
+                    .map_err(failed)?;
+                if have == rendered {
+                    bootable.push(i);
+                } else {
+                    self.refused.insert(i.id.clone(), digest);
+                    out.push(Followed::Refused {
+                        region: gw.region.clone(),
+                        id: i.id.clone(),
+                        because: format!(
+                            "its user-data is not what the region files render for {} now \
+                             (launched from other files)",
+                            i.slot
+                        ),
+                    });
                 }
             }
             if bootable.is_empty() {
@@ -136,49 +171,26 @@ impl Sandbox {
             // join it: nodes booting at once, each finding none, would form a cluster each.
             if !self.instances.values().any(|n| n.region == gw.region) {
                 let (first, rest) = bootable.split_at(1);
-                out.extend(self.boot(gw, first, install).await?);
+                self.boot(gw, first, install, out).await?;
                 bootable = rest.to_vec();
             }
             if !bootable.is_empty() {
-                out.extend(self.boot(gw, &bootable, install).await?);
+                self.boot(gw, &bootable, install, out).await?;
             }
         }
-        if !out.is_empty() {
-            self.write_endpoints()?;
-            self.record_pids()?;
-        }
-        Ok(out)
+        Ok(())
     }
 
-    /// Whether the instance's user-data is exactly what the region files render for its
-    /// slot (else the local node would run something else than the instance).
-    async fn check_user_data(
-        &self,
-        engine: &Engine,
-        gw: &GatewaySpec,
-        i: &BrokerInstance,
-    ) -> Result<(), String> {
+    /// The user-data the region files render for a broker slot (what its instance must have
+    /// been launched with for a local node to stand in for it).
+    fn rendered_user_data(&self, gw: &GatewaySpec, slot: &str) -> Result<String, SandboxError> {
         let backend = &self.stack.backend.spec;
-        let cas = Cas::read(&self.stack).map_err(|e| e.to_string())?;
-        let files = render::gateway(gw, backend, &Addressing::gateway(gw, backend), &cas)
-            .map_err(|e| e.to_string())?;
-        let want = files
-            .get(&format!("{}.user-data.yaml", i.slot))
+        let cas = Cas::read(&self.stack)?;
+        let files = render::gateway(gw, backend, &Addressing::gateway(gw, backend), &cas)?;
+        files
+            .get(&format!("{slot}.user-data.yaml"))
             .map(|f| f.contents.clone())
-            .ok_or_else(|| format!("the region files render no {}", i.slot))?;
-        let have = engine
-            .instance_user_data(&gw.region, &i.id)
-            .await
-            .map_err(|e| e.to_string())?;
-        if have == want {
-            Ok(())
-        } else {
-            Err(format!(
-                "its user-data is not what the region files render for {} now (launched \
-                 from other files)",
-                i.slot
-            ))
-        }
+            .ok_or_else(|| SandboxError::Failed(format!("the region files render no {slot}")))
     }
 
     /// Boots one node per instance, clustered with the region's running nodes.
@@ -187,7 +199,8 @@ impl Sandbox {
         gw: &GatewaySpec,
         instances: &[&BrokerInstance],
         install: &Install,
-    ) -> Result<Vec<Followed>, SandboxError> {
+        out: &mut Vec<Followed>,
+    ) -> Result<(), SandboxError> {
         let region = gw.region.clone();
         let backend = self.stack.backend.spec.clone();
         let cluster = node_name(&gw.cluster_name());
@@ -244,11 +257,13 @@ impl Sandbox {
         }
         let waits = started.iter_mut().map(|s| s.4.wait_ready(BOOT));
         let results = futures_util::future::join_all(waits).await;
-        let mut out = Vec::new();
         let mut first_error = None;
-        for ((id, slot, name, ports, node), result) in started.into_iter().zip(results) {
+        for ((id, slot, name, ports, mut node), result) in started.into_iter().zip(results) {
             if let Err(e) = result {
+                // Not kept: the next pass boots it again.
+                node.stop(STOP_GRACE).await;
                 first_error.get_or_insert(e);
+                continue;
             }
             out.push(Followed::Booted {
                 region: region.clone(),
@@ -269,13 +284,14 @@ impl Sandbox {
         }
         match first_error {
             Some(e) => Err(e.into()),
-            None => Ok(out),
+            None => Ok(()),
         }
     }
 
     /// Drains and stops the nodes of the region's instances AWS no longer reports running,
     /// then has a remaining node forget them.
     async fn stop_gone(&mut self, gw: &GatewaySpec, listed: &[BrokerInstance]) -> Vec<Followed> {
+        let mut out = self.forget_gone(gw, listed);
         let gone: Vec<(String, String)> = self
             .instances
             .iter()
@@ -292,24 +308,59 @@ impl Sandbox {
                 }
             })
             .collect();
-        let mut out = Vec::new();
         for (id, state) in gone {
             let Some(mut n) = self.instances.remove(&id) else {
                 continue;
             };
             // The rendered unit's ExecStop: drain (clients move, quorum leaders move), stop.
-            let _ = n.node.tool("rabbitmq-upgrade", &["drain"]);
+            let _ = n.node.tool("rabbitmq-upgrade", &["-t", "300", "drain"]);
             n.node.stop(STOP_GRACE).await;
-            let node = format!("{}@localhost", n.name);
-            if let Some(other) = self.instances.values().find(|o| o.region == n.region) {
-                let _ = other.node.ctl(&["forget_cluster_node", &node]);
-            }
+            // EC2 still lists a stopped instance: its node stays a member that is down until
+            // the instance goes, when peer discovery's cleanup forgets it.
+            self.stopped
+                .insert(id.clone(), (n.region.clone(), n.name.clone()));
             out.push(Followed::Stopped {
                 region: n.region,
                 slot: n.slot,
                 id,
                 state,
             });
+        }
+        out
+    }
+
+    /// Has a running node of the region forget the stopped nodes whose instances are gone
+    /// (as `cluster_formation.node_cleanup` does on EC2). Kept for the next pass when no node
+    /// could (none runs, or it failed).
+    fn forget_gone(&mut self, gw: &GatewaySpec, listed: &[BrokerInstance]) -> Vec<Followed> {
+        let gone: Vec<(String, String)> = self
+            .stopped
+            .iter()
+            .filter(|(id, (region, _))| {
+                region == &gw.region && !listed.iter().any(|i| &i.id == *id)
+            })
+            .map(|(id, (_, name))| (id.clone(), name.clone()))
+            .collect();
+        let mut out = Vec::new();
+        for (id, name) in gone {
+            let node = format!("{name}@localhost");
+            let forgot = self
+                .instances
+                .values()
+                .find(|o| o.region == gw.region)
+                .and_then(|other| other.node.ctl(&["forget_cluster_node", &node]).ok())
+                .is_some_and(|o| {
+                    o.status.success()
+                        || String::from_utf8_lossy(&o.stderr).contains("not a member")
+                });
+            if forgot {
+                self.stopped.remove(&id);
+                out.push(Followed::Forgotten {
+                    region: gw.region.clone(),
+                    id,
+                    node,
+                });
+            }
         }
         out
     }

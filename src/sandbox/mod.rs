@@ -154,8 +154,11 @@ pub struct Sandbox {
     /// of one node per region.
     following: bool,
     instances: BTreeMap<String, follow::InstanceNode>,
-    /// Instances whose user-data the region files do not render (reported once, no node).
-    refused: std::collections::BTreeSet<String>,
+    /// Instances whose user-data the region files do not render, with the digest of what
+    /// they render (reported once per version of the files, no node).
+    refused: BTreeMap<String, String>,
+    /// Nodes stopped with their instance, still cluster members: instance → (region, node).
+    stopped: BTreeMap<String, (String, String)>,
 }
 
 impl Sandbox {
@@ -237,7 +240,8 @@ impl Sandbox {
             ),
             following,
             instances: BTreeMap::new(),
-            refused: Default::default(),
+            refused: BTreeMap::new(),
+            stopped: BTreeMap::new(),
         };
         let backend = &stack.backend.spec;
         let backend_ports = sandbox.layout.node(BACKEND)?.clone();
