@@ -6,32 +6,13 @@ use crate::support::Regions;
 use crate::support::follower::Follower;
 use crate::support::moto::{Moto, gwctl};
 
-/// The region's running instances: gwctl id → instance id.
+/// The region's running brokers: gwctl id → instance id.
 async fn brokers(m: &Moto, region: &str) -> BTreeMap<String, String> {
-    let resp = m
-        .ec2(region)
+    instances(m, region)
         .await
-        .describe_instances()
-        .send()
-        .await
-        .expect("instances");
-    resp.reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) == Some("running"))
-        .filter_map(|i| {
-            let id = i
-                .tags()
-                .iter()
-                .find(|t| t.key() == Some("gwctl:id"))?
-                .value()?;
-            id.starts_with("instance/broker-").then(|| {
-                (
-                    id.to_string(),
-                    i.instance_id().unwrap_or_default().to_string(),
-                )
-            })
-        })
+        .into_iter()
+        .filter(|(_, _, state, _)| state == "running")
+        .map(|(slot, id, _, _)| (format!("instance/{slot}"), id))
         .collect()
 }
 
@@ -304,12 +285,13 @@ impl Sampler {
 const ALL_IMAGES: &str = "name: debian-13-amd64-*";
 const OLDER_IMAGE: &str = "name: debian-13-amd64-20260810-*";
 
-/// A newer image is an available upgrade; `upgrade` rolls it onto the brokers one at a time
-/// behind the gates, on moto with a local node per instance: the cluster never has fewer
-/// nodes running than the region's brokers, every address ends on a new instance, every old
-/// data volume has a snapshot, and nothing is left to change.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upgrade_rolls_a_newer_image_onto_the_brokers_one_at_a_time() {
+/// us-east-1 up on the older image, with a local node per broker, and its brokers.
+async fn up_on_the_older_image() -> (
+    Regions,
+    Moto,
+    Follower,
+    Vec<(String, String, String, String)>,
+) {
     let (r, m) = (Regions::examples(), Moto::start());
     r.edit("us-east-1.yaml", ALL_IMAGES, OLDER_IMAGE);
     let f = Follower::start(&r, &m);
@@ -318,6 +300,16 @@ async fn upgrade_rolls_a_newer_image_onto_the_brokers_one_at_a_time() {
         .assert()
         .success();
     let before = instances(&m, "us-east-1").await;
+    (r, m, f, before)
+}
+
+/// A newer image is an available upgrade; `upgrade` rolls it onto the brokers one at a time
+/// behind the gates, on moto with a local node per instance: the cluster never has fewer
+/// nodes running than the region's brokers, every address ends on a new instance, every old
+/// data volume has a snapshot, and nothing is left to change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_rolls_a_newer_image_onto_the_brokers_one_at_a_time() {
+    let (r, m, f, before) = up_on_the_older_image().await;
     assert_eq!(before.len(), 3, "{before:?}");
 
     r.edit("us-east-1.yaml", OLDER_IMAGE, ALL_IMAGES);
@@ -415,14 +407,7 @@ async fn upgrade_rolls_a_newer_image_onto_the_brokers_one_at_a_time() {
 /// each address on one of them, and nothing left over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_upgrade_resumes_with_no_orphan() {
-    let (r, m) = (Regions::examples(), Moto::start());
-    r.edit("us-east-1.yaml", ALL_IMAGES, OLDER_IMAGE);
-    let f = Follower::start(&r, &m);
-    f.gwctl(&r, &m)
-        .args(["up", "us-east-1", "--yes"])
-        .assert()
-        .success();
-    let before = instances(&m, "us-east-1").await;
+    let (r, m, f, before) = up_on_the_older_image().await;
     r.edit("us-east-1.yaml", OLDER_IMAGE, ALL_IMAGES);
 
     for kill_at in ["launched beside", "snapshotting the data volume"] {

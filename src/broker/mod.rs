@@ -607,10 +607,14 @@ impl Client {
     /// Alarms in effect anywhere in the cluster (`/api/health/checks/alarms`, which reads them
     /// live, unlike `/api/nodes`, whose figures arrive with the first statistics round).
     pub async fn alarms_in_effect(&self) -> Result<Option<String>, BrokerError> {
-        match self
-            .call_once(Method::GET, "health/checks/alarms", "alarm check", None)
-            .await
-        {
+        self.health_check("alarms", "alarm check").await
+    }
+
+    /// One of RabbitMQ's health checks (`/api/health/checks/NAME`): `None` when it passes,
+    /// else why not (it answers 503 with the reason).
+    async fn health_check(&self, name: &str, what: &str) -> Result<Option<String>, BrokerError> {
+        let path = format!("health/checks/{name}");
+        match self.call_once(Method::GET, &path, what, None).await {
             Ok(_) => Ok(None),
             Err(BrokerError::Http {
                 status: 503,
@@ -685,23 +689,8 @@ impl Client {
     /// Why stopping this node would leave a quorum queue without a majority, if it would
     /// (`/api/health/checks/node-is-quorum-critical`, asked of the node itself).
     pub async fn quorum_critical(&self) -> Result<Option<String>, BrokerError> {
-        match self
-            .call_once(
-                Method::GET,
-                "health/checks/node-is-quorum-critical",
-                "quorum-critical check",
-                None,
-            )
+        self.health_check("node-is-quorum-critical", "quorum-critical check")
             .await
-        {
-            Ok(_) => Ok(None),
-            Err(BrokerError::Http {
-                status: 503,
-                reason,
-                ..
-            }) => Ok(Some(reason)),
-            Err(e) => Err(e),
-        }
     }
 
     pub async fn federation_links(&self) -> Result<Vec<FederationLink>, BrokerError> {

@@ -17,7 +17,6 @@ use crate::engine::Engine;
 use crate::engine::instances::BrokerInstance;
 use crate::render::{self, Addressing, Cas, Discovery, Host};
 use crate::spec::GatewaySpec;
-use crate::spec::model::Ports;
 
 /// A local node standing in for one broker instance.
 pub struct InstanceNode {
@@ -225,17 +224,10 @@ impl Sandbox {
                 .map_err(|e| SandboxError::Io("allocating ports".into(), e))?
                 .into_iter();
             let mut next = || free.next().unwrap_or_default();
+            // The region's device authorizer serves all its nodes.
             let ports = NodePorts {
-                ports: Ports {
-                    amqp: next(),
-                    mqtt: next(),
-                    web_mqtt: next(),
-                    management: next(),
-                    health: next(),
-                    metrics: next(),
-                },
-                dist: next(),
                 authorizer,
+                ..NodePorts::take(&mut next)
             };
             let node_dir = region_dir.join(&i.id);
             let addr = Addressing {

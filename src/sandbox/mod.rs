@@ -84,6 +84,24 @@ pub struct NodePorts {
     pub authorizer: u16,
 }
 
+impl NodePorts {
+    /// A node's ports from `next` (free ports), the authorizer's left 0.
+    pub(crate) fn take(next: &mut impl FnMut() -> u16) -> NodePorts {
+        NodePorts {
+            ports: Ports {
+                amqp: next(),
+                mqtt: next(),
+                web_mqtt: next(),
+                management: next(),
+                health: next(),
+                metrics: next(),
+            },
+            dist: next(),
+            authorizer: 0,
+        }
+    }
+}
+
 /// How the sandbox maps each region ("backend" or a gateway region) to local addresses.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Layout {
@@ -105,22 +123,9 @@ impl Layout {
         let nodes = names
             .into_iter()
             .map(|n| {
-                let p = Ports {
-                    amqp: next(),
-                    mqtt: next(),
-                    web_mqtt: next(),
-                    management: next(),
-                    health: next(),
-                    metrics: next(),
-                };
-                (
-                    n,
-                    NodePorts {
-                        ports: p,
-                        dist: next(),
-                        authorizer: next(),
-                    },
-                )
+                let p = NodePorts::take(&mut next);
+                let authorizer = next();
+                (n, NodePorts { authorizer, ..p })
             })
             .collect();
         let epmd_port = next();
