@@ -390,11 +390,7 @@ async fn upgrade_rolls_a_newer_image_onto_the_brokers_one_at_a_time() {
         .assert()
         .code(0);
     let log = f.log();
-    assert_eq!(
-        log.matches("is stopped: node drained and stopped").count(),
-        3,
-        "{log}"
-    );
+    assert_eq!(log.matches("node drained and stopped").count(), 3, "{log}");
     assert_eq!(
         log.matches("is gone: the cluster forgot").count(),
         3,

@@ -44,6 +44,13 @@ impl Engine {
         for i in instances.iter().filter(|i| i.state == "pending") {
             failures.push(format!("{} ({}) is pending", i.slot, i.id));
         }
+        if running.len() < usize::from(gw.brokers.count) {
+            failures.push(format!(
+                "{} of {} brokers running",
+                running.len(),
+                gw.brokers.count
+            ));
+        }
         let mut clients = Vec::new();
         for i in &running {
             let Some(address) = self.instance_address(gw, &i.id, i.private_ip.as_deref()) else {
@@ -243,12 +250,15 @@ impl Engine {
         loop {
             // A failed call (AWS throttling, the backend restarting) is a gate not yet
             // passed, asked again, not the end of the roll.
-            let check = match self.check_gates(gw, which).await {
-                Ok(c) => c,
-                Err(e) => GateCheck {
-                    reached: reached_once,
-                    failures: vec![e.to_string()],
-                },
+            let (check, completed) = match self.check_gates(gw, which).await {
+                Ok(c) => (c, true),
+                Err(e) => (
+                    GateCheck {
+                        reached: false,
+                        failures: vec![e.to_string()],
+                    },
+                    false,
+                ),
             };
             reached_once |= check.reached;
             if check.reached && check.failures.is_empty() {
@@ -258,7 +268,8 @@ impl Engine {
                 )));
                 return Ok(());
             }
-            if !reached_once {
+            // Refused at once only when a complete check found no broker answering.
+            if completed && !reached_once {
                 return Err(Error::Failed(format!(
                     "{region}: gates {when}: no broker answers ({}); {NO_BROKER}",
                     summarize(&check.failures)

@@ -62,7 +62,12 @@ impl Engine {
             Gates::All
         };
         if !mid_roll {
-            self.wait_gates(gw, "before", Gates::All, SETTLE, events)
+            // A replacement launched by a killed run may still be booting.
+            let relaunched = slots
+                .iter()
+                .any(|(key, old, _)| replacement(&work.plan, key, old).is_some());
+            let wait = if relaunched { broker_wait } else { SETTLE };
+            self.wait_gates(gw, "before", Gates::All, wait, events)
                 .await?;
         }
 
@@ -136,6 +141,13 @@ impl Engine {
                     }
                 }
                 Some("stopping") => {}
+                Some("pending") => {
+                    return Err(Error::Failed(format!(
+                        "{region}: {key} ({old}) is starting again (someone started it?); \
+                         nothing was stopped in this step: run `gwctl upgrade {region}` again \
+                         once it runs"
+                    )));
+                }
                 _ => continue,
             }
             events.emit(Event::Progress(format!(
@@ -232,11 +244,16 @@ impl Engine {
     }
 }
 
-/// The instance that replaces `old` in its slot, if one exists beside it: the one the plan
-/// keeps for the slot when it is not `old`, else any other instance of the slot.
+/// The instance that replaces `old` in its slot, if one runs (or boots) beside it: the one
+/// the plan keeps for the slot when it is not `old`, else any other live instance of the
+/// slot. A stopped one is none: it would leave the slot without a broker.
 fn replacement<'a>(plan: &'a RegionPlan, key: &Key, old: &str) -> Option<&'a Observed> {
-    let of_slot =
-        |c: &&crate::plan::Change| &c.key == key && c.before.as_ref().is_some_and(|b| b.id != old);
+    let of_slot = |c: &&crate::plan::Change| {
+        &c.key == key
+            && c.before.as_ref().is_some_and(|b| {
+                b.id != old && matches!(b.state.as_deref(), Some("running" | "pending"))
+            })
+    };
     plan.changes
         .iter()
         .filter(of_slot)

@@ -271,6 +271,8 @@ fn hold_brokers(changes: &mut [Change]) -> Vec<Held> {
                 vec!["count".to_string()]
             } else if let Some(new) = replacing.get(&c.key) {
                 vec![format!("its replacement {new} runs beside it")]
+            } else if replaced {
+                vec!["a second instance of its slot".to_string()]
             } else {
                 c.replace_paths.iter().map(|p| p.to_string()).collect()
             },

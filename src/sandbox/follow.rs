@@ -138,7 +138,9 @@ impl Sandbox {
                 .collect();
             let mut bootable = Vec::new();
             for i in new {
-                let rendered = self.rendered_user_data(gw, &i.slot)?;
+                // A slot the files no longer render (a smaller count, awaiting `upgrade`)
+                // is refused like any other mismatch, not an error of the whole pass.
+                let rendered = self.rendered_user_data(gw, &i.slot).unwrap_or_default();
                 let digest = crate::model::sha256_hex(&rendered);
                 // Refused once for these region files; looked at again when they change.
                 if self.refused.get(&i.id) == Some(&digest) {
@@ -257,6 +259,7 @@ impl Sandbox {
                 first_error.get_or_insert(e);
                 continue;
             }
+            self.stopped.remove(&id);
             out.push(Followed::Booted {
                 region: region.clone(),
                 slot: slot.clone(),
@@ -342,8 +345,11 @@ impl Sandbox {
                 .find(|o| o.region == gw.region)
                 .and_then(|other| other.node.ctl(&["forget_cluster_node", &node]).ok())
                 .is_some_and(|o| {
+                    // Already outside the cluster counts as forgotten.
+                    let err = String::from_utf8_lossy(&o.stderr);
                     o.status.success()
-                        || String::from_utf8_lossy(&o.stderr).contains("not a member")
+                        || err.contains("not_a_cluster_node")
+                        || err.contains("not in the cluster")
                 });
             if forgot {
                 self.stopped.remove(&id);
