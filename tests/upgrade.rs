@@ -285,6 +285,17 @@ impl Sampler {
 const ALL_IMAGES: &str = "name: debian-13-amd64-*";
 const OLDER_IMAGE: &str = "name: debian-13-amd64-20260810-*";
 
+/// Fails with what `upgrade` printed and what the follower saw, unless it succeeded.
+fn assert_rolled(out: &std::process::Output, f: &Follower) {
+    assert!(
+        out.status.success(),
+        "{}\n{}\nfollower:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        f.log()
+    );
+}
+
 /// us-east-1 up on the older image, with a local node per broker, and its brokers.
 async fn up_on_the_older_image() -> (
     Regions,
@@ -354,13 +365,7 @@ async fn upgrade_rolls_a_newer_image_onto_the_brokers_one_at_a_time() {
         .output()
         .expect("upgrade");
     let samples = sampler.finish().await;
-    assert!(
-        out.status.success(),
-        "{}\n{}\nfollower:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        f.log()
-    );
+    assert_rolled(&out, &f);
     assert!(samples.len() > 20, "{samples:?}");
     assert!(
         samples.iter().all(|n| *n >= 3),
@@ -445,13 +450,7 @@ async fn a_killed_upgrade_resumes_with_no_orphan() {
         .args(["upgrade", "us-east-1", "--yes"])
         .output()
         .expect("upgrade");
-    assert!(
-        out.status.success(),
-        "{}\n{}\nfollower:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        f.log()
-    );
+    assert_rolled(&out, &f);
     let after = instances(&m, "us-east-1").await;
     let slots: Vec<&str> = after.iter().map(|a| a.0.as_str()).collect();
     assert_eq!(slots, ["broker-1", "broker-2", "broker-3"], "{after:?}");
@@ -575,13 +574,7 @@ async fn upgrade_under_traffic_loses_no_message_either_way() {
     };
     let out = upgrade.await.expect("upgrade task");
     let samples = sampler.finish().await;
-    assert!(
-        out.status.success(),
-        "{}\n{}\nfollower:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        f.log()
-    );
+    assert_rolled(&out, &f);
     tokio::time::sleep(Duration::from_secs(3)).await;
     traffic.stop_publishing();
 

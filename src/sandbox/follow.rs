@@ -137,10 +137,19 @@ impl Sandbox {
                 .filter(|i| i.state == "running" && !self.instances.contains_key(&i.id))
                 .collect();
             let mut bootable = Vec::new();
+            let files = if new.is_empty() {
+                render::Rendered::default()
+            } else {
+                // Files that do not render refuse every new instance, as a mismatch does.
+                self.production_files(gw).unwrap_or_default()
+            };
             for i in new {
                 // A slot the files no longer render (a smaller count, awaiting `upgrade`)
                 // is refused like any other mismatch, not an error of the whole pass.
-                let rendered = self.rendered_user_data(gw, &i.slot).unwrap_or_default();
+                let rendered = files
+                    .get(&format!("{}.user-data.yaml", i.slot))
+                    .map(|f| f.contents.clone())
+                    .unwrap_or_default();
                 let digest = crate::model::sha256_hex(&rendered);
                 // Refused once for these region files; looked at again when they change.
                 if self.refused.get(&i.id) == Some(&digest) {
@@ -182,16 +191,17 @@ impl Sandbox {
         Ok(())
     }
 
-    /// The user-data the region files render for a broker slot (what its instance must have
-    /// been launched with for a local node to stand in for it).
-    fn rendered_user_data(&self, gw: &GatewaySpec, slot: &str) -> Result<String, SandboxError> {
+    /// What the region files render for the region's EC2 brokers (each slot's user-data is
+    /// what its instance must have been launched with for a local node to stand in for it).
+    fn production_files(&self, gw: &GatewaySpec) -> Result<render::Rendered, SandboxError> {
         let backend = &self.stack.backend.spec;
         let cas = Cas::read(&self.stack)?;
-        let files = render::gateway(gw, backend, &Addressing::gateway(gw, backend), &cas)?;
-        files
-            .get(&format!("{slot}.user-data.yaml"))
-            .map(|f| f.contents.clone())
-            .ok_or_else(|| SandboxError::Failed(format!("the region files render no {slot}")))
+        Ok(render::gateway(
+            gw,
+            backend,
+            &Addressing::gateway(gw, backend),
+            &cas,
+        )?)
     }
 
     /// Boots one node per instance, clustered with the region's running nodes.
