@@ -18,9 +18,9 @@ const NO_BROKER: &str = "gwctl reaches brokers' management API over the backend 
 pub enum Gates {
     /// Every gate.
     All,
-    /// Only that every broker instance runs and answers (a roll resumed after its old broker
-    /// was stopped: that broker is still a member that is down, and its address's health
-    /// check may fail, until it is deleted).
+    /// Only that every broker instance runs, answers and is a running member of the cluster
+    /// (a roll resumed after its old broker was stopped: that broker is still a member that
+    /// is down, and its address's health check may fail, until it is deleted).
     Answering,
 }
 
@@ -69,19 +69,14 @@ impl Engine {
                 failures,
             });
         };
-        if which == Gates::Answering {
-            return Ok(GateCheck {
-                reached: true,
-                failures,
-            });
-        }
         let failed = |what: &str, e: crate::broker::BrokerError| format!("{what}: {e}");
         match any.nodes().await {
             Ok(nodes) => {
                 let up = nodes.iter().filter(|(_, r)| *r).count();
+                // A stopped broker still to be deleted is a member that is down.
                 let down: Vec<&str> = nodes
                     .iter()
-                    .filter(|(_, r)| !r)
+                    .filter(|(_, r)| !r && which == Gates::All)
                     .map(|(n, _)| n.as_str())
                     .collect();
                 if up != running.len() || !down.is_empty() {
@@ -98,6 +93,12 @@ impl Engine {
                 }
             }
             Err(e) => failures.push(failed("cluster membership", e)),
+        }
+        if which == Gates::Answering {
+            return Ok(GateCheck {
+                reached: true,
+                failures,
+            });
         }
         match any.alarms_in_effect().await {
             Ok(Some(reason)) => failures.push(format!("resource alarm: {reason}")),

@@ -16,6 +16,7 @@ use super::upgrade::Step;
 use crate::cloud::Ids;
 use crate::error::{Error, Result};
 use crate::model::resources::{Key, Kind, Observed};
+use crate::model::Action;
 use crate::plan::RegionPlan;
 use crate::spec::GatewaySpec;
 
@@ -245,21 +246,19 @@ impl Engine {
 }
 
 /// The instance that replaces `old` in its slot, if one runs (or boots) beside it: the one
-/// the plan keeps for the slot when it is not `old`, else any other live instance of the
-/// slot. A stopped one is none: it would leave the slot without a broker.
+/// the plan keeps for the slot because it is what the files declare (or only differs in what
+/// can be updated in place). Another instance of the slot that is not — launched by a killed
+/// run before the files changed again — is not a replacement but a step of its own: counting
+/// it would roll the slot twice. A stopped one is none: it would leave the slot without a
+/// broker.
 fn replacement<'a>(plan: &'a RegionPlan, key: &Key, old: &str) -> Option<&'a Observed> {
-    let of_slot = |c: &&crate::plan::Change| {
-        &c.key == key
-            && c.before.as_ref().is_some_and(|b| {
-                b.id != old && matches!(b.state.as_deref(), Some("running" | "pending"))
-            })
-    };
     plan.changes
         .iter()
-        .filter(of_slot)
-        .find(|c| c.after.is_some())
-        .or_else(|| plan.changes.iter().find(of_slot))
-        .and_then(|c| c.before.as_ref())
+        .filter(|c| &c.key == key && c.after.is_some())
+        .filter(|c| matches!(c.action, Action::NoOp | Action::Update))
+        .filter(|c| c.reason != Some("held_for_upgrade"))
+        .filter_map(|c| c.before.as_ref())
+        .find(|b| b.id != old && matches!(b.state.as_deref(), Some("running" | "pending")))
 }
 
 /// What AWS reports for instance `id`, if it still exists.
@@ -279,4 +278,76 @@ fn ids(plan: &RegionPlan) -> Ids {
         }
     }
     ids
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::model::resources::{Actual, Desired, Payload, Ref, Spec};
+    use crate::plan::{Intent, diff};
+
+    fn broker(image: &str) -> Spec {
+        Spec::Instance {
+            image: image.into(),
+            instance_type: "c6i.large".into(),
+            subnet: Ref::Id("subnet-1".into()),
+            security_groups: vec![],
+            profile: Ref::Id(String::new()),
+            launch_sha256: String::new(),
+            imdsv2_required: true,
+        }
+    }
+
+    fn instance(id: &str, image: &str) -> Observed {
+        Observed {
+            key: Key::new(Kind::Instance, "broker-0"),
+            id: id.into(),
+            spec: broker(image),
+            parts: BTreeMap::new(),
+            state: Some("running".into()),
+        }
+    }
+
+    fn plan(have: Vec<Observed>) -> RegionPlan {
+        let want = vec![Desired {
+            key: Key::new(Kind::Instance, "broker-0"),
+            spec: broker("ami-3"),
+            tags: BTreeMap::new(),
+            payload: Payload::None,
+            after: vec![],
+        }];
+        diff("s", "r", want, &Actual { resources: have }, Intent::Up)
+    }
+
+    #[test]
+    fn only_an_instance_as_declared_replaces_a_broker() {
+        let slot = Key::new(Kind::Instance, "broker-0");
+        // A killed run launched i-2 on an image that is no longer the newest: both are held,
+        // and neither replaces the other (that would roll the slot twice).
+        let stale = plan(vec![instance("i-1", "ami-1"), instance("i-2", "ami-2")]);
+        assert_eq!(stale.held.len(), 2, "{:?}", stale.held);
+        assert!(replacement(&stale, &slot, "i-1").is_none());
+        assert!(replacement(&stale, &slot, "i-2").is_none());
+
+        // Once an instance as declared runs, it replaces each of them.
+        let resumed = plan(vec![
+            instance("i-1", "ami-1"),
+            instance("i-2", "ami-2"),
+            instance("i-3", "ami-3"),
+        ]);
+        for old in ["i-1", "i-2"] {
+            assert_eq!(
+                replacement(&resumed, &slot, old).map(|o| o.id.as_str()),
+                Some("i-3")
+            );
+        }
+
+        // A stopped one replaces nothing.
+        let mut stopped = instance("i-3", "ami-3");
+        stopped.state = Some("stopped".into());
+        let idle = plan(vec![instance("i-1", "ami-1"), stopped]);
+        assert!(replacement(&idle, &slot, "i-1").is_none());
+    }
 }
