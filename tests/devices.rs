@@ -4,6 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use gwctl::broker::probe::{MqttTarget, ProbeIdentity, mqtt_round_trip};
 use gwctl::pki::Authority;
 use gwctl::sandbox::clients::{AmqpConsumer, Login, MqttSubscriber, amqp_publish, mqtt_publish};
 use gwctl::sandbox::{BACKEND, Sandbox};
@@ -177,6 +178,82 @@ async fn devices_reach_their_own_topics_only() {
         .expect("C once the authorizer is back")
         .disconnect()
         .await;
+
+    // The probe of upgrade's gates does what a device does, verified against the region's
+    // name wherever it connects: a round trip as a device of the fleet works; the wrong name,
+    // another CA's certificate, a revoked id or a message that never comes fail, and say so.
+    let regional = "us-east-1.mqtt.example.com";
+    let target = |tls_name: &str| MqttTarget {
+        host: a.host.clone(),
+        port: a.port,
+        tls_name: tls_name.into(),
+    };
+    let probe = |login: &Login, device: &str, tls_name: &str, send: bool| {
+        let (cert, key) = login.identity.clone().expect("a device identity");
+        let (login, device, target, admin) = (
+            login.clone(),
+            device.to_string(),
+            target(tls_name),
+            admin.clone(),
+        );
+        async move {
+            let topic = format!("commands/{device}/gate");
+            let key_for = topic.replace('/', ".");
+            let identity = ProbeIdentity {
+                device: &device,
+                cert_pem: &cert,
+                key_pem: &key,
+            };
+            let admin = &admin;
+            mqtt_round_trip(
+                &target,
+                &login.ca_pem,
+                &identity,
+                &topic,
+                b"nonce-1",
+                async move {
+                    if send {
+                        amqp_publish(admin, "amq.topic", &key_for, b"nonce-1")
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                    Ok(())
+                },
+                Duration::from_secs(5),
+            )
+            .await
+        }
+    };
+    let probe_login = sandbox
+        .device_login(GW, "gwctl-probe-us-east-1")
+        .expect("probe");
+    probe(&probe_login, "gwctl-probe-us-east-1", regional, true)
+        .await
+        .expect("the probe's round trip");
+    let wrong_name = probe(
+        &probe_login,
+        "gwctl-probe-us-east-1",
+        "eu-west-9.example.com",
+        true,
+    )
+    .await
+    .expect_err("a certificate for another name");
+    assert!(
+        wrong_name.contains("certificate") || wrong_name.contains("Certificate"),
+        "{wrong_name}"
+    );
+    assert!(
+        probe(&forged, "dev-a", regional, true).await.is_err(),
+        "another CA's certificate"
+    );
+    assert!(
+        probe(&lost, "dev-lost", regional, true).await.is_err(),
+        "a revoked id"
+    );
+    let silent = probe(&probe_login, "gwctl-probe-us-east-1", regional, false)
+        .await
+        .expect_err("no message sent");
+    assert!(silent.contains("no round trip"), "{silent}");
 
     // The federation links were never touched by any of this.
     sandbox.federate_backend().await.expect("federation");

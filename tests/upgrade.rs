@@ -84,6 +84,26 @@ async fn up_never_replaces_or_removes_a_running_broker() {
         ]
     );
 
+    // upgrade starts only from a region as up leaves it (here: the removed brokers' records
+    // and health checks are still to go), and says so without changing anything.
+    m.record();
+    let early = gwctl(&r, &m)
+        .args(["upgrade", "us-east-1", "--yes", "--scope", "aws"])
+        .output()
+        .expect("upgrade");
+    let stderr = String::from_utf8_lossy(&early.stderr);
+    assert_eq!(early.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("to make first") && stderr.contains("run `gwctl up us-east-1`, then"),
+        "{stderr}"
+    );
+    let writes: Vec<String> = m
+        .recorded_actions()
+        .into_iter()
+        .filter(|a| !crate::support::moto::is_read_only(a))
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+
     // up applies what it may and touches no broker, nor a removed broker's address.
     m.record();
     gwctl(&r, &m)
@@ -366,6 +386,20 @@ async fn upgrade_rolls_a_newer_image_onto_the_brokers_one_at_a_time() {
         .expect("upgrade");
     let samples = sampler.finish().await;
     assert_rolled(&out, &f);
+    // Devices' view is a gate: every batch ends with an MQTT round trip through each address
+    // Route53 serves for the region.
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(said.matches("gates after: passed").count(), 3, "{said}");
+    assert_eq!(
+        said.matches("MQTT round trip through the 3 served address(es)")
+            .count(),
+        said.matches(": passed (").count(),
+        "{said}"
+    );
     assert!(samples.len() > 20, "{samples:?}");
     assert!(
         samples.iter().all(|n| *n >= 3),

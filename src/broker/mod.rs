@@ -1,4 +1,5 @@
-//! The RabbitMQ management HTTP API. Every HTTP call gwctl makes to a broker is in this module.
+//! The RabbitMQ management HTTP API. Every HTTP call gwctl makes to a broker is in this module;
+//! [`probe`] is the one MQTT connection it makes (a health gate of `upgrade`).
 //!
 //! Credentials travel in the Authorization header only; errors never carry URIs with
 //! passwords (the API returns upstream URIs in clear, so those are masked on the way in).
@@ -13,6 +14,8 @@ use serde_json::{Value, json};
 use crate::endpoints::BrokerAddress;
 use crate::model::federation::{Policy, Upstream};
 use crate::spec::secret::Secret;
+
+pub mod probe;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -354,6 +357,44 @@ impl Client {
             status: 200,
             what: "overview".into(),
             reason: format!("unexpected answer: {e}"),
+        })
+    }
+
+    /// Publishes one message through exchange `exchange` of `vhost` (the management API's
+    /// publish, for probes only: it is not meant for traffic). Fails unless it was routed.
+    pub async fn publish(
+        &self,
+        vhost: &str,
+        exchange: &str,
+        routing_key: &str,
+        payload: &str,
+    ) -> Result<(), BrokerError> {
+        let path = format!(
+            "exchanges/{}/{}/publish",
+            vhost_segment(vhost),
+            vhost_segment(exchange)
+        );
+        let what = format!("a message to `{exchange}` with key `{routing_key}`");
+        let answer = self
+            .call(
+                Method::POST,
+                &path,
+                &what,
+                Some(json!({
+                    "properties": {"delivery_mode": 1},
+                    "routing_key": routing_key,
+                    "payload": payload,
+                    "payload_encoding": "string",
+                })),
+            )
+            .await?;
+        if answer["routed"].as_bool() == Some(true) {
+            return Ok(());
+        }
+        Err(BrokerError::BadRequest {
+            endpoint: self.base.clone(),
+            what,
+            reason: "no queue is bound for it (not routed)".into(),
         })
     }
 

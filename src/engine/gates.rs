@@ -29,13 +29,16 @@ pub struct GateCheck {
     /// Whether any broker answered at all.
     pub reached: bool,
     pub failures: Vec<String>,
+    /// Addresses served by Route53 that an MQTT round trip went through.
+    pub probed: usize,
 }
 
 impl Engine {
     /// Checks every gate of a gateway region once: each running broker instance answers; the
     /// cluster's running nodes are exactly those brokers; no resource alarm; every quorum
     /// queue has all its replicas online, as many as the cluster allows up to three;
-    /// federation links running both ways; Route53's health checks healthy.
+    /// federation links running both ways; Route53's health checks healthy; an MQTT-over-TLS
+    /// round trip through every address Route53 serves for the region.
     pub async fn check_gates(&self, gw: &GatewaySpec, which: Gates) -> Result<GateCheck> {
         let region = gw.region.as_str();
         let mut failures = Vec::new();
@@ -67,6 +70,7 @@ impl Engine {
             return Ok(GateCheck {
                 reached: false,
                 failures,
+                probed: 0,
             });
         };
         let failed = |what: &str, e: crate::broker::BrokerError| format!("{what}: {e}");
@@ -98,6 +102,7 @@ impl Engine {
             return Ok(GateCheck {
                 reached: true,
                 failures,
+                probed: 0,
             });
         }
         match any.alarms_in_effect().await {
@@ -133,10 +138,12 @@ impl Engine {
             Err(e) => failures.push(failed("quorum queues", e)),
         }
         failures.extend(self.link_failures(gw, any).await);
-        failures.extend(self.route53_failures(gw).await?);
+        let (probed, served) = self.route53_failures(gw).await?;
+        failures.extend(served);
         Ok(GateCheck {
             reached: true,
             failures,
+            probed,
         })
     }
 
@@ -201,14 +208,16 @@ impl Engine {
         failures
     }
 
-    /// Route53's health checks of the region's brokers, as Route53 reports them now.
-    async fn route53_failures(&self, gw: &GatewaySpec) -> Result<Vec<String>> {
+    /// Route53's health checks of the region's brokers, as Route53 reports them now, and an
+    /// MQTT round trip to every address it serves for the region (`engine/probe.rs`): how
+    /// many addresses the round trip went through, and what fails.
+    async fn route53_failures(&self, gw: &GatewaySpec) -> Result<(usize, Vec<String>)> {
         let work = self.plan_region(Some(gw), &gw.region).await?;
         let Some(plan) = &work.dns else {
-            return Ok(Vec::new());
+            return Ok((0, Vec::new()));
         };
         let served = super::dns::served_by_plan(&work.aws, &self.stack, plan).await?;
-        Ok(served
+        let mut failures: Vec<String> = served
             .checks
             .iter()
             .filter(|c| !c.healthy)
@@ -218,7 +227,10 @@ impl Engine {
                     c.name, c.target, c.checkers
                 )
             })
-            .collect())
+            .collect();
+        let (probed, mqtt) = self.mqtt_failures(gw, &work, &served).await;
+        failures.extend(mqtt);
+        Ok((probed, failures))
     }
 
     /// Fails, saying why, when no broker of the region answers at all.
@@ -257,14 +269,19 @@ impl Engine {
                     GateCheck {
                         reached: false,
                         failures: vec![e.to_string()],
+                        probed: 0,
                     },
                     false,
                 ),
             };
             reached_once |= check.reached;
             if check.reached && check.failures.is_empty() {
+                let probed = match check.probed {
+                    0 => String::new(),
+                    n => format!("; MQTT round trip through the {n} served address(es)"),
+                };
                 events.emit(Event::Done(format!(
-                    "{region}: gates {when}: passed ({} s)",
+                    "{region}: gates {when}: passed ({} s{probed})",
                     start.elapsed().as_secs()
                 )));
                 return Ok(());

@@ -17,6 +17,7 @@ pub mod gates;
 pub mod instances;
 pub mod lock;
 pub mod planning;
+mod probe;
 mod roll;
 pub mod saved;
 pub mod status;

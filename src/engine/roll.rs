@@ -15,8 +15,8 @@ use super::gates::Gates;
 use super::upgrade::Step;
 use crate::cloud::Ids;
 use crate::error::{Error, Result};
-use crate::model::resources::{Key, Kind, Observed};
 use crate::model::Action;
+use crate::model::resources::{Key, Kind, Observed};
 use crate::plan::RegionPlan;
 use crate::spec::GatewaySpec;
 

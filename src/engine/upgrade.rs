@@ -19,6 +19,7 @@ use super::events::{Event, Events};
 use super::planning::RegionWork;
 use super::{ApplyOptions, Engine};
 use crate::error::{Error, Result};
+use crate::model::Action;
 use crate::model::resources::{Key, Payload, Spec, TunnelSpec, TunnelState};
 
 /// How long a changed tunnel may take to come back up before the roll stops.
@@ -269,6 +270,32 @@ impl Engine {
             return Err(Error::Failed(format!(
                 "not every region could be planned: {e}"
             )));
+        }
+        // A roll starts from a region as `up` leaves it: a change `up` still has to make (a
+        // record of a removed broker, a health check, a security group) would meet the roll
+        // half-way and fail its gates, or be rolled out by nobody.
+        for region in plan.regions.iter().filter(|r| !r.steps.is_empty()) {
+            let w = &region.work;
+            let resources = if self.scope.aws() {
+                w.plan.pending().count()
+            } else {
+                0
+            };
+            let records = w.dns.as_ref().map_or(0, |d| {
+                d.checks.iter().filter(|c| c.action != Action::NoOp).count()
+                    + d.records
+                        .iter()
+                        .filter(|r| r.action != Action::NoOp)
+                        .count()
+            });
+            if resources + records > 0 {
+                return Err(Error::Failed(format!(
+                    "{0}: `up` has {resources} resource and {records} Route53 change(s) to make \
+                     first; `upgrade` rolls only what `up` holds back. Nothing was changed: run \
+                     `gwctl up {0}`, then `gwctl upgrade {0}`",
+                    region.region
+                )));
+            }
         }
         for region in &plan.regions {
             let Some(gw) = self.gateway(&region.region) else {

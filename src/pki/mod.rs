@@ -276,6 +276,72 @@ pub fn roots(ca_pem: &str) -> Result<RootCertStore, PkiError> {
     Ok(store)
 }
 
+/// As [`client_config`], verifying the server's certificate against `name` whatever address
+/// the connection goes to: a broker reached at an address (its Elastic IP, a sandbox's
+/// loopback port) presents its region's name.
+pub fn client_config_for_name(
+    ca_pem: &str,
+    identity: Option<(&str, &Secret)>,
+    name: &str,
+) -> Result<rustls::ClientConfig, PkiError> {
+    let mut config = client_config(ca_pem, identity)?;
+    let inner = WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots(ca_pem)?),
+        Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+    )
+    .build()
+    .map_err(|e| PkiError::Rejected(e.to_string()))?;
+    let name =
+        ServerName::try_from(name.to_string()).map_err(|_| PkiError::BadName(name.into()))?;
+    config
+        .dangerous()
+        .set_certificate_verifier(Arc::new(NamedVerifier { inner, name }));
+    Ok(config)
+}
+
+/// Verifies as WebPKI does, for a fixed name instead of the one the connection asked for.
+#[derive(Debug)]
+struct NamedVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    name: ServerName<'static>,
+}
+
+impl ServerCertVerifier for NamedVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _asked: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
 /// A rustls client configuration trusting only the CAs of `ca_pem`, presenting
 /// `identity` (certificate chain and key, PEM) when given.
 pub fn client_config(

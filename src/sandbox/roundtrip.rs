@@ -8,6 +8,7 @@ use super::SandboxError;
 use super::clients::{AmqpConsumer, Login, MqttSubscriber, amqp_publish, mqtt_publish};
 use crate::endpoints::{BrokerAddress, EndpointMap};
 use crate::spec::Stack;
+use crate::spec::model::Devices;
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -15,15 +16,6 @@ fn address<'a>(map: &'a EndpointMap, region: &str) -> Result<&'a BrokerAddress, 
     map.get(region).and_then(|a| a.first()).ok_or_else(|| {
         SandboxError::Failed(format!("the endpoint file has no broker for `{region}`"))
     })
-}
-
-/// A topic of a device topic filter: `{device}` replaced by its id, a final `#` by `leaf`.
-pub fn topic(filter: &str, device: &str, leaf: &str) -> String {
-    let t = filter.replace("{device}", device);
-    match t.strip_suffix('#') {
-        Some(prefix) => format!("{prefix}{leaf}"),
-        None => t,
-    }
 }
 
 fn client_error(e: super::clients::ClientError) -> SandboxError {
@@ -82,11 +74,14 @@ pub async fn run(
     let mut lines = Vec::new();
 
     let sender = device(telemetry_region)?;
-    let telemetry_topic = topic(&devices.telemetry, &sender.user, "temperature");
-    let mut telemetry =
-        AmqpConsumer::bind(&service, "amq.topic", &telemetry_topic.replace('/', "."))
-            .await
-            .map_err(client_error)?;
+    let telemetry_topic = Devices::topic(&devices.telemetry, &sender.user, "temperature");
+    let mut telemetry = AmqpConsumer::bind(
+        &service,
+        "amq.topic",
+        &Devices::routing_key(&telemetry_topic),
+    )
+    .await
+    .map_err(client_error)?;
     mqtt_publish(
         &sender,
         &sender.user,
@@ -108,7 +103,7 @@ pub async fn run(
     telemetry.close().await;
 
     let receiver = device(command_region)?;
-    let command_topic = topic(&devices.commands, &receiver.user, "reboot");
+    let command_topic = Devices::topic(&devices.commands, &receiver.user, "reboot");
     let mut sub = MqttSubscriber::connect(
         &receiver,
         &receiver.user,
@@ -117,7 +112,7 @@ pub async fn run(
     )
     .await
     .map_err(client_error)?;
-    let key = command_topic.replace('/', ".");
+    let key = Devices::routing_key(&command_topic);
     amqp_publish(&service, "amq.topic", &key, b"{\"reboot\":false}")
         .await
         .map_err(client_error)?;

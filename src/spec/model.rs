@@ -212,6 +212,22 @@ impl Default for Devices {
     }
 }
 
+impl Devices {
+    /// A topic of a device topic filter: `{device}` replaced by its id, a final `#` by `leaf`.
+    pub fn topic(filter: &str, device: &str, leaf: &str) -> String {
+        let t = filter.replace("{device}", device);
+        match t.strip_suffix('#') {
+            Some(prefix) => format!("{prefix}{leaf}"),
+            None => t,
+        }
+    }
+
+    /// The routing key RabbitMQ's MQTT plugin gives an MQTT topic on its topic exchange.
+    pub fn routing_key(topic: &str) -> String {
+        topic.replace('/', ".")
+    }
+}
+
 fn default_telemetry_topic() -> String {
     "devices/{device}/#".to_string()
 }
