@@ -128,6 +128,7 @@ async fn up_federates_each_gateway_and_down_removes_only_its_own_entries() {
             expires_ms: 60000,
             message_ttl_ms: 60000,
             queue_type: "classic",
+            downstream: gwctl::spec::model::RabbitSeries::V4_0,
         },
     };
     backend

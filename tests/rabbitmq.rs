@@ -292,3 +292,76 @@ async fn an_mqtt5_subscriber_leaves_every_federation_link_running() {
     device.disconnect().await;
     sandbox.stop(Duration::from_secs(5)).await;
 }
+
+/// A region pinned to Debian 12's RabbitMQ 3.10 (a region to move off it) renders what 3.10
+/// accepts: its node boots from the files on this machine's own 3.10 package, beside 4.0
+/// nodes, federates both ways with the 4.0 backend, and its devices log in with their
+/// certificates (never with a password under a device's id) and reach their topics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_on_debian_12s_rabbitmq_3_10_boots_federates_and_serves_devices() {
+    let r = Regions::examples();
+    r.edit("us-east-1.yaml", "debian-13-amd64-*", "debian-12-amd64-*");
+    r.edit(
+        "us-east-1.yaml",
+        "  instance_type: c6i.large\n",
+        "  instance_type: c6i.large\n  rabbitmq_package: 3.10.8-1.1+deb12u1\n",
+    );
+    let stack = spec::load(r.dir(), &Selection::All).expect("a 3.10 region validates");
+    let work = tempfile::tempdir().expect("tempdir");
+    let sandbox = Sandbox::start(&stack, work.path(), &rabbitmq())
+        .await
+        .expect("nodes boot");
+    let versions = [
+        ("us-east-1", "3.10."),
+        ("ap-northeast-1", "4.0."),
+        (BACKEND, "4.0."),
+    ];
+    for (node, series) in versions {
+        let overview = sandbox
+            .admin(node)
+            .expect("client")
+            .overview()
+            .await
+            .expect("overview");
+        assert!(
+            overview.rabbitmq_version.starts_with(series),
+            "{node}: {}",
+            overview.rabbitmq_version
+        );
+    }
+
+    sandbox.federate_backend().await.expect("federation");
+    let links = sandbox
+        .wait_links_running(Duration::from_secs(60))
+        .await
+        .expect("links running");
+    assert_eq!(links["us-east-1"].len(), 1, "{links:?}");
+    assert_eq!(links[BACKEND].len(), 2, "{links:?}");
+
+    let lines =
+        gwctl::sandbox::roundtrip::run(&stack, &sandbox.endpoint_map(), "us-east-1", "us-east-1")
+            .await
+            .expect("telemetry and a command cross the 3.10 gateway");
+    assert!(!lines.is_empty());
+
+    // A device cannot log in under another device's id with a password (the authorizer
+    // allows a login without a password only: what 3.10 sends for a certificate login).
+    let device = sandbox.device_login("us-east-1", "dev-a").expect("device");
+    let as_b = gwctl::sandbox::clients::Login {
+        user: "dev-b".into(),
+        password: Some(gwctl::spec::secret::Secret::new("none")),
+        ..device.clone()
+    };
+    for client_id in ["dev-a", "dev-b"] {
+        assert!(
+            mqtt_publish(&as_b, client_id, "devices/dev-b/t", b"x", WAIT)
+                .await
+                .is_err(),
+            "published as dev-b (client id {client_id})"
+        );
+    }
+    mqtt_publish(&device, "dev-a", "devices/dev-a/t", b"x", WAIT)
+        .await
+        .expect("the certificate login");
+    sandbox.stop(Duration::from_secs(5)).await;
+}

@@ -90,6 +90,37 @@ fn an_even_broker_count_is_refused_with_the_reason() {
 }
 
 #[test]
+fn the_broker_package_is_a_series_gwctl_renders_on_its_own_debian() {
+    let r = Regions::examples();
+    let pin =
+        |version: &str| format!("  instance_type: c6i.large\n  rabbitmq_package: {version}\n");
+    r.edit(
+        "us-east-1.yaml",
+        "  instance_type: c6i.large\n",
+        &pin("3.13.7-1"),
+    );
+    assert_invalid(
+        &r,
+        "us-east-1.yaml",
+        "13:21",
+        "brokers.rabbitmq_package",
+        "3.13.7-1: gwctl renders RabbitMQ 4.0 (Debian 13",
+    );
+    // Debian 12's 3.10 is accepted on Debian 12's images only (to move a region off it).
+    r.edit("us-east-1.yaml", "3.13.7-1", "3.10.8-1.1+deb12u1");
+    assert_invalid(
+        &r,
+        "us-east-1.yaml",
+        "16:11",
+        "brokers.ami.name",
+        "debian-13-amd64-*: RabbitMQ 3.10 (3.10.8-1.1+deb12u1) is a package of Debian 12",
+    );
+    r.edit("us-east-1.yaml", "debian-13-amd64-*", "debian-12-amd64-*");
+    let (code, stderr) = validate(&r, &["us-east-1"]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
 fn wrong_type() {
     let r = Regions::examples();
     r.edit("us-east-1.yaml", "  count: 3", "  count: two");

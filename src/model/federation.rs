@@ -9,7 +9,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::spec::model::{BufferBound, Federation, GatewaySpec};
+use crate::spec::model::{BufferBound, Federation, GatewaySpec, RabbitSeries};
 
 /// A federation upstream: where a link connects, and how it behaves.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -33,6 +33,9 @@ pub struct LinkSettings {
     pub message_ttl_ms: u64,
     /// The type of the link's buffer (see [`buffer_queue_type`]).
     pub queue_type: &'static str,
+    /// The series of the side that runs the link (the downstream), which reads these
+    /// settings: 3.10 refuses an upstream with settings it does not know.
+    pub downstream: RabbitSeries,
 }
 
 const DAY_MS: u64 = 86_400_000;
@@ -49,6 +52,7 @@ impl LinkSettings {
             expires_ms: u64::from(f.buffers.expires_days) * DAY_MS,
             message_ttl_ms: u64::from(f.buffers.message_ttl_days) * DAY_MS,
             queue_type: buffer_queue_type(buffer_nodes),
+            downstream: RabbitSeries::V4_0,
         }
     }
 }
@@ -72,7 +76,7 @@ impl Upstream {
             [one] => Value::String(one.clone()),
             many => json!(many),
         };
-        json!({
+        let mut value = json!({
             "uri": uri,
             "exchange": self.exchange,
             "max-hops": self.settings.max_hops,
@@ -84,7 +88,16 @@ impl Upstream {
             "queue-type": self.settings.queue_type,
             "resource-cleanup-mode": "never",
             "trust-user-id": false,
-        })
+        });
+        if self.settings.downstream == RabbitSeries::V3_10 {
+            // RabbitMQ 3.10's federation knows neither (its buffers are classic queues, and a
+            // removed link deletes its buffer): it would refuse the whole upstream.
+            if let Some(v) = value.as_object_mut() {
+                v.remove("queue-type");
+                v.remove("resource-cleanup-mode");
+            }
+        }
+        value
     }
 }
 
@@ -250,7 +263,10 @@ pub fn gateway_side(
     backend_uris: &[String],
     backend_nodes: usize,
 ) -> (Vec<Upstream>, Vec<Policy>) {
-    let settings = LinkSettings::new(&gw.federation, backend_nodes);
+    let settings = LinkSettings {
+        downstream: gw.brokers.series(),
+        ..LinkSettings::new(&gw.federation, backend_nodes)
+    };
     let mut upstreams = Vec::new();
     let mut policies = Vec::new();
     for x in &gw.federation.from_backend {

@@ -6,7 +6,9 @@ use std::time::SystemTime;
 use crate::model::resources::{Actual, Kind, Spec};
 use crate::pki;
 use crate::render::Cas;
-use crate::spec::model::{DataVolume, GatewaySpec, PLAINTEXT_MQTT_PORT, PLAINTEXT_WEB_MQTT_PORT};
+use crate::spec::model::{
+    DataVolume, GatewaySpec, PLAINTEXT_MQTT_PORT, PLAINTEXT_WEB_MQTT_PORT, RabbitSeries,
+};
 
 /// Warnings about a gateway region's availability: a single broker, data that snapshots do not
 /// cover.
@@ -18,6 +20,15 @@ pub fn availability(gw: &GatewaySpec) -> Vec<String> {
              takes the region's devices offline; 3 brokers survive one node out"
                 .to_string(),
         );
+    }
+    if gw.brokers.series() == RabbitSeries::V3_10 {
+        out.push(format!(
+            "WARNING: RabbitMQ 3.10 ({}) is out of RabbitMQ's support and lacks what 4.0 \
+             enforces: a device's client id is not tied to its certificate, and quorum queues \
+             do not follow the cluster's membership. Pin a 4.0 package on debian-13 \
+             images; `gwctl upgrade` moves the region",
+            gw.brokers.rabbitmq_package
+        ));
     }
     if matches!(gw.brokers.data_volume, DataVolume::InstanceStore(_)) {
         out.push(

@@ -359,6 +359,7 @@ pub fn gateway(
     let tera = templates()?;
     let cluster_name = gw.cluster_name();
     let mut ctx = base_context(&cluster_name, &gw.region, gw.brokers.tuning, addr);
+    ctx.insert("series", gw.brokers.series().as_str());
     // Devices authenticate by certificate only: see templates/gateway/device-authorizer.py
     // for why every client must present one.
     ctx.insert(
@@ -451,8 +452,13 @@ pub fn gateway(
 pub const DEVICE_AUTHORIZER: &str = include_str!("../../templates/gateway/device-authorizer.py");
 
 /// The device authorizer's command line for a node (the sandbox runs the same).
-pub fn authorizer_args(backend: &BackendSpec, port: u16, revoked_file: &str) -> Vec<String> {
-    vec![
+pub fn authorizer_args(
+    backend: &BackendSpec,
+    series: crate::spec::model::RabbitSeries,
+    port: u16,
+    revoked_file: &str,
+) -> Vec<String> {
+    let mut args = vec![
         "--listen".into(),
         format!("127.0.0.1:{port}"),
         "--vhost".into(),
@@ -465,7 +471,11 @@ pub fn authorizer_args(backend: &BackendSpec, port: u16, revoked_file: &str) -> 
         backend.devices.commands.clone(),
         "--revoked".into(),
         revoked_file.into(),
-    ]
+    ];
+    if series == crate::spec::model::RabbitSeries::V3_10 {
+        args.push("--legacy-cert-login".into());
+    }
+    args
 }
 
 /// User-data of support instance `node` of `group`.
@@ -551,6 +561,8 @@ fn base_context(
     ctx.insert("cluster_name", cluster_name);
     ctx.insert("region", region);
     ctx.insert("tuning", &tuning);
+    // The backend runs 4.0; a gateway says which series its brokers run.
+    ctx.insert("series", crate::spec::model::RabbitSeries::V4_0.as_str());
     ctx.insert("t", &TuningValues::from(tuning));
     ctx.insert("bind", &addr.bind.map(|b| b.to_string()));
     ctx.insert("ports", &addr.ports);

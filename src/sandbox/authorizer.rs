@@ -24,6 +24,7 @@ pub fn revoked_file(node_dir: &Path) -> std::path::PathBuf {
 impl Authorizer {
     pub fn start(
         backend: &BackendSpec,
+        series: crate::spec::model::RabbitSeries,
         node_dir: &Path,
         port: u16,
     ) -> Result<Authorizer, SandboxError> {
@@ -44,6 +45,7 @@ impl Authorizer {
         cmd.arg(&script)
             .args(render::authorizer_args(
                 backend,
+                series,
                 port,
                 &revoked.display().to_string(),
             ))

@@ -254,8 +254,9 @@ impl Sandbox {
                 authorizer_port: authorizer,
             };
             let files = render::gateway(gw, &backend, &addr, &self.cas)?;
+            let install = install.for_series(gw.brokers.series());
             let node = self.launch(
-                &region, name, &node_dir, &files, &secrets, &ports, true, install,
+                &region, name, &node_dir, &files, &secrets, &ports, true, &install,
             )?;
             started.push((i.id.clone(), i.slot.clone(), name.clone(), ports, node));
         }

@@ -275,7 +275,12 @@ impl Sandbox {
             let addr = sandbox.addressing(&node_dir, &ports, peers);
             let files = render::gateway(&gw.spec, backend, &addr, &sandbox.cas)?;
             let secrets = render::node_secrets(stack, Some(&gw.spec))?;
-            let authorizer = authorizer::Authorizer::start(backend, &node_dir, ports.authorizer)?;
+            let authorizer = authorizer::Authorizer::start(
+                backend,
+                gw.spec.brokers.series(),
+                &node_dir,
+                ports.authorizer,
+            )?;
             authorizer
                 .wait_ready(ports.authorizer, Duration::from_secs(10))
                 .await?;
@@ -291,7 +296,7 @@ impl Sandbox {
                 &secrets,
                 &ports,
                 true,
-                install,
+                &install.for_series(gw.spec.brokers.series()),
             )?;
             sandbox.nodes.insert(region, node);
         }
@@ -694,8 +699,13 @@ impl Sandbox {
     /// Starts a gateway's device authorizer again.
     pub async fn start_authorizer(&mut self, region: &str) -> Result<(), SandboxError> {
         let port = self.layout.node(region)?.authorizer;
-        let a =
-            authorizer::Authorizer::start(&self.stack.backend.spec, &self.dir.join(region), port)?;
+        let series = self.gateway(region)?.brokers.series();
+        let a = authorizer::Authorizer::start(
+            &self.stack.backend.spec,
+            series,
+            &self.dir.join(region),
+            port,
+        )?;
         a.wait_ready(port, Duration::from_secs(10)).await?;
         self.authorizers.insert(region.to_string(), a);
         Ok(())

@@ -62,6 +62,16 @@ impl Install {
         }
     }
 
+    /// The installation that runs `series`: this one for 4.0 (the trixie root, or whatever
+    /// `--rabbitmq-root`/`--rabbitmq-bin` named), this machine's own Debian 12 package for 3.10
+    /// (a region pinned to it, to be moved off it).
+    pub fn for_series(&self, series: crate::spec::model::RabbitSeries) -> Install {
+        match series {
+            crate::spec::model::RabbitSeries::V3_10 => Install::host(DEBIAN_BIN),
+            crate::spec::model::RabbitSeries::V4_0 => self.clone(),
+        }
+    }
+
     /// Whether the installation is there.
     pub fn exists(&self) -> bool {
         let server = self.bin.join("rabbitmq-server");

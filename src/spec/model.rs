@@ -383,6 +383,57 @@ pub const PLAINTEXT_WEB_MQTT_PORT: u16 = 15675;
 /// for CVE-2025-50200.
 pub const RABBITMQ_PACKAGE: &str = "4.0.5-6+deb13u2";
 
+/// The RabbitMQ release series a broker runs, from the package version the region file pins.
+/// What gwctl renders differs between them (3.10 lacks settings 4.0 has), and brokers of two
+/// series never form one cluster (RabbitMQ upgrades in place only to the next series).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum RabbitSeries {
+    /// Debian 12 "bookworm"'s rabbitmq-server: out of RabbitMQ's support, rendered only so a
+    /// region running it can be moved to 4.0 (`upgrade`, blue-green).
+    #[serde(rename = "3.10")]
+    V3_10,
+    /// Debian 13 "trixie"'s rabbitmq-server.
+    #[serde(rename = "4.0")]
+    V4_0,
+}
+
+impl RabbitSeries {
+    /// The series of a Debian package version (`4.0.5-6+deb13u2` → 4.0), if gwctl renders it.
+    pub fn of_package(version: &str) -> Option<RabbitSeries> {
+        // An epoch (`1:`) may precede the upstream version.
+        let upstream = version.rsplit_once(':').map_or(version, |(_, v)| v);
+        let mut parts = upstream.split(['.', '-', '+', '~']);
+        match (parts.next()?, parts.next()?) {
+            ("3", "10") => Some(RabbitSeries::V3_10),
+            ("4", "0") => Some(RabbitSeries::V4_0),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RabbitSeries::V3_10 => "3.10",
+            RabbitSeries::V4_0 => "4.0",
+        }
+    }
+
+    /// The Debian release whose archive carries this series (its images' names start with
+    /// `debian-<release>-`).
+    pub fn debian_release(self) -> u8 {
+        match self {
+            RabbitSeries::V3_10 => 12,
+            RabbitSeries::V4_0 => 13,
+        }
+    }
+}
+
+impl Brokers {
+    /// The series the pinned package belongs to (validation refuses any other).
+    pub fn series(&self) -> RabbitSeries {
+        RabbitSeries::of_package(&self.rabbitmq_package).unwrap_or(RabbitSeries::V4_0)
+    }
+}
+
 fn default_broker_count() -> u8 {
     3
 }

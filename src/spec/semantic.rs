@@ -96,6 +96,7 @@ pub fn check_gateway(spec: &GatewaySpec, file: &Path, base: &Path, sink: &mut Si
     }
 
     check_volume(&spec.brokers.root_volume, "/brokers/root_volume", sink);
+    check_series(&spec.brokers, sink);
     let count = spec.brokers.count;
     if count > 1 && count.is_multiple_of(2) {
         sink.at(
@@ -468,6 +469,39 @@ fn check_tags(tags: &BTreeMap<String, String>, sink: &mut Sink<'_>) {
 fn check_secret(source: &SecretRef, at: &str, base: &Path, sink: &mut Sink<'_>) {
     if let Err(e) = source.resolve(base) {
         sink.at(at, e.to_string());
+    }
+}
+
+/// The pinned package is a series gwctl renders, from the Debian release the image is of.
+fn check_series(brokers: &super::model::Brokers, sink: &mut Sink<'_>) {
+    use super::model::{Ami, RabbitSeries};
+    let Some(series) = RabbitSeries::of_package(&brokers.rabbitmq_package) else {
+        sink.at(
+            "/brokers/rabbitmq_package",
+            format!(
+                "{}: gwctl renders RabbitMQ 4.0 (Debian 13, e.g. {}) and 3.10 (Debian 12's \
+                 3.10.8-1.1+deb12u1, only to move a region off it)",
+                brokers.rabbitmq_package,
+                super::model::RABBITMQ_PACKAGE
+            ),
+        );
+        return;
+    };
+    let release = series.debian_release();
+    if let Ami::Lookup(lookup) = &brokers.ami
+        && let Some(rest) = lookup.name.strip_prefix("debian-")
+        && !rest.starts_with(&format!("{release}-"))
+    {
+        sink.at(
+            "/brokers/ami/name",
+            format!(
+                "{}: RabbitMQ {} ({}) is a package of Debian {release}; select \
+                 debian-{release}-* images",
+                lookup.name,
+                series.as_str(),
+                brokers.rabbitmq_package
+            ),
+        );
     }
 }
 

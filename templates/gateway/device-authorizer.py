@@ -9,7 +9,8 @@ service only applies the rules of backend.yaml's `devices` section:
   user      allow a certificate login (password `none`, the broker's marker for one) of a
             well-formed device id that is not revoked and whose client id is the device id
             (so a device holding its own certificate cannot log in under another id with a
-            password of `none`)
+            password of `none`); with --legacy-cert-login (RabbitMQ 3.10, which sends neither
+            marker nor client id), a login that carries no password
   vhost     the gateway's vhost only
   resource  its own subscription queues (mqtt-subscription-<id>qos0/1, mqtt-will-<id>) and
             reading/writing the MQTT exchange
@@ -36,6 +37,9 @@ parser.add_argument("--exchange", default="amq.topic")
 parser.add_argument("--telemetry", required=True)
 parser.add_argument("--commands", required=True)
 parser.add_argument("--revoked", required=True)
+parser.add_argument("--legacy-cert-login", action="store_true",
+                    help="RabbitMQ 3.10: a certificate login carries no password marker and "
+                         "no client id")
 args = parser.parse_args()
 
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -78,8 +82,14 @@ def device(q):
 
 
 def allow_user(q):
-    return (device(q) is not None and q.get("password") == "none"
-            and q.get("client_id") == q.get("username"))
+    if device(q) is None:
+        return False
+    if args.legacy_cert_login:
+        # RabbitMQ 3.10 asks with the user name alone for a certificate login. A password
+        # login carries a password (`none` too) and a client id the broker does not tie to
+        # the certificate: refused.
+        return "password" not in q and "client_id" not in q
+    return q.get("password") == "none" and q.get("client_id") == q.get("username")
 
 
 def allow_vhost(q):
