@@ -232,6 +232,45 @@ async fn up_federates_each_gateway_and_down_removes_only_its_own_entries() {
         .assert()
         .code(0);
 
+    // The region's links now deliver into another backend exchange: the new binding is made
+    // and the old one removed (left, it would send the region's messages to both).
+    backend
+        .put_topic_exchange("/", "gwctl.telemetry")
+        .await
+        .expect("exchange");
+    let to_backend = "  to_backend:\n    - exchange: amq.topic\n";
+    let elsewhere =
+        "  to_backend:\n    - exchange: amq.topic\n      peer_exchange: gwctl.telemetry\n";
+    let local = "gwctl.from-gateway.us-east-1.amq.topic";
+    for (from, to, into) in [
+        (to_backend, elsewhere, "gwctl.telemetry"),
+        (elsewhere, to_backend, "amq.topic"),
+    ] {
+        r.edit("us-east-1.yaml", from, to);
+        let plan = gwctl(&r, &m, work.path())
+            .args(["plan", "us-east-1"])
+            .output()
+            .expect("plan");
+        let text = String::from_utf8_lossy(&plan.stdout);
+        assert!(
+            text.contains(&format!("binding/{local} -> {into}"))
+                && text.contains("no longer declared"),
+            "{text}"
+        );
+        gwctl(&r, &m, work.path())
+            .args(["up", "us-east-1", "--yes"])
+            .assert()
+            .success();
+        assert_eq!(
+            backend.bindings_from("/", local).await.expect("bindings"),
+            [(into.to_string(), "#".to_string())]
+        );
+    }
+    gwctl(&r, &m, work.path())
+        .args(["plan", "--all", "--detailed-exitcode"])
+        .assert()
+        .code(0);
+
     // The US gateway stops taking from the backend: its buffer there fills.
     let us_buffer = "federation: amq.topic -> gw-us-east-1:gwctl.from-backend.amq.topic";
     let jp_buffer = "federation: amq.topic -> gw-ap-northeast-1:gwctl.from-backend.amq.topic";

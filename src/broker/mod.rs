@@ -604,6 +604,50 @@ impl Client {
         .map(drop)
     }
 
+    /// Removes the bindings from exchange `source` to exchange `destination` with
+    /// `routing_key` (whatever their arguments; each is addressed by its properties key).
+    pub async fn unbind_exchange(
+        &self,
+        vhost: &str,
+        source: &str,
+        destination: &str,
+        routing_key: &str,
+    ) -> Result<(), BrokerError> {
+        let path = format!(
+            "bindings/{}/e/{}/e/{}",
+            vhost_segment(vhost),
+            vhost_segment(source),
+            vhost_segment(destination)
+        );
+        let what = format!("binding `{source}` → `{destination}`");
+        let found = match self.call(Method::GET, &path, &what, None).await {
+            Err(BrokerError::NotFound { .. }) => return Ok(()),
+            other => other?,
+        };
+        let keys: Vec<String> = found
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|b| b["routing_key"] == routing_key)
+            .filter_map(|b| b["properties_key"].as_str().map(str::to_string))
+            .collect();
+        for key in keys {
+            match self
+                .call(
+                    Method::DELETE,
+                    &format!("{path}/{}", vhost_segment(&key)),
+                    &what,
+                    None,
+                )
+                .await
+            {
+                Ok(_) | Err(BrokerError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// (name, messages) of the queues in `vhost` whose names start with `prefix`.
     pub async fn queues(
         &self,

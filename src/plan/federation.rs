@@ -26,6 +26,13 @@ pub enum FedOp {
         source: String,
         destination: String,
     },
+    /// A binding of the region's exchange that is no longer declared (its `peer_exchange`
+    /// changed): left, it would keep sending the region's messages to the old exchange.
+    Unbind {
+        source: String,
+        destination: String,
+        routing_key: String,
+    },
     PutUpstream(Upstream),
     PutPolicy(Policy),
     DeletePolicy(String),
@@ -190,6 +197,21 @@ pub async fn plan(
                 destination: into.clone(),
             },
         ));
+        for (old, key) in seen.exchanges.get(local).into_iter().flatten() {
+            if old == into && key == "#" {
+                continue;
+            }
+            out.changes.push(change(
+                Action::Delete,
+                format!("binding/{local} -> {old}"),
+                &format!("routing key {key}, no longer declared"),
+                FedOp::Unbind {
+                    source: local.clone(),
+                    destination: old.clone(),
+                    routing_key: key.clone(),
+                },
+            ));
+        }
     }
 
     // Its upstreams.
@@ -417,13 +439,15 @@ pub async fn apply(backend: &Client, plan: &FederationPlan) -> Result<usize, Bro
     let rank = |op: &FedOp| match op {
         FedOp::PutExchange(_) => 0,
         FedOp::Bind { .. } => 1,
-        FedOp::PutUpstream(_) => 2,
-        FedOp::PutPolicy(_) => 3,
-        FedOp::PutSet { .. } => 4,
-        FedOp::DeletePolicy(_) => 5,
-        FedOp::DeleteSet(_) => 6,
-        FedOp::DeleteUpstream(_) => 7,
-        FedOp::DeleteExchange(_) => 8,
+        // The new binding first: the region's messages always have a way in.
+        FedOp::Unbind { .. } => 2,
+        FedOp::PutUpstream(_) => 3,
+        FedOp::PutPolicy(_) => 4,
+        FedOp::PutSet { .. } => 5,
+        FedOp::DeletePolicy(_) => 6,
+        FedOp::DeleteSet(_) => 7,
+        FedOp::DeleteUpstream(_) => 8,
+        FedOp::DeleteExchange(_) => 9,
     };
     let mut ops: Vec<&FedOp> = plan.changes.iter().filter_map(|c| c.op.as_ref()).collect();
     ops.sort_by_key(|op| rank(op));
@@ -436,6 +460,15 @@ pub async fn apply(backend: &Client, plan: &FederationPlan) -> Result<usize, Bro
             } => {
                 backend
                     .bind_exchange(VHOST, source, destination, "#")
+                    .await?
+            }
+            FedOp::Unbind {
+                source,
+                destination,
+                routing_key,
+            } => {
+                backend
+                    .unbind_exchange(VHOST, source, destination, routing_key)
                     .await?
             }
             FedOp::PutUpstream(u) => backend.put_upstream(VHOST, u).await?,
