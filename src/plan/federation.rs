@@ -204,7 +204,7 @@ pub async fn plan(
             out.changes.push(change(
                 Action::Delete,
                 format!("binding/{local} -> {old}"),
-                &format!("routing key {key}, no longer declared"),
+                format!("routing key {key}, no longer declared"),
                 FedOp::Unbind {
                     source: local.clone(),
                     destination: old.clone(),
