@@ -78,6 +78,17 @@ fn describe_certificate_error(e: &rustls::CertificateError) -> String {
 }
 
 /// `%2f` for the default vhost.
+/// The management API's path of the bindings from exchange `source` to exchange
+/// `destination`.
+fn binding_path(vhost: &str, source: &str, destination: &str) -> String {
+    format!(
+        "bindings/{}/e/{}/e/{}",
+        vhost_segment(vhost),
+        vhost_segment(source),
+        vhost_segment(destination)
+    )
+}
+
 fn vhost_segment(vhost: &str) -> String {
     crate::model::federation::encode_component(vhost)
 }
@@ -588,12 +599,7 @@ impl Client {
         destination: &str,
         routing_key: &str,
     ) -> Result<(), BrokerError> {
-        let path = format!(
-            "bindings/{}/e/{}/e/{}",
-            vhost_segment(vhost),
-            vhost_segment(source),
-            vhost_segment(destination)
-        );
+        let path = binding_path(vhost, source, destination);
         self.call(
             Method::POST,
             &path,
@@ -613,12 +619,7 @@ impl Client {
         destination: &str,
         routing_key: &str,
     ) -> Result<(), BrokerError> {
-        let path = format!(
-            "bindings/{}/e/{}/e/{}",
-            vhost_segment(vhost),
-            vhost_segment(source),
-            vhost_segment(destination)
-        );
+        let path = binding_path(vhost, source, destination);
         let what = format!("binding `{source}` → `{destination}`");
         let found = match self.call(Method::GET, &path, &what, None).await {
             Err(BrokerError::NotFound { .. }) => return Ok(()),

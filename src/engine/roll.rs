@@ -289,15 +289,7 @@ mod tests {
     use crate::plan::{Intent, diff};
 
     fn broker(image: &str) -> Spec {
-        Spec::Instance {
-            image: image.into(),
-            instance_type: "c6i.large".into(),
-            subnet: Ref::Id("subnet-1".into()),
-            security_groups: vec![],
-            profile: Ref::Id(String::new()),
-            launch_sha256: String::new(),
-            imdsv2_required: true,
-        }
+        Spec::test_broker(Ref::Id("subnet-1".into()), image)
     }
 
     fn instance(id: &str, image: &str) -> Observed {

@@ -318,6 +318,23 @@ pub enum Spec {
 }
 
 impl Spec {
+    /// A broker instance in `subnet` on `image`, the rest fixed: for tests of what is kept,
+    /// held and replaced.
+    #[cfg(test)]
+    pub(crate) fn test_broker(subnet: Ref, image: &str) -> Spec {
+        Spec::Instance {
+            image: image.into(),
+            instance_type: "c6i.large".into(),
+            subnet,
+            security_groups: vec![],
+            profile: Ref::Id(String::new()),
+            launch_sha256: String::new(),
+            imdsv2_required: true,
+        }
+    }
+}
+
+impl Spec {
     pub fn kind(&self) -> Kind {
         match self {
             Spec::IamRole { .. } => Kind::IamRole,

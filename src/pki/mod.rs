@@ -247,12 +247,7 @@ pub fn verify_server(
     let certs = all_certs(cert_pem)?;
     let (leaf, intermediates) = certs.split_first().ok_or(PkiError::NotACertificate)?;
     let info = inspect_der(leaf)?;
-    let verifier = WebPkiServerVerifier::builder_with_provider(
-        Arc::new(roots(ca_pem)?),
-        Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
-    )
-    .build()
-    .map_err(|e| PkiError::Rejected(e.to_string()))?;
+    let verifier = webpki_verifier(ca_pem)?;
     let server =
         ServerName::try_from(name.to_string()).map_err(|_| PkiError::BadName(name.into()))?;
     let at = UnixTime::since_unix_epoch(
@@ -285,18 +280,23 @@ pub fn client_config_for_name(
     name: &str,
 ) -> Result<rustls::ClientConfig, PkiError> {
     let mut config = client_config(ca_pem, identity)?;
-    let inner = WebPkiServerVerifier::builder_with_provider(
-        Arc::new(roots(ca_pem)?),
-        Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
-    )
-    .build()
-    .map_err(|e| PkiError::Rejected(e.to_string()))?;
+    let inner = webpki_verifier(ca_pem)?;
     let name =
         ServerName::try_from(name.to_string()).map_err(|_| PkiError::BadName(name.into()))?;
     config
         .dangerous()
         .set_certificate_verifier(Arc::new(NamedVerifier { inner, name }));
     Ok(config)
+}
+
+/// A verifier of server certificates chaining to the CAs of `ca_pem`.
+fn webpki_verifier(ca_pem: &str) -> Result<Arc<WebPkiServerVerifier>, PkiError> {
+    WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots(ca_pem)?),
+        Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+    )
+    .build()
+    .map_err(|e| PkiError::Rejected(e.to_string()))
 }
 
 /// Verifies as WebPKI does, for a fixed name instead of the one the connection asked for.

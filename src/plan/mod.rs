@@ -538,15 +538,7 @@ mod tests {
 
     #[test]
     fn up_holds_broker_replacements_and_refuses_a_network_rebuild_under_them() {
-        let broker = |subnet: Ref, image: &str| Spec::Instance {
-            image: image.into(),
-            instance_type: "c6i.large".into(),
-            subnet,
-            security_groups: vec![],
-            profile: Ref::Id(String::new()),
-            launch_sha256: String::new(),
-            imdsv2_required: true,
-        };
+        let broker = Spec::test_broker;
         let want = vec![
             desired(Kind::Vpc, "main", vpc("10.1.0.0/16")),
             desired(
@@ -594,15 +586,7 @@ mod tests {
 
     #[test]
     fn a_replacement_beside_its_broker_is_kept_and_up_holds_the_rest() {
-        let broker = |image: &str| Spec::Instance {
-            image: image.into(),
-            instance_type: "c6i.large".into(),
-            subnet: Ref::Id("subnet-1".into()),
-            security_groups: vec![],
-            profile: Ref::Id(String::new()),
-            launch_sha256: String::new(),
-            imdsv2_required: true,
-        };
+        let broker = |image: &str| Spec::test_broker(Ref::Id("subnet-1".into()), image);
         let slot = Key::new(Kind::Instance, "broker-1");
         let address = Spec::ElasticIp {
             instance: Ref::Key(slot.clone()),
