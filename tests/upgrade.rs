@@ -378,6 +378,23 @@ async fn upgrade_rolls_a_newer_image_onto_the_brokers_one_at_a_time() {
     );
     assert_eq!(instances(&m, "us-east-1").await, before);
 
+    // A gate that fails stops the roll and says how to resume, and how to roll back (the
+    // image the brokers ran before); the replacement it launched is kept for the next run.
+    let stopped = f
+        .gwctl(&r, &m)
+        .args(["upgrade", "us-east-1", "--yes", "--broker-wait", "1"])
+        .output()
+        .expect("upgrade");
+    let stderr = String::from_utf8_lossy(&stopped.stderr);
+    assert_eq!(stopped.status.code(), Some(1), "{stderr}");
+    let old_image = &before[0].3;
+    assert!(
+        stderr.contains("gates with the replacements still fail after 1 s")
+            && stderr.contains("Run `gwctl upgrade us-east-1` again to resume")
+            && stderr.contains(&format!("`ami: {{id: {old_image}}}`")),
+        "{stderr}"
+    );
+
     let sampler = Sampler::start(&r, &f);
     let out = f
         .gwctl(&r, &m)

@@ -347,7 +347,7 @@ impl Engine {
                 .upgrade_region(region, opts, roll.max_unavailable.max(1), events)
                 .await;
             self.release_locks(locks, events).await;
-            result.map_err(|e| resume_hint(e, &name))?;
+            result.map_err(|e| resume_hint(e, region))?;
         }
         Ok(())
     }
@@ -438,15 +438,55 @@ impl Engine {
     }
 }
 
-/// A failed roll says where it stopped and how to go on.
-fn resume_hint(e: Error, region: &str) -> Error {
+/// A failed roll says where it stopped, how to go on, and how to go back.
+fn resume_hint(e: Error, region: &RegionUpgrade) -> Error {
+    let name = &region.region;
     match e {
         Error::Failed(m) => Error::Failed(format!(
-            "{m}\nthe roll stopped here: what is done stays done. Run `gwctl upgrade {region}` \
+            "{m}\nthe roll stopped here: what is done stays done. Run `gwctl upgrade {name}` \
              again to resume once the cause is fixed (a replacement already running is kept); \
-             `gwctl plan {region}` shows what is left"
+             `gwctl plan {name}` shows what is left.{}",
+            rollback_hint(region)
         )),
         other => other,
+    }
+}
+
+/// How to roll back: the brokers not yet replaced show what the region ran before; pinning
+/// that in the region file makes `upgrade` roll the replaced ones back the same way.
+fn rollback_hint(region: &RegionUpgrade) -> String {
+    let mut images: Vec<&str> = region
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Broker { id, .. } => Some(id.as_str()),
+            Step::Tunnel { .. } => None,
+        })
+        .filter_map(|id| {
+            region
+                .work
+                .plan
+                .changes
+                .iter()
+                .filter_map(|c| c.before.as_ref())
+                .find(|b| b.id == id)
+        })
+        .filter_map(|b| match &b.spec {
+            Spec::Instance { image, .. } => Some(image.as_str()),
+            _ => None,
+        })
+        .collect();
+    images.sort();
+    images.dedup();
+    match images.as_slice() {
+        [image] => format!(
+            " To roll back instead, pin the image the brokers ran before (`ami: {{id: \
+             {image}}}`) and restore the rest of the region file as it was, then run `gwctl \
+             upgrade {}`: the brokers already replaced are replaced back the same way, behind \
+             the same gates",
+            region.region
+        ),
+        _ => String::new(),
     }
 }
 
