@@ -308,6 +308,27 @@ async fn a_region_on_debian_12s_rabbitmq_3_10_boots_federates_and_serves_devices
     );
     let stack = spec::load(r.dir(), &Selection::All).expect("a 3.10 region validates");
     let work = tempfile::tempdir().expect("tempdir");
+    // In production the flag goes to the authorizer only (the revocation refresher rejects
+    // unknown options: a misplaced flag stopped every refresh on 3.10 brokers).
+    r.gwctl()
+        .args(["render", "us-east-1", "--out"])
+        .arg(work.path().join("rendered"))
+        .assert()
+        .success();
+    let user_data = std::fs::read_to_string(
+        work.path()
+            .join("rendered/us-east-1/broker-1.user-data.yaml"),
+    )
+    .expect("user-data");
+    let flagged: Vec<&str> = user_data
+        .lines()
+        .filter(|l| l.contains("ExecStart=") && l.contains("--legacy-cert-login"))
+        .collect();
+    assert!(
+        flagged.len() == 1
+            && flagged[0].contains("ExecStart=/usr/local/sbin/gwctl-device-authorizer"),
+        "{flagged:?}"
+    );
     let sandbox = Sandbox::start(&stack, work.path(), &rabbitmq())
         .await
         .expect("nodes boot");

@@ -165,6 +165,63 @@ async fn up_never_replaces_or_removes_a_running_broker() {
     assert_eq!(brokers(&m, "us-east-1").await, before);
 }
 
+/// Brokers roll only within a RabbitMQ series: a region on 3.10 is not rolled (quorum queues
+/// would not regain a replaced node's replicas), and a move from 3.10 to 4.0 is refused (a
+/// 4.0 node never joins a 3.10 cluster) until the blue-green move exists; nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_refuses_to_roll_across_rabbitmq_series() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    r.edit("us-east-1.yaml", "debian-13-amd64-*", "debian-12-amd64-*");
+    r.edit(
+        "us-east-1.yaml",
+        "  instance_type: c6i.large\n",
+        "  instance_type: c6i.large\n  rabbitmq_package: 3.10.8-1.1+deb12u1\n",
+    );
+    gwctl(&r, &m)
+        .args(["up", "us-east-1", "--yes", "--scope", "aws"])
+        .assert()
+        .success();
+    let before = brokers(&m, "us-east-1").await;
+    let refused = |expected: &str| {
+        // What up may do, it does (it holds the brokers back).
+        gwctl(&r, &m)
+            .args(["up", "us-east-1", "--yes", "--scope", "aws"])
+            .assert()
+            .success();
+        m.record();
+        let out = gwctl(&r, &m)
+            .args(["upgrade", "us-east-1", "--yes", "--scope", "aws"])
+            .output()
+            .expect("upgrade");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(expected) && stderr.contains("nothing was changed"),
+            "{stderr}"
+        );
+        assert!(
+            m.recorded_actions()
+                .iter()
+                .all(|a| crate::support::moto::is_read_only(a)),
+            "nothing changed"
+        );
+    };
+
+    // A change within 3.10 (another instance type).
+    r.edit("us-east-1.yaml", "c6i.large", "c6i.xlarge");
+    refused("its brokers run RabbitMQ 3.10, which gwctl does not roll");
+    // The move to 4.0.
+    r.edit("us-east-1.yaml", "c6i.xlarge", "c6i.large");
+    r.edit(
+        "us-east-1.yaml",
+        "  rabbitmq_package: 3.10.8-1.1+deb12u1\n",
+        "",
+    );
+    r.edit("us-east-1.yaml", "debian-12-amd64-*", "debian-13-amd64-*");
+    refused("runs RabbitMQ 3.10 and the files want 4.0: a node of one series never joins");
+    assert_eq!(brokers(&m, "us-east-1").await, before);
+}
+
 /// Every broker instance of the region that exists (any state but terminated), with its
 /// slot, state and image.
 async fn instances(m: &Moto, region: &str) -> Vec<(String, String, String, String)> {

@@ -7,6 +7,7 @@
 //! broker already stopped, an address already moved), so a run killed anywhere resumes when
 //! `upgrade` runs again.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::Engine;
@@ -72,7 +73,10 @@ impl Engine {
                 .await?;
         }
 
-        // 1. Replacements, launched beside the brokers they replace.
+        // 1. Replacements, launched beside the brokers they replace. What this run launched
+        // is remembered: a newer image published meanwhile would make a re-read plan see it
+        // as not declared any more.
+        let mut launched: BTreeMap<Key, String> = BTreeMap::new();
         for (key, old, action) in &slots {
             if *action != "replace" || replacement(&work.plan, key, old).is_some() {
                 continue;
@@ -96,6 +100,7 @@ impl Engine {
                 "{region}: {} launched beside {old}",
                 new.id
             )));
+            launched.insert((*key).clone(), new.id);
         }
         if slots.iter().any(|(_, _, a)| *a == "replace") {
             // The replacements boot, run RabbitMQ and join the cluster.
@@ -107,10 +112,21 @@ impl Engine {
         // drains it (its unit's ExecStop).
         let work = self.plan_region(Some(gw), region).await?;
         let mut stopped = Vec::new();
-        for (key, old, _) in &slots {
+        for (key, old, action) in &slots {
             let Some(before) = observed(&work.plan, old) else {
                 continue;
             };
+            // Never a broker stopped whose replacement is not there: its slot would be empty.
+            if *action == "replace"
+                && replacement(&work.plan, key, old).is_none()
+                && !launched.contains_key(*key)
+                && matches!(before.state.as_deref(), Some("running"))
+            {
+                return Err(Error::Failed(format!(
+                    "{region}: {key} ({old}): no replacement runs beside it; it was not \
+                     stopped. Run `gwctl upgrade {region}` again"
+                )));
+            }
             match before.state.as_deref() {
                 Some("running") => {
                     let refuse = |why: String| {
@@ -165,9 +181,17 @@ impl Engine {
         let work = self.plan_region(Some(gw), region).await?;
         let mut ids = ids(&work.plan);
         for (key, old, action) in &slots {
-            if let Some(new) = replacement(&work.plan, key, old) {
-                ids.insert((*key).clone(), new.id.clone());
+            let new = replacement(&work.plan, key, old)
+                .map(|n| n.id.clone())
+                .or_else(|| launched.get(*key).cloned());
+            if let Some(new) = new {
+                ids.insert((*key).clone(), new);
                 self.move_address(&work, key, old, &ids, events).await?;
+            } else if *action == "replace" {
+                return Err(Error::Failed(format!(
+                    "{region}: {key} ({old}): its replacement is gone; it was not deleted. Run \
+                     `gwctl upgrade {region}` again"
+                )));
             }
             if let Some(before) = observed(&work.plan, old) {
                 events.emit(Event::Progress(format!(

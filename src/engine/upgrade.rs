@@ -21,6 +21,7 @@ use super::{ApplyOptions, Engine};
 use crate::error::{Error, Result};
 use crate::model::Action;
 use crate::model::resources::{Key, Payload, Spec, TunnelSpec, TunnelState};
+use crate::spec::model::RabbitSeries;
 
 /// How long a changed tunnel may take to come back up before the roll stops.
 const TUNNEL_BACK: Duration = Duration::from_secs(600);
@@ -314,6 +315,9 @@ impl Engine {
                 )));
             }
         }
+        for region in &plan.regions {
+            self.check_series(region).await?;
+        }
         // Broker steps need the brokers: where none answers, refuse before taking any lock.
         for region in plan
             .regions
@@ -348,6 +352,61 @@ impl Engine {
                 .await;
             self.release_locks(locks, events).await;
             result.map_err(|e| resume_hint(e, region))?;
+        }
+        Ok(())
+    }
+
+    /// Brokers are rolled only within one RabbitMQ series: a node of another series never
+    /// joins the cluster (RabbitMQ upgrades in place only to the next series), and 3.10
+    /// lacks what a roll relies on (quorum queues regaining their replicas on the new node).
+    async fn check_series(&self, region: &RegionUpgrade) -> Result<()> {
+        let Some(gw) = self.gateway(&region.region) else {
+            return Ok(());
+        };
+        let want = gw.brokers.series();
+        let name = &region.region;
+        let refuse = |why: String| {
+            Error::Failed(format!(
+                "{name}: {why}. Moving a region across series is blue-green (a new cluster \
+                 beside the old one), which gwctl does not do yet; nothing was changed"
+            ))
+        };
+        for step in &region.steps {
+            let Step::Broker {
+                key, id, action, ..
+            } = step
+            else {
+                continue;
+            };
+            if want == RabbitSeries::V3_10 {
+                return Err(refuse(
+                    "its brokers run RabbitMQ 3.10, which gwctl does not roll (quorum queues \
+                     would not regain a replaced node's replicas); move the region to 4.0"
+                        .into(),
+                ));
+            }
+            if *action != "replace" {
+                continue;
+            }
+            let text = region
+                .work
+                .aws
+                .user_data(id)
+                .await
+                .ok()
+                .and_then(|b| crate::model::user_data::decode(&b).ok());
+            let have = text
+                .as_deref()
+                .and_then(crate::model::user_data::rabbitmq_package)
+                .and_then(RabbitSeries::of_package);
+            if let Some(have) = have.filter(|h| *h != want) {
+                return Err(refuse(format!(
+                    "{key} ({id}) runs RabbitMQ {} and the files want {}: a node of one series \
+                     never joins a cluster of the other",
+                    have.as_str(),
+                    want.as_str()
+                )));
+            }
         }
         Ok(())
     }

@@ -29,6 +29,15 @@ pub fn decode(bytes: &[u8]) -> Result<String, std::io::Error> {
     }
 }
 
+/// The `rabbitmq-server` version a broker's cloud-config installs (its `packages` entry, as
+/// `templates/gateway/user-data.yaml.tera` renders it).
+pub fn rabbitmq_package(text: &str) -> Option<&str> {
+    text.lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("- [rabbitmq-server, \""))
+        .and_then(|rest| rest.strip_suffix("\"]"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,5 +60,12 @@ mod tests {
         assert_eq!(back, text);
         assert_eq!(decode(&bytes).expect("decode"), text);
         assert_eq!(decode(text.as_bytes()).expect("plain"), text);
+    }
+
+    #[test]
+    fn finds_the_package_a_broker_installs() {
+        let text = "#cloud-config\npackages:\n  - [rabbitmq-server, \"4.0.5-6+deb13u2\"]\n";
+        assert_eq!(rabbitmq_package(text), Some("4.0.5-6+deb13u2"));
+        assert_eq!(rabbitmq_package("#cloud-config\n"), None);
     }
 }
