@@ -165,9 +165,11 @@ async fn up_never_replaces_or_removes_a_running_broker() {
     assert_eq!(brokers(&m, "us-east-1").await, before);
 }
 
-/// Brokers roll only within a RabbitMQ series: a region on 3.10 is not rolled (quorum queues
-/// would not regain a replaced node's replicas), and a move from 3.10 to 4.0 is refused (a
-/// 4.0 node never joins a 3.10 cluster) until the blue-green move exists; nothing changes.
+/// A region on Debian 12's RabbitMQ 3.10 runs for real (a 3-node 3.10 cluster, one local
+/// node per moto instance, booted from each instance's user-data); brokers roll only within
+/// a RabbitMQ series: a change within 3.10 is not rolled (quorum queues would not regain a
+/// replaced node's replicas), and the move to 4.0 is refused (a 4.0 node never joins a 3.10
+/// cluster) until the blue-green move exists; nothing changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrade_refuses_to_roll_across_rabbitmq_series() {
     let (r, m) = (Regions::examples(), Moto::start());
@@ -177,20 +179,47 @@ async fn upgrade_refuses_to_roll_across_rabbitmq_series() {
         "  instance_type: c6i.large\n",
         "  instance_type: c6i.large\n  rabbitmq_package: 3.10.8-1.1+deb12u1\n",
     );
-    gwctl(&r, &m)
-        .args(["up", "us-east-1", "--yes", "--scope", "aws"])
+    let f = Follower::start(&r, &m);
+    f.gwctl(&r, &m)
+        .args(["up", "us-east-1", "--yes"])
         .assert()
         .success();
+    let status: serde_json::Value = serde_json::from_slice(
+        &f.gwctl(&r, &m)
+            .args(["status", "us-east-1", "--json"])
+            .output()
+            .expect("status")
+            .stdout,
+    )
+    .expect("status json");
+    let versions: Vec<&str> = status[0]["brokers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b["version"].as_str())
+        .collect();
+    assert!(
+        versions.len() == 3 && versions.iter().all(|v| v.starts_with("3.10.")),
+        "{status}"
+    );
+    // Federated both ways with the 4.0 backend, healthy.
+    assert_eq!(status[0]["healthy"], true, "{status}");
+    let links = status[0]["links"].as_array().cloned().unwrap_or_default();
+    assert!(
+        links.len() == 4 && links.iter().all(|l| l["status"] == "running"),
+        "{status}"
+    );
     let before = brokers(&m, "us-east-1").await;
     let refused = |expected: &str| {
         // What up may do, it does (it holds the brokers back).
-        gwctl(&r, &m)
-            .args(["up", "us-east-1", "--yes", "--scope", "aws"])
+        f.gwctl(&r, &m)
+            .args(["up", "us-east-1", "--yes"])
             .assert()
             .success();
         m.record();
-        let out = gwctl(&r, &m)
-            .args(["upgrade", "us-east-1", "--yes", "--scope", "aws"])
+        let out = f
+            .gwctl(&r, &m)
+            .args(["upgrade", "us-east-1", "--yes"])
             .output()
             .expect("upgrade");
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
