@@ -140,7 +140,8 @@ async fn up_never_replaces_or_removes_a_running_broker() {
         text.contains("us-east-1 (canary): 3 steps")
             && text.contains("replace instance/broker-1")
             && text.contains("remove instance/broker-3")
-            && text.contains("quorum queues with all their replicas online"),
+            && text.contains("quorum queues with all their replicas online")
+            && text.contains("an MQTT-over-TLS round trip through every address Route53 serves"),
         "{text}{}",
         String::from_utf8_lossy(&dry.stderr)
     );

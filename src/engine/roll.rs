@@ -25,6 +25,10 @@ use crate::spec::GatewaySpec;
 /// node's queue replicas move on RabbitMQ's own schedule; EC2's node cleanup runs every 30 s).
 const SETTLE: Duration = Duration::from_secs(300);
 
+/// How long a gateway's link from the backend may be missing after a broker left before its
+/// policy is re-created (a link moving to another node takes seconds).
+const LINK_TAKEOVER: Duration = Duration::from_secs(60);
+
 impl Engine {
     /// Carries out a batch of broker steps of one region (see the module's comment).
     pub(super) async fn roll_brokers(
@@ -214,9 +218,83 @@ impl Engine {
 
         // 4. The backend's links to the region follow the new addresses; the region whole.
         self.converge_federation(gw, events).await?;
+        self.restart_lost_gateway_links(gw, events).await;
         self.wait_gates(gw, "after", Gates::All, SETTLE, events)
             .await?;
         Ok(())
+    }
+
+    /// The gateway's links from the backend run on one node of the cluster and should move
+    /// when that node leaves; RabbitMQ does not always restart them (rabbitmq-server#3148:
+    /// the link is gone until its policy is re-created; seen here once in several rolls on
+    /// 4.0.5). When no node reports a link of an exchange for [`LINK_TAKEOVER`], its policy
+    /// is re-created on the gateway — a restarted link resumes from its buffer on the backend,
+    /// which a stopped link keeps. Best effort: the after-gates say whether links run.
+    async fn restart_lost_gateway_links(&self, gw: &GatewaySpec, events: &dyn Events) {
+        let region = gw.region.as_str();
+        let (_, policies) = crate::model::federation::gateway_side(gw, &[], 1);
+        let federating: Vec<_> = policies
+            .into_iter()
+            .filter(|p| p.definition.get("federation-upstream").is_some())
+            .collect();
+        let started = std::time::Instant::now();
+        loop {
+            let Some(client) = self.any_gateway_client(gw).await else {
+                return;
+            };
+            let Ok(links) = client.federation_links().await else {
+                return;
+            };
+            let missing: Vec<_> = federating
+                .iter()
+                .filter(|p| {
+                    let upstream = p.definition["federation-upstream"].as_str();
+                    !links.iter().any(|l| Some(l.upstream.as_str()) == upstream)
+                })
+                .collect();
+            if missing.is_empty() {
+                return;
+            }
+            if started.elapsed() < LINK_TAKEOVER {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+            for policy in missing {
+                let vhost = crate::render::definitions::VHOST;
+                let redone = match client.delete_policy(vhost, &policy.name).await {
+                    Ok(()) => client.put_policy(vhost, policy).await,
+                    Err(e) => Err(e),
+                };
+                events.emit(Event::Progress(format!(
+                    "{region}: no node runs the link of policy {} {} s after a broker left \
+                     (rabbitmq-server#3148): {}",
+                    policy.name,
+                    started.elapsed().as_secs(),
+                    match redone {
+                        Ok(()) => "re-created the policy".to_string(),
+                        Err(e) => format!("re-creating the policy failed: {e}"),
+                    }
+                )));
+            }
+            return;
+        }
+    }
+
+    /// A management client of any gateway broker that answers.
+    async fn any_gateway_client(&self, gw: &GatewaySpec) -> Option<crate::broker::Client> {
+        let instances = self.broker_instances(&gw.region).await.ok()?;
+        for i in instances.iter().filter(|i| i.state == "running") {
+            let Some(address) = self.instance_address(gw, &i.id, i.private_ip.as_deref()) else {
+                continue;
+            };
+            let Ok(client) = self.gateway_client(gw, &address) else {
+                continue;
+            };
+            if client.overview().await.is_ok() {
+                return Some(client);
+            }
+        }
+        None
     }
 
     /// Brings the backend's federation entries for the region to what its brokers are now.

@@ -99,7 +99,8 @@ impl Step {
                 "before, with the replacement, after: every running broker answers, the \
                  cluster's running nodes are exactly those brokers, no resource alarm, quorum \
                  queues with all their replicas online, federation links running both ways, \
-                 Route53 health checks healthy",
+                 Route53 health checks healthy, an MQTT-over-TLS round trip through every \
+                 address Route53 serves for the region",
                 "the old broker is stopped only if no quorum queue needs it for its majority; \
                  stopping it drains it (maintenance mode) before its address moves and its \
                  volume is snapshotted",
