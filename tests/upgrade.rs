@@ -97,12 +97,7 @@ async fn up_never_replaces_or_removes_a_running_broker() {
         stderr.contains("to make first") && stderr.contains("run `gwctl up us-east-1`, then"),
         "{stderr}"
     );
-    let writes: Vec<String> = m
-        .recorded_actions()
-        .into_iter()
-        .filter(|a| !crate::support::moto::is_read_only(a))
-        .collect();
-    assert!(writes.is_empty(), "{writes:?}");
+    assert_nothing_written(&m);
 
     // up applies what it may and touches no broker, nor a removed broker's address.
     m.record();
@@ -157,12 +152,7 @@ async fn up_never_replaces_or_removes_a_running_broker() {
             && stderr.contains("gwctl sandbox follow"),
         "{stderr}"
     );
-    assert!(
-        m.recorded_actions()
-            .iter()
-            .all(|a| crate::support::moto::is_read_only(a)),
-        "nothing changed"
-    );
+    assert_nothing_written(&m);
     assert_eq!(brokers(&m, "us-east-1").await, before);
 }
 
@@ -229,12 +219,7 @@ async fn upgrade_refuses_to_roll_across_rabbitmq_series() {
             stderr.contains(expected) && stderr.contains("nothing was changed"),
             "{stderr}"
         );
-        assert!(
-            m.recorded_actions()
-                .iter()
-                .all(|a| crate::support::moto::is_read_only(a)),
-            "nothing changed"
-        );
+        assert_nothing_written(&m);
     };
 
     // A change within 3.10 (another instance type).
@@ -250,6 +235,17 @@ async fn upgrade_refuses_to_roll_across_rabbitmq_series() {
     r.edit("us-east-1.yaml", "debian-12-amd64-*", "debian-13-amd64-*");
     refused("runs RabbitMQ 3.10 and the files want 4.0: a node of one series never joins");
     assert_eq!(brokers(&m, "us-east-1").await, before);
+}
+
+/// No mutating AWS call since [`Moto::record`]: the ones made are listed if any was.
+#[track_caller]
+fn assert_nothing_written(m: &Moto) {
+    let writes: Vec<String> = m
+        .recorded_actions()
+        .into_iter()
+        .filter(|a| !crate::support::moto::is_read_only(a))
+        .collect();
+    assert!(writes.is_empty(), "nothing changed: {writes:?}");
 }
 
 /// Every broker instance of the region that exists (any state but terminated), with its
