@@ -162,7 +162,7 @@ async fn up_never_replaces_or_removes_a_running_broker() {
 /// replaced node's replicas), and the move to 4.0 is refused (a 4.0 node never joins a 3.10
 /// cluster) until the blue-green move exists; nothing changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upgrade_refuses_to_roll_across_rabbitmq_series() {
+async fn a_3_10_region_moves_to_4_0_blue_green_with_its_sessions() {
     let (r, m) = (Regions::examples(), Moto::start());
     r.edit("us-east-1.yaml", "debian-13-amd64-*", "debian-12-amd64-*");
     r.edit(
@@ -235,6 +235,203 @@ async fn upgrade_refuses_to_roll_across_rabbitmq_series() {
     r.edit("us-east-1.yaml", "debian-12-amd64-*", "debian-13-amd64-*");
     refused("runs RabbitMQ 3.10 and the files want 4.0: a node of one series never joins");
     assert_eq!(brokers(&m, "us-east-1").await, before);
+
+    // Blue-green: a new cluster beside the old one. A device with a persistent session has
+    // a command waiting on the old cluster; it must find it on the new one, without
+    // subscribing again.
+    let device = SessionDevice::new(&r, "valve-3");
+    device.connect_and_subscribe(&f).await;
+    device.command_from_backend(&r, &f, "close").await;
+    r.edit(
+        "us-east-1.yaml",
+        "region: us-east-1\n",
+        "region: us-east-1\ncluster_name: gw-us-east-1-blue\n",
+    );
+    // The new name changes what `up` applies first (the backend's bound on the region's
+    // buffers names its cluster); the brokers it leaves to `upgrade`.
+    f.gwctl(&r, &m)
+        .args(["up", "us-east-1", "--yes"])
+        .assert()
+        .success();
+    let out = f
+        .gwctl(&r, &m)
+        .args(["upgrade", "us-east-1", "--yes"])
+        .output()
+        .expect("upgrade");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}\n{}", f.log());
+    for said in [
+        "blue-green",
+        "1 device session(s) copied",
+        "1 queued command(s) moved",
+        "gates after: passed",
+    ] {
+        assert!(stderr.contains(said), "{said}: {stderr}");
+    }
+    // Three new brokers on 4.0, the old ones gone with their volumes' snapshots, the
+    // addresses on the new ones; healthy, links both ways, nothing left to do.
+    let after = brokers(&m, "us-east-1").await;
+    assert_eq!(after.len(), 3, "{after:?}");
+    assert!(after.values().all(|id| !before.values().any(|b| b == id)));
+    let eips = addresses(&m, "us-east-1").await;
+    assert!(
+        eips.values()
+            .filter(|i| !i.is_empty())
+            .all(|i| after.values().any(|a| a == i)),
+        "{eips:?}"
+    );
+    let snaps = snapshotted(&m, "us-east-1").await;
+    assert!(before.values().all(|b| snaps.contains(b)), "{snaps:?}");
+    let status: serde_json::Value = serde_json::from_slice(
+        &f.gwctl(&r, &m)
+            .args(["status", "us-east-1", "--json"])
+            .output()
+            .expect("status")
+            .stdout,
+    )
+    .expect("status json");
+    assert_eq!(status[0]["healthy"], true, "{status}");
+    let versions: Vec<&str> = status[0]["brokers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b["version"].as_str())
+        .collect();
+    assert!(
+        versions.len() == 3 && versions.iter().all(|v| v.starts_with("4.0.")),
+        "{status}"
+    );
+    f.gwctl(&r, &m)
+        .args(["plan", "us-east-1", "--detailed-exitcode"])
+        .assert()
+        .code(0);
+    // The command waited through the move: the device finds it behind the region's address.
+    let served = eips
+        .values()
+        .find(|i| !i.is_empty())
+        .expect("a served broker");
+    let got = device.reconnect_and_receive(&f, served).await;
+    assert_eq!(
+        got,
+        vec![("commands/valve-3/close".to_string(), b"close".to_vec())]
+    );
+}
+
+/// A device with a persistent session (clean session off, QoS 1), on the sandbox's nodes.
+struct SessionDevice {
+    id: String,
+    cert: String,
+    key: gwctl::spec::secret::Secret,
+    ca: String,
+}
+
+impl SessionDevice {
+    fn new(r: &Regions, id: &str) -> SessionDevice {
+        let stack = gwctl::spec::load(r.dir(), &gwctl::spec::Selection::All).expect("stack");
+        let issued = gwctl::spec::tls::device_authority(&stack)
+            .expect("device CA")
+            .issue_device(id, std::time::SystemTime::now())
+            .expect("device certificate");
+        SessionDevice {
+            id: id.into(),
+            cert: issued.cert_pem,
+            key: issued.key_pem,
+            ca: r.secrets["GWCTL_STACK_CA_CERT"].clone(),
+        }
+    }
+
+    /// The MQTT port of the node of instance `id`, or of any node of the region.
+    fn port(f: &Follower, id: Option<&str>) -> (String, u16) {
+        let map = gwctl::endpoints::EndpointMap::load(&f.endpoints()).expect("endpoints");
+        map.instances
+            .iter()
+            .filter(|(i, _)| id.is_none_or(|id| id == i.as_str()))
+            .find_map(|(_, a)| Some((a.host.clone(), a.mqtt_port?)))
+            .expect("a gateway node")
+    }
+
+    fn client(&self, f: &Follower, id: Option<&str>) -> (rumqttc::AsyncClient, rumqttc::EventLoop) {
+        use rumqttc::{MqttOptions, TlsConfiguration, Transport};
+        let (host, port) = Self::port(f, id);
+        let tls = gwctl::pki::client_config(&self.ca, Some((self.cert.as_str(), &self.key)))
+            .expect("tls");
+        let mut opts = MqttOptions::new(self.id.clone(), host, port);
+        opts.set_clean_session(false);
+        opts.set_keep_alive(std::time::Duration::from_secs(10));
+        opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            std::sync::Arc::new(tls),
+        )));
+        rumqttc::AsyncClient::new(opts, 16)
+    }
+
+    /// Connects, subscribes to its commands (QoS 1), and disconnects.
+    async fn connect_and_subscribe(&self, f: &Follower) {
+        use rumqttc::{Event, Packet, QoS};
+        let (client, mut events) = self.client(f, None);
+        client
+            .subscribe(format!("commands/{}/#", self.id), QoS::AtLeastOnce)
+            .await
+            .expect("subscribe");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            assert!(std::time::Instant::now() < deadline, "no SUBACK");
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) => break,
+                Ok(_) => {}
+                Err(e) => panic!("{}: {e}", self.id),
+            }
+        }
+        let _ = client.disconnect().await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), events.poll()).await;
+    }
+
+    /// The backend sends the device a command (publisher confirms).
+    async fn command_from_backend(&self, r: &Regions, f: &Follower, name: &str) {
+        let stack = gwctl::spec::load(r.dir(), &gwctl::spec::Selection::All).expect("stack");
+        let map = gwctl::endpoints::EndpointMap::load(&f.endpoints()).expect("endpoints");
+        let backend = map.get("backend").and_then(|a| a.first()).expect("backend");
+        let login = gwctl::sandbox::clients::Login {
+            host: backend.host.clone(),
+            port: backend.amqp_port,
+            user: stack.backend.spec.credentials.admin.user.clone(),
+            password: Some(gwctl::spec::secret::Secret::new(
+                r.secrets["GWCTL_BACKEND_ADMIN_PASSWORD"].clone(),
+            )),
+            ca_pem: std::fs::read_to_string(backend.ca_file.as_deref().expect("backend CA"))
+                .expect("backend CA"),
+            identity: None,
+        };
+        gwctl::sandbox::clients::amqp_publish(
+            &login,
+            "amq.topic",
+            &format!("commands.{}.{name}", self.id),
+            name.as_bytes(),
+        )
+        .await
+        .expect("command confirmed");
+        // Federated into the gateway's session queue.
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    }
+
+    /// Connects again to the broker of instance `id` (without subscribing) and returns what
+    /// arrives within a few seconds.
+    async fn reconnect_and_receive(&self, f: &Follower, id: &str) -> Vec<(String, Vec<u8>)> {
+        use rumqttc::{Event, Packet};
+        let (client, mut events) = self.client(f, Some(id));
+        let mut got = Vec::new();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while let Ok(event) = tokio::time::timeout_at(deadline, events.poll()).await {
+            match event {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    got.push((p.topic.clone(), p.payload.to_vec()));
+                }
+                Ok(_) => {}
+                Err(e) => panic!("{}: {e}", self.id),
+            }
+        }
+        let _ = client.disconnect().await;
+        got
+    }
 }
 
 /// No mutating AWS call since [`Moto::record`]: the ones made are listed if any was.

@@ -16,6 +16,7 @@ use crate::model::federation::{Policy, Upstream};
 use crate::spec::secret::Secret;
 
 pub mod probe;
+pub mod sessions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {

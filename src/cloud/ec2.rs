@@ -17,8 +17,9 @@ use crate::model::sha256_hex;
 
 use super::{Call, CloudError, Ids, Owner, filter, resolve, retry};
 use crate::model::resources::{
-    DATA_DEVICE, Desired, Ingress, IngressSource, Key, Kind, Observed, Payload, Ref, Route,
-    RuleShape, Spec, TAG_ID, TAG_LAUNCH, TAG_REGION, TAG_STACK, TunnelSpec, TunnelState,
+    CLUSTER_PART, DATA_DEVICE, Desired, Ingress, IngressSource, Key, Kind, Observed, Payload, Ref,
+    Route, RuleShape, Spec, TAG_CLUSTER, TAG_ID, TAG_LAUNCH, TAG_REGION, TAG_STACK, TunnelSpec,
+    TunnelState,
 };
 use crate::spec::model::Ami;
 
@@ -600,6 +601,11 @@ pub(super) async fn instances(c: &Client, o: &Owner) -> Result<Vec<Observed>, Cl
                 ob.state = state;
                 if let Some(ip) = i.private_ip_address() {
                     ob.parts.insert("private_ip".into(), ip.to_string());
+                }
+                // Which RabbitMQ cluster a broker belongs to (its peers find it by this tag):
+                // two clusters share a region while `upgrade` moves it blue-green.
+                if let Some(cluster) = tags.get(TAG_CLUSTER) {
+                    ob.parts.insert(CLUSTER_PART.into(), cluster.clone());
                 }
                 if let Some(volume) = i
                     .block_device_mappings()

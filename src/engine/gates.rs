@@ -24,6 +24,13 @@ pub enum Gates {
     Answering,
 }
 
+/// A region's running brokers and the management clients of those that answer.
+pub(super) struct Answering {
+    pub running: usize,
+    pub clients: Vec<crate::broker::Client>,
+    pub failures: Vec<String>,
+}
+
 /// The result of checking a region's gates once.
 pub struct GateCheck {
     /// Whether any broker answered at all.
@@ -39,32 +46,23 @@ impl Engine {
     /// queue has all its replicas online, as many as the cluster allows up to three;
     /// federation links running both ways; Route53's health checks healthy; an MQTT-over-TLS
     /// round trip through every address Route53 serves for the region.
-    pub async fn check_gates(&self, gw: &GatewaySpec, which: Gates) -> Result<GateCheck> {
-        let region = gw.region.as_str();
-        let mut failures = Vec::new();
-        let instances = self.broker_instances(region).await?;
-        let running: Vec<_> = instances.iter().filter(|i| i.state == "running").collect();
-        for i in instances.iter().filter(|i| i.state == "pending") {
-            failures.push(format!("{} ({}) is pending", i.slot, i.id));
-        }
-        if running.len() < usize::from(gw.brokers.count) {
+    pub async fn check_gates(
+        &self,
+        gw: &GatewaySpec,
+        which: Gates,
+        cluster: Option<&str>,
+    ) -> Result<GateCheck> {
+        let Answering {
+            running,
+            clients,
+            mut failures,
+        } = self.answering(gw, cluster).await?;
+        if running < usize::from(gw.brokers.count) {
             failures.push(format!(
-                "{} of {} brokers running",
-                running.len(),
-                gw.brokers.count
+                "{running} of {} brokers running{}",
+                gw.brokers.count,
+                cluster.map_or(String::new(), |c| format!(" in cluster {c}"))
             ));
-        }
-        let mut clients = Vec::new();
-        for i in &running {
-            let Some(address) = self.instance_address(gw, &i.id, i.private_ip.as_deref()) else {
-                failures.push(format!("{} ({}) has no address yet", i.slot, i.id));
-                continue;
-            };
-            let client = self.gateway_client(gw, &address)?;
-            match client.overview().await {
-                Ok(_) => clients.push(client),
-                Err(e) => failures.push(format!("{} ({}) does not answer: {e}", i.slot, i.id)),
-            }
         }
         let Some(any) = clients.first() else {
             return Ok(GateCheck {
@@ -83,11 +81,11 @@ impl Engine {
                     .filter(|(_, r)| !r && which == Gates::All)
                     .map(|(n, _)| n.as_str())
                     .collect();
-                if up != running.len() || !down.is_empty() {
+                if up != running || !down.is_empty() {
                     failures.push(format!(
                         "cluster membership: {up} nodes running for {} running broker \
                          instances{}",
-                        running.len(),
+                        running,
                         if down.is_empty() {
                             String::new()
                         } else {
@@ -113,7 +111,7 @@ impl Engine {
         // As many as the rendered reconciliation keeps (a replacement beside a broker does
         // not raise it).
         let wanted =
-            usize::from(gw.brokers.count.min(crate::render::QUORUM_GROUP_SIZE)).min(running.len());
+            usize::from(gw.brokers.count.min(crate::render::QUORUM_GROUP_SIZE)).min(running);
         match any.quorum_queues().await {
             Ok(queues) => {
                 let short: Vec<String> = queues
@@ -144,6 +142,43 @@ impl Engine {
             reached: true,
             failures,
             probed,
+        })
+    }
+
+    /// The region's broker instances (those of `cluster`, if given): how many run, a
+    /// management client of each running one that answers, and what fails.
+    pub(super) async fn answering(
+        &self,
+        gw: &GatewaySpec,
+        cluster: Option<&str>,
+    ) -> Result<Answering> {
+        let mut failures = Vec::new();
+        let instances: Vec<_> = self
+            .broker_instances(&gw.region)
+            .await?
+            .into_iter()
+            .filter(|i| cluster.is_none_or(|c| i.cluster == c))
+            .collect();
+        for i in instances.iter().filter(|i| i.state == "pending") {
+            failures.push(format!("{} ({}) is pending", i.slot, i.id));
+        }
+        let running: Vec<_> = instances.iter().filter(|i| i.state == "running").collect();
+        let mut clients = Vec::new();
+        for i in &running {
+            let Some(address) = self.instance_address(gw, &i.id, i.private_ip.as_deref()) else {
+                failures.push(format!("{} ({}) has no address yet", i.slot, i.id));
+                continue;
+            };
+            let client = self.gateway_client(gw, &address)?;
+            match client.overview().await {
+                Ok(_) => clients.push(client),
+                Err(e) => failures.push(format!("{} ({}) does not answer: {e}", i.slot, i.id)),
+            }
+        }
+        Ok(Answering {
+            running: running.len(),
+            clients,
+            failures,
         })
     }
 
@@ -235,7 +270,7 @@ impl Engine {
 
     /// Fails, saying why, when no broker of the region answers at all.
     pub async fn check_brokers_reachable(&self, gw: &GatewaySpec) -> Result<()> {
-        let check = self.check_gates(gw, Gates::Answering).await?;
+        let check = self.check_gates(gw, Gates::Answering, None).await?;
         if check.reached {
             return Ok(());
         }
@@ -253,6 +288,7 @@ impl Engine {
         gw: &GatewaySpec,
         when: &str,
         which: Gates,
+        cluster: Option<&str>,
         timeout: Duration,
         events: &dyn Events,
     ) -> Result<()> {
@@ -263,7 +299,7 @@ impl Engine {
         loop {
             // A failed call (AWS throttling, the backend restarting) is a gate not yet
             // passed, asked again, not the end of the roll.
-            let (check, completed) = match self.check_gates(gw, which).await {
+            let (check, completed) = match self.check_gates(gw, which, cluster).await {
                 Ok(c) => (c, true),
                 Err(e) => (
                     GateCheck {
@@ -286,8 +322,9 @@ impl Engine {
                 )));
                 return Ok(());
             }
-            // Refused at once only when a complete check found no broker answering.
-            if completed && !reached_once {
+            // Refused at once only when a complete check found no broker of the region
+            // answering (a new cluster's brokers are waited for: they boot).
+            if completed && !reached_once && cluster.is_none() {
                 return Err(Error::Failed(format!(
                     "{region}: gates {when}: no broker answers ({}); {NO_BROKER}",
                     summarize(&check.failures)

@@ -3,7 +3,7 @@
 
 use super::Engine;
 use crate::error::{Error, Result};
-use crate::model::resources::{BROKER_PREFIX, Kind};
+use crate::model::resources::{BROKER_PREFIX, CLUSTER_PART, Kind};
 
 /// One broker instance as AWS reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +16,8 @@ pub struct BrokerInstance {
     pub private_ip: Option<String>,
     /// The launch hash tag: which rendering of the region files it was launched from.
     pub launch_sha256: String,
+    /// The RabbitMQ cluster it belongs to (its `gwctl-cluster` tag).
+    pub cluster: String,
 }
 
 impl Engine {
@@ -38,6 +40,7 @@ impl Engine {
                     _ => String::new(),
                 },
                 private_ip: o.parts.get("private_ip").cloned(),
+                cluster: o.parts.get(CLUSTER_PART).cloned().unwrap_or_default(),
                 state: o.state.clone().unwrap_or_default(),
                 id: o.id,
             })

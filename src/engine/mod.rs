@@ -8,6 +8,7 @@
 //! in one change batch per zone. `down` runs it backwards.
 
 pub mod apply;
+mod bluegreen;
 pub mod destroy;
 pub mod dns;
 pub mod drill;
@@ -239,6 +240,45 @@ impl Engine {
             out.push(self.instance_address(gw, &before.id, ip)?);
         }
         Some(out)
+    }
+
+    /// The cluster the region moves off (blue-green), while brokers of it still run: the
+    /// backend keeps a link to them until what they buffered has arrived.
+    pub(crate) fn draining(
+        &self,
+        gw: &GatewaySpec,
+        plan: &RegionPlan,
+    ) -> Result<Option<topology::Draining>> {
+        let current = gw.cluster_name();
+        let mut cluster = None;
+        let mut addresses = Vec::new();
+        for before in plan
+            .changes
+            .iter()
+            .filter(|c| c.key.kind == Kind::Instance && c.key.is_broker())
+            .filter_map(|c| c.before.as_ref())
+            .filter(|b| matches!(b.state.as_deref(), Some("running" | "pending")))
+        {
+            let Some(other) = before
+                .parts
+                .get(crate::model::resources::CLUSTER_PART)
+                .filter(|c| **c != current)
+            else {
+                continue;
+            };
+            cluster.get_or_insert_with(|| other.clone());
+            let ip = before.parts.get("private_ip").map(String::as_str);
+            if let Some(a) = self.instance_address(gw, &before.id, ip) {
+                addresses.push(a);
+            }
+        }
+        let Some(cluster) = cluster else {
+            return Ok(None);
+        };
+        Ok(Some(topology::Draining {
+            cluster,
+            uris: self.gateway_uris(gw, &addresses)?,
+        }))
     }
 
     /// The name a gateway's brokers' certificates cover and gwctl and the backend verify.

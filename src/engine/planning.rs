@@ -260,7 +260,11 @@ impl Engine {
             Some((g, addresses)) => Some(self.gateway_uris(g, &addresses)?),
             None => None,
         };
-        federation::plan(&client, region, gw, uris.as_deref())
+        let draining = match gw {
+            Some(g) => self.draining(g, plan)?,
+            None => None,
+        };
+        federation::plan(&client, region, gw, uris.as_deref(), draining.as_ref())
             .await
             .map_err(|e| Error::Failed(format!("{region}: backend federation: {e}")))
     }

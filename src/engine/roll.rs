@@ -73,7 +73,7 @@ impl Engine {
                 .iter()
                 .any(|(key, old, _)| replacement(&work.plan, key, old).is_some());
             let wait = if relaunched { broker_wait } else { SETTLE };
-            self.wait_gates(gw, "before", Gates::All, wait, events)
+            self.wait_gates(gw, "before", Gates::All, None, wait, events)
                 .await?;
         }
 
@@ -97,7 +97,7 @@ impl Engine {
             )));
             let new = work
                 .aws
-                .create(desired, &ids(&work.plan))
+                .create(desired, &kept_ids(&work.plan))
                 .await
                 .map_err(failed)?;
             events.emit(Event::Done(format!(
@@ -108,8 +108,15 @@ impl Engine {
         }
         if slots.iter().any(|(_, _, a)| *a == "replace") {
             // The replacements boot, run RabbitMQ and join the cluster.
-            self.wait_gates(gw, "with the replacements", gates, broker_wait, events)
-                .await?;
+            self.wait_gates(
+                gw,
+                "with the replacements",
+                gates,
+                None,
+                broker_wait,
+                events,
+            )
+            .await?;
         }
 
         // 2. The old brokers: never one a quorum queue needs for its majority; stopping one
@@ -183,7 +190,7 @@ impl Engine {
         // stopped instance's volume is consistent), with a removed slot's address and
         // certificate.
         let work = self.plan_region(Some(gw), region).await?;
-        let mut ids = ids(&work.plan);
+        let mut ids = kept_ids(&work.plan);
         for (key, old, action) in &slots {
             let new = replacement(&work.plan, key, old)
                 .map(|n| n.id.clone())
@@ -219,7 +226,7 @@ impl Engine {
         // 4. The backend's links to the region follow the new addresses; the region whole.
         self.converge_federation(gw, events).await?;
         self.restart_lost_gateway_links(gw, events).await;
-        self.wait_gates(gw, "after", Gates::All, SETTLE, events)
+        self.wait_gates(gw, "after", Gates::All, None, SETTLE, events)
             .await?;
         Ok(())
     }
@@ -282,23 +289,20 @@ impl Engine {
 
     /// A management client of any gateway broker that answers.
     async fn any_gateway_client(&self, gw: &GatewaySpec) -> Option<crate::broker::Client> {
-        let instances = self.broker_instances(&gw.region).await.ok()?;
-        for i in instances.iter().filter(|i| i.state == "running") {
-            let Some(address) = self.instance_address(gw, &i.id, i.private_ip.as_deref()) else {
-                continue;
-            };
-            let Ok(client) = self.gateway_client(gw, &address) else {
-                continue;
-            };
-            if client.overview().await.is_ok() {
-                return Some(client);
-            }
-        }
-        None
+        self.answering(gw, None)
+            .await
+            .ok()?
+            .clients
+            .into_iter()
+            .next()
     }
 
     /// Brings the backend's federation entries for the region to what its brokers are now.
-    async fn converge_federation(&self, gw: &GatewaySpec, events: &dyn Events) -> Result<()> {
+    pub(super) async fn converge_federation(
+        &self,
+        gw: &GatewaySpec,
+        events: &dyn Events,
+    ) -> Result<()> {
         if !self.scope.federation() {
             return Ok(());
         }
@@ -312,7 +316,7 @@ impl Engine {
     }
 
     /// Moves a slot's Elastic IP from the old broker to its replacement, unless it is there.
-    async fn move_address(
+    pub(super) async fn move_address(
         &self,
         work: &super::planning::RegionWork,
         key: &Key,
@@ -372,7 +376,7 @@ fn observed<'a>(plan: &'a RegionPlan, id: &str) -> Option<&'a Observed> {
 }
 
 /// The ids references resolve to: each key's kept resource.
-fn ids(plan: &RegionPlan) -> Ids {
+pub(super) fn kept_ids(plan: &RegionPlan) -> Ids {
     let mut ids = Ids::new();
     for c in plan.changes.iter().filter(|c| c.after.is_some()) {
         if let Some(b) = &c.before {

@@ -299,12 +299,21 @@ impl Engine {
                 )));
             }
         }
+        let mut blue_green = std::collections::BTreeMap::new();
+        for region in &plan.regions {
+            if let Some(from) = self.check_series(region).await? {
+                blue_green.insert(region.region.clone(), from);
+            }
+        }
         for region in &plan.regions {
             let Some(gw) = self.gateway(&region.region) else {
                 continue;
             };
             let allowed = max_unavailable_allowed(gw.brokers.count);
-            if roll.max_unavailable > allowed && region.steps.iter().any(Step::is_broker) {
+            if roll.max_unavailable > allowed
+                && region.steps.iter().any(Step::is_broker)
+                && !blue_green.contains_key(&region.region)
+            {
                 return Err(Error::Usage(format!(
                     "--max-unavailable {}: {} has {} brokers and quorum queues keep {} \
                      replicas; more than {allowed} broker(s) out at once could take a queue's \
@@ -315,9 +324,6 @@ impl Engine {
                     gw.brokers.count.min(crate::render::QUORUM_GROUP_SIZE)
                 )));
             }
-        }
-        for region in &plan.regions {
-            self.check_series(region).await?;
         }
         // Broker steps need the brokers: where none answers, refuse before taking any lock.
         for region in plan
@@ -349,7 +355,13 @@ impl Engine {
                 )
                 .await?;
             let result = self
-                .upgrade_region(region, opts, roll.max_unavailable.max(1), events)
+                .upgrade_region(
+                    region,
+                    opts,
+                    roll.max_unavailable.max(1),
+                    blue_green.get(&region.region).map(String::as_str),
+                    events,
+                )
                 .await;
             self.release_locks(locks, events).await;
             result.map_err(|e| resume_hint(e, region))?;
@@ -357,21 +369,19 @@ impl Engine {
         Ok(())
     }
 
-    /// Brokers are rolled only within one RabbitMQ series: a node of another series never
-    /// joins the cluster (RabbitMQ upgrades in place only to the next series), and 3.10
-    /// lacks what a roll relies on (quorum queues regaining their replicas on the new node).
-    async fn check_series(&self, region: &RegionUpgrade) -> Result<()> {
+    /// How a region's brokers change: rolled within one RabbitMQ series (`None`), or moved
+    /// blue-green off the cluster the returned name is (a node of another series never joins
+    /// the running cluster: RabbitMQ upgrades in place only to the next series). Refuses what
+    /// neither can do: rolling 3.10 (quorum queues would not regain a replaced node's
+    /// replicas), or a new series under the running cluster's name.
+    async fn check_series(&self, region: &RegionUpgrade) -> Result<Option<String>> {
         let Some(gw) = self.gateway(&region.region) else {
-            return Ok(());
+            return Ok(None);
         };
         let want = gw.brokers.series();
         let name = &region.region;
-        let refuse = |why: String| {
-            Error::Failed(format!(
-                "{name}: {why}. Moving a region across series is blue-green (a new cluster \
-                 beside the old one), which gwctl does not do yet; nothing was changed"
-            ))
-        };
+        let refuse = |why: String| Error::Failed(format!("{name}: {why}; nothing was changed"));
+        let mut from = None;
         for step in &region.steps {
             let Step::Broker {
                 key, id, action, ..
@@ -400,16 +410,34 @@ impl Engine {
                 .as_deref()
                 .and_then(crate::model::user_data::rabbitmq_package)
                 .and_then(RabbitSeries::of_package);
-            if let Some(have) = have.filter(|h| *h != want) {
+            let Some(have) = have.filter(|h| *h != want) else {
+                continue;
+            };
+            let cluster = region
+                .work
+                .plan
+                .changes
+                .iter()
+                .filter_map(|c| c.before.as_ref())
+                .find(|b| b.id == *id)
+                .and_then(|b| b.parts.get(crate::model::resources::CLUSTER_PART))
+                .cloned()
+                .unwrap_or_default();
+            if cluster.is_empty() || cluster == gw.cluster_name() {
                 return Err(refuse(format!(
-                    "{key} ({id}) runs RabbitMQ {} and the files want {}: a node of one series \
-                     never joins a cluster of the other",
+                    "{key} ({id}) runs RabbitMQ {} and the files want {}: a node of one \
+                     series never joins a cluster of the other, so the region moves to a new \
+                     cluster beside this one (blue-green). Give it a new name in the region \
+                     file (`cluster_name: {}-{}`, unused by any other region)",
                     have.as_str(),
-                    want.as_str()
+                    want.as_str(),
+                    gw.cluster_name(),
+                    want.as_str().replace('.', "-")
                 )));
             }
+            from = Some(cluster);
         }
-        Ok(())
+        Ok(from)
     }
 
     async fn upgrade_region(
@@ -417,6 +445,7 @@ impl Engine {
         shown: &RegionUpgrade,
         opts: ApplyOptions,
         max_unavailable: usize,
+        blue_green_from: Option<&str>,
         events: &dyn Events,
     ) -> Result<()> {
         let region = shown.region.as_str();
@@ -482,6 +511,17 @@ impl Engine {
         let Some(gw) = self.gateway(region) else {
             return Ok(());
         };
+        if let Some(from) = blue_green_from {
+            let steps: Vec<&Step> = brokers.iter().map(|(_, s)| *s).collect();
+            events.emit(Event::Progress(format!(
+                "{region}: moving from cluster {from} to {} (blue-green: a new series never \
+                 joins the running cluster)",
+                gw.cluster_name()
+            )));
+            return self
+                .blue_green(gw, &steps, from, opts.broker_wait, events)
+                .await;
+        }
         for batch in brokers.chunks(max_unavailable) {
             let steps: Vec<&Step> = batch.iter().map(|(_, s)| *s).collect();
             for (i, step) in batch {

@@ -124,6 +124,14 @@ impl Policy {
         }
     }
 
+    /// Federates `exchange` from every upstream of a set (one link each).
+    pub fn federate_from_set(name: String, exchange: &str, set: &str) -> Policy {
+        Policy {
+            definition: json!({"federation-upstream-set": set}),
+            ..Policy::federate(name, exchange, set)
+        }
+    }
+
     /// Bounds the buffers whose names match `pattern`.
     pub fn bound_buffers(name: String, pattern: String, bound: &BufferBound) -> Policy {
         Policy {
@@ -304,29 +312,62 @@ pub fn region_exchange(region: &str, exchange: &str) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackendSide {
     pub upstreams: Vec<Upstream>,
+    /// Upstream sets: while the region moves blue-green, each region exchange federates from
+    /// both clusters (name, member upstreams).
+    pub sets: Vec<(String, Vec<String>)>,
     /// (region exchange, backend exchange it is bound into with `#`).
     pub exchanges: Vec<(String, String)>,
     /// Federation of each region exchange, and the bounds of the region's buffers here.
     pub policies: Vec<Policy>,
 }
 
-/// The backend side for one gateway region.
-pub fn backend_side(gw: &GatewaySpec, gateway_uris: &[String]) -> BackendSide {
+/// The cluster a region is moving off (blue-green) while it still runs: the backend keeps a
+/// link to it until what its brokers buffered for the backend has arrived.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Draining {
+    pub cluster: String,
+    /// Its brokers' AMQPS URIs (credentials included, as for the region's own upstream).
+    pub uris: Vec<String>,
+}
+
+/// The backend side for one gateway region (and the cluster it moves off, if any).
+///
+/// A link's buffer on the gateway is named after the backend's cluster and the backend's
+/// exchange (see [`buffer_name`]), not after the upstream: the old cluster's link must
+/// federate into the very exchange its buffer names, so both clusters' links run on the
+/// region exchange, through an upstream set.
+pub fn backend_side(
+    gw: &GatewaySpec,
+    gateway_uris: &[String],
+    draining: Option<&Draining>,
+) -> BackendSide {
     let settings = LinkSettings::new(&gw.federation, usize::from(gw.brokers.count));
     let region = &gw.region;
     let mut side = BackendSide {
         upstreams: Vec::new(),
+        sets: Vec::new(),
         exchanges: Vec::new(),
         policies: Vec::new(),
     };
     for x in &gw.federation.to_backend {
         let name = backend_upstream_name(region, &x.exchange);
         let local = region_exchange(region, &x.exchange);
-        side.policies.push(Policy::federate(
-            format!("{}federate.{}", region_prefix(region), x.exchange),
-            &local,
-            &name,
-        ));
+        let policy = format!("{}federate.{}", region_prefix(region), x.exchange);
+        match draining {
+            None => side.policies.push(Policy::federate(policy, &local, &name)),
+            Some(d) => {
+                let old = draining_upstream_name(region, &x.exchange, &d.cluster);
+                side.upstreams.push(Upstream {
+                    name: old.clone(),
+                    uris: d.uris.clone(),
+                    exchange: x.exchange.clone(),
+                    settings: settings.clone(),
+                });
+                side.sets.push((name.clone(), vec![name.clone(), old]));
+                side.policies
+                    .push(Policy::federate_from_set(policy, &local, &name));
+            }
+        }
         side.exchanges.push((local, x.peer().to_string()));
         side.upstreams.push(Upstream {
             name,
@@ -343,9 +384,17 @@ pub fn backend_side(gw: &GatewaySpec, gateway_uris: &[String]) -> BackendSide {
     side
 }
 
+/// The upstream of the cluster a region moves off, for one backend exchange.
+pub fn draining_upstream_name(region: &str, backend_exchange: &str, cluster: &str) -> String {
+    format!(
+        "{}{backend_exchange}.draining.{cluster}",
+        region_prefix(region)
+    )
+}
+
 /// The upstreams' (for compatibility with tests and drift checks).
 pub fn backend_upstreams(gw: &GatewaySpec, gateway_uris: &[String]) -> Vec<Upstream> {
-    backend_side(gw, gateway_uris).upstreams
+    backend_side(gw, gateway_uris, None).upstreams
 }
 
 /// Every backend object of a region starts with this (upstreams, policies).

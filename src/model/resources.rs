@@ -24,6 +24,8 @@ pub const TAG_ID: &str = "gwctl:id";
 pub const TAG_LAUNCH: &str = "gwctl:launch-sha256";
 /// The tag RabbitMQ's AWS peer discovery looks for (no `:`, rabbitmq.conf keys cannot hold one).
 pub const TAG_CLUSTER: &str = "gwctl-cluster";
+/// The part of a discovered instance that holds its [`TAG_CLUSTER`].
+pub const CLUSTER_PART: &str = "cluster";
 
 /// The tags of a resource gwctl creates in `region`: the region's free tags, a Name, and the
 /// ownership tags (`id` is its logical id, e.g. `subnet/us-east-1a`).

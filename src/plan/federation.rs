@@ -156,6 +156,7 @@ pub async fn plan(
     region: &str,
     gateway: Option<&GatewaySpec>,
     gateway_uris: Option<&[String]>,
+    draining: Option<&federation::Draining>,
 ) -> Result<FederationPlan, BrokerError> {
     let seen = observe(backend, region).await?;
     let prefix = region_prefix(region);
@@ -164,10 +165,10 @@ pub async fn plan(
         ..Default::default()
     };
     let wanted = match (gateway, gateway_uris) {
-        (Some(gw), Some(uris)) => Some(federation::backend_side(gw, uris)),
+        (Some(gw), Some(uris)) => Some(federation::backend_side(gw, uris, draining)),
         (Some(gw), None) => {
             out.endpoints_pending = true;
-            Some(federation::backend_side(gw, &[]))
+            Some(federation::backend_side(gw, &[], draining))
         }
         (None, _) => None,
     };
@@ -264,6 +265,35 @@ pub async fn plan(
                 detail,
                 FedOp::PutUpstream(u.clone()),
             )),
+        }
+    }
+
+    // Its upstream sets (both clusters' links while it moves blue-green).
+    let wanted_sets = wanted.as_ref().map(|w| w.sets.clone()).unwrap_or_default();
+    for (name, members_wanted) in &wanted_sets {
+        let action = match seen.sets.get(name) {
+            None => Action::Create,
+            Some(v) if &members(v) == members_wanted => Action::NoOp,
+            Some(_) => Action::Update,
+        };
+        out.changes.push(change(
+            action,
+            format!("{SET}/{name}"),
+            format!("members {members_wanted:?}"),
+            FedOp::PutSet {
+                name: name.clone(),
+                members: members_wanted.clone(),
+            },
+        ));
+    }
+    for name in seen.sets.keys().filter(|n| n.starts_with(&prefix)) {
+        if !wanted_sets.iter().any(|(w, _)| w == name) {
+            out.changes.push(change(
+                Action::Delete,
+                format!("{SET}/{name}"),
+                "owned by this region, no longer declared",
+                FedOp::DeleteSet(name.clone()),
+            ));
         }
     }
 
@@ -442,6 +472,9 @@ pub async fn apply(backend: &Client, plan: &FederationPlan) -> Result<usize, Bro
         // The new binding first: the region's messages always have a way in.
         FedOp::Unbind { .. } => 2,
         FedOp::PutUpstream(_) => 3,
+        // A region's own set before the policy naming it; an earlier version's shared set
+        // shrinks once the region's own policy runs its link.
+        FedOp::PutSet { name, .. } if !name.starts_with(LEGACY_SET_PREFIX) => 4,
         FedOp::PutPolicy(_) => 4,
         FedOp::PutSet { .. } => 5,
         FedOp::DeletePolicy(_) => 6,

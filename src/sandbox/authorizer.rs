@@ -14,6 +14,9 @@ use crate::spec::BackendSpec;
 #[derive(Debug)]
 pub struct Authorizer {
     child: Option<Child>,
+    /// The RabbitMQ series of the nodes it answers (its mode depends on it).
+    pub series: crate::spec::model::RabbitSeries,
+    pub port: u16,
 }
 
 /// Where a node's revoked device ids are (the authorizer re-reads the file when it changes).
@@ -59,7 +62,11 @@ impl Authorizer {
         let child = cmd
             .spawn()
             .map_err(io("starting the device authorizer (python3)".into()))?;
-        Ok(Authorizer { child: Some(child) })
+        Ok(Authorizer {
+            child: Some(child),
+            series,
+            port,
+        })
     }
 
     /// Waits until it accepts connections.

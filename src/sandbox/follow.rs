@@ -22,6 +22,8 @@ use crate::spec::GatewaySpec;
 pub struct InstanceNode {
     pub region: String,
     pub slot: String,
+    /// Its cluster's node-name prefix: a region has two clusters while it moves blue-green.
+    pub cluster: String,
     /// Its Erlang node name (without `@localhost`).
     pub name: String,
     pub ports: NodePorts,
@@ -177,9 +179,14 @@ impl Sandbox {
             if bootable.is_empty() {
                 continue;
             }
-            // A region without a node starts with one (it forms the cluster), then the others
+            // A cluster without a node starts with one (it forms the cluster), then the others
             // join it: nodes booting at once, each finding none, would form a cluster each.
-            if !self.instances.values().any(|n| n.region == gw.region) {
+            let cluster = node_name(&gw.cluster_name());
+            if !self
+                .instances
+                .values()
+                .any(|n| n.region == gw.region && n.cluster == cluster)
+            {
                 let (first, rest) = bootable.split_at(1);
                 self.boot(gw, first, install, out).await?;
                 bootable = rest.to_vec();
@@ -189,6 +196,39 @@ impl Sandbox {
             }
         }
         Ok(())
+    }
+
+    /// The port of the device authorizer for the region's nodes of the series its files
+    /// name. Each EC2 broker runs its own, in the mode of its RabbitMQ series; the sandbox runs
+    /// one per region and series (two while a region moves blue-green from 3.10 to 4.0).
+    async fn authorizer_for(&mut self, gw: &GatewaySpec) -> Result<u16, SandboxError> {
+        let series = gw.brokers.series();
+        if let Some(a) = self
+            .authorizers
+            .get(&gw.region)
+            .filter(|a| a.series == series)
+        {
+            return Ok(a.port);
+        }
+        let key = format!("{}@{}", gw.region, series.as_str());
+        if let Some(a) = self.authorizers.get(&key) {
+            return Ok(a.port);
+        }
+        let port = node::free_ports(1)
+            .map_err(|e| SandboxError::Io("allocating a port".into(), e))?
+            .first()
+            .copied()
+            .unwrap_or_default();
+        let dir = self
+            .dir
+            .join(&gw.region)
+            .join(format!("authorizer-{}", series.as_str()));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| SandboxError::Io(format!("creating {}", dir.display()), e))?;
+        let a = super::authorizer::Authorizer::start(&self.stack.backend.spec, series, &dir, port)?;
+        a.wait_ready(port, Duration::from_secs(10)).await?;
+        self.authorizers.insert(key, a);
+        Ok(port)
     }
 
     /// What the region files render for the region's EC2 brokers (each slot's user-data is
@@ -204,7 +244,8 @@ impl Sandbox {
         )?)
     }
 
-    /// Boots one node per instance, clustered with the region's running nodes.
+    /// Boots one node per instance, clustered with the running nodes of its cluster (those
+    /// the region files name; as EC2 brokers find the peers tagged with it).
     async fn boot(
         &mut self,
         gw: &GatewaySpec,
@@ -216,7 +257,7 @@ impl Sandbox {
         let backend = self.stack.backend.spec.clone();
         let cluster = node_name(&gw.cluster_name());
         let region_dir = self.dir.join(&region);
-        let authorizer = self.layout.node(&region)?.authorizer;
+        let authorizer = self.authorizer_for(gw).await?;
         let backend_amqp = self.layout.node(super::BACKEND)?.ports.amqp;
         let names: Vec<String> = instances
             .iter()
@@ -225,7 +266,7 @@ impl Sandbox {
         let mut members: Vec<String> = self
             .instances
             .values()
-            .filter(|n| n.region == region)
+            .filter(|n| n.region == region && n.cluster == cluster)
             .map(|n| n.name.clone())
             .collect();
         members.extend(names.iter().cloned());
@@ -282,6 +323,7 @@ impl Sandbox {
                 InstanceNode {
                     region: region.clone(),
                     slot,
+                    cluster: cluster.clone(),
                     name,
                     ports,
                     node,
@@ -323,8 +365,10 @@ impl Sandbox {
             n.node.stop(STOP_GRACE).await;
             // EC2 still lists a stopped instance: its node stays a member that is down until
             // the instance goes, when peer discovery's cleanup forgets it.
-            self.stopped
-                .insert(id.clone(), (n.region.clone(), n.name.clone()));
+            self.stopped.insert(
+                id.clone(),
+                (n.region.clone(), n.cluster.clone(), n.name.clone()),
+            );
             out.push(Followed::Stopped {
                 region: n.region,
                 slot: n.slot,
@@ -339,29 +383,35 @@ impl Sandbox {
     /// (as `cluster_formation.node_cleanup` does on EC2). Kept for the next pass when no node
     /// could (none runs, or it failed).
     fn forget_gone(&mut self, gw: &GatewaySpec, listed: &[BrokerInstance]) -> Vec<Followed> {
-        let gone: Vec<(String, String)> = self
+        let gone: Vec<(String, String, String)> = self
             .stopped
             .iter()
-            .filter(|(id, (region, _))| {
+            .filter(|(id, (region, _, _))| {
                 region == &gw.region && !listed.iter().any(|i| &i.id == *id)
             })
-            .map(|(id, (_, name))| (id.clone(), name.clone()))
+            .map(|(id, (_, cluster, name))| (id.clone(), cluster.clone(), name.clone()))
             .collect();
         let mut out = Vec::new();
-        for (id, name) in gone {
+        for (id, cluster, name) in gone {
             let node = format!("{name}@localhost");
-            let forgot = self
+            // A cluster whose every node is gone has nobody left to forget them.
+            let last = !self
                 .instances
                 .values()
-                .find(|o| o.region == gw.region)
-                .and_then(|other| other.node.ctl(&["forget_cluster_node", &node]).ok())
-                .is_some_and(|o| {
-                    // Already outside the cluster counts as forgotten.
-                    let err = String::from_utf8_lossy(&o.stderr);
-                    o.status.success()
-                        || err.contains("not_a_cluster_node")
-                        || err.contains("not in the cluster")
-                });
+                .any(|o| o.region == gw.region && o.cluster == cluster);
+            let forgot = last
+                || self
+                    .instances
+                    .values()
+                    .find(|o| o.region == gw.region && o.cluster == cluster)
+                    .and_then(|other| other.node.ctl(&["forget_cluster_node", &node]).ok())
+                    .is_some_and(|o| {
+                        // Already outside the cluster counts as forgotten.
+                        let err = String::from_utf8_lossy(&o.stderr);
+                        o.status.success()
+                            || err.contains("not_a_cluster_node")
+                            || err.contains("not in the cluster")
+                    });
             if forgot {
                 self.stopped.remove(&id);
                 out.push(Followed::Forgotten {

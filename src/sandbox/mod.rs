@@ -162,8 +162,9 @@ pub struct Sandbox {
     /// Instances whose user-data the region files do not render, with the digest of what
     /// they render (reported once per version of the files, no node).
     refused: BTreeMap<String, String>,
-    /// Nodes stopped with their instance, still cluster members: instance → (region, node).
-    stopped: BTreeMap<String, (String, String)>,
+    /// Nodes stopped with their instance, still cluster members: instance → (region,
+    /// cluster, node).
+    stopped: BTreeMap<String, (String, String, String)>,
 }
 
 impl Sandbox {

@@ -1,0 +1,423 @@
+//! Moving a gateway region to a new RabbitMQ cluster (blue-green), where its nodes cannot
+//! join the running cluster: a series jump such as 3.10 → 4.0, which RabbitMQ does not
+//! support in place. The region files name the new cluster (`cluster_name`); its brokers find
+//! each other by that tag, never the old ones. Following RabbitMQ's blue-green guide
+//! (rabbitmq.com/docs/blue-green-upgrade), adapted to devices with sessions:
+//!
+//! 1. the new cluster's brokers are launched beside the old ones and gated alone;
+//! 2. the backend federates from both clusters into the region's exchange (one upstream set),
+//!    so what devices publish reaches the backend wherever they are connected;
+//! 3. devices' sessions (queue and bindings) are copied to the new cluster, so a device that
+//!    reconnects there finds its subscriptions (RabbitMQ 4.0 reuses an existing session queue
+//!    and recovers subscriptions from its bindings);
+//! 4. each slot's Elastic IP moves to the new broker: Route53 answers the same addresses,
+//!    now served by the new cluster; the old cluster's MQTT connections are closed and
+//!    devices reconnect;
+//! 5. the old cluster stops receiving from the backend (its link's policy goes), and what its
+//!    session queues still hold is moved to the new cluster; what it buffered for the backend
+//!    drains through the backend's link to it;
+//! 6. the old brokers stop; their buffer on the backend (whose every message the new
+//!    cluster's link received too) is deleted; the backend's links converge on the new
+//!    cluster; the old instances are snapshotted and deleted.
+//!
+//! Every step looks at what is there first, so `upgrade` resumes a killed run. Commands sent
+//! while both clusters receive from the backend (from step 3 to step 5, seconds to minutes)
+//! reach a device twice: at-least-once, as QoS 1 promises; none is lost.
+
+use std::time::{Duration, Instant};
+
+use super::Engine;
+use super::events::{Event, Events};
+use super::gates::Gates;
+use super::upgrade::Step;
+use crate::broker::Client;
+use crate::broker::sessions::SESSION_PREFIX;
+use crate::error::{Error, Result};
+use crate::model::federation::{buffer_name, from_backend_exchange};
+use crate::model::resources::{CLUSTER_PART, Key, Observed};
+use crate::render::definitions::VHOST;
+use crate::spec::GatewaySpec;
+
+/// How long the new cluster may take to pass its gates, and old buffers to drain.
+const SETTLE: Duration = Duration::from_secs(300);
+
+/// How long closed device connections may take to be gone from the old cluster.
+const CLOSE: Duration = Duration::from_secs(60);
+
+impl Engine {
+    /// Moves a region from cluster `from` to the one its files name (see the module's
+    /// comment); `steps` are its held broker steps.
+    pub(super) async fn blue_green(
+        &self,
+        gw: &GatewaySpec,
+        steps: &[&Step],
+        from: &str,
+        broker_wait: Duration,
+        events: &dyn Events,
+    ) -> Result<()> {
+        let region = gw.region.as_str();
+        let to = gw.cluster_name();
+        let failed = |e: crate::cloud::CloudError| Error::Failed(format!("{region}: {e}"));
+        let work = self.plan_region(Some(gw), region).await?;
+        let old: Vec<&Observed> = old_brokers(&work.plan, from);
+        let old_running = old
+            .iter()
+            .any(|o| matches!(o.state.as_deref(), Some("running" | "pending")));
+        let new_exist = self
+            .broker_instances(region)
+            .await?
+            .iter()
+            .any(|i| i.cluster == to);
+        if !new_exist {
+            self.wait_gates(gw, "before", Gates::All, Some(from), SETTLE, events)
+                .await?;
+        }
+
+        // 1. The new cluster, every slot at once: its nodes find only each other.
+        for step in steps {
+            let Step::Broker { key, action, .. } = step else {
+                continue;
+            };
+            if *action != "replace" || new_broker(&work.plan, key, &to).is_some() {
+                continue;
+            }
+            let desired = work
+                .plan
+                .changes
+                .iter()
+                .filter(|c| &c.key == key)
+                .find_map(|c| c.after.as_ref())
+                .ok_or_else(|| Error::Failed(format!("{region}: {key} is no longer declared")))?;
+            let new = work
+                .aws
+                .create(desired, &super::roll::kept_ids(&work.plan))
+                .await
+                .map_err(failed)?;
+            events.emit(Event::Done(format!(
+                "{region}: {key} of cluster {to}: {} launched",
+                new.id
+            )));
+        }
+        self.wait_gates(
+            gw,
+            &format!("of the new cluster {to}"),
+            Gates::Answering,
+            Some(&to),
+            broker_wait,
+            events,
+        )
+        .await?;
+
+        // 2. The backend federates from both clusters.
+        self.converge_federation(gw, events).await?;
+        self.wait_gates(
+            gw,
+            &format!("of the new cluster {to}"),
+            Gates::All,
+            Some(&to),
+            SETTLE,
+            events,
+        )
+        .await?;
+        let green = self.first_answering(gw, &to).await?;
+
+        if old_running {
+            let blue = self.first_answering(gw, from).await.map_err(|e| {
+                Error::Failed(format!(
+                    "{e}: the old cluster's brokers run but none answers; its devices' \
+                     sessions cannot be carried over. Nothing of the old cluster was changed"
+                ))
+            })?;
+            // 3. Sessions.
+            let copied = copy_sessions(&blue, &green)
+                .await
+                .map_err(|e| Error::Failed(format!("{region}: copying sessions: {e}")))?;
+            events.emit(Event::Done(format!(
+                "{region}: {copied} device session(s) copied to {to}"
+            )));
+
+            // 4. Addresses, then the old cluster's device connections.
+            let work = self.plan_region(Some(gw), region).await?;
+            let mut ids = super::roll::kept_ids(&work.plan);
+            for o in old_brokers(&work.plan, from) {
+                if let Some(new) = new_broker(&work.plan, &o.key, &to) {
+                    ids.insert(o.key.clone(), new.id.clone());
+                    self.move_address(&work, &o.key, &o.id, &ids, events)
+                        .await?;
+                }
+            }
+            let closed = close_device_connections(&blue)
+                .await
+                .map_err(|e| Error::Failed(format!("{region}: cluster {from}: {e}")))?;
+            events.emit(Event::Done(format!(
+                "{region}: {closed} device connection(s) of {from} closed: devices reconnect \
+                 to the addresses Route53 serves, now {to}'s"
+            )));
+
+            // 5. The old cluster receives nothing more; what it holds moves on.
+            self.stop_old_links_from_backend(gw, &blue, from).await?;
+            let moved = move_session_messages(&blue, &green)
+                .await
+                .map_err(|e| Error::Failed(format!("{region}: moving sessions' messages: {e}")))?;
+            events.emit(Event::Done(format!(
+                "{region}: {moved} queued command(s) moved from {from}'s sessions to {to}"
+            )));
+            wait_empty(&blue, "federation: ", SETTLE)
+                .await
+                .map_err(|e| {
+                    Error::Failed(format!(
+                        "{region}: what {from} buffered for the backend: {e}; its brokers were \
+                     not stopped. Run `gwctl upgrade {region}` again"
+                    ))
+                })?;
+            events.emit(Event::Done(format!(
+                "{region}: {from}'s buffers for the backend are empty"
+            )));
+
+            // 6. The old brokers stop (their units drain them).
+            for o in old_brokers(&work.plan, from) {
+                if o.state.as_deref() == Some("running") {
+                    work.aws.stop_instance(&o.id).await.map_err(failed)?;
+                    events.emit(Event::Progress(format!(
+                        "{region}: stopping {} ({}) of {from}",
+                        o.key, o.id
+                    )));
+                }
+            }
+        }
+        self.delete_old_buffers(gw, from, events).await?;
+        self.converge_federation(gw, events).await?;
+        let work = self.plan_region(Some(gw), region).await?;
+        for o in old_brokers(&work.plan, from) {
+            events.emit(Event::Progress(format!(
+                "{region}: snapshotting the data volume of {} ({}) of {from} and deleting it",
+                o.key, o.id
+            )));
+            work.aws.delete(o).await.map_err(failed)?;
+            events.emit(Event::Done(format!(
+                "{region}: {} ({}) deleted",
+                o.key, o.id
+            )));
+        }
+        self.wait_gates(gw, "after", Gates::All, Some(&to), SETTLE, events)
+            .await
+    }
+
+    /// A management client of a broker of `cluster` that answers.
+    async fn first_answering(&self, gw: &GatewaySpec, cluster: &str) -> Result<Client> {
+        let mut answering = self.answering(gw, Some(cluster)).await?;
+        if answering.clients.is_empty() {
+            return Err(Error::Failed(format!(
+                "{}: no broker of cluster {cluster} answers ({})",
+                gw.region,
+                answering.failures.join("; ")
+            )));
+        }
+        Ok(answering.clients.swap_remove(0))
+    }
+
+    /// Stops the old cluster's links from the backend (their policies go), once its buffer
+    /// on the backend was empty at some moment since the new cluster's link runs: from then
+    /// on, every command the old cluster would receive, the new one receives too.
+    async fn stop_old_links_from_backend(
+        &self,
+        gw: &GatewaySpec,
+        blue: &Client,
+        from: &str,
+    ) -> Result<()> {
+        let region = gw.region.as_str();
+        let backend = self.backend_client()?;
+        for x in &gw.federation.from_backend {
+            let buffer = buffer_name(x.peer(), from, &from_backend_exchange(&x.exchange));
+            wait_empty(&backend, &buffer, SETTLE).await.map_err(|e| {
+                Error::Failed(format!(
+                    "{region}: {from}'s buffer on the backend: {e}; the old cluster still \
+                     receives from the backend. Run `gwctl upgrade {region}` again"
+                ))
+            })?;
+            blue.delete_policy(VHOST, &format!("federate-from-backend.{}", x.exchange))
+                .await
+                .map_err(|e| Error::Failed(format!("{region}: cluster {from}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the old cluster's buffers on the backend: its links are gone, and everything
+    /// they held was also sent to the new cluster's.
+    async fn delete_old_buffers(
+        &self,
+        gw: &GatewaySpec,
+        from: &str,
+        events: &dyn Events,
+    ) -> Result<()> {
+        if !self.scope.federation() {
+            return Ok(());
+        }
+        let backend = self.backend_client()?;
+        for x in &gw.federation.from_backend {
+            let buffer = buffer_name(x.peer(), from, &from_backend_exchange(&x.exchange));
+            let held = backend
+                .queues(VHOST, &buffer)
+                .await
+                .map_err(|e| Error::Failed(format!("{}: the backend: {e}", gw.region)))?;
+            if let Some((_, messages)) = held.iter().find(|(n, _)| *n == buffer) {
+                backend
+                    .delete_queue(VHOST, &buffer)
+                    .await
+                    .map_err(|e| Error::Failed(format!("{}: the backend: {e}", gw.region)))?;
+                events.emit(Event::Done(format!(
+                    "{}: the backend's buffer `{buffer}` of {from} deleted ({messages} \
+                     message(s), each also sent to the new cluster)",
+                    gw.region
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The brokers of cluster `cluster` the plan found (any state).
+fn old_brokers<'a>(plan: &'a crate::plan::RegionPlan, cluster: &str) -> Vec<&'a Observed> {
+    plan.changes
+        .iter()
+        .filter(|c| c.key.is_broker())
+        .filter_map(|c| c.before.as_ref())
+        .filter(|b| b.parts.get(CLUSTER_PART).map(String::as_str) == Some(cluster))
+        .collect()
+}
+
+/// The broker of cluster `cluster` in slot `key`, if one runs or boots.
+fn new_broker<'a>(
+    plan: &'a crate::plan::RegionPlan,
+    key: &Key,
+    cluster: &str,
+) -> Option<&'a Observed> {
+    plan.changes
+        .iter()
+        .filter(|c| &c.key == key)
+        .filter_map(|c| c.before.as_ref())
+        .find(|b| {
+            b.parts.get(CLUSTER_PART).map(String::as_str) == Some(cluster)
+                && matches!(b.state.as_deref(), Some("running" | "pending"))
+        })
+}
+
+/// Copies the durable session queues (with their arguments) and their bindings from `blue`
+/// to `green`; returns how many.
+async fn copy_sessions(blue: &Client, green: &Client) -> std::result::Result<usize, String> {
+    let sessions = durable_sessions(blue).await?;
+    for q in &sessions {
+        green
+            .declare_queue(VHOST, &q.name, &q.arguments)
+            .await
+            .map_err(|e| e.to_string())?;
+        for b in blue
+            .queue_bindings(VHOST, &q.name)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            green
+                .bind_queue(VHOST, &b, &q.name)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(sessions.len())
+}
+
+/// Sessions that outlive a connection: the QoS 1 queues of devices connected with clean
+/// session off (QoS 0 subscriptions are at most once, and their queues go with the
+/// connection).
+async fn durable_sessions(
+    c: &Client,
+) -> std::result::Result<Vec<crate::broker::sessions::QueueInfo>, String> {
+    Ok(c.queue_infos(VHOST, SESSION_PREFIX)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|q| q.name.ends_with("qos1"))
+        .collect())
+}
+
+/// Closes every MQTT connection of the cluster and waits until none is left; returns how
+/// many were closed.
+async fn close_device_connections(c: &Client) -> std::result::Result<usize, String> {
+    let start = Instant::now();
+    let mut closed = 0;
+    loop {
+        let open: Vec<_> = c
+            .connections()
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|c| c.is_mqtt())
+            .collect();
+        if open.is_empty() {
+            return Ok(closed);
+        }
+        if start.elapsed() > CLOSE {
+            return Err(format!(
+                "{} MQTT connection(s) still open {} s after being closed",
+                open.len(),
+                CLOSE.as_secs()
+            ));
+        }
+        for conn in &open {
+            c.close_connection(&conn.name)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        closed += open.len();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Moves what the old cluster's session queues hold into the new cluster's; returns how
+/// many messages moved.
+async fn move_session_messages(blue: &Client, green: &Client) -> std::result::Result<u64, String> {
+    let mut moved = 0;
+    for q in durable_sessions(blue).await? {
+        if q.messages == 0 {
+            continue;
+        }
+        if q.consumers > 0 {
+            return Err(format!(
+                "{} has {} consumer(s) on the old cluster: a device is still connected there",
+                q.name, q.consumers
+            ));
+        }
+        moved += blue
+            .move_messages(VHOST, &q.name, green)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(moved)
+}
+
+/// Waits until the queues named with `prefix` hold no message, at most `timeout`.
+async fn wait_empty(
+    c: &Client,
+    prefix: &str,
+    timeout: Duration,
+) -> std::result::Result<(), String> {
+    let start = Instant::now();
+    loop {
+        let held: u64 = c
+            .queues(VHOST, prefix)
+            .await
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|(_, m)| m)
+            .sum();
+        if held == 0 {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            return Err(format!(
+                "{held} message(s) still held after {} s",
+                timeout.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
