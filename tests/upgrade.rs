@@ -157,19 +157,16 @@ async fn up_never_replaces_or_removes_a_running_broker() {
 }
 
 /// A region on Debian 12's RabbitMQ 3.10 runs for real (a 3-node 3.10 cluster, one local
-/// node per moto instance, booted from each instance's user-data); brokers roll only within
-/// a RabbitMQ series: a change within 3.10 is not rolled (quorum queues would not regain a
-/// replaced node's replicas), and the move to 4.0 is refused (a 4.0 node never joins a 3.10
-/// cluster) until the blue-green move exists; nothing changes.
+/// node per moto instance, booted from each instance's user-data). Brokers roll only within
+/// a RabbitMQ series: a change within 3.10 is refused (quorum queues would not regain a
+/// replaced node's replicas), so is the move to 4.0 under the running cluster's name (a 4.0
+/// node never joins a 3.10 cluster), with nothing changed. Under a new name the region moves
+/// blue-green, resumed after a stop, and a device's session comes along with the command
+/// that waited in it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_3_10_region_moves_to_4_0_blue_green_with_its_sessions() {
     let (r, m) = (Regions::examples(), Moto::start());
-    r.edit("us-east-1.yaml", "debian-13-amd64-*", "debian-12-amd64-*");
-    r.edit(
-        "us-east-1.yaml",
-        "  instance_type: c6i.large\n",
-        "  instance_type: c6i.large\n  rabbitmq_package: 3.10.8-1.1+deb12u1\n",
-    );
+    on_rabbitmq_3_10(&r);
     let f = Follower::start(&r, &m);
     f.gwctl(&r, &m)
         .args(["up", "us-east-1", "--yes"])
@@ -253,6 +250,21 @@ async fn a_3_10_region_moves_to_4_0_blue_green_with_its_sessions() {
         .args(["up", "us-east-1", "--yes"])
         .assert()
         .success();
+    // Stopped while the new cluster boots (the new brokers may take 1 s), then resumed.
+    let out = f
+        .gwctl(&r, &m)
+        .args(["upgrade", "us-east-1", "--yes", "--broker-wait", "1"])
+        .output()
+        .expect("upgrade");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("gates of the new cluster gw-us-east-1-blue still fail")
+            && stderr.contains("Run `gwctl upgrade us-east-1` again to resume"),
+        "{stderr}"
+    );
+    let launched = instances(&m, "us-east-1").await.len();
+    assert_eq!(launched, 6, "both clusters' brokers");
     let out = f
         .gwctl(&r, &m)
         .args(["upgrade", "us-east-1", "--yes"])
@@ -260,6 +272,10 @@ async fn a_3_10_region_moves_to_4_0_blue_green_with_its_sessions() {
         .expect("upgrade");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}\n{}", f.log());
+    assert!(
+        !stderr.contains("launched"),
+        "resumed, not relaunched: {stderr}"
+    );
     for said in [
         "blue-green",
         "1 device session(s) copied",
@@ -275,9 +291,7 @@ async fn a_3_10_region_moves_to_4_0_blue_green_with_its_sessions() {
     assert!(after.values().all(|id| !before.values().any(|b| b == id)));
     let eips = addresses(&m, "us-east-1").await;
     assert!(
-        eips.values()
-            .filter(|i| !i.is_empty())
-            .all(|i| after.values().any(|a| a == i)),
+        eips.len() == 3 && eips.values().all(|i| after.values().any(|a| a == i)),
         "{eips:?}"
     );
     let snaps = snapshotted(&m, "us-east-1").await;
@@ -812,16 +826,95 @@ async fn a_killed_upgrade_resumes_with_no_orphan() {
 /// the sampled cluster never has fewer nodes running than the region has brokers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrade_under_traffic_loses_no_message_either_way() {
-    use crate::support::traffic::{Parties, Traffic};
-    use std::sync::atomic::Ordering;
-    use std::time::{Duration, Instant};
-
     let (r, m) = (Regions::examples(), Moto::start());
     let f = Follower::start(&r, &m);
     f.gwctl(&r, &m)
         .args(["up", "us-east-1", "--yes"])
         .assert()
         .success();
+    // A tuning change renders new user-data: every broker is replaced.
+    let samples = upgrade_under_traffic(&r, &m, &f, |r| {
+        r.edit(
+            "us-east-1.yaml",
+            "  count: 3\n",
+            "  count: 3\n  tuning: throughput\n",
+        );
+    })
+    .await;
+    assert!(samples.iter().all(|n| *n >= 3), "{samples:?}");
+}
+
+/// The same proof for the blue-green move of a 3.10 region to 4.0: devices follow the
+/// addresses to the new cluster, the backend's links follow both clusters, and every
+/// confirmed message arrives either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_3_10_region_moves_to_4_0_under_traffic_losing_nothing() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    on_rabbitmq_3_10(&r);
+    let f = Follower::start(&r, &m);
+    f.gwctl(&r, &m)
+        .args(["up", "us-east-1", "--yes"])
+        .assert()
+        .success();
+    upgrade_under_traffic(&r, &m, &f, to_rabbitmq_4_0).await;
+    let status: serde_json::Value = serde_json::from_slice(
+        &f.gwctl(&r, &m)
+            .args(["status", "us-east-1", "--json"])
+            .output()
+            .expect("status")
+            .stdout,
+    )
+    .expect("status json");
+    let versions: Vec<&str> = status[0]["brokers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b["version"].as_str())
+        .collect();
+    assert!(
+        versions.len() == 3 && versions.iter().all(|v| v.starts_with("4.0.")),
+        "{status}"
+    );
+}
+
+/// The region file of us-east-1 describing brokers on Debian 12's RabbitMQ 3.10.
+fn on_rabbitmq_3_10(r: &Regions) {
+    r.edit("us-east-1.yaml", "debian-13-amd64-*", "debian-12-amd64-*");
+    r.edit(
+        "us-east-1.yaml",
+        "  instance_type: c6i.large\n",
+        "  instance_type: c6i.large\n  rabbitmq_package: 3.10.8-1.1+deb12u1\n",
+    );
+}
+
+/// Back to Debian 13's RabbitMQ 4.0, on a new cluster (blue-green).
+fn to_rabbitmq_4_0(r: &Regions) {
+    r.edit(
+        "us-east-1.yaml",
+        "  rabbitmq_package: 3.10.8-1.1+deb12u1\n",
+        "",
+    );
+    r.edit("us-east-1.yaml", "debian-12-amd64-*", "debian-13-amd64-*");
+    r.edit(
+        "us-east-1.yaml",
+        "region: us-east-1\n",
+        "region: us-east-1\ncluster_name: gw-us-east-1-blue\n",
+    );
+}
+
+/// Changes us-east-1's files with `change` and runs `up` then `upgrade` under continuous
+/// traffic both ways; asserts that every confirmed message arrived, either way, that the
+/// device with a persistent session was moved, and that nothing is left to do. Returns the
+/// sampled counts of running cluster nodes.
+async fn upgrade_under_traffic(
+    r: &Regions,
+    m: &Moto,
+    f: &Follower,
+    change: impl FnOnce(&Regions),
+) -> Vec<usize> {
+    use crate::support::traffic::{Parties, Traffic};
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
 
     let stack = gwctl::spec::load(r.dir(), &gwctl::spec::Selection::All).expect("stack");
     let device_ca = gwctl::spec::tls::device_authority(&stack).expect("device CA");
@@ -854,6 +947,7 @@ async fn upgrade_under_traffic_loses_no_message_either_way() {
         backend: backend_login.clone(),
         telemetry_device: issue("meter-7"),
         command_device: issue("valve-9"),
+        ec2: m.ec2("us-east-1").await,
     };
     // Telemetry waits for the test in a durable queue on the backend.
     gwctl::sandbox::clients::declare_durable_queue(
@@ -888,15 +982,14 @@ async fn upgrade_under_traffic_loses_no_message_either_way() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // A tuning change renders new user-data: every broker is replaced.
-    r.edit(
-        "us-east-1.yaml",
-        "  count: 3\n",
-        "  count: 3\n  tuning: throughput\n",
-    );
-    let sampler = Sampler::start(&r, &f);
+    change(r);
+    f.gwctl(r, m)
+        .args(["up", "us-east-1", "--yes"])
+        .assert()
+        .success();
+    let sampler = Sampler::start(r, f);
     let upgrade = {
-        let mut cmd = f.gwctl(&r, &m);
+        let mut cmd = f.gwctl(r, m);
         tokio::task::spawn_blocking(move || {
             cmd.args(["upgrade", "us-east-1", "--yes"])
                 .output()
@@ -904,8 +997,9 @@ async fn upgrade_under_traffic_loses_no_message_either_way() {
         })
     };
     let out = upgrade.await.expect("upgrade task");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     let samples = sampler.finish().await;
-    assert_rolled(&out, &f);
+    assert_rolled(&out, f);
     tokio::time::sleep(Duration::from_secs(3)).await;
     traffic.stop_publishing();
 
@@ -944,17 +1038,33 @@ async fn upgrade_under_traffic_loses_no_message_either_way() {
     let lost_telemetry: Vec<&u64> = confirmed.difference(&arrived).collect();
     let lost_commands: Vec<&u64> = sent.difference(&received).collect();
     println!(
-        "telemetry: {} confirmed, {} arrived, {} retries; commands: {} sent, {} received, {} \
-         reconnects; cluster nodes running (sampled {}): min {:?}",
+        "telemetry: {} confirmed, {} arrived, {} retries; commands: {} sent, {} received ({} \
+         twice), {} reconnects; cluster nodes running (sampled {}): min {:?}",
         confirmed.len(),
         arrived.len(),
         counts.telemetry_retries.load(Ordering::Relaxed),
         sent.len(),
         received.len(),
+        counts.commands_duplicated.load(Ordering::Relaxed),
         counts.command_device_reconnects.load(Ordering::Relaxed),
         samples.len(),
         samples.iter().min()
     );
+    if !lost_telemetry.is_empty() {
+        let log = counts.telemetry_log.lock().expect("log").clone();
+        for (seq, port, when) in log {
+            eprintln!(
+                "telemetry {seq} to :{port} at {} {}",
+                humantime::format_rfc3339_seconds(when),
+                if arrived.contains(&seq) {
+                    "arrived"
+                } else {
+                    "LOST"
+                }
+            );
+        }
+        eprintln!("follower:\n{}", f.log());
+    }
     assert!(
         lost_telemetry.is_empty(),
         "telemetry lost: {lost_telemetry:?}"
@@ -968,9 +1078,9 @@ async fn upgrade_under_traffic_loses_no_message_either_way() {
         counts.command_device_reconnects.load(Ordering::Relaxed) >= 1,
         "the device's broker was replaced under it"
     );
-    assert!(samples.iter().all(|n| *n >= 3), "{samples:?}");
-    f.gwctl(&r, &m)
+    f.gwctl(r, m)
         .args(["plan", "us-east-1", "--detailed-exitcode"])
         .assert()
         .code(0);
+    samples
 }

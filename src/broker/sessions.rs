@@ -20,6 +20,8 @@ pub struct QueueInfo {
     pub name: String,
     pub messages: u64,
     pub consumers: u64,
+    /// Deleted with its last consumer (a clean session's queue).
+    pub auto_delete: bool,
     pub arguments: Value,
 }
 
@@ -49,6 +51,9 @@ impl ClientConnection {
 /// How many messages one round of [`Client::move_messages`] copies.
 const BATCH: u64 = 200;
 
+/// The largest message it copies (bytes): the management API would cut a larger payload.
+const TRUNCATE: u64 = 16 * 1024 * 1024;
+
 impl Client {
     /// The queues of `vhost` whose names start with `prefix`.
     pub async fn queue_infos(
@@ -57,7 +62,7 @@ impl Client {
         prefix: &str,
     ) -> Result<Vec<QueueInfo>, BrokerError> {
         let path = format!(
-            "queues/{}?columns=name,messages,consumers,arguments",
+            "queues/{}?columns=name,messages,consumers,auto_delete,arguments",
             vhost_segment(vhost)
         );
         let v = self.call(Method::GET, &path, "queues", None).await?;
@@ -70,6 +75,7 @@ impl Client {
                     name: name.to_string(),
                     messages: q["messages"].as_u64().unwrap_or(0),
                     consumers: q["consumers"].as_u64().unwrap_or(0),
+                    auto_delete: q["auto_delete"].as_bool().unwrap_or(false),
                     arguments: q["arguments"].clone(),
                 })
             })
@@ -207,13 +213,28 @@ impl Client {
         let what = format!("messages of `{queue}`");
         let mut moved = 0;
         loop {
-            let get = |ackmode: &str| json!({"count": BATCH, "ackmode": ackmode, "encoding": "base64", "truncate": 50_000_000});
+            let get = |ackmode: &str| json!({"count": BATCH, "ackmode": ackmode, "encoding": "base64", "truncate": TRUNCATE});
             let batch = self
                 .call(Method::POST, &path, &what, Some(get("ack_requeue_true")))
                 .await?;
-            let messages: Vec<Value> = batch.as_array().cloned().unwrap_or_default();
+            let unexpected = |why: &str| BrokerError::BadRequest {
+                endpoint: self.endpoint().to_string(),
+                what: what.clone(),
+                reason: why.to_string(),
+            };
+            let Some(messages) = batch.as_array().cloned() else {
+                return Err(unexpected("the answer is not a list of messages"));
+            };
             if messages.is_empty() {
                 return Ok(moved);
+            }
+            if messages
+                .iter()
+                .any(|m| m["payload_bytes"].as_u64().is_none_or(|b| b > TRUNCATE))
+            {
+                return Err(unexpected(
+                    "a message is larger than gwctl copies through the management API",
+                ));
             }
             for m in &messages {
                 to.publish_copy(vhost, queue, m).await?;

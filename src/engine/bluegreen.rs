@@ -44,6 +44,13 @@ const SETTLE: Duration = Duration::from_secs(300);
 /// How long closed device connections may take to be gone from the old cluster.
 const CLOSE: Duration = Duration::from_secs(60);
 
+/// How long the new cluster's brokers may take to serve a probe device.
+const PROBE_WAIT: Duration = Duration::from_secs(60);
+
+/// Statistics behind a queue's message count are refreshed every 5 s: a queue is empty only
+/// when it reads 0 twice, this far apart.
+const STATS_INTERVAL: Duration = Duration::from_secs(6);
+
 impl Engine {
     /// Moves a region from cluster `from` to the one its files name (see the module's
     /// comment); `steps` are its held broker steps.
@@ -119,6 +126,9 @@ impl Engine {
             events,
         )
         .await?;
+        // Devices will see what a probe sees: each new broker at its own address.
+        self.wait_cluster_probe(gw, &to, broker_wait.max(PROBE_WAIT), events)
+            .await?;
         let green = self.first_answering(gw, &to).await?;
 
         if old_running {
@@ -128,7 +138,14 @@ impl Engine {
                      sessions cannot be carried over. Nothing of the old cluster was changed"
                 ))
             })?;
-            // 3. Sessions.
+            // Everything the backend sent before the new cluster's links ran has reached
+            // the old cluster once the old cluster's buffer there has been empty since: from
+            // then on the old links can stop at any moment without losing a command.
+            self.wait_old_buffers_on_backend(gw, from).await?;
+            // 3. Sessions. The new cluster's links from the backend pause meanwhile (their
+            // buffers there keep what arrives): commands reach a device's new session only
+            // after what waited in its old one.
+            self.pause_links_from_backend(gw, &green, &to).await?;
             let copied = copy_sessions(&blue, &green)
                 .await
                 .map_err(|e| Error::Failed(format!("{region}: copying sessions: {e}")))?;
@@ -154,15 +171,19 @@ impl Engine {
                  to the addresses Route53 serves, now {to}'s"
             )));
 
-            // 5. The old cluster receives nothing more; what it holds moves on.
+            // 5. The old cluster receives nothing more; what it holds moves on. Sessions are
+            // copied again first: a device may have subscribed until its connection closed.
             self.stop_old_links_from_backend(gw, &blue, from).await?;
+            copy_sessions(&blue, &green)
+                .await
+                .map_err(|e| Error::Failed(format!("{region}: copying sessions: {e}")))?;
             let moved = move_session_messages(&blue, &green)
                 .await
                 .map_err(|e| Error::Failed(format!("{region}: moving sessions' messages: {e}")))?;
             events.emit(Event::Done(format!(
                 "{region}: {moved} queued command(s) moved from {from}'s sessions to {to}"
             )));
-            wait_empty(&blue, "federation: ", SETTLE)
+            wait_empty(&blue, "federation: ", STATS_INTERVAL, SETTLE)
                 .await
                 .map_err(|e| {
                     Error::Failed(format!(
@@ -173,8 +194,11 @@ impl Engine {
             events.emit(Event::Done(format!(
                 "{region}: {from}'s buffers for the backend are empty"
             )));
-
+        }
+        self.resume_links_from_backend(gw, &green, &to).await?;
+        if old_running {
             // 6. The old brokers stop (their units drain them).
+            let work = self.plan_region(Some(gw), region).await?;
             for o in old_brokers(&work.plan, from) {
                 if o.state.as_deref() == Some("running") {
                     work.aws.stop_instance(&o.id).await.map_err(failed)?;
@@ -203,6 +227,71 @@ impl Engine {
             .await
     }
 
+    /// Waits until a probe device's round trip passes through every running broker of
+    /// `cluster` at its own address (at most `timeout`).
+    async fn wait_cluster_probe(
+        &self,
+        gw: &GatewaySpec,
+        cluster: &str,
+        timeout: Duration,
+        events: &dyn Events,
+    ) -> Result<()> {
+        let region = gw.region.as_str();
+        let start = Instant::now();
+        loop {
+            let (probed, failures) = self.cluster_mqtt_failures(gw, cluster).await?;
+            if failures.is_empty() {
+                events.emit(Event::Done(format!(
+                    "{region}: MQTT round trip through the {probed} broker(s) of {cluster}"
+                )));
+                return Ok(());
+            }
+            if start.elapsed() > timeout {
+                return Err(Error::Failed(format!(
+                    "{region}: the new cluster {cluster} does not serve devices after {} s: \
+                     {}; devices still use the old cluster, nothing of it was changed",
+                    timeout.as_secs(),
+                    failures.join("; ")
+                )));
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+
+    /// Pauses the links of cluster `cluster` (the new one) from the backend: their policies
+    /// go; their buffers on the backend stay (`resource-cleanup-mode: never`) and fill.
+    async fn pause_links_from_backend(
+        &self,
+        gw: &GatewaySpec,
+        client: &Client,
+        cluster: &str,
+    ) -> Result<()> {
+        for p in links_from_backend(gw) {
+            client
+                .delete_policy(VHOST, &p.name)
+                .await
+                .map_err(|e| Error::Failed(format!("{}: cluster {cluster}: {e}", gw.region)))?;
+        }
+        Ok(())
+    }
+
+    /// Puts back the policies [`Engine::pause_links_from_backend`] took away (as the
+    /// cluster's definitions declare them); its links resume from their buffers.
+    async fn resume_links_from_backend(
+        &self,
+        gw: &GatewaySpec,
+        client: &Client,
+        cluster: &str,
+    ) -> Result<()> {
+        for p in links_from_backend(gw) {
+            client
+                .put_policy(VHOST, &p)
+                .await
+                .map_err(|e| Error::Failed(format!("{}: cluster {cluster}: {e}", gw.region)))?;
+        }
+        Ok(())
+    }
+
     /// A management client of a broker of `cluster` that answers.
     async fn first_answering(&self, gw: &GatewaySpec, cluster: &str) -> Result<Client> {
         let mut answering = self.answering(gw, Some(cluster)).await?;
@@ -216,28 +305,43 @@ impl Engine {
         Ok(answering.clients.swap_remove(0))
     }
 
-    /// Stops the old cluster's links from the backend (their policies go), once its buffer
-    /// on the backend was empty at some moment since the new cluster's link runs: from then
-    /// on, every command the old cluster would receive, the new one receives too.
+    /// Waits until the old cluster's buffers on the backend are empty (read twice, a
+    /// statistics interval apart); the new cluster's links run meanwhile.
+    async fn wait_old_buffers_on_backend(&self, gw: &GatewaySpec, from: &str) -> Result<()> {
+        if !self.scope.federation() {
+            return Ok(());
+        }
+        let region = gw.region.as_str();
+        let backend = self.backend_client()?;
+        // A count read now is at least a statistics interval younger than the new cluster's
+        // links (running since its gates passed): a 0 is a moment since they run.
+        tokio::time::sleep(STATS_INTERVAL).await;
+        for x in &gw.federation.from_backend {
+            let buffer = buffer_name(x.peer(), from, &from_backend_exchange(&x.exchange));
+            wait_empty(&backend, &buffer, Duration::ZERO, SETTLE)
+                .await
+                .map_err(|e| {
+                    Error::Failed(format!(
+                        "{region}: {from}'s buffer on the backend: {e}; devices still use the old \
+                     cluster. Run `gwctl upgrade {region}` again"
+                    ))
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Stops the old cluster's links from the backend (their policies go): every command
+    /// sent from now on reaches the new cluster only.
     async fn stop_old_links_from_backend(
         &self,
         gw: &GatewaySpec,
         blue: &Client,
         from: &str,
     ) -> Result<()> {
-        let region = gw.region.as_str();
-        let backend = self.backend_client()?;
-        for x in &gw.federation.from_backend {
-            let buffer = buffer_name(x.peer(), from, &from_backend_exchange(&x.exchange));
-            wait_empty(&backend, &buffer, SETTLE).await.map_err(|e| {
-                Error::Failed(format!(
-                    "{region}: {from}'s buffer on the backend: {e}; the old cluster still \
-                     receives from the backend. Run `gwctl upgrade {region}` again"
-                ))
-            })?;
-            blue.delete_policy(VHOST, &format!("federate-from-backend.{}", x.exchange))
+        for p in links_from_backend(gw) {
+            blue.delete_policy(VHOST, &p.name)
                 .await
-                .map_err(|e| Error::Failed(format!("{region}: cluster {from}: {e}")))?;
+                .map_err(|e| Error::Failed(format!("{}: cluster {from}: {e}", gw.region)))?;
         }
         Ok(())
     }
@@ -276,6 +380,15 @@ impl Engine {
     }
 }
 
+/// The gateway's policies federating from the backend, as its definitions declare them.
+fn links_from_backend(gw: &GatewaySpec) -> Vec<crate::model::federation::Policy> {
+    let (_, policies) = crate::model::federation::gateway_side(gw, &[], 1);
+    policies
+        .into_iter()
+        .filter(|p| p.definition.get("federation-upstream").is_some())
+        .collect()
+}
+
 /// The brokers of cluster `cluster` the plan found (any state).
 fn old_brokers<'a>(plan: &'a crate::plan::RegionPlan, cluster: &str) -> Vec<&'a Observed> {
     plan.changes
@@ -303,14 +416,24 @@ fn new_broker<'a>(
 }
 
 /// Copies the durable session queues (with their arguments) and their bindings from `blue`
-/// to `green`; returns how many.
+/// to `green`; returns how many. A queue already there is kept as it is (RabbitMQ 4.0 may
+/// have rewritten its expiry when its device came back); missing bindings are added.
 async fn copy_sessions(blue: &Client, green: &Client) -> std::result::Result<usize, String> {
     let sessions = durable_sessions(blue).await?;
+    let there: Vec<String> = green
+        .queue_infos(VHOST, SESSION_PREFIX)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|q| q.name)
+        .collect();
     for q in &sessions {
-        green
-            .declare_queue(VHOST, &q.name, &q.arguments)
-            .await
-            .map_err(|e| e.to_string())?;
+        if !there.contains(&q.name) {
+            green
+                .declare_queue(VHOST, &q.name, &q.arguments)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         for b in blue
             .queue_bindings(VHOST, &q.name)
             .await
@@ -335,7 +458,7 @@ async fn durable_sessions(
         .await
         .map_err(|e| e.to_string())?
         .into_iter()
-        .filter(|q| q.name.ends_with("qos1"))
+        .filter(|q| q.name.ends_with("qos1") && !q.auto_delete)
         .collect())
 }
 
@@ -367,7 +490,9 @@ async fn close_device_connections(c: &Client) -> std::result::Result<usize, Stri
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        closed += open.len();
+        if closed == 0 {
+            closed = open.len();
+        }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
@@ -376,16 +501,28 @@ async fn close_device_connections(c: &Client) -> std::result::Result<usize, Stri
 /// many messages moved.
 async fn move_session_messages(blue: &Client, green: &Client) -> std::result::Result<u64, String> {
     let mut moved = 0;
-    for q in durable_sessions(blue).await? {
-        if q.messages == 0 {
-            continue;
-        }
-        if q.consumers > 0 {
+    // Consumer counts are statistics too: a closed connection's consumer is listed for a
+    // few seconds more.
+    let start = Instant::now();
+    let sessions = loop {
+        let sessions = durable_sessions(blue).await?;
+        let Some(busy) = sessions.iter().find(|q| q.consumers > 0) else {
+            break sessions;
+        };
+        if start.elapsed() > CLOSE {
             return Err(format!(
-                "{} has {} consumer(s) on the old cluster: a device is still connected there",
-                q.name, q.consumers
+                "{} has {} consumer(s) on the old cluster {} s after its devices' \
+                 connections were closed: a device is still connected there",
+                busy.name,
+                busy.consumers,
+                CLOSE.as_secs()
             ));
         }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    // Every queue, whatever its (periodically refreshed) count says: an empty one costs one
+    // read.
+    for q in sessions {
         moved += blue
             .move_messages(VHOST, &q.name, green)
             .await
@@ -394,13 +531,17 @@ async fn move_session_messages(blue: &Client, green: &Client) -> std::result::Re
     Ok(moved)
 }
 
-/// Waits until the queues named with `prefix` hold no message, at most `timeout`.
+/// Waits until the queues named with `prefix` hold no message, read as 0 for `stable`
+/// (a statistics interval, where a count older than the event waited for could read 0), at
+/// most `timeout`.
 async fn wait_empty(
     c: &Client,
     prefix: &str,
+    stable: Duration,
     timeout: Duration,
 ) -> std::result::Result<(), String> {
     let start = Instant::now();
+    let mut empty_since: Option<Instant> = None;
     loop {
         let held: u64 = c
             .queues(VHOST, prefix)
@@ -409,8 +550,13 @@ async fn wait_empty(
             .iter()
             .map(|(_, m)| m)
             .sum();
-        if held == 0 {
-            return Ok(());
+        if held > 0 {
+            empty_since = None;
+        } else {
+            let since = *empty_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= stable {
+                return Ok(());
+            }
         }
         if start.elapsed() > timeout {
             return Err(format!(
@@ -418,6 +564,6 @@ async fn wait_empty(
                 timeout.as_secs()
             ));
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }

@@ -17,7 +17,7 @@ pub async fn converge(
     gateway: Option<&GatewaySpec>,
     uris: &[String],
 ) -> std::result::Result<usize, BrokerError> {
-    let plan = federation::plan(backend, region, gateway, Some(uris), None).await?;
+    let plan = federation::plan(backend, region, gateway, Some(uris), None, None).await?;
     federation::apply(backend, &plan).await
 }
 

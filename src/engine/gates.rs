@@ -135,7 +135,8 @@ impl Engine {
             }
             Err(e) => failures.push(failed("quorum queues", e)),
         }
-        failures.extend(self.link_failures(gw, any).await);
+        let gated = cluster.map_or_else(|| gw.cluster_name(), str::to_string);
+        failures.extend(self.link_failures(gw, any, &gated).await);
         let (probed, served) = self.route53_failures(gw).await?;
         failures.extend(served);
         Ok(GateCheck {
@@ -188,22 +189,34 @@ impl Engine {
         &self,
         gw: &GatewaySpec,
         gateway: &crate::broker::Client,
+        cluster: &str,
     ) -> Vec<String> {
         let mut failures = Vec::new();
+        /// Every named upstream has a running link; no link of the side is in error (the
+        /// old cluster's draining link, while a region moves blue-green, counts for nothing
+        /// but must not fail either).
         fn check(
             side: &str,
             links: Vec<crate::broker::FederationLink>,
-            want: usize,
+            names: &[String],
         ) -> Option<String> {
-            let running = links.iter().filter(|l| l.status == "running").count();
+            let running = names
+                .iter()
+                .filter(|n| {
+                    links
+                        .iter()
+                        .any(|l| &l.upstream == *n && l.status == "running")
+                })
+                .count();
             let bad: Vec<String> = links
                 .iter()
                 .filter(|l| l.status != "running")
                 .map(|l| format!("{} {}", l.upstream, l.status))
                 .collect();
-            (running < want || !bad.is_empty()).then(|| {
+            (running < names.len() || !bad.is_empty()).then(|| {
                 format!(
-                    "federation {side}: {running} of {want} links running{}",
+                    "federation {side}: {running} of {} links running{}",
+                    names.len(),
                     if bad.is_empty() {
                         String::new()
                     } else {
@@ -212,6 +225,12 @@ impl Engine {
                 )
             })
         }
+        let from_backend: Vec<String> = gw
+            .federation
+            .from_backend
+            .iter()
+            .map(|x| format!("backend.{}", x.exchange))
+            .collect();
         match gateway.federation_links().await {
             Ok(links) => failures.extend(check(
                 "backend->gateway",
@@ -219,7 +238,7 @@ impl Engine {
                     .into_iter()
                     .filter(|l| l.upstream.starts_with("backend."))
                     .collect(),
-                gw.federation.from_backend.len(),
+                &from_backend,
             )),
             Err(e) => failures.push(format!("federation links on the gateway: {e}")),
         }
@@ -233,7 +252,17 @@ impl Engine {
                             .into_iter()
                             .filter(|l| l.upstream.starts_with(&prefix))
                             .collect(),
-                        gw.federation.to_backend.len(),
+                        &gw.federation
+                            .to_backend
+                            .iter()
+                            .map(|x| {
+                                crate::model::federation::cluster_upstream_name(
+                                    &gw.region,
+                                    &x.exchange,
+                                    cluster,
+                                )
+                            })
+                            .collect::<Vec<_>>(),
                     )),
                     Err(e) => failures.push(format!("federation links on the backend: {e}")),
                 },

@@ -242,39 +242,59 @@ impl Engine {
         Some(out)
     }
 
-    /// The cluster the region moves off (blue-green), while brokers of it still run: the
-    /// backend keeps a link to them until what they buffered has arrived.
+    /// The cluster of the brokers the region's addresses lead to (those
+    /// [`Engine::gateway_addresses`] picks: the instances the files describe), if tagged.
+    pub(crate) fn serving_cluster(plan: &RegionPlan) -> Option<String> {
+        plan.changes
+            .iter()
+            .filter(|c| c.key.is_broker() && c.after.is_some())
+            .filter(|c| matches!(c.action, Action::NoOp | Action::Update))
+            .filter_map(|c| c.before.as_ref())
+            .find_map(|b| b.parts.get(crate::model::resources::CLUSTER_PART).cloned())
+    }
+
+    /// The cluster the region moves off (blue-green), while brokers of it still run beside
+    /// brokers of the cluster the files name: the backend keeps a link to them until what
+    /// they buffered has arrived. Before the new cluster exists, the region's own upstream
+    /// still points at the old brokers: a second link to them would share their buffer.
     pub(crate) fn draining(
         &self,
         gw: &GatewaySpec,
         plan: &RegionPlan,
     ) -> Result<Option<topology::Draining>> {
         let current = gw.cluster_name();
-        let mut cluster = None;
+        let mut clusters = std::collections::BTreeSet::new();
+        let mut current_runs = false;
         let mut addresses = Vec::new();
         for before in plan
             .changes
             .iter()
-            .filter(|c| c.key.kind == Kind::Instance && c.key.is_broker())
+            .filter(|c| c.key.is_broker())
             .filter_map(|c| c.before.as_ref())
             .filter(|b| matches!(b.state.as_deref(), Some("running" | "pending")))
         {
-            let Some(other) = before
-                .parts
-                .get(crate::model::resources::CLUSTER_PART)
-                .filter(|c| **c != current)
-            else {
+            let cluster = before.parts.get(crate::model::resources::CLUSTER_PART);
+            if cluster.is_none_or(|c| *c == current) {
+                current_runs = true;
                 continue;
-            };
-            cluster.get_or_insert_with(|| other.clone());
+            }
+            clusters.extend(cluster.cloned());
             let ip = before.parts.get("private_ip").map(String::as_str);
             if let Some(a) = self.instance_address(gw, &before.id, ip) {
                 addresses.push(a);
             }
         }
-        let Some(cluster) = cluster else {
+        let mut clusters = clusters.into_iter();
+        let (Some(cluster), true) = (clusters.next(), current_runs) else {
             return Ok(None);
         };
+        if let Some(other) = clusters.next() {
+            return Err(Error::Failed(format!(
+                "{}: brokers of clusters {cluster} and {other} run beside {current}: gwctl \
+                 moves a region off one cluster at a time",
+                gw.region
+            )));
+        }
         Ok(Some(topology::Draining {
             cluster,
             uris: self.gateway_uris(gw, &addresses)?,

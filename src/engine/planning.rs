@@ -260,13 +260,20 @@ impl Engine {
             Some((g, addresses)) => Some(self.gateway_uris(g, &addresses)?),
             None => None,
         };
-        let draining = match gw {
-            Some(g) => self.draining(g, plan)?,
-            None => None,
+        let (serving, draining) = match gw {
+            Some(g) => (Self::serving_cluster(plan), self.draining(g, plan)?),
+            None => (None, None),
         };
-        federation::plan(&client, region, gw, uris.as_deref(), draining.as_ref())
-            .await
-            .map_err(|e| Error::Failed(format!("{region}: backend federation: {e}")))
+        federation::plan(
+            &client,
+            region,
+            gw,
+            uris.as_deref(),
+            serving.as_deref(),
+            draining.as_ref(),
+        )
+        .await
+        .map_err(|e| Error::Failed(format!("{region}: backend federation: {e}")))
     }
 
     /// An AWS client for one of the stack's regions, owning what the stack owns there.

@@ -15,6 +15,15 @@ use crate::spec::model::Devices;
 /// How long one probe may take (connect, subscribe, a message back).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// One broker to probe: where a device would dial it, and the instance that answers there.
+struct ProbeTarget {
+    /// What names it for people (a record's name, a slot).
+    label: String,
+    dial: String,
+    instance: String,
+    private_ip: Option<String>,
+}
+
 /// The probe's device id in a region: a device like any other to the brokers (the authorizer
 /// gives it its own topics only, and revoking it works as for any device).
 pub fn probe_device(region: &str) -> String {
@@ -30,7 +39,6 @@ impl Engine {
         work: &RegionWork,
         served: &Served,
     ) -> (usize, Vec<String>) {
-        let region = gw.region.as_str();
         let endpoints: Vec<_> = served
             .state
             .endpoints
@@ -41,7 +49,57 @@ impl Engine {
             // Route53 serves nothing healthy: its checks' gate says so already.
             return (0, Vec::new());
         }
-        let device = probe_device(region);
+        let mut failures = Vec::new();
+        let mut targets = Vec::new();
+        for endpoint in endpoints {
+            match instance_behind(work, &endpoint.address) {
+                Some((instance, private_ip)) => targets.push(ProbeTarget {
+                    label: endpoint.name.clone(),
+                    dial: endpoint.address.clone(),
+                    instance,
+                    private_ip,
+                }),
+                None => failures.push(format!(
+                    "MQTT round trip to {} ({}): no broker instance has this address",
+                    endpoint.address, endpoint.name
+                )),
+            }
+        }
+        let (probed, more) = self.probe_all(gw, &targets).await;
+        failures.extend(more);
+        (probed, failures)
+    }
+
+    /// The MQTT round trip through each running broker of `cluster` at its own address
+    /// (before Route53 serves it): through how many it went, and what failed.
+    pub(super) async fn cluster_mqtt_failures(
+        &self,
+        gw: &GatewaySpec,
+        cluster: &str,
+    ) -> crate::error::Result<(usize, Vec<String>)> {
+        let targets: Vec<ProbeTarget> = self
+            .broker_instances(&gw.region)
+            .await?
+            .into_iter()
+            .filter(|i| i.cluster == cluster && i.state == "running")
+            .filter_map(|i| {
+                Some(ProbeTarget {
+                    label: i.slot.clone(),
+                    dial: i.private_ip.clone()?,
+                    instance: i.id,
+                    private_ip: i.private_ip,
+                })
+            })
+            .collect();
+        if targets.is_empty() {
+            return Ok((0, vec![format!("no running broker of {cluster} to probe")]));
+        }
+        Ok(self.probe_all(gw, &targets).await)
+    }
+
+    /// A probe device's round trip through each target.
+    async fn probe_all(&self, gw: &GatewaySpec, targets: &[ProbeTarget]) -> (usize, Vec<String>) {
+        let device = probe_device(&gw.region);
         let issued = match crate::spec::tls::device_authority(&self.stack)
             .map_err(|e| e.to_string())
             .and_then(|ca| {
@@ -72,16 +130,10 @@ impl Engine {
         let key = Devices::routing_key(&topic);
         let mut failures = Vec::new();
         let mut probed = 0;
-        for endpoint in endpoints {
-            let Some((instance, private_ip)) = instance_behind(work, &endpoint.address) else {
-                failures.push(format!(
-                    "MQTT round trip to {} ({}): no broker instance has this address",
-                    endpoint.address, endpoint.name
-                ));
-                continue;
-            };
-            let target = self.mqtt_target(gw, &endpoint.address, &instance);
-            let Some(address) = self.instance_address(gw, &instance, private_ip.as_deref()) else {
+        for t in targets {
+            let instance = &t.instance;
+            let target = self.mqtt_target(gw, &t.dial, instance);
+            let Some(address) = self.instance_address(gw, instance, t.private_ip.as_deref()) else {
                 failures.push(format!(
                     "MQTT round trip to {target}: {instance} has no address"
                 ));
@@ -115,15 +167,13 @@ impl Engine {
                 Ok(_) => probed += 1,
                 Err(e) => failures.push(format!(
                     "MQTT round trip to {target} ({}, {instance}): {e}",
-                    endpoint.name
+                    t.label
                 )),
             }
         }
         (probed, failures)
     }
 
-    /// Where a device reaches the broker behind a served address: the address itself on the
-    /// region's MQTT port, unless the endpoint file maps the instance (the sandbox).
     fn mqtt_target(&self, gw: &GatewaySpec, served: &str, instance: &str) -> MqttTarget {
         let name = self.regional_name(gw);
         match self.endpoints_now().instance(instance) {

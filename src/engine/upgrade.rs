@@ -396,6 +396,30 @@ impl Engine {
                         .into(),
                 ));
             }
+            let cluster = region
+                .work
+                .plan
+                .changes
+                .iter()
+                .filter_map(|c| c.before.as_ref())
+                .find(|b| b.id == *id)
+                .and_then(|b| b.parts.get(crate::model::resources::CLUSTER_PART))
+                .cloned()
+                .unwrap_or_default();
+            // A broker of another cluster than the files name: the region moves to that
+            // cluster (its brokers find only each other), whatever the series.
+            if !cluster.is_empty() && cluster != gw.cluster_name() {
+                if *action == "delete" || from.as_ref().is_some_and(|f| *f != cluster) {
+                    return Err(refuse(format!(
+                        "{key} ({id}) belongs to cluster {cluster}, and the region moves to \
+                         {}: a move to a new cluster changes nothing else (a broker count, \
+                         another cluster); change that after the move",
+                        gw.cluster_name()
+                    )));
+                }
+                from = Some(cluster);
+                continue;
+            }
             if *action != "replace" {
                 continue;
             }
@@ -410,20 +434,7 @@ impl Engine {
                 .as_deref()
                 .and_then(crate::model::user_data::rabbitmq_package)
                 .and_then(RabbitSeries::of_package);
-            let Some(have) = have.filter(|h| *h != want) else {
-                continue;
-            };
-            let cluster = region
-                .work
-                .plan
-                .changes
-                .iter()
-                .filter_map(|c| c.before.as_ref())
-                .find(|b| b.id == *id)
-                .and_then(|b| b.parts.get(crate::model::resources::CLUSTER_PART))
-                .cloned()
-                .unwrap_or_default();
-            if cluster.is_empty() || cluster == gw.cluster_name() {
+            if let Some(have) = have.filter(|h| *h != want) {
                 return Err(refuse(format!(
                     "{key} ({id}) runs RabbitMQ {} and the files want {}: a node of one \
                      series never joins a cluster of the other, so the region moves to a new \
@@ -435,7 +446,6 @@ impl Engine {
                     want.as_str().replace('.', "-")
                 )));
             }
-            from = Some(cluster);
         }
         Ok(from)
     }

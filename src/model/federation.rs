@@ -321,8 +321,9 @@ pub struct BackendSide {
     pub policies: Vec<Policy>,
 }
 
-/// The cluster a region is moving off (blue-green) while it still runs: the backend keeps a
-/// link to it until what its brokers buffered for the backend has arrived.
+/// The cluster a region is moving off (blue-green) while it still runs: the backend keeps its
+/// link to it, beside the new cluster's, until what its brokers buffered for the backend has
+/// arrived.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Draining {
     pub cluster: String,
@@ -335,10 +336,13 @@ pub struct Draining {
 /// A link's buffer on the gateway is named after the backend's cluster and the backend's
 /// exchange (see [`buffer_name`]), not after the upstream: the old cluster's link must
 /// federate into the very exchange its buffer names, so both clusters' links run on the
-/// region exchange, through an upstream set.
+/// region exchange, through an upstream set (named as the region's upstream was).
+/// `serving` is the cluster `gateway_uris` lead to (the files' cluster, unless the region
+/// still runs only its old one).
 pub fn backend_side(
     gw: &GatewaySpec,
     gateway_uris: &[String],
+    serving: Option<&str>,
     draining: Option<&Draining>,
 ) -> BackendSide {
     let settings = LinkSettings::new(&gw.federation, usize::from(gw.brokers.count));
@@ -350,22 +354,24 @@ pub fn backend_side(
         policies: Vec::new(),
     };
     for x in &gw.federation.to_backend {
-        let name = backend_upstream_name(region, &x.exchange);
+        let cluster = serving.map_or_else(|| gw.cluster_name(), str::to_string);
+        let name = cluster_upstream_name(region, &x.exchange, &cluster);
         let local = region_exchange(region, &x.exchange);
         let policy = format!("{}federate.{}", region_prefix(region), x.exchange);
         match draining {
             None => side.policies.push(Policy::federate(policy, &local, &name)),
             Some(d) => {
-                let old = draining_upstream_name(region, &x.exchange, &d.cluster);
+                let old = cluster_upstream_name(region, &x.exchange, &d.cluster);
                 side.upstreams.push(Upstream {
                     name: old.clone(),
                     uris: d.uris.clone(),
                     exchange: x.exchange.clone(),
                     settings: settings.clone(),
                 });
-                side.sets.push((name.clone(), vec![name.clone(), old]));
+                let set = backend_upstream_name(region, &x.exchange);
+                side.sets.push((set.clone(), vec![old, name.clone()]));
                 side.policies
-                    .push(Policy::federate_from_set(policy, &local, &name));
+                    .push(Policy::federate_from_set(policy, &local, &set));
             }
         }
         side.exchanges.push((local, x.peer().to_string()));
@@ -384,17 +390,24 @@ pub fn backend_side(
     side
 }
 
-/// The upstream of the cluster a region moves off, for one backend exchange.
-pub fn draining_upstream_name(region: &str, backend_exchange: &str, cluster: &str) -> String {
-    format!(
-        "{}{backend_exchange}.draining.{cluster}",
-        region_prefix(region)
-    )
+/// The backend's upstream for a region's cluster and one exchange. It is named after the
+/// cluster (but for the region's default cluster name, which earlier versions used alone), so
+/// an upstream never moves from one cluster to another: a link of a new upstream name picks
+/// the internal exchange it creates on the gateway without knowing the one another name's
+/// link uses, and deleting-then-declaring that one would, for a moment, leave what devices
+/// publish routed nowhere (`rabbit_federation_exchange_link:ensure_internal_exchange`, 4.0.5).
+pub fn cluster_upstream_name(region: &str, backend_exchange: &str, cluster: &str) -> String {
+    let name = backend_upstream_name(region, backend_exchange);
+    if cluster == format!("gw-{region}") {
+        name
+    } else {
+        format!("{name}@{cluster}")
+    }
 }
 
 /// The upstreams' (for compatibility with tests and drift checks).
 pub fn backend_upstreams(gw: &GatewaySpec, gateway_uris: &[String]) -> Vec<Upstream> {
-    backend_side(gw, gateway_uris, None).upstreams
+    backend_side(gw, gateway_uris, None, None).upstreams
 }
 
 /// Every backend object of a region starts with this (upstreams, policies).

@@ -156,6 +156,7 @@ pub async fn plan(
     region: &str,
     gateway: Option<&GatewaySpec>,
     gateway_uris: Option<&[String]>,
+    serving: Option<&str>,
     draining: Option<&federation::Draining>,
 ) -> Result<FederationPlan, BrokerError> {
     let seen = observe(backend, region).await?;
@@ -165,10 +166,10 @@ pub async fn plan(
         ..Default::default()
     };
     let wanted = match (gateway, gateway_uris) {
-        (Some(gw), Some(uris)) => Some(federation::backend_side(gw, uris, draining)),
+        (Some(gw), Some(uris)) => Some(federation::backend_side(gw, uris, serving, draining)),
         (Some(gw), None) => {
             out.endpoints_pending = true;
-            Some(federation::backend_side(gw, &[], draining))
+            Some(federation::backend_side(gw, &[], serving, draining))
         }
         (None, _) => None,
     };

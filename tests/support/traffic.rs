@@ -1,8 +1,9 @@
 //! Continuous traffic both ways through a gateway region whose brokers come and go (the
 //! sandbox following moto): telemetry from a device, published with QoS 1, each message
 //! counted once the broker confirmed it; commands from the backend, published with confirms,
-//! to a device with a persistent session (clean session off). A device whose broker goes
-//! away reconnects to another broker of the region, as DNS would send it.
+//! to a device with a persistent session (clean session off). Devices connect where the
+//! region's DNS sends them: the brokers its Elastic IPs are on (Route53 answers those
+//! addresses); one whose broker goes away reconnects to another.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -24,16 +25,28 @@ pub struct Parties {
     /// Device certificates: (id, cert, key).
     pub telemetry_device: (String, String, Secret),
     pub command_device: (String, String, Secret),
+    /// The region's EC2 (moto): which instances its Elastic IPs are on.
+    pub ec2: aws_sdk_ec2::Client,
 }
 
 impl Parties {
-    /// The gateway brokers' MQTT ports, as the endpoint file says now (the region's "DNS").
-    fn mqtt_ports(&self) -> Vec<(String, u16)> {
+    /// The MQTT ports of the brokers devices reach now: the instances the region's Elastic
+    /// IPs are on (what Route53 serves), through the endpoint file.
+    async fn mqtt_ports(&self) -> Vec<(String, u16)> {
+        let Ok(addresses) = self.ec2.describe_addresses().send().await else {
+            return Vec::new();
+        };
+        let served: Vec<String> = addresses
+            .addresses()
+            .iter()
+            .filter_map(|a| a.instance_id().map(str::to_string))
+            .collect();
         EndpointMap::load(&self.endpoints)
             .map(|m| {
                 m.instances
-                    .values()
-                    .filter_map(|a| Some((a.host.clone(), a.mqtt_port?)))
+                    .iter()
+                    .filter(|(id, _)| served.contains(id))
+                    .filter_map(|(_, a)| Some((a.host.clone(), a.mqtt_port?)))
                     .collect()
             })
             .unwrap_or_default()
@@ -60,10 +73,14 @@ pub struct Counts {
     /// Command sequence numbers the device received.
     pub commands_received: Mutex<BTreeSet<u64>>,
     pub telemetry_retries: AtomicUsize,
+    /// Where each confirmed telemetry message went: (sequence, port, when).
+    pub telemetry_log: Mutex<Vec<(u64, u16, std::time::SystemTime)>>,
     /// Set once the command device's subscription exists: commands sent before would find
     /// no queue to wait in.
     pub subscribed: AtomicBool,
     pub command_device_reconnects: AtomicUsize,
+    /// Commands the device received again (QoS 1 is at least once).
+    pub commands_duplicated: AtomicUsize,
 }
 
 pub struct Traffic {
@@ -114,7 +131,7 @@ async fn telemetry(p: Parties, stop: Arc<AtomicBool>, counts: Arc<Counts>) {
     let mut seq = 0u64;
     let mut turn = 0usize;
     while !stop.load(Ordering::Relaxed) {
-        let ports = p.mqtt_ports();
+        let ports = p.mqtt_ports().await;
         if ports.is_empty() {
             tokio::time::sleep(PAUSE).await;
             continue;
@@ -133,6 +150,9 @@ async fn telemetry(p: Parties, stop: Arc<AtomicBool>, counts: Arc<Counts>) {
             Ok(()) => {
                 if let Ok(mut c) = counts.telemetry_confirmed.lock() {
                     c.insert(seq);
+                }
+                if let Ok(mut l) = counts.telemetry_log.lock() {
+                    l.push((seq, *port, std::time::SystemTime::now()));
                 }
                 seq += 1;
             }
@@ -175,7 +195,7 @@ async fn command_device(p: Parties, _stop: Arc<AtomicBool>, counts: Arc<Counts>)
     let filter = format!("commands/{}/#", device.0);
     let mut turn = 0usize;
     loop {
-        let ports = p.mqtt_ports();
+        let ports = p.mqtt_ports().await;
         if ports.is_empty() {
             tokio::time::sleep(PAUSE).await;
             continue;
@@ -204,8 +224,9 @@ async fn command_device(p: Parties, _stop: Arc<AtomicBool>, counts: Arc<Counts>)
                         .ok()
                         .and_then(|s| s.parse::<u64>().ok())
                         && let Ok(mut c) = counts.commands_received.lock()
+                        && !c.insert(seq)
                     {
-                        c.insert(seq);
+                        counts.commands_duplicated.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 Ok(_) => {}
