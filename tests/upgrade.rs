@@ -250,6 +250,23 @@ async fn a_3_10_region_moves_to_4_0_blue_green_with_its_sessions() {
         .args(["up", "us-east-1", "--yes"])
         .assert()
         .success();
+    // The dry run says how the region moves, and changes nothing.
+    m.record();
+    let shown = f
+        .gwctl(&r, &m)
+        .args(["upgrade", "us-east-1", "--dry-run"])
+        .output()
+        .expect("dry run");
+    let stdout = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(
+        shown.status.success()
+            && stdout.contains(
+                "blue-green: from cluster gw-us-east-1 to a new cluster gw-us-east-1-blue"
+            )
+            && stdout.contains("queued commands moved"),
+        "{stdout}"
+    );
+    assert_nothing_written(&m);
     // Stopped while the new cluster boots (the new brokers may take 1 s), then resumed.
     let out = f
         .gwctl(&r, &m)

@@ -17,9 +17,9 @@ use crate::model::sha256_hex;
 
 use super::{Call, CloudError, Ids, Owner, filter, resolve, retry};
 use crate::model::resources::{
-    CLUSTER_PART, DATA_DEVICE, Desired, Ingress, IngressSource, Key, Kind, Observed, Payload, Ref,
-    Route, RuleShape, Spec, TAG_CLUSTER, TAG_ID, TAG_LAUNCH, TAG_REGION, TAG_STACK, TunnelSpec,
-    TunnelState,
+    CLUSTER_PART, DATA_DEVICE, DRAINED_PART, Desired, Ingress, IngressSource, Key, Kind, Observed,
+    Payload, Ref, Route, RuleShape, Spec, TAG_CLUSTER, TAG_DRAINED, TAG_ID, TAG_LAUNCH, TAG_REGION,
+    TAG_STACK, TunnelSpec, TunnelState,
 };
 use crate::spec::model::Ami;
 
@@ -606,6 +606,9 @@ pub(super) async fn instances(c: &Client, o: &Owner) -> Result<Vec<Observed>, Cl
                 // two clusters share a region while `upgrade` moves it blue-green.
                 if let Some(cluster) = tags.get(TAG_CLUSTER) {
                     ob.parts.insert(CLUSTER_PART.into(), cluster.clone());
+                }
+                if let Some(drained) = tags.get(TAG_DRAINED) {
+                    ob.parts.insert(DRAINED_PART.into(), drained.clone());
                 }
                 if let Some(volume) = i
                     .block_device_mappings()
@@ -1831,6 +1834,22 @@ pub(super) async fn user_data(c: &Client, id: &str) -> Result<Vec<u8>, CloudErro
     base64::engine::general_purpose::STANDARD
         .decode(encoded)
         .map_err(|e| CloudError::new("DescribeInstanceAttribute", format!("{id}: user-data: {e}")))
+}
+
+/// Tags instance `id` with `key` = `value`.
+pub(super) async fn tag_instance(
+    c: &Client,
+    id: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), CloudError> {
+    c.create_tags()
+        .resources(id)
+        .tags(Tag::builder().key(key).value(value).build())
+        .send()
+        .await
+        .op("CreateTags")
+        .map(drop)
 }
 
 pub(super) async fn stop_instance(c: &Client, id: &str) -> Result<(), CloudError> {

@@ -396,6 +396,11 @@ impl Aws {
         ec2::user_data(&self.ec2, id).await
     }
 
+    /// Marks broker `id` as drained (see [`crate::model::resources::TAG_DRAINED`]).
+    pub async fn mark_drained(&self, id: &str) -> Result<(), CloudError> {
+        ec2::tag_instance(&self.ec2, id, crate::model::resources::TAG_DRAINED, "true").await
+    }
+
     /// Stops instance `id` (its operating system shuts down: services stop as their units
     /// say) and waits until it is stopped.
     pub async fn stop_instance(&self, id: &str) -> Result<(), CloudError> {

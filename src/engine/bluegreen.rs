@@ -34,7 +34,7 @@ use crate::broker::Client;
 use crate::broker::sessions::SESSION_PREFIX;
 use crate::error::{Error, Result};
 use crate::model::federation::{buffer_name, from_backend_exchange};
-use crate::model::resources::{CLUSTER_PART, Key, Observed};
+use crate::model::resources::{CLUSTER_PART, DRAINED_PART, Key, Observed};
 use crate::render::definitions::VHOST;
 use crate::spec::GatewaySpec;
 
@@ -70,6 +70,18 @@ impl Engine {
         let old_running = old
             .iter()
             .any(|o| matches!(o.state.as_deref(), Some("running" | "pending")));
+        // Old brokers stopped by someone else still hold their devices' sessions: only those
+        // this move drained may go.
+        if !old_running && let Some(o) = old.iter().find(|o| !o.parts.contains_key(DRAINED_PART)) {
+            return Err(Error::Failed(format!(
+                "{region}: {} ({}) of {from} is {} but was not drained by `upgrade`: its \
+                 devices' queued commands would go with it. Start the old brokers again, then \
+                 run `gwctl upgrade {region}`; nothing was changed",
+                o.key,
+                o.id,
+                o.state.as_deref().unwrap_or("stopped")
+            )));
+        }
         let new_exist = self
             .broker_instances(region)
             .await?
@@ -201,6 +213,7 @@ impl Engine {
             let work = self.plan_region(Some(gw), region).await?;
             for o in old_brokers(&work.plan, from) {
                 if o.state.as_deref() == Some("running") {
+                    work.aws.mark_drained(&o.id).await.map_err(failed)?;
                     work.aws.stop_instance(&o.id).await.map_err(failed)?;
                     events.emit(Event::Progress(format!(
                         "{region}: stopping {} ({}) of {from}",

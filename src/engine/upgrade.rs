@@ -21,6 +21,7 @@ use super::{ApplyOptions, Engine};
 use crate::error::{Error, Result};
 use crate::model::Action;
 use crate::model::resources::{Key, Payload, Spec, TunnelSpec, TunnelState};
+use crate::spec::GatewaySpec;
 use crate::spec::model::RabbitSeries;
 
 /// How long a changed tunnel may take to come back up before the roll stops.
@@ -109,10 +110,46 @@ impl Step {
     }
 }
 
+/// How a region's brokers change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Mode {
+    /// Replaced within their cluster, `--max-unavailable` at a time (`engine/roll.rs`).
+    Roll,
+    /// Moved to a new cluster beside the old one (`engine/bluegreen.rs`).
+    BlueGreen { from: String, to: String },
+    /// Neither can be done; why, and what to change.
+    Refused { reason: String },
+}
+
+impl Mode {
+    /// What a blue-green move does and checks, in order (for the dry run).
+    pub fn blue_green_gates() -> Vec<&'static str> {
+        vec![
+            "before: every gate on the old cluster",
+            "the new cluster's brokers launched beside the old ones: they answer, form a \
+             cluster of their own, no alarm, quorum queues with their replicas, links both ways \
+             (the backend federates from both clusters), Route53 healthy",
+            "an MQTT-over-TLS round trip through each new broker at its own address, before any \
+             address moves",
+            "the old cluster's buffer on the backend empty once; the new cluster's links from the \
+             backend paused; devices' sessions copied",
+            "each slot's Elastic IP moved to the new broker; the old cluster's MQTT connections \
+             closed (devices reconnect through DNS)",
+            "the old cluster's links from the backend stopped; sessions copied again; their \
+             queued commands moved; the new cluster's links resumed",
+            "the old cluster's buffers for the backend empty; its brokers marked drained, \
+             stopped, snapshotted and deleted; its buffer on the backend deleted",
+            "after: every gate on the new cluster",
+        ]
+    }
+}
+
 /// One region's upgrade.
 pub struct RegionUpgrade {
     pub region: String,
     pub steps: Vec<Step>,
+    pub mode: Mode,
     pub work: RegionWork,
 }
 
@@ -245,16 +282,31 @@ impl Engine {
                 w.region().to_string(),
             )
         });
+        let mut regions = Vec::new();
+        for work in stack.regions {
+            let mut region = RegionUpgrade {
+                region: work.region().to_string(),
+                steps: steps(&work),
+                mode: Mode::Roll,
+                work,
+            };
+            region.mode = match self.check_series(&region).await {
+                Ok(None) => Mode::Roll,
+                Ok(Some(from)) => Mode::BlueGreen {
+                    from,
+                    to: self
+                        .gateway(&region.region)
+                        .map(GatewaySpec::cluster_name)
+                        .unwrap_or_default(),
+                },
+                Err(e) => Mode::Refused {
+                    reason: e.to_string(),
+                },
+            };
+            regions.push(region);
+        }
         UpgradePlan {
-            regions: stack
-                .regions
-                .into_iter()
-                .map(|work| RegionUpgrade {
-                    region: work.region().to_string(),
-                    steps: steps(&work),
-                    work,
-                })
-                .collect(),
+            regions,
             failed: stack.failed,
         }
     }
@@ -301,8 +353,12 @@ impl Engine {
         }
         let mut blue_green = std::collections::BTreeMap::new();
         for region in &plan.regions {
-            if let Some(from) = self.check_series(region).await? {
-                blue_green.insert(region.region.clone(), from);
+            match &region.mode {
+                Mode::Roll => {}
+                Mode::BlueGreen { from, .. } => {
+                    blue_green.insert(region.region.clone(), from.clone());
+                }
+                Mode::Refused { reason } => return Err(Error::Failed(reason.clone())),
             }
         }
         for region in &plan.regions {

@@ -26,6 +26,11 @@ pub const TAG_LAUNCH: &str = "gwctl:launch-sha256";
 pub const TAG_CLUSTER: &str = "gwctl-cluster";
 /// The part of a discovered instance that holds its [`TAG_CLUSTER`].
 pub const CLUSTER_PART: &str = "cluster";
+/// On a broker of a cluster a region moved off: its devices' sessions and buffers were moved
+/// before it was stopped (`upgrade`'s blue-green), so deleting it loses nothing.
+pub const TAG_DRAINED: &str = "gwctl:drained";
+/// The part of a discovered instance that holds its [`TAG_DRAINED`].
+pub const DRAINED_PART: &str = "drained";
 
 /// The tags of a resource gwctl creates in `region`: the region's free tags, a Name, and the
 /// ownership tags (`id` is its logical id, e.g. `subnet/us-east-1a`).
