@@ -172,20 +172,7 @@ async fn a_3_10_region_moves_to_4_0_blue_green_with_its_sessions() {
         .args(["up", "us-east-1", "--yes"])
         .assert()
         .success();
-    let status: serde_json::Value = serde_json::from_slice(
-        &f.gwctl(&r, &m)
-            .args(["status", "us-east-1", "--json"])
-            .output()
-            .expect("status")
-            .stdout,
-    )
-    .expect("status json");
-    let versions: Vec<&str> = status[0]["brokers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|b| b["version"].as_str())
-        .collect();
+    let (status, versions) = status_and_versions(&r, &m, &f);
     assert!(
         versions.len() == 3 && versions.iter().all(|v| v.starts_with("3.10.")),
         "{status}"
@@ -313,21 +300,8 @@ async fn a_3_10_region_moves_to_4_0_blue_green_with_its_sessions() {
     );
     let snaps = snapshotted(&m, "us-east-1").await;
     assert!(before.values().all(|b| snaps.contains(b)), "{snaps:?}");
-    let status: serde_json::Value = serde_json::from_slice(
-        &f.gwctl(&r, &m)
-            .args(["status", "us-east-1", "--json"])
-            .output()
-            .expect("status")
-            .stdout,
-    )
-    .expect("status json");
+    let (status, versions) = status_and_versions(&r, &m, &f);
     assert_eq!(status[0]["healthy"], true, "{status}");
-    let versions: Vec<&str> = status[0]["brokers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|b| b["version"].as_str())
-        .collect();
     assert!(
         versions.len() == 3 && versions.iter().all(|v| v.starts_with("4.0.")),
         "{status}"
@@ -874,24 +848,30 @@ async fn a_3_10_region_moves_to_4_0_under_traffic_losing_nothing() {
         .assert()
         .success();
     upgrade_under_traffic(&r, &m, &f, to_rabbitmq_4_0).await;
+    let (status, versions) = status_and_versions(&r, &m, &f);
+    assert!(
+        versions.len() == 3 && versions.iter().all(|v| v.starts_with("4.0.")),
+        "{status}"
+    );
+}
+
+/// `status --json` of us-east-1, and the RabbitMQ version of each broker it lists.
+fn status_and_versions(r: &Regions, m: &Moto, f: &Follower) -> (serde_json::Value, Vec<String>) {
     let status: serde_json::Value = serde_json::from_slice(
-        &f.gwctl(&r, &m)
+        &f.gwctl(r, m)
             .args(["status", "us-east-1", "--json"])
             .output()
             .expect("status")
             .stdout,
     )
     .expect("status json");
-    let versions: Vec<&str> = status[0]["brokers"]
+    let versions = status[0]["brokers"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|b| b["version"].as_str())
+        .filter_map(|b| b["version"].as_str().map(str::to_string))
         .collect();
-    assert!(
-        versions.len() == 3 && versions.iter().all(|v| v.starts_with("4.0.")),
-        "{status}"
-    );
+    (status, versions)
 }
 
 /// The region file of us-east-1 describing brokers on Debian 12's RabbitMQ 3.10.

@@ -185,7 +185,8 @@ impl Engine {
 
             // 5. The old cluster receives nothing more; what it holds moves on. Sessions are
             // copied again first: a device may have subscribed until its connection closed.
-            self.stop_old_links_from_backend(gw, &blue, from).await?;
+            // Every command sent from now on reaches the new cluster only.
+            self.pause_links_from_backend(gw, &blue, from).await?;
             copy_sessions(&blue, &green)
                 .await
                 .map_err(|e| Error::Failed(format!("{region}: copying sessions: {e}")))?;
@@ -271,8 +272,9 @@ impl Engine {
         }
     }
 
-    /// Pauses the links of cluster `cluster` (the new one) from the backend: their policies
-    /// go; their buffers on the backend stay (`resource-cleanup-mode: never`) and fill.
+    /// Stops the links of cluster `cluster` from the backend: their policies go. The new
+    /// cluster's buffers on the backend stay (`resource-cleanup-mode: never`) and fill until
+    /// [`Engine::resume_links_from_backend`]; the old cluster's are deleted with it.
     async fn pause_links_from_backend(
         &self,
         gw: &GatewaySpec,
@@ -339,22 +341,6 @@ impl Engine {
                      cluster. Run `gwctl upgrade {region}` again"
                     ))
                 })?;
-        }
-        Ok(())
-    }
-
-    /// Stops the old cluster's links from the backend (their policies go): every command
-    /// sent from now on reaches the new cluster only.
-    async fn stop_old_links_from_backend(
-        &self,
-        gw: &GatewaySpec,
-        blue: &Client,
-        from: &str,
-    ) -> Result<()> {
-        for p in links_from_backend(gw) {
-            blue.delete_policy(VHOST, &p.name)
-                .await
-                .map_err(|e| Error::Failed(format!("{}: cluster {from}: {e}", gw.region)))?;
         }
         Ok(())
     }
