@@ -33,7 +33,7 @@ use super::upgrade::Step;
 use crate::broker::Client;
 use crate::broker::sessions::SESSION_PREFIX;
 use crate::error::{Error, Result};
-use crate::model::federation::{buffer_name, from_backend_exchange};
+use crate::model::federation::{buffer_name, from_backend_exchange, gateway_link_policies};
 use crate::model::resources::{CLUSTER_PART, DRAINED_PART, Key, Observed};
 use crate::render::definitions::VHOST;
 use crate::spec::GatewaySpec;
@@ -281,7 +281,7 @@ impl Engine {
         client: &Client,
         cluster: &str,
     ) -> Result<()> {
-        for p in links_from_backend(gw) {
+        for p in gateway_link_policies(gw) {
             client
                 .delete_policy(VHOST, &p.name)
                 .await
@@ -298,7 +298,7 @@ impl Engine {
         client: &Client,
         cluster: &str,
     ) -> Result<()> {
-        for p in links_from_backend(gw) {
+        for p in gateway_link_policies(gw) {
             client
                 .put_policy(VHOST, &p)
                 .await
@@ -377,15 +377,6 @@ impl Engine {
         }
         Ok(())
     }
-}
-
-/// The gateway's policies federating from the backend, as its definitions declare them.
-fn links_from_backend(gw: &GatewaySpec) -> Vec<crate::model::federation::Policy> {
-    let (_, policies) = crate::model::federation::gateway_side(gw, &[], 1);
-    policies
-        .into_iter()
-        .filter(|p| p.definition.get("federation-upstream").is_some())
-        .collect()
 }
 
 /// The brokers of cluster `cluster` the plan found (any state).

@@ -229,7 +229,7 @@ impl Engine {
             .federation
             .from_backend
             .iter()
-            .map(|x| format!("backend.{}", x.exchange))
+            .map(|x| crate::model::federation::gateway_upstream_name(&x.exchange))
             .collect();
         match gateway.federation_links().await {
             Ok(links) => failures.extend(check(

@@ -239,11 +239,7 @@ impl Engine {
     /// which a stopped link keeps. Best effort: the after-gates say whether links run.
     async fn restart_lost_gateway_links(&self, gw: &GatewaySpec, events: &dyn Events) {
         let region = gw.region.as_str();
-        let (_, policies) = crate::model::federation::gateway_side(gw, &[], 1);
-        let federating: Vec<_> = policies
-            .into_iter()
-            .filter(|p| p.definition.get("federation-upstream").is_some())
-            .collect();
+        let federating = crate::model::federation::gateway_link_policies(gw);
         let started = std::time::Instant::now();
         loop {
             let Some(client) = self.any_gateway_client(gw).await else {

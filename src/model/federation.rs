@@ -278,7 +278,7 @@ pub fn gateway_side(
     let mut upstreams = Vec::new();
     let mut policies = Vec::new();
     for x in &gw.federation.from_backend {
-        let name = format!("backend.{}", x.exchange);
+        let name = gateway_upstream_name(&x.exchange);
         policies.push(Policy::federate(
             format!("federate-from-backend.{}", x.exchange),
             &from_backend_exchange(&x.exchange),
@@ -297,6 +297,21 @@ pub fn gateway_side(
         &gw.federation.buffers.to_backend,
     ));
     (upstreams, policies)
+}
+
+/// The gateway's upstream for one exchange federated from the backend.
+pub fn gateway_upstream_name(exchange: &str) -> String {
+    format!("backend.{exchange}")
+}
+
+/// The gateway's policies federating from the backend, as its definitions declare them
+/// (what `upgrade` pauses, resumes, or re-creates when a link is lost).
+pub fn gateway_link_policies(gw: &GatewaySpec) -> Vec<Policy> {
+    let (_, policies) = gateway_side(gw, &[], 1);
+    policies
+        .into_iter()
+        .filter(|p| p.definition.get("federation-upstream").is_some())
+        .collect()
 }
 
 /// The backend's exchange receiving what one region's gateways send to `exchange`: each
