@@ -459,3 +459,74 @@ fn the_health_responder_drops_idle_and_excess_connections() {
     let _ = two.kill();
     let _ = two.wait();
 }
+
+/// With the router, a gateway federates only its region's exchange and the broadcast one from
+/// the backend (one set, one policy), runs the event exchange, and lets the backend's links read
+/// its events; the backend's router user may use its own exchanges and queues only.
+#[test]
+fn router_mode_federates_the_region_and_broadcast_exchanges_only() {
+    let r = Regions::examples();
+    r.edit("backend.yaml", "mode: broadcast", "mode: router");
+    let out = render_to(&r, "us-east-1");
+    let read = |f: &str| std::fs::read_to_string(out.path().join(f)).expect(f);
+    let defs: serde_json::Value =
+        serde_json::from_str(&read("us-east-1/definitions.json")).expect("json");
+    let upstreams: Vec<(&str, &str)> = defs["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .filter(|p| p["component"] == "federation-upstream")
+        .map(|p| {
+            (
+                p["name"].as_str().expect("name"),
+                p["value"]["exchange"].as_str().expect("exchange"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        upstreams,
+        [
+            ("backend.gw.us-east-1", "gw.us-east-1"),
+            ("backend.gw.all", "gw.all")
+        ]
+    );
+    let set = defs["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .find(|p| p["component"] == "federation-upstream-set")
+        .expect("an upstream set");
+    assert_eq!(set["name"], "backend.amq.topic");
+    assert_eq!(
+        set["value"],
+        serde_json::json!([{"upstream": "backend.gw.us-east-1"}, {"upstream": "backend.gw.all"}])
+    );
+    let policy = defs["policies"]
+        .as_array()
+        .expect("policies")
+        .iter()
+        .find(|p| p["name"] == "federate-from-backend.amq.topic")
+        .expect("policy");
+    assert_eq!(
+        policy["definition"],
+        serde_json::json!({"federation-upstream-set": "backend.amq.topic"})
+    );
+    assert!(read("us-east-1/enabled_plugins").contains(",rabbitmq_event_exchange]"));
+    let fed_read = defs["permissions"]
+        .as_array()
+        .expect("permissions")
+        .iter()
+        .find(|p| p["user"] == "gwctl.federation")
+        .expect("federation permission")["read"]
+        .clone();
+    assert_eq!(
+        fed_read,
+        "^(federation: .*|amq\\.rabbitmq\\.event|amq\\.topic)$"
+    );
+
+    // Broadcast (the examples): the event exchange stays off, amq.topic is federated directly.
+    let plain = render_to(&Regions::examples(), "us-east-1");
+    let plugins =
+        std::fs::read_to_string(plain.path().join("us-east-1/enabled_plugins")).expect("plugins");
+    assert!(!plugins.contains("event_exchange"));
+}

@@ -621,3 +621,68 @@ fn weak_or_malformed_tunnel_options_are_refused_with_their_place() {
     assert!(!stderr.contains("0short"), "the key itself is never shown");
     assert!(!stderr.contains("dh_groups[1]"), "group 14 is fine");
 }
+
+/// `line:column` of the value after `key` on the first line that holds `key`.
+fn position_of(r: &Regions, file: &str, key: &str) -> String {
+    let text = std::fs::read_to_string(r.file(file)).expect("read");
+    let (i, line) = text
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains(key))
+        .unwrap_or_else(|| panic!("{file} has no `{key}`"));
+    let col = line.find(key).expect("key") + key.len() + 2;
+    format!("{}:{col}", i + 1)
+}
+
+#[test]
+fn the_router_needs_its_user_reserved_names_and_every_gateway_federating_its_exchange() {
+    let r = Regions::examples();
+    r.edit("backend.yaml", "mode: broadcast", "mode: router");
+    assert_eq!(
+        validate(&r, &["--all"]).0,
+        0,
+        "router mode with its user is valid"
+    );
+    r.edit("backend.yaml", "  router:\n", "  router_gone:\n");
+    r.edit("backend.yaml", "  router_gone:\n    user: gwctl.router\n    password: file:secrets/GWCTL_ROUTER_PASSWORD\n", "");
+    let at = position_of(&r, "backend.yaml", "  mode:");
+    assert_invalid(
+        &r,
+        "backend.yaml",
+        &at,
+        "routing.mode",
+        "`router` needs `credentials.router`",
+    );
+
+    let r = Regions::examples();
+    r.edit("backend.yaml", "exchange: amq.topic", "exchange: gw.all");
+    let at = position_of(&r, "backend.yaml", "  exchange:");
+    assert_invalid(
+        &r,
+        "backend.yaml",
+        &at,
+        "routing.exchange",
+        "`gw.all`: names starting with `gw.` or `gwctl.` are the router's",
+    );
+
+    let r = Regions::examples();
+    r.edit(
+        "backend.yaml",
+        "exchange: amq.topic",
+        "exchange: devices.commands",
+    );
+    // The list's first entry (ap-northeast-1's default list has no position: its top).
+    let at = position_of(&r, "us-east-1.yaml", "from_backend:");
+    let line: usize = at
+        .split(':')
+        .next()
+        .and_then(|l| l.parse().ok())
+        .expect("line");
+    assert_invalid(
+        &r,
+        "us-east-1.yaml",
+        &format!("{}:5", line + 1),
+        "federation.from_backend",
+        "no entry federates `devices.commands`",
+    );
+}

@@ -250,10 +250,12 @@ impl Engine {
             };
             let missing: Vec<_> = federating
                 .iter()
-                .filter(|p| {
-                    let upstream = p.definition["federation-upstream"].as_str();
-                    !links.iter().any(|l| Some(l.upstream.as_str()) == upstream)
+                .filter(|(_, upstreams)| {
+                    upstreams
+                        .iter()
+                        .any(|u| !links.iter().any(|l| &l.upstream == u))
                 })
+                .map(|(policy, _)| policy)
                 .collect();
             if missing.is_empty() {
                 return;

@@ -9,7 +9,8 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::spec::model::{BufferBound, Federation, GatewaySpec, RabbitSeries};
+use super::delivery;
+use crate::spec::model::{BufferBound, Federation, GatewaySpec, RabbitSeries, RoutingMode};
 
 /// A federation upstream: where a link connects, and how it behaves.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -263,55 +264,92 @@ pub fn from_backend_exchange(exchange: &str) -> String {
     format!("gwctl.from-backend.{exchange}")
 }
 
-/// The gateway side: one upstream per exchange federated from the backend (its buffer on the
-/// backend, a cluster of `backend_nodes`), its policy on the gateway's
+/// What a gateway's definitions declare for federation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewaySide {
+    pub upstreams: Vec<Upstream>,
+    /// Upstream sets (name, member upstreams): with the router, a gateway's exchange for
+    /// devices federates two backend exchanges (`gw.<region>`, `gw.all`).
+    pub sets: Vec<(String, Vec<String>)>,
+    pub policies: Vec<Policy>,
+    /// Each federation policy with the upstreams its links connect through.
+    pub links: Vec<(Policy, Vec<String>)>,
+}
+
+/// The gateway side: for each exchange federated from the backend, its upstream (its buffer
+/// on the backend, a cluster of `backend_nodes`) and its policy on the gateway's
 /// [`from_backend_exchange`], and the bounds of the buffers the backend's links keep here.
+///
+/// With `routing.mode: router`, the exchange that carries messages for devices
+/// (`routing.exchange`) is not federated itself: the gateway federates the router's exchange
+/// for its region and the broadcast exchange instead ([`delivery`](super::delivery)), through
+/// an upstream set named as the plain upstream would be. No gateway receives another region's
+/// targeted messages, and the backend sees no device subscription either way.
 pub fn gateway_side(
     gw: &GatewaySpec,
     backend_uris: &[String],
     backend_nodes: usize,
-) -> (Vec<Upstream>, Vec<Policy>) {
+) -> GatewaySide {
     let settings = LinkSettings {
         downstream: gw.brokers.series(),
         ..LinkSettings::new(&gw.federation, backend_nodes)
     };
-    let mut upstreams = Vec::new();
-    let mut policies = Vec::new();
+    let upstream = |name: String, exchange: String| Upstream {
+        name,
+        uris: backend_uris.to_vec(),
+        exchange,
+        settings: settings.clone(),
+    };
+    let mut side = GatewaySide {
+        upstreams: Vec::new(),
+        sets: Vec::new(),
+        policies: Vec::new(),
+        links: Vec::new(),
+    };
     for x in &gw.federation.from_backend {
         let name = gateway_upstream_name(&x.exchange);
-        policies.push(Policy::federate(
-            format!("federate-from-backend.{}", x.exchange),
-            &from_backend_exchange(&x.exchange),
-            &name,
-        ));
-        upstreams.push(Upstream {
-            name,
-            uris: backend_uris.to_vec(),
-            exchange: x.peer().to_string(),
-            settings: settings.clone(),
-        });
+        let policy_name = format!("federate-from-backend.{}", x.exchange);
+        let local = from_backend_exchange(&x.exchange);
+        let routed = gw.routing.mode == RoutingMode::Router && x.peer() == gw.routing.exchange;
+        let (policy, members) = if routed {
+            let members: Vec<Upstream> = [
+                delivery::region_exchange(&gw.region),
+                delivery::BROADCAST_EXCHANGE.to_string(),
+            ]
+            .into_iter()
+            .map(|exchange| upstream(gateway_upstream_name(&exchange), exchange))
+            .collect();
+            let names: Vec<String> = members.iter().map(|u| u.name.clone()).collect();
+            side.sets.push((name.clone(), names.clone()));
+            side.upstreams.extend(members);
+            (Policy::federate_from_set(policy_name, &local, &name), names)
+        } else {
+            side.upstreams
+                .push(upstream(name.clone(), x.peer().to_string()));
+            (Policy::federate(policy_name, &local, &name), vec![name])
+        };
+        side.policies.push(policy.clone());
+        side.links.push((policy, members));
     }
-    policies.push(Policy::bound_buffers(
+    side.policies.push(Policy::bound_buffers(
         "gwctl.buffers.to-backend".into(),
         "^federation: ".into(),
         &gw.federation.buffers.to_backend,
     ));
-    (upstreams, policies)
+    side
 }
 
-/// The gateway's upstream for one exchange federated from the backend.
+/// The gateway's upstream for one exchange federated from the backend (or the set of
+/// upstreams, with the router).
 pub fn gateway_upstream_name(exchange: &str) -> String {
     format!("backend.{exchange}")
 }
 
-/// The gateway's policies federating from the backend, as its definitions declare them
-/// (what `upgrade` pauses, resumes, or re-creates when a link is lost).
-pub fn gateway_link_policies(gw: &GatewaySpec) -> Vec<Policy> {
-    let (_, policies) = gateway_side(gw, &[], 1);
-    policies
-        .into_iter()
-        .filter(|p| p.definition.get("federation-upstream").is_some())
-        .collect()
+/// The gateway's policies federating from the backend, as its definitions declare them, each
+/// with the upstreams of its links (what `upgrade` checks, pauses, resumes, or re-creates when
+/// a link is lost).
+pub fn gateway_link_policies(gw: &GatewaySpec) -> Vec<(Policy, Vec<String>)> {
+    gateway_side(gw, &[], 1).links
 }
 
 /// The backend's exchange receiving what one region's gateways send to `exchange`: each
@@ -330,10 +368,20 @@ pub struct BackendSide {
     /// Upstream sets: while the region moves blue-green, each region exchange federates from
     /// both clusters (name, member upstreams).
     pub sets: Vec<(String, Vec<String>)>,
-    /// (region exchange, backend exchange it is bound into with `#`).
-    pub exchanges: Vec<(String, String)>,
+    /// The region's exchanges, each bound into a backend exchange.
+    pub exchanges: Vec<RegionExchange>,
     /// Federation of each region exchange, and the bounds of the region's buffers here.
     pub policies: Vec<Policy>,
+}
+
+/// A backend exchange receiving what one region's gateways send (see [`region_exchange`]),
+/// bound into `into` with `keys`. Only those keys cross the link: the link propagates the
+/// exchange's bindings to the gateway.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionExchange {
+    pub name: String,
+    pub into: String,
+    pub keys: Vec<String>,
 }
 
 /// The cluster a region is moving off (blue-green) while it still runs: the backend keeps its
@@ -368,32 +416,51 @@ pub fn backend_side(
         exchanges: Vec::new(),
         policies: Vec::new(),
     };
-    for x in &gw.federation.to_backend {
+    // What devices send, and with the router, the gateways' connection events (only those
+    // its bindings ask for cross: the event exchange publishes much more).
+    let mut sources: Vec<(&str, &str, Vec<String>)> = gw
+        .federation
+        .to_backend
+        .iter()
+        .map(|x| (x.exchange.as_str(), x.peer(), vec!["#".to_string()]))
+        .collect();
+    if gw.routing.mode == RoutingMode::Router {
+        sources.push((
+            delivery::EVENT_SOURCE,
+            delivery::EVENTS_EXCHANGE,
+            delivery::CONNECTION_EVENTS.map(String::from).to_vec(),
+        ));
+    }
+    for (exchange, into, keys) in sources {
         let cluster = serving.map_or_else(|| gw.cluster_name(), str::to_string);
-        let name = cluster_upstream_name(region, &x.exchange, &cluster);
-        let local = region_exchange(region, &x.exchange);
-        let policy = format!("{}federate.{}", region_prefix(region), x.exchange);
+        let name = cluster_upstream_name(region, exchange, &cluster);
+        let local = region_exchange(region, exchange);
+        let policy = format!("{}federate.{}", region_prefix(region), exchange);
         match draining {
             None => side.policies.push(Policy::federate(policy, &local, &name)),
             Some(d) => {
-                let old = cluster_upstream_name(region, &x.exchange, &d.cluster);
+                let old = cluster_upstream_name(region, exchange, &d.cluster);
                 side.upstreams.push(Upstream {
                     name: old.clone(),
                     uris: d.uris.clone(),
-                    exchange: x.exchange.clone(),
+                    exchange: exchange.to_string(),
                     settings: settings.clone(),
                 });
-                let set = backend_upstream_name(region, &x.exchange);
+                let set = backend_upstream_name(region, exchange);
                 side.sets.push((set.clone(), vec![old, name.clone()]));
                 side.policies
                     .push(Policy::federate_from_set(policy, &local, &set));
             }
         }
-        side.exchanges.push((local, x.peer().to_string()));
+        side.exchanges.push(RegionExchange {
+            name: local,
+            into: into.to_string(),
+            keys,
+        });
         side.upstreams.push(Upstream {
             name,
             uris: gateway_uris.to_vec(),
-            exchange: x.exchange.clone(),
+            exchange: exchange.to_string(),
             settings: settings.clone(),
         });
     }

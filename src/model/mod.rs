@@ -3,9 +3,11 @@
 //! RabbitMQ or tera, and nothing here imports a layer above it (plan, engine, commands):
 //! every other layer speaks these types.
 
+pub mod delivery;
 pub mod dns;
 pub mod federation;
 pub mod hash;
+pub mod locations;
 pub mod resources;
 pub mod routing;
 pub mod user_data;

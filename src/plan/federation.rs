@@ -22,9 +22,12 @@ const SET: &str = "federation-upstream-set";
 #[derive(Debug, Clone)]
 pub enum FedOp {
     PutExchange(String),
+    /// Binds a region exchange into a backend exchange (declared first when it is gwctl's
+    /// own, e.g. the router's events exchange, shared by every region).
     Bind {
         source: String,
         destination: String,
+        routing_key: String,
     },
     /// A binding of the region's exchange that is no longer declared (its `peer_exchange`
     /// changed): left, it would keep sending the region's messages to the old exchange.
@@ -175,32 +178,38 @@ pub async fn plan(
     };
 
     // The region's exchanges, bound into the backend exchanges.
-    let wanted_exchanges: Vec<(String, String)> = wanted
+    let wanted_exchanges: Vec<federation::RegionExchange> = wanted
         .as_ref()
         .map(|w| w.exchanges.clone())
         .unwrap_or_default();
-    for (local, into) in &wanted_exchanges {
-        let (action, bound) = match seen.exchanges.get(local) {
-            None => (Action::Create, false),
-            Some(b) => (Action::NoOp, b.iter().any(|(d, k)| d == into && k == "#")),
-        };
+    for x in &wanted_exchanges {
+        let (local, into) = (&x.name, &x.into);
+        let seen_bindings = seen.exchanges.get(local);
         out.changes.push(change(
-            action,
+            if seen_bindings.is_none() {
+                Action::Create
+            } else {
+                Action::NoOp
+            },
             format!("exchange/{local}"),
             "topic, durable",
             FedOp::PutExchange(local.clone()),
         ));
-        out.changes.push(change(
-            if bound { Action::NoOp } else { Action::Create },
-            format!("binding/{local} -> {into}"),
-            "routing key #",
-            FedOp::Bind {
-                source: local.clone(),
-                destination: into.clone(),
-            },
-        ));
-        for (old, key) in seen.exchanges.get(local).into_iter().flatten() {
-            if old == into && key == "#" {
+        for key in &x.keys {
+            let bound = seen_bindings.is_some_and(|b| b.iter().any(|(d, k)| d == into && k == key));
+            out.changes.push(change(
+                if bound { Action::NoOp } else { Action::Create },
+                format!("binding/{local} -> {into}"),
+                format!("routing key {key}"),
+                FedOp::Bind {
+                    source: local.clone(),
+                    destination: into.clone(),
+                    routing_key: key.clone(),
+                },
+            ));
+        }
+        for (old, key) in seen_bindings.into_iter().flatten() {
+            if old == into && x.keys.contains(key) {
                 continue;
             }
             out.changes.push(change(
@@ -360,7 +369,7 @@ pub async fn plan(
     let keep_exchanges = names(
         &wanted_exchanges
             .iter()
-            .map(|(l, _)| l.clone())
+            .map(|x| x.name.clone())
             .collect::<Vec<_>>(),
     );
     for name in seen.exchanges.keys() {
@@ -491,9 +500,13 @@ pub async fn apply(backend: &Client, plan: &FederationPlan) -> Result<usize, Bro
             FedOp::Bind {
                 source,
                 destination,
+                routing_key,
             } => {
+                if destination.starts_with("gwctl.") {
+                    backend.put_topic_exchange(VHOST, destination).await?;
+                }
                 backend
-                    .bind_exchange(VHOST, source, destination, "#")
+                    .bind_exchange(VHOST, source, destination, routing_key)
                     .await?
             }
             FedOp::Unbind {

@@ -9,9 +9,9 @@ use serde_json::{Value, json};
 
 use super::placeholder::{self, Encoding, SecretName};
 use super::{Addressing, RenderError};
-use crate::model::federation;
+use crate::model::{delivery, federation};
 use crate::spec::BackendSpec;
-use crate::spec::model::GatewaySpec;
+use crate::spec::model::{GatewaySpec, RoutingMode};
 
 pub const VHOST: &str = "/";
 
@@ -62,18 +62,23 @@ pub fn gateway(gw: &GatewaySpec, backend: &BackendSpec, addr: &Addressing) -> Va
         user(admin, SecretName::AdminPassword, &["administrator"]),
         user(fed, SecretName::FederationPassword, &[]),
     ];
-    // The backend's links read the exchanges this gateway sends to the backend.
+    // The backend's links read the exchanges this gateway sends to the backend (and, for the
+    // router, its connection events).
+    let routed = gw.routing.mode == RoutingMode::Router;
     let permissions = vec![
         permission(admin, ".*", ".*", ".*"),
         federation_permission(
             fed,
-            gw.federation.to_backend.iter().map(|x| x.exchange.as_str()),
+            gw.federation
+                .to_backend
+                .iter()
+                .map(|x| x.exchange.as_str())
+                .chain(routed.then_some(delivery::EVENT_SOURCE)),
         ),
     ];
     let heartbeat = 30;
     let uris = super::backend_uris(backend, addr, heartbeat);
-    let (upstreams, policies) =
-        federation::gateway_side(gw, &uris, backend.brokers.endpoints.len());
+    let side = federation::gateway_side(gw, &uris, backend.brokers.endpoints.len());
     // Backend messages arrive in a dedicated exchange bound into the one devices use, so
     // device subscriptions never travel over the link (see federation::from_backend_exchange).
     let from_backend =
@@ -106,11 +111,14 @@ pub fn gateway(gw: &GatewaySpec, backend: &BackendSpec, addr: &Addressing) -> Va
         "vhosts": [{"name": VHOST}],
         "users": users,
         "permissions": permissions,
-        "parameters": upstreams.iter().map(|u| json!({
+        "parameters": side.upstreams.iter().map(|u| json!({
             "vhost": VHOST, "component": "federation-upstream", "name": u.name,
             "value": u.parameter_value(),
-        })).collect::<Vec<_>>(),
-        "policies": policies.iter().map(|p| {
+        })).chain(side.sets.iter().map(|(name, members)| json!({
+            "vhost": VHOST, "component": "federation-upstream-set", "name": name,
+            "value": members.iter().map(|m| json!({"upstream": m})).collect::<Vec<_>>(),
+        }))).collect::<Vec<_>>(),
+        "policies": side.policies.iter().map(|p| {
             let mut body = p.body();
             if let Some(o) = body.as_object_mut() {
                 o.insert("vhost".into(), json!(VHOST));
@@ -129,22 +137,65 @@ pub fn gateway(gw: &GatewaySpec, backend: &BackendSpec, addr: &Addressing) -> Va
 pub fn backend(backend: &BackendSpec, gateways: &[&GatewaySpec]) -> Value {
     let admin = &backend.credentials.admin.user;
     let fed = &backend.credentials.federation.user;
-    let read = gateways
+    // What gateways federate from here: their upstreams' exchanges.
+    let read: Vec<String> = gateways
         .iter()
-        .flat_map(|g| g.federation.from_backend.iter().map(|x| x.peer()));
+        .flat_map(|g| federation::gateway_side(g, &[], 1).upstreams)
+        .map(|u| u.exchange)
+        .collect();
+    let mut users = vec![
+        user(admin, SecretName::AdminPassword, &["administrator"]),
+        user(fed, SecretName::FederationPassword, &[]),
+    ];
+    let mut permissions = vec![
+        permission(admin, ".*", ".*", ".*"),
+        federation_permission(fed, read.iter().map(String::as_str)),
+    ];
+    if let Some(router) = &backend.credentials.router {
+        users.push(user(&router.user, SecretName::RouterPassword, &[]));
+        permissions.push(router_permission(backend, gateways));
+    }
     json!({
         "vhosts": [{"name": VHOST}],
-        "users": [
-            user(admin, SecretName::AdminPassword, &["administrator"]),
-            user(fed, SecretName::FederationPassword, &[]),
-        ],
-        "permissions": [permission(admin, ".*", ".*", ".*"), federation_permission(fed, read)],
+        "users": users,
+        "permissions": permissions,
         "parameters": [],
         "policies": [],
         "exchanges": [],
         "queues": [],
         "bindings": [],
     })
+}
+
+/// The router's rights on the backend: its own queues; the exchanges it declares and
+/// publishes to (`gw.all`, each region's); reading what applications send devices, the
+/// gateways' connection events and (to learn from telemetry) `amq.topic`. Nothing else.
+fn router_permission(backend: &BackendSpec, gateways: &[&GatewaySpec]) -> Value {
+    let own = format!("{}.*", regex_escape(delivery::ROUTER_QUEUE_PREFIX));
+    let mut outputs: Vec<String> = gateways
+        .iter()
+        .map(|g| regex_escape(&delivery::region_exchange(&g.region)))
+        .collect();
+    outputs.push(regex_escape(delivery::BROADCAST_EXCHANGE));
+    let outputs = outputs.join("|");
+    let events = regex_escape(delivery::EVENTS_EXCHANGE);
+    let inputs: BTreeSet<String> = [
+        regex_escape(&backend.routing.exchange),
+        events.clone(),
+        regex_escape("amq.topic"),
+    ]
+    .into();
+    let inputs = inputs.into_iter().collect::<Vec<_>>().join("|");
+    permission(
+        &backend
+            .credentials
+            .router
+            .as_ref()
+            .map_or_else(String::new, |r| r.user.clone()),
+        &format!("^({own}|{outputs}|{events})$"),
+        &format!("^({own}|{outputs})$"),
+        &format!("^({own}|{inputs})$"),
+    )
 }
 
 /// Serialises `defs` after [`check`]ing it.

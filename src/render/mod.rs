@@ -395,6 +395,11 @@ pub fn gateway(
     ctx.insert("quorum_size", &gw.brokers.count.min(QUORUM_GROUP_SIZE));
     let conf = render(&tera, "gateway/rabbitmq.conf", &ctx)?;
     let advanced = render(&tera, "gateway/advanced.config", &ctx)?;
+    // The router learns where devices are from each gateway's connection events.
+    ctx.insert(
+        "event_exchange",
+        &(gw.routing.mode == crate::spec::model::RoutingMode::Router),
+    );
     let plugins = render(&tera, "gateway/enabled_plugins", &ctx)?;
     let defs = definitions::gateway(gw, backend, addr);
     let defs_text = definitions::to_checked_text("definitions.json", &defs)?;
@@ -508,6 +513,9 @@ pub fn node_secrets(
         None => {
             s.insert(SecretName::AdminPassword, b.admin.password.resolve(base)?);
             s.insert(SecretName::ErlangCookie, b.erlang_cookie.resolve(base)?);
+            if let Some(router) = &b.router {
+                s.insert(SecretName::RouterPassword, router.password.resolve(base)?);
+            }
         }
         Some(gw) => {
             let c = &gw.credentials;

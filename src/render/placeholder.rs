@@ -19,6 +19,8 @@ use crate::spec::secret::Secret;
 pub enum SecretName {
     AdminPassword,
     FederationPassword,
+    /// The router's password (backend only).
+    RouterPassword,
     ErlangCookie,
 }
 
@@ -27,6 +29,7 @@ impl SecretName {
         match self {
             SecretName::AdminPassword => "admin_password",
             SecretName::FederationPassword => "federation_password",
+            SecretName::RouterPassword => "router_password",
             SecretName::ErlangCookie => "erlang_cookie",
         }
     }
@@ -35,6 +38,7 @@ impl SecretName {
         [
             SecretName::AdminPassword,
             SecretName::FederationPassword,
+            SecretName::RouterPassword,
             SecretName::ErlangCookie,
         ]
         .into_iter()

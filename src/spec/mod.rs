@@ -298,6 +298,23 @@ fn cross_check(
                     format!("`{name}` is already the backend's cluster_name"),
                 );
             }
+            let routed = &b.routing.exchange;
+            if !spec
+                .federation
+                .from_backend
+                .iter()
+                .any(|x| x.peer() == routed)
+            {
+                sink.at(
+                    "/federation/from_backend",
+                    format!(
+                        "no entry federates `{routed}`, the exchange backend applications send \
+                         devices' messages to (routing.exchange in {}): devices here would \
+                         receive nothing",
+                        backend.path.display()
+                    ),
+                );
+            }
             let fed = &b.credentials.federation.user;
             if &spec.credentials.admin.user == fed {
                 sink.at(

@@ -45,9 +45,77 @@ pub struct BackendSpec {
     /// How devices are identified and what each may do.
     #[serde(default)]
     pub devices: Devices,
+    /// How messages from backend applications reach devices.
+    #[serde(default)]
+    pub routing: Routing,
     /// Free tags added to everything gwctl creates for the stack.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+}
+
+/// How messages from backend applications reach devices. Applications publish them to
+/// `exchange` with the routing key of a device's commands topic (`devices.commands`, `/` as
+/// `.`: `commands.valve-3.close`), the same layout that bounds what a device may subscribe to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Routing {
+    /// `broadcast`: every gateway federates `exchange`, so each message reaches every region.
+    /// `router`: `gwctl router` sends each message to the exchange of the region where its
+    /// device is (`gw.<region>`), or to `gw.all` when it does not know; gateways federate only
+    /// those two. Gateways' federation is boot-time configuration: `upgrade` rolls a switch out.
+    #[serde(default)]
+    pub mode: RoutingMode,
+    /// The backend exchange applications publish device-bound messages to.
+    #[serde(default = "default_routing_exchange")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._:-]+$"))]
+    pub exchange: String,
+    /// Seconds without news of a device after which the router no longer trusts where it was
+    /// (it broadcasts instead).
+    #[serde(default = "default_location_ttl")]
+    #[schemars(range(min = 10, max = 604800))]
+    pub location_ttl_s: u32,
+    /// Learn locations from what devices send too (the router reads every telemetry message
+    /// the backend receives), not only from connection events.
+    #[serde(default = "default_true")]
+    pub learn_from_telemetry: bool,
+    /// Port of the router's Prometheus metrics and location lookups (HTTP, on loopback unless
+    /// `gwctl router run --listen` says otherwise).
+    #[serde(default = "default_router_port")]
+    #[schemars(range(min = 1))]
+    pub metrics_port: u16,
+}
+
+impl Default for Routing {
+    fn default() -> Self {
+        Routing {
+            mode: RoutingMode::default(),
+            exchange: default_routing_exchange(),
+            location_ttl_s: default_location_ttl(),
+            learn_from_telemetry: true,
+            metrics_port: default_router_port(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoutingMode {
+    #[default]
+    Broadcast,
+    Router,
+}
+
+fn default_routing_exchange() -> String {
+    "amq.topic".to_string()
+}
+fn default_location_ttl() -> u32 {
+    3600
+}
+fn default_true() -> bool {
+    true
+}
+fn default_router_port() -> u16 {
+    9469
 }
 
 fn default_backend_cluster_name() -> String {
@@ -123,6 +191,11 @@ pub struct BackendCredentials {
     pub admin: UserCredential,
     /// The user federation links log in with, on the backend and on every gateway.
     pub federation: UserCredential,
+    /// The user `gwctl router` logs in with on the backend (needed with `routing.mode:
+    /// router`); it may consume what applications send devices and publish to the gateways'
+    /// exchanges, nothing else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router: Option<UserCredential>,
     /// Erlang cookie of the backend nodes (used when gwctl renders the backend's configuration).
     pub erlang_cookie: SecretRef,
 }
@@ -267,6 +340,11 @@ pub struct GatewaySpec {
     /// Free tags added to every resource of this region.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// The stack's routing (`backend.yaml`), copied here by [`GatewaySpec::apply_defaults`]:
+    /// it decides what this gateway federates from the backend.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub routing: Routing,
 }
 
 impl GatewaySpec {
@@ -281,6 +359,7 @@ impl GatewaySpec {
     /// what gwctl will actually use.
     pub fn apply_defaults(&mut self, backend: &BackendSpec) {
         self.cluster_name = Some(self.cluster_name());
+        self.routing = backend.routing.clone();
         if self.vpn.static_routes.is_none() {
             self.vpn.static_routes = Some(vec![backend.network_cidr]);
         }

@@ -8,8 +8,8 @@ use ipnet::Ipv4Net;
 
 use super::diag::Sink;
 use super::model::{
-    BackendSpec, CLUSTER_PORTS, Cidr, DataVolume, EbsType, GatewaySpec, HealthProtocol, SecretRef,
-    Volume,
+    BackendSpec, CLUSTER_PORTS, Cidr, DataVolume, EbsType, GatewaySpec, HealthProtocol,
+    RoutingMode, SecretRef, Volume,
 };
 use super::regions;
 
@@ -250,6 +250,7 @@ pub fn check_backend(spec: &BackendSpec, base: &Path, sink: &mut Sink<'_>) {
             "the federation user must differ from the admin user",
         );
     }
+    check_routing(spec, base, sink);
     check_tags(&spec.tags, sink);
     super::tls::check(spec, base, sink);
     check_secret(
@@ -270,6 +271,39 @@ pub fn check_backend(spec: &BackendSpec, base: &Path, sink: &mut Sink<'_>) {
         base,
         sink,
     );
+}
+
+/// The router's exchanges (`gw.all`, `gw.<region>`) and gwctl's own (`gwctl.…`) are reserved;
+/// the router needs its own user.
+fn check_routing(spec: &BackendSpec, base: &Path, sink: &mut Sink<'_>) {
+    let exchange = &spec.routing.exchange;
+    if exchange.starts_with("gw.") || exchange.starts_with("gwctl.") {
+        sink.at(
+            "/routing/exchange",
+            format!(
+                "`{exchange}`: names starting with `gw.` or `gwctl.` are the router's and \
+                 gwctl's own exchanges"
+            ),
+        );
+    }
+    let creds = &spec.credentials;
+    match (&spec.routing.mode, &creds.router) {
+        (RoutingMode::Router, None) => sink.at(
+            "/routing/mode",
+            "`router` needs `credentials.router` (the user `gwctl router` logs in with)",
+        ),
+        (_, Some(router)) => {
+            if [&creds.admin.user, &creds.federation.user].contains(&&router.user) {
+                sink.at(
+                    "/credentials/router/user",
+                    "the router's user must differ from the admin and federation users",
+                );
+            }
+            super::tls::check_not_a_device(&router.user, "/credentials/router/user", sink);
+            check_secret(&router.password, "/credentials/router/password", base, sink);
+        }
+        (RoutingMode::Broadcast, None) => {}
+    }
 }
 
 fn check_region(region: &str, sink: &mut Sink<'_>) {

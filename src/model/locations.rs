@@ -1,0 +1,257 @@
+//! Where each device is: the router's table, as pure data (time is passed in).
+//!
+//! News comes from connection events (`created`, `closed`) and from what devices send. A
+//! device roaming from one gateway to another connects to the new one before the old one
+//! notices it left (or the events arrive in that order), so a `closed` clears an entry only if
+//! it is still the connection the entry names. An entry without news for `ttl` is stale: the
+//! router broadcasts rather than trust it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A moment, in milliseconds (the events' `timestamp_in_ms`, or the router's clock).
+pub type Millis = u64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub region: String,
+    /// The connection the device holds there (its event name), when known from an event.
+    pub connection: Option<String>,
+    /// Last news, in the router's clock.
+    pub seen_ms: Millis,
+    /// Whether it is connected as far as we know (false: it left, or we only saw traffic).
+    pub connected: bool,
+}
+
+/// Where to send a device's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    Region(String),
+    /// Unknown, stale, or not connected: every gateway.
+    Broadcast(Doubt),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Doubt {
+    Unknown,
+    Stale,
+    Disconnected,
+}
+
+#[derive(Debug, Clone)]
+pub struct Table {
+    ttl_ms: Millis,
+    devices: BTreeMap<String, Location>,
+    /// (region, connection) → device, for `closed` events that name only the connection.
+    connections: BTreeMap<(String, String), String>,
+}
+
+impl Table {
+    pub fn new(ttl: Duration) -> Table {
+        Table {
+            ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+            devices: BTreeMap::new(),
+            connections: BTreeMap::new(),
+        }
+    }
+
+    /// A device connected to `region` (connection `connection`).
+    pub fn connected(&mut self, device: &str, region: &str, connection: &str, now: Millis) {
+        if let Some(old) = self.devices.get(device)
+            && let Some(c) = &old.connection
+        {
+            self.connections.remove(&(old.region.clone(), c.clone()));
+        }
+        self.connections.insert(
+            (region.to_string(), connection.to_string()),
+            device.to_string(),
+        );
+        self.devices.insert(
+            device.to_string(),
+            Location {
+                region: region.to_string(),
+                connection: Some(connection.to_string()),
+                seen_ms: now,
+                connected: true,
+            },
+        );
+    }
+
+    /// A connection closed in `region`; `device` when the event names it. Returns the device
+    /// whose entry it cleared, if it was still that device's current connection.
+    pub fn closed(
+        &mut self,
+        region: &str,
+        connection: &str,
+        device: Option<&str>,
+        now: Millis,
+    ) -> Option<String> {
+        let key = (region.to_string(), connection.to_string());
+        let known = self.connections.remove(&key);
+        let device = known.or_else(|| device.map(str::to_string))?;
+        let entry = self.devices.get_mut(&device)?;
+        if entry.region != region || entry.connection.as_deref() != Some(connection) {
+            // It has connected elsewhere (or again) since: that news stands.
+            return None;
+        }
+        entry.connected = false;
+        entry.connection = None;
+        entry.seen_ms = now;
+        Some(device)
+    }
+
+    /// A device sent something through `region`: it is there now (telemetry arrives only
+    /// from a connected device). An event-known connection elsewhere is replaced.
+    pub fn heard_from(&mut self, device: &str, region: &str, now: Millis) {
+        match self.devices.get_mut(device) {
+            Some(l) if l.region == region && l.connected => l.seen_ms = now,
+            _ => {
+                if let Some(old) = self.devices.get(device)
+                    && let Some(c) = &old.connection
+                {
+                    self.connections.remove(&(old.region.clone(), c.clone()));
+                }
+                self.devices.insert(
+                    device.to_string(),
+                    Location {
+                        region: region.to_string(),
+                        connection: None,
+                        seen_ms: now,
+                        connected: true,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Where a message for `device` goes now.
+    pub fn destination(&self, device: &str, now: Millis) -> Destination {
+        match self.devices.get(device) {
+            None => Destination::Broadcast(Doubt::Unknown),
+            Some(l) if now.saturating_sub(l.seen_ms) > self.ttl_ms => {
+                Destination::Broadcast(Doubt::Stale)
+            }
+            Some(l) if !l.connected => Destination::Broadcast(Doubt::Disconnected),
+            Some(l) => Destination::Region(l.region.clone()),
+        }
+    }
+
+    pub fn get(&self, device: &str) -> Option<&Location> {
+        self.devices.get(device)
+    }
+
+    /// Forgets entries without news for twice the TTL (they broadcast anyway).
+    pub fn expire(&mut self, now: Millis) -> usize {
+        let horizon = self.ttl_ms.saturating_mul(2);
+        let gone: Vec<String> = self
+            .devices
+            .iter()
+            .filter(|(_, l)| now.saturating_sub(l.seen_ms) > horizon)
+            .map(|(d, _)| d.clone())
+            .collect();
+        for d in &gone {
+            if let Some(l) = self.devices.remove(d)
+                && let Some(c) = l.connection
+            {
+                self.connections.remove(&(l.region, c));
+            }
+        }
+        gone.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.devices.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Table {
+        Table::new(Duration::from_secs(60))
+    }
+
+    #[test]
+    fn unknown_devices_are_broadcast_and_known_ones_routed() {
+        let mut t = table();
+        assert_eq!(
+            t.destination("d1", 0),
+            Destination::Broadcast(Doubt::Unknown)
+        );
+        t.connected("d1", "us-east-1", "c1", 0);
+        assert_eq!(
+            t.destination("d1", 1),
+            Destination::Region("us-east-1".into())
+        );
+    }
+
+    #[test]
+    fn roaming_keeps_the_new_gateway_when_the_old_close_comes_late() {
+        let mut t = table();
+        t.connected("d1", "ap-northeast-1", "jp-conn", 0);
+        t.connected("d1", "us-east-1", "us-conn", 10);
+        assert_eq!(t.closed("ap-northeast-1", "jp-conn", Some("d1"), 20), None);
+        assert_eq!(
+            t.destination("d1", 30),
+            Destination::Region("us-east-1".into())
+        );
+        // The close of the current connection does clear it.
+        assert_eq!(
+            t.closed("us-east-1", "us-conn", None, 40),
+            Some("d1".into())
+        );
+        assert_eq!(
+            t.destination("d1", 50),
+            Destination::Broadcast(Doubt::Disconnected)
+        );
+    }
+
+    #[test]
+    fn a_close_seen_before_its_create_does_not_hide_a_later_connection() {
+        let mut t = table();
+        // Same connection name reused on another gateway: only the exact pair matches.
+        t.connected("d1", "us-east-1", "10.0.0.1:5 -> 10.0.0.2:8883", 0);
+        assert_eq!(
+            t.closed(
+                "ap-northeast-1",
+                "10.0.0.1:5 -> 10.0.0.2:8883",
+                Some("d1"),
+                1
+            ),
+            None
+        );
+        assert_eq!(
+            t.destination("d1", 2),
+            Destination::Region("us-east-1".into())
+        );
+    }
+
+    #[test]
+    fn entries_go_stale_without_news_and_telemetry_refreshes_them() {
+        let mut t = table();
+        t.connected("d1", "us-east-1", "c1", 0);
+        assert_eq!(
+            t.destination("d1", 61_000),
+            Destination::Broadcast(Doubt::Stale)
+        );
+        t.heard_from("d1", "us-east-1", 61_000);
+        assert_eq!(
+            t.destination("d1", 62_000),
+            Destination::Region("us-east-1".into())
+        );
+        // Telemetry from another region moves it, and the old connection's close is ignored.
+        t.heard_from("d1", "ap-northeast-1", 63_000);
+        assert_eq!(t.closed("us-east-1", "c1", None, 64_000), None);
+        assert_eq!(
+            t.destination("d1", 65_000),
+            Destination::Region("ap-northeast-1".into())
+        );
+        assert_eq!(t.expire(65_000 + 120_001), 1);
+        assert!(t.is_empty());
+    }
+}
