@@ -76,6 +76,56 @@ pub enum Command {
     /// Devices: issue a device certificate.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// The message router (`routing.mode: router`): each message backend applications send a
+    /// device goes only to the region where the device is, to every region when in doubt.
+    #[command(subcommand)]
+    Router(RouterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RouterCommand {
+    /// Route until SIGINT or SIGTERM (the batch in hand is finished first). Exits 1 when the
+    /// backend connection fails: run it under a supervisor (`render backend` writes a systemd
+    /// unit); nothing it had not acknowledged is lost.
+    ///
+    /// Example: gwctl router run --id router-a --listen 127.0.0.1:9469
+    Run(RouterRunArgs),
+    /// Where a running router would send DEVICE's next message, and why.
+    ///
+    /// Example: gwctl router lookup valve-3 --json
+    Lookup(RouterLookupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RouterRunArgs {
+    /// This router's name: its queues and its backend connection carry it (default: host
+    /// name and process id).
+    #[arg(long, value_name = "NAME")]
+    pub id: Option<String>,
+    /// Address of its metrics (`/metrics`) and lookups (default: 127.0.0.1 and
+    /// backend.yaml's `routing.metrics_port`).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Messages republished before their confirms are awaited.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub window: u16,
+    /// Do not ask the gateways' management API who is connected at start (learn from events
+    /// only; until then, messages are broadcast).
+    #[arg(long)]
+    pub no_resync: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RouterLookupArgs {
+    /// The device id.
+    #[arg(value_name = "DEVICE")]
+    pub device: String,
+    /// The router's address (default: 127.0.0.1 and backend.yaml's `routing.metrics_port`).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub router: Option<std::net::SocketAddr>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

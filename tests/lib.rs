@@ -12,6 +12,7 @@ mod lock;
 
 mod rabbitmq;
 mod render;
+mod router;
 mod sandbox;
 mod schema;
 mod upgrade;

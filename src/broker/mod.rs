@@ -15,7 +15,9 @@ use crate::endpoints::BrokerAddress;
 use crate::model::federation::{Policy, Upstream};
 use crate::spec::secret::Secret;
 
+pub mod amqp;
 pub mod probe;
+pub mod router_api;
 pub mod sessions;
 
 #[derive(Debug, thiserror::Error)]

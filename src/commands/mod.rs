@@ -7,6 +7,7 @@ mod down;
 mod drill;
 mod plan;
 mod render;
+mod router;
 mod sandbox;
 mod schema;
 mod status;
@@ -15,7 +16,9 @@ mod up;
 mod upgrade;
 mod validate;
 
-use crate::cli::{CaCommand, Cli, Command, DeviceCommand, RegionSelection, SandboxCommand};
+use crate::cli::{
+    CaCommand, Cli, Command, DeviceCommand, RegionSelection, RouterCommand, SandboxCommand,
+};
 use crate::engine::{Engine, Scope};
 use crate::error::{Error, Result, Status};
 use crate::printer::{Confirmation, Printer};
@@ -45,6 +48,8 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<Status> {
         Command::Sandbox(SandboxCommand::Storm(ref args)) => {
             sandbox::storm(&cli.regions, cli.broker_endpoints.as_deref(), args, printer)
         }
+        Command::Router(RouterCommand::Run(ref args)) => router::run(&cli, args, printer),
+        Command::Router(RouterCommand::Lookup(ref args)) => router::lookup(&cli, args, printer),
         Command::Ca(CaCommand::Create(ref args)) => ca::create(args, printer),
         Command::Ca(CaCommand::IssueLink(ref args)) => ca::issue_link(&cli.regions, args, printer),
         Command::Device(DeviceCommand::Issue(ref args)) => {

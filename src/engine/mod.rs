@@ -20,6 +20,7 @@ pub mod lock;
 pub mod planning;
 mod probe;
 mod roll;
+pub mod router;
 pub mod saved;
 pub mod status;
 pub mod upgrade;

@@ -102,6 +102,80 @@ impl Addressing {
     }
 }
 
+/// A gateway connection event, as the router needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionEvent {
+    Created {
+        device: String,
+        connection: String,
+    },
+    Closed {
+        device: Option<String>,
+        connection: String,
+    },
+}
+
+/// Reads an event of RabbitMQ's event exchange from its routing key and headers (`get(name)`
+/// gives a header's text values). Only MQTT connections count; a device is its user (the
+/// certificate's common name), else its client id: RabbitMQ 4.0 sends
+/// `client_properties` = [`{client_id,longstr,<<"dev42">>}`] with both events, 3.10 only
+/// `variable_map` = `#{<<"client_id">> => <<"dev42">>}` with `created` (and nothing but the
+/// connection's name with `closed`).
+pub fn connection_event(
+    routing_key: &str,
+    get: impl Fn(&str) -> Option<Vec<String>>,
+) -> Option<ConnectionEvent> {
+    let one = |name: &str| get(name).and_then(|v| v.into_iter().next());
+    let connection = one("name")?;
+    let mqtt = one("protocol").map(|p| p.contains("MQTT"));
+    let device = one("user").filter(|u| !u.is_empty()).or_else(|| {
+        get("client_properties")
+            .into_iter()
+            .flatten()
+            .chain(one("variable_map"))
+            .find_map(|text| client_id(&text))
+    });
+    match routing_key {
+        "connection.created" if mqtt == Some(true) => Some(ConnectionEvent::Created {
+            device: device?,
+            connection,
+        }),
+        // 3.10's `closed` names no protocol: the table knows whether it was a device's.
+        "connection.closed" if mqtt != Some(false) => {
+            Some(ConnectionEvent::Closed { device, connection })
+        }
+        _ => None,
+    }
+}
+
+/// The client id in Erlang term text: `{client_id,longstr,<<"dev42">>}` or
+/// `#{<<"client_id">> => <<"dev42">>}`.
+fn client_id(text: &str) -> Option<String> {
+    let after = &text[text.find("client_id")?..];
+    let start = after.find("<<\"").map(|i| i + 3)?;
+    let rest = &after[start..];
+    // In the map form the key itself is a binary: skip to the value's.
+    let rest = match rest.strip_prefix("client_id\">>") {
+        Some(tail) => &tail[tail.find("<<\"")? + 3..],
+        None => rest,
+    };
+    let end = rest.find("\">>")?;
+    Some(rest[..end].to_string()).filter(|id| !id.is_empty())
+}
+
+/// The gateway region a backend exchange receives from (`gwctl.from-gateway.<region>.<exchange>`,
+/// see [`super::federation::region_exchange`]), among `regions`.
+pub fn region_received_through<'r>(exchange: &str, regions: &'r [String]) -> Option<&'r str> {
+    // `region_exchange("", "")` is the prefix followed by the separating dot.
+    let prefix = super::federation::region_exchange("", "");
+    let tail = exchange.strip_prefix(prefix.strip_suffix('.')?)?;
+    regions
+        .iter()
+        .filter(|r| tail.starts_with(&format!("{r}.")))
+        .max_by_key(|r| r.len())
+        .map(String::as_str)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +195,67 @@ mod tests {
         assert_eq!(exact.device("site.a.d1.cmd"), Some("d1"));
         assert_eq!(exact.device("site.a.d1.cmd.more"), None);
         assert_eq!(exact.device("site.b.d1.cmd"), None);
+    }
+
+    #[test]
+    fn reads_connection_events_of_4_0_and_3_10() {
+        let v4 = |k: &str| -> Option<Vec<String>> {
+            match k {
+                "name" => Some(vec!["10.0.0.9:5123 -> 10.10.1.5:8883".into()]),
+                "protocol" => Some(vec!["{'MQTT',{3,1,1}}".into()]),
+                "user" => Some(vec!["valve-3".into()]),
+                "client_properties" => Some(vec!["{client_id,longstr,<<\"valve-3\">>}".into()]),
+                _ => None,
+            }
+        };
+        assert_eq!(
+            connection_event("connection.created", v4),
+            Some(ConnectionEvent::Created {
+                device: "valve-3".into(),
+                connection: "10.0.0.9:5123 -> 10.10.1.5:8883".into()
+            })
+        );
+        assert!(matches!(
+            connection_event("connection.closed", v4),
+            Some(ConnectionEvent::Closed { device: Some(d), .. }) if d == "valve-3"
+        ));
+        let v310 = |k: &str| -> Option<Vec<String>> {
+            match k {
+                "name" => Some(vec!["c".into()]),
+                "protocol" => Some(vec!["{'MQTT',\"3.1.1\"}".into()]),
+                "variable_map" => Some(vec!["#{<<\"client_id\">> => <<\"dev42\">>}".into()]),
+                _ => None,
+            }
+        };
+        assert!(matches!(
+            connection_event("connection.created", v310),
+            Some(ConnectionEvent::Created { device, .. }) if device == "dev42"
+        ));
+        let amqp = |k: &str| -> Option<Vec<String>> {
+            match k {
+                "name" => Some(vec!["c".into()]),
+                "protocol" => Some(vec!["{0,9,1}".into()]),
+                "user" => Some(vec!["gwctl.federation".into()]),
+                _ => None,
+            }
+        };
+        assert_eq!(connection_event("connection.created", amqp), None);
+        assert_eq!(connection_event("connection.closed", amqp), None);
+        assert_eq!(connection_event("queue.created", v4), None);
+    }
+
+    #[test]
+    fn regions_are_read_from_the_exchange_messages_came_through() {
+        let regions = vec!["us-east-1".to_string(), "us-east-10".to_string()];
+        assert_eq!(
+            region_received_through("gwctl.from-gateway.us-east-10.amq.topic", &regions),
+            Some("us-east-10")
+        );
+        assert_eq!(
+            region_received_through("gwctl.from-gateway.us-east-1.amq.rabbitmq.event", &regions),
+            Some("us-east-1")
+        );
+        assert_eq!(region_received_through("amq.topic", &regions), None);
     }
 
     #[test]

@@ -372,6 +372,10 @@ pub struct BackendSide {
     pub exchanges: Vec<RegionExchange>,
     /// Federation of each region exchange, and the bounds of the region's buffers here.
     pub policies: Vec<Policy>,
+    /// With the router, the exchanges the region's gateways federate from here (`gw.<region>`,
+    /// `gw.all`): they must exist before the gateways' links can start (a link only
+    /// passive-declares its upstream exchange, and may not create it).
+    pub federated_from: Vec<String>,
 }
 
 /// A backend exchange receiving what one region's gateways send (see [`region_exchange`]),
@@ -415,7 +419,14 @@ pub fn backend_side(
         sets: Vec::new(),
         exchanges: Vec::new(),
         policies: Vec::new(),
+        federated_from: Vec::new(),
     };
+    if gw.routing.mode == RoutingMode::Router {
+        side.federated_from = vec![
+            delivery::region_exchange(region),
+            delivery::BROADCAST_EXCHANGE.to_string(),
+        ];
+    }
     // What devices send, and with the router, the gateways' connection events (only those
     // its bindings ask for cross: the event exchange publishes much more).
     let mut sources: Vec<(&str, &str, Vec<String>)> = gw

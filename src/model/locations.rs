@@ -3,8 +3,11 @@
 //! News comes from connection events (`created`, `closed`) and from what devices send. A
 //! device roaming from one gateway to another connects to the new one before the old one
 //! notices it left (or the events arrive in that order), so a `closed` clears an entry only if
-//! it is still the connection the entry names. An entry without news for `ttl` is stale: the
-//! router broadcasts rather than trust it.
+//! it is still the connection the entry names. While both connections live, the device is in
+//! doubt: `created` comes when the device connects, before it subscribes, so a message sent
+//! only to the new gateway in that moment would find no subscription there, while the old
+//! connection still has one. The router broadcasts until the old connection closes. An entry
+//! without news for `ttl` is stale: the router broadcasts rather than trust it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,8 +22,10 @@ pub struct Location {
     pub connection: Option<String>,
     /// Last news, in the router's clock.
     pub seen_ms: Millis,
-    /// Whether it is connected as far as we know (false: it left, or we only saw traffic).
+    /// Whether it is connected as far as we know (false: it left).
     pub connected: bool,
+    /// The connection it held in another region and has not closed yet (region, connection).
+    pub roaming_from: Option<(String, String)>,
 }
 
 /// Where to send a device's message.
@@ -36,6 +41,8 @@ pub enum Doubt {
     Unknown,
     Stale,
     Disconnected,
+    /// Connected in two regions at once (moving between them).
+    Roaming,
 }
 
 #[derive(Debug, Clone)]
@@ -57,8 +64,18 @@ impl Table {
 
     /// A device connected to `region` (connection `connection`).
     pub fn connected(&mut self, device: &str, region: &str, connection: &str, now: Millis) {
+        let roaming_from = self.devices.get(device).and_then(|old| {
+            let open = old.connection.as_ref().filter(|_| old.connected)?;
+            // Still connected elsewhere: remember that connection until it closes.
+            (old.region != region)
+                .then(|| (old.region.clone(), open.clone()))
+                .or_else(|| old.roaming_from.clone())
+        });
         if let Some(old) = self.devices.get(device)
             && let Some(c) = &old.connection
+            && roaming_from
+                .as_ref()
+                .is_none_or(|(r, rc)| r != &old.region || rc != c)
         {
             self.connections.remove(&(old.region.clone(), c.clone()));
         }
@@ -73,6 +90,7 @@ impl Table {
                 connection: Some(connection.to_string()),
                 seen_ms: now,
                 connected: true,
+                roaming_from,
             },
         );
     }
@@ -90,6 +108,16 @@ impl Table {
         let known = self.connections.remove(&key);
         let device = known.or_else(|| device.map(str::to_string))?;
         let entry = self.devices.get_mut(&device)?;
+        if entry
+            .roaming_from
+            .as_ref()
+            .is_some_and(|(r, c)| r == region && c == connection)
+        {
+            // The region it left: it is where it went.
+            entry.roaming_from = None;
+            entry.seen_ms = now;
+            return None;
+        }
         if entry.region != region || entry.connection.as_deref() != Some(connection) {
             // It has connected elsewhere (or again) since: that news stands.
             return None;
@@ -97,20 +125,28 @@ impl Table {
         entry.connected = false;
         entry.connection = None;
         entry.seen_ms = now;
+        if let Some((r, c)) = entry.roaming_from.take() {
+            // Its other connection is the one left: it is back where it came from.
+            entry.region = r;
+            entry.connection = Some(c);
+            entry.connected = true;
+        }
         Some(device)
     }
 
-    /// A device sent something through `region`: it is there now (telemetry arrives only
-    /// from a connected device). An event-known connection elsewhere is replaced.
+    /// A device sent something through `region`: it is connected there now. News of a region
+    /// other than the one known counts as a connection there whose name is unknown.
     pub fn heard_from(&mut self, device: &str, region: &str, now: Millis) {
         match self.devices.get_mut(device) {
-            Some(l) if l.region == region && l.connected => l.seen_ms = now,
+            Some(l) if l.connected && (l.region == region) => l.seen_ms = now,
+            Some(l) if l.connected && l.roaming_from.as_ref().is_some_and(|(r, _)| r == region) => {
+                l.seen_ms = now
+            }
             _ => {
-                if let Some(old) = self.devices.get(device)
-                    && let Some(c) = &old.connection
-                {
-                    self.connections.remove(&(old.region.clone(), c.clone()));
-                }
+                let roaming_from = self.devices.get(device).and_then(|old| {
+                    let open = old.connection.as_ref().filter(|_| old.connected)?;
+                    Some((old.region.clone(), open.clone()))
+                });
                 self.devices.insert(
                     device.to_string(),
                     Location {
@@ -118,6 +154,7 @@ impl Table {
                         connection: None,
                         seen_ms: now,
                         connected: true,
+                        roaming_from,
                     },
                 );
             }
@@ -132,6 +169,7 @@ impl Table {
                 Destination::Broadcast(Doubt::Stale)
             }
             Some(l) if !l.connected => Destination::Broadcast(Doubt::Disconnected),
+            Some(l) if l.roaming_from.is_some() => Destination::Broadcast(Doubt::Roaming),
             Some(l) => Destination::Region(l.region.clone()),
         }
     }
@@ -150,10 +188,15 @@ impl Table {
             .map(|(d, _)| d.clone())
             .collect();
         for d in &gone {
-            if let Some(l) = self.devices.remove(d)
-                && let Some(c) = l.connection
-            {
-                self.connections.remove(&(l.region, c));
+            if let Some(l) = self.devices.remove(d) {
+                for key in l
+                    .connection
+                    .map(|c| (l.region, c))
+                    .into_iter()
+                    .chain(l.roaming_from)
+                {
+                    self.connections.remove(&key);
+                }
             }
         }
         gone.len()
@@ -191,11 +234,16 @@ mod tests {
     }
 
     #[test]
-    fn roaming_keeps_the_new_gateway_when_the_old_close_comes_late() {
+    fn roaming_broadcasts_until_the_old_connection_closes_then_keeps_the_new_gateway() {
         let mut t = table();
         t.connected("d1", "ap-northeast-1", "jp-conn", 0);
         t.connected("d1", "us-east-1", "us-conn", 10);
-        assert_eq!(t.closed("ap-northeast-1", "jp-conn", Some("d1"), 20), None);
+        // Connected in both: the new gateway may not have its subscription yet.
+        assert_eq!(
+            t.destination("d1", 15),
+            Destination::Broadcast(Doubt::Roaming)
+        );
+        assert_eq!(t.closed("ap-northeast-1", "jp-conn", None, 20), None);
         assert_eq!(
             t.destination("d1", 30),
             Destination::Region("us-east-1".into())
@@ -208,6 +256,31 @@ mod tests {
         assert_eq!(
             t.destination("d1", 50),
             Destination::Broadcast(Doubt::Disconnected)
+        );
+    }
+
+    #[test]
+    fn a_move_abandoned_returns_to_the_old_gateway_and_a_reconnection_in_place_is_no_move() {
+        let mut t = table();
+        t.connected("d1", "ap-northeast-1", "jp-conn", 0);
+        t.connected("d1", "us-east-1", "us-conn", 10);
+        assert_eq!(
+            t.closed("us-east-1", "us-conn", Some("d1"), 20),
+            Some("d1".into())
+        );
+        assert_eq!(
+            t.destination("d1", 30),
+            Destination::Region("ap-northeast-1".into())
+        );
+        t.connected("d1", "ap-northeast-1", "jp-conn-2", 40);
+        assert_eq!(
+            t.destination("d1", 45),
+            Destination::Region("ap-northeast-1".into())
+        );
+        assert_eq!(t.closed("ap-northeast-1", "jp-conn", None, 50), None);
+        assert_eq!(
+            t.destination("d1", 60),
+            Destination::Region("ap-northeast-1".into())
         );
     }
 
@@ -244,8 +317,12 @@ mod tests {
             t.destination("d1", 62_000),
             Destination::Region("us-east-1".into())
         );
-        // Telemetry from another region moves it, and the old connection's close is ignored.
+        // Telemetry from another region moves it (in doubt until the old connection closes).
         t.heard_from("d1", "ap-northeast-1", 63_000);
+        assert_eq!(
+            t.destination("d1", 63_500),
+            Destination::Broadcast(Doubt::Roaming)
+        );
         assert_eq!(t.closed("us-east-1", "c1", None, 64_000), None);
         assert_eq!(
             t.destination("d1", 65_000),

@@ -129,15 +129,18 @@ struct Observed {
     policies: BTreeMap<String, Value>,
     /// The region's exchanges and their exchange bindings (destination, routing key).
     exchanges: BTreeMap<String, Vec<(String, String)>>,
+    /// The router's exchanges (`gw.…`) that exist.
+    router_exchanges: BTreeSet<String>,
 }
 
 async fn observe(backend: &Client, region: &str) -> Result<Observed, BrokerError> {
     let exchange_prefix = region_exchange(region, "");
-    let (upstreams, sets, policies, names) = tokio::try_join!(
+    let (upstreams, sets, policies, names, routed) = tokio::try_join!(
         backend.parameters(UPSTREAM, VHOST),
         backend.parameters(SET, VHOST),
         backend.policies(VHOST),
         backend.exchanges(VHOST, &exchange_prefix),
+        backend.exchanges(VHOST, "gw."),
     )?;
     let mut exchanges = BTreeMap::new();
     for name in names {
@@ -149,6 +152,7 @@ async fn observe(backend: &Client, region: &str) -> Result<Observed, BrokerError
         sets,
         policies,
         exchanges,
+        router_exchanges: routed.into_iter().collect(),
     })
 }
 
@@ -223,6 +227,32 @@ pub async fn plan(
                 },
             ));
         }
+    }
+
+    // The router's exchanges the region's gateways federate; the region's own goes with it
+    // (`gw.all` is every region's).
+    let federated_from = wanted
+        .as_ref()
+        .map(|w| w.federated_from.clone())
+        .unwrap_or_default();
+    for name in &federated_from {
+        if !seen.router_exchanges.contains(name) {
+            out.changes.push(change(
+                Action::Create,
+                format!("exchange/{name}"),
+                "topic, durable (the router's, federated by the region's gateways)",
+                FedOp::PutExchange(name.clone()),
+            ));
+        }
+    }
+    let own = crate::model::delivery::region_exchange(region);
+    if gateway.is_none() && seen.router_exchanges.contains(&own) {
+        out.changes.push(change(
+            Action::Delete,
+            format!("exchange/{own}"),
+            "the router's exchange of the region (the router broadcasts instead)",
+            FedOp::DeleteExchange(own.clone()),
+        ));
     }
 
     // Its upstreams.

@@ -169,7 +169,8 @@ pub fn backend(backend: &BackendSpec, gateways: &[&GatewaySpec]) -> Value {
 
 /// The router's rights on the backend: its own queues; the exchanges it declares and
 /// publishes to (`gw.all`, each region's); reading what applications send devices, the
-/// gateways' connection events and (to learn from telemetry) `amq.topic`. Nothing else.
+/// gateways' connection events and (to learn from telemetry) where devices' messages arrive.
+/// Nothing else.
 fn router_permission(backend: &BackendSpec, gateways: &[&GatewaySpec]) -> Value {
     let own = format!("{}.*", regex_escape(delivery::ROUTER_QUEUE_PREFIX));
     let mut outputs: Vec<String> = gateways
@@ -179,12 +180,17 @@ fn router_permission(backend: &BackendSpec, gateways: &[&GatewaySpec]) -> Value 
     outputs.push(regex_escape(delivery::BROADCAST_EXCHANGE));
     let outputs = outputs.join("|");
     let events = regex_escape(delivery::EVENTS_EXCHANGE);
-    let inputs: BTreeSet<String> = [
-        regex_escape(&backend.routing.exchange),
-        events.clone(),
-        regex_escape("amq.topic"),
-    ]
-    .into();
+    // Telemetry arrives in the backend exchanges the gateways' region exchanges feed.
+    let telemetry = gateways.iter().flat_map(|g| {
+        g.federation
+            .to_backend
+            .iter()
+            .map(|x| regex_escape(x.peer()))
+    });
+    let inputs: BTreeSet<String> = [regex_escape(&backend.routing.exchange), events.clone()]
+        .into_iter()
+        .chain(telemetry)
+        .collect();
     let inputs = inputs.into_iter().collect::<Vec<_>>().join("|");
     permission(
         &backend

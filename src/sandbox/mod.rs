@@ -586,12 +586,15 @@ impl Sandbox {
             self.stack
                 .gateways
                 .iter()
-                .map(|g| g.spec.federation.to_backend.len())
+                .map(|g| federation::backend_upstreams(&g.spec, &[]).len())
                 .sum()
         } else {
-            self.stack
-                .gateway(name)
-                .map_or(0, |g| g.spec.federation.from_backend.len())
+            self.stack.gateway(name).map_or(0, |g| {
+                federation::gateway_link_policies(&g.spec)
+                    .iter()
+                    .map(|(_, upstreams)| upstreams.len())
+                    .sum()
+            })
         }
     }
 
