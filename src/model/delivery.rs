@@ -163,19 +163,6 @@ fn client_id(text: &str) -> Option<String> {
     Some(rest[..end].to_string()).filter(|id| !id.is_empty())
 }
 
-/// The gateway region a backend exchange receives from (`gwctl.from-gateway.<region>.<exchange>`,
-/// see [`super::federation::region_exchange`]), among `regions`.
-pub fn region_received_through<'r>(exchange: &str, regions: &'r [String]) -> Option<&'r str> {
-    // `region_exchange("", "")` is the prefix followed by the separating dot.
-    let prefix = super::federation::region_exchange("", "");
-    let tail = exchange.strip_prefix(prefix.strip_suffix('.')?)?;
-    regions
-        .iter()
-        .filter(|r| tail.starts_with(&format!("{r}.")))
-        .max_by_key(|r| r.len())
-        .map(String::as_str)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,20 +229,6 @@ mod tests {
         assert_eq!(connection_event("connection.created", amqp), None);
         assert_eq!(connection_event("connection.closed", amqp), None);
         assert_eq!(connection_event("queue.created", v4), None);
-    }
-
-    #[test]
-    fn regions_are_read_from_the_exchange_messages_came_through() {
-        let regions = vec!["us-east-1".to_string(), "us-east-10".to_string()];
-        assert_eq!(
-            region_received_through("gwctl.from-gateway.us-east-10.amq.topic", &regions),
-            Some("us-east-10")
-        );
-        assert_eq!(
-            region_received_through("gwctl.from-gateway.us-east-1.amq.rabbitmq.event", &regions),
-            Some("us-east-1")
-        );
-        assert_eq!(region_received_through("amq.topic", &regions), None);
     }
 
     #[test]

@@ -361,6 +361,19 @@ pub fn region_exchange(region: &str, exchange: &str) -> String {
     format!("gwctl.from-gateway.{region}.{exchange}")
 }
 
+/// The gateway region a backend exchange receives from (`gwctl.from-gateway.<region>.<exchange>`,
+/// see [`region_exchange`]), among `regions`.
+pub fn region_received_through<'r>(exchange: &str, regions: &'r [String]) -> Option<&'r str> {
+    // `region_exchange("", "")` is the prefix followed by the separating dot.
+    let prefix = region_exchange("", "");
+    let tail = exchange.strip_prefix(prefix.strip_suffix('.')?)?;
+    regions
+        .iter()
+        .filter(|r| tail.starts_with(&format!("{r}.")))
+        .max_by_key(|r| r.len())
+        .map(String::as_str)
+}
+
 /// Everything the backend holds for one region.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackendSide {
@@ -520,6 +533,20 @@ pub const LEGACY_POLICY_PREFIX: &str = "federate-from-gateways.";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regions_are_read_from_the_exchange_messages_came_through() {
+        let regions = vec!["us-east-1".to_string(), "us-east-10".to_string()];
+        assert_eq!(
+            region_received_through("gwctl.from-gateway.us-east-10.amq.topic", &regions),
+            Some("us-east-10")
+        );
+        assert_eq!(
+            region_received_through("gwctl.from-gateway.us-east-1.amq.rabbitmq.event", &regions),
+            Some("us-east-1")
+        );
+        assert_eq!(region_received_through("amq.topic", &regions), None);
+    }
 
     #[test]
     fn escapes_exchange_names_in_patterns() {

@@ -19,7 +19,8 @@ impl Learner {
     /// The gateway region a message came from, by the backend exchange it entered through.
     fn region(&self, m: &Message) -> Option<String> {
         let through = m.received_through().unwrap_or_else(|| m.exchange.clone());
-        delivery::region_received_through(&through, &self.regions).map(str::to_string)
+        crate::model::federation::region_received_through(&through, &self.regions)
+            .map(str::to_string)
     }
 
     pub async fn events(self, mut inbox: Inbox) {
