@@ -335,6 +335,10 @@ pub struct StatusArgs {
     /// to start after `up`).
     #[arg(long, default_value_t = 0, value_name = "SECONDS")]
     pub wait: u64,
+    /// Where the message router serves its counters (default: 127.0.0.1 and backend.yaml's
+    /// `routing.metrics_port`); shown with `routing.mode: router`.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub router: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]

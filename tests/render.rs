@@ -524,6 +524,26 @@ fn router_mode_federates_the_region_and_broadcast_exchanges_only() {
         "^(federation: .*|amq\\.rabbitmq\\.event|amq\\.topic)$"
     );
 
+    // The backend's files run the router under systemd, its environment named, not filled.
+    let backend = render_to(&r, "backend");
+    let read_backend =
+        |f: &str| std::fs::read_to_string(backend.path().join("backend").join(f)).expect(f);
+    let unit = read_backend("gwctl-router.service");
+    assert!(unit.contains("ExecStart=/usr/local/bin/gwctl --regions /etc/gwctl/regions router run --id %H --listen 127.0.0.1:9469"), "{unit}");
+    assert!(
+        unit.contains("Restart=always") && unit.contains("EnvironmentFile=/etc/gwctl/router.env")
+    );
+    let env = read_backend("gwctl-router.env");
+    assert!(
+        env.contains("\nGWCTL_ROUTER_PASSWORD=\n")
+            || env.contains("file:")
+            || env.contains("GWCTL_ROUTER_PASSWORD"),
+        "{env}"
+    );
+    for secret in r.secrets.values() {
+        assert!(!env.contains(secret.as_str()) && !unit.contains(secret.as_str()));
+    }
+
     // Broadcast (the examples): the event exchange stays off, amq.topic is federated directly.
     let plain = render_to(&Regions::examples(), "us-east-1");
     let plugins =

@@ -273,6 +273,33 @@ async fn the_router_delivers_where_the_device_is_broadcasts_in_doubt_and_loses_n
         router_a.metric("gwctl_router_routed_total{region=\"us-east-1\"}"),
         50
     );
+    let lookup = |json: bool| {
+        let mut cmd = r.gwctl();
+        cmd.args(["router", "lookup", "valve-us", "--router"])
+            .arg(format!("127.0.0.1:{}", router_a.port));
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().expect("lookup");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(
+        lookup(false),
+        "valve-us: gw.us-east-1 (connected in us-east-1)"
+    );
+    let found: serde_json::Value = serde_json::from_str(&lookup(true)).expect("json");
+    assert_eq!(found["region"], "us-east-1");
+    assert_eq!(found["connected"], true);
+    let stats: serde_json::Value = serde_json::from_str(&router_a.get("/stats")).expect("stats");
+    assert_eq!(stats["routed"]["us-east-1"], 50);
+    // Only the device it heard connect: the stranger connected before it started.
+    assert_eq!(stats["locations"], 1, "{stats}");
+    assert_eq!(stats["learned"]["event"], 1, "{stats}");
 
     // Roaming Japan -> US while messages flow: the device connects in the US before it leaves
     // Japan (as a moving device does). While it holds both connections it is in doubt

@@ -8,7 +8,7 @@ use crate::printer::status::human;
 
 pub fn run(cli: &Cli, args: &StatusArgs, printer: &Printer) -> Result<Status> {
     let engine = super::engine(cli, super::selection(&args.select), args.scope)?;
-    let statuses = runtime()?.block_on(engine.status(Duration::from_secs(args.wait)));
+    let statuses = runtime()?.block_on(engine.status(Duration::from_secs(args.wait), args.router));
     let mut ok = Vec::new();
     let mut failures = 0;
     for s in statuses {

@@ -86,6 +86,19 @@ pub struct RegionStatus {
     pub links: Vec<Link>,
     /// Resource alarms in effect on the region's brokers or the backend (publishers blocked).
     pub alarms: Vec<String>,
+    /// The message router's counters (stack-wide), with the stack in router mode: or why
+    /// they could not be read (informational: a router may run where this machine cannot
+    /// reach it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub router: Option<RouterView>,
+}
+
+/// What `status` shows of the router.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouterView {
+    Counters(super::router::stats::Stats),
+    Unreachable(String),
 }
 
 async fn links_at(
@@ -290,7 +303,11 @@ async fn region_status(engine: &Engine, gw: &GatewaySpec) -> Result<RegionStatus
                 .unwrap_or_default()
         ));
     }
-    let expected_links = gw.federation.to_backend.len() + gw.federation.from_backend.len();
+    let expected_links = crate::model::federation::backend_upstreams(gw, &[]).len()
+        + crate::model::federation::gateway_link_policies(gw)
+            .iter()
+            .map(|(_, upstreams)| upstreams.len())
+            .sum::<usize>();
     if engine.scope.federation() && links.len() < expected_links {
         problems.push(format!(
             "{} of {expected_links} federation links exist",
@@ -315,13 +332,18 @@ async fn region_status(engine: &Engine, gw: &GatewaySpec) -> Result<RegionStatus
         certificates,
         links,
         alarms,
+        router: None,
     })
 }
 
 impl Engine {
     /// The status of every selected region; with `wait`, asks again every second until every
     /// region is healthy or `wait` has passed.
-    pub async fn status(&self, wait: Duration) -> Vec<Result<RegionStatus>> {
+    pub async fn status(
+        &self,
+        wait: Duration,
+        router: Option<std::net::SocketAddr>,
+    ) -> Vec<Result<RegionStatus>> {
         let deadline = Instant::now() + wait;
         loop {
             let all = self
@@ -329,9 +351,18 @@ impl Engine {
                 .gateways
                 .iter()
                 .map(|g| region_status(self, &g.spec));
-            let statuses = futures_util::future::join_all(all).await;
+            let (mut statuses, counters) = tokio::join!(
+                futures_util::future::join_all(all),
+                self.router_stats(router)
+            );
             let healthy = statuses.iter().all(|s| s.as_ref().is_ok_and(|s| s.healthy));
             if healthy || Instant::now() >= deadline {
+                for s in statuses.iter_mut().flatten() {
+                    s.router = counters.clone().map(|c| match c {
+                        Ok(stats) => RouterView::Counters(stats),
+                        Err(e) => RouterView::Unreachable(e),
+                    });
+                }
                 return statuses;
             }
             tokio::time::sleep(Duration::from_secs(1)).await;

@@ -2,6 +2,7 @@
 
 use super::Printer;
 use crate::engine::status::RegionStatus;
+use crate::engine::status::RouterView;
 
 /// One region's status for people.
 pub fn human(s: &RegionStatus, printer: &Printer) -> String {
@@ -90,6 +91,23 @@ pub fn human(s: &RegionStatus, printer: &Printer) -> String {
             l.uri.as_deref().unwrap_or("-"),
             l.at
         ));
+    }
+    match &s.router {
+        Some(RouterView::Counters(c)) => {
+            let broadcast: u64 = c.broadcast.values().sum();
+            out.push_str(&format!(
+                "  router      {} routed here, {broadcast} broadcast (all regions), {} devices \
+                 located, {} waiting, {} redelivered\n",
+                c.routed.get(&s.region).copied().unwrap_or(0),
+                c.locations,
+                c.queue_messages,
+                c.redelivered
+            ));
+        }
+        Some(RouterView::Unreachable(why)) => {
+            out.push_str(&format!("  router      not reachable: {why}\n"));
+        }
+        None => {}
     }
     for p in &s.problems {
         out.push_str(&format!("  problem     {p}\n"));

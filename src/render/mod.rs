@@ -297,6 +297,10 @@ fn templates() -> Result<Tera, RenderError> {
             include_str!("../../templates/backend/enabled_plugins.tera"),
         ),
         (
+            "backend/gwctl-router.service",
+            include_str!("../../templates/backend/gwctl-router.service.tera"),
+        ),
+        (
             "support/user-data.yaml",
             include_str!("../../templates/support/user-data.yaml.tera"),
         ),
@@ -556,7 +560,50 @@ pub fn backend(
         definitions::to_checked_text("definitions.json", &defs)?,
         0o644,
     );
+    if backend.routing.mode == crate::spec::model::RoutingMode::Router {
+        let mut ctx = tera::Context::new();
+        ctx.insert("stack", &backend.stack);
+        ctx.insert("exchange", &backend.routing.exchange);
+        ctx.insert(
+            "listen",
+            &format!("127.0.0.1:{}", backend.routing.metrics_port),
+        );
+        out.push(
+            "gwctl-router.service",
+            render(&tera, "backend/gwctl-router.service", &ctx)?,
+            0o644,
+        );
+        out.push(
+            "gwctl-router.env",
+            router_environment(backend, gateways),
+            0o644,
+        );
+    }
     Ok(out)
+}
+
+/// The names (never the values) of the environment variables `gwctl router run` reads: its
+/// password, the CAs, and the gateways' admin passwords (it asks their management API who is
+/// connected when it starts).
+fn router_environment(backend: &BackendSpec, gateways: &[&GatewaySpec]) -> String {
+    use crate::spec::model::SecretRef;
+    let tls = &backend.tls;
+    let mut sources: Vec<&SecretRef> = vec![&tls.backend_ca, &tls.stack_ca.cert];
+    sources.extend(backend.credentials.router.as_ref().map(|r| &r.password));
+    sources.extend(gateways.iter().map(|g| &g.credentials.admin.password));
+    let mut names: Vec<String> = sources
+        .into_iter()
+        .map(|s| match s {
+            SecretRef::Env(var) => format!("{var}="),
+            SecretRef::File(path) => format!("# read from the file {path}"),
+        })
+        .collect();
+    names.dedup();
+    format!(
+        "# The environment of gwctl-router.service: fill in each value and save it as\n\
+         # /etc/gwctl/router.env (mode 0600, owner root).\n{}\n",
+        names.join("\n")
+    )
 }
 
 fn base_context(

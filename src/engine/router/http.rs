@@ -1,5 +1,5 @@
-//! The router's HTTP endpoint: `GET /metrics` (Prometheus text) and `GET /locations/DEVICE`
-//! (JSON). Plain HTTP/1.1, one request per connection: a scraper and `gwctl router lookup`
+//! The router's HTTP endpoint: `GET /metrics` (Prometheus text), `GET /stats` (the same as
+//! JSON, for `gwctl status`) and `GET /locations/DEVICE` (JSON). Plain HTTP/1.1, one request per connection: a scraper and `gwctl router lookup`
 //! are its only clients.
 
 use std::net::SocketAddr;
@@ -64,6 +64,10 @@ fn answer(request: &str, shared: &Shared) -> (&'static str, &'static str, String
         .and_then(|l| l.strip_prefix("GET "))
         .and_then(|l| l.split_whitespace().next())
         .unwrap_or("");
+    if path == "/stats" {
+        let body = serde_json::to_string(&shared.snapshot()).unwrap_or_default();
+        return ("200 OK", "application/json", body);
+    }
     if path == "/metrics" {
         let text = stats::prometheus(&shared.snapshot());
         return ("200 OK", "text/plain; version=0.0.4", text);

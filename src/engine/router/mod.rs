@@ -371,3 +371,23 @@ impl Engine {
         serde_json::from_str(&body).map_err(|e| Error::Failed(format!("{addr}: {e}")))
     }
 }
+
+impl Engine {
+    /// The counters of the router at `addr` (default loopback), for `gwctl status`: `None`
+    /// with the stack in broadcast mode, the reason when it does not answer.
+    pub async fn router_stats(
+        &self,
+        addr: Option<SocketAddr>,
+    ) -> Option<std::result::Result<stats::Stats, String>> {
+        let routing = &self.stack.backend.spec.routing;
+        if routing.mode != crate::spec::model::RoutingMode::Router {
+            return None;
+        }
+        let addr = addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], routing.metrics_port)));
+        Some(
+            crate::broker::router_api::get(addr, "stats")
+                .await
+                .and_then(|body| serde_json::from_str(&body).map_err(|e| format!("{addr}: {e}"))),
+        )
+    }
+}

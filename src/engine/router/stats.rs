@@ -6,11 +6,11 @@ use std::fmt::Write;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::locations::{Destination, Doubt, Millis, Table};
 
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Stats {
     /// Messages sent to one region's exchange, by region.
     pub routed: BTreeMap<String, u64>,
