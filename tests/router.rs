@@ -5,12 +5,12 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use gwctl::sandbox::clients::{AmqpConsumer, Login, MqttSubscriber, amqp_publish_many};
-use gwctl::sandbox::{BACKEND, ENDPOINTS_FILE, Sandbox};
+use gwctl::sandbox::router::RouterProcess;
+use gwctl::sandbox::{BACKEND, Sandbox};
 use gwctl::spec::{self, Selection};
 
 use crate::support::{Regions, rabbitmq};
@@ -19,56 +19,25 @@ const US: &str = "us-east-1";
 const JP: &str = "ap-northeast-1";
 const WAIT: Duration = Duration::from_secs(15);
 
-/// A `gwctl router run` process; killed (SIGKILL) when dropped.
+/// A `gwctl router run` process (the sandbox's), with what the test asks it.
 struct Router {
-    child: Child,
+    process: RouterProcess,
     port: u16,
-    log: PathBuf,
 }
 
 impl Router {
-    fn start(r: &Regions, sandbox_dir: &Path, id: &str, resync: bool) -> Router {
+    async fn start(r: &Regions, sandbox_dir: &Path, id: &str, resync: bool) -> Router {
         let port = gwctl::sandbox::node::free_ports(1).expect("port")[0];
-        let log = sandbox_dir.join(format!("router-{id}.log"));
-        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("gwctl"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("GWCTL_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.env("NO_COLOR", "1")
-            .env("GWCTL_BROKER_ENDPOINTS", sandbox_dir.join(ENDPOINTS_FILE))
-            .arg("--regions")
-            .arg(r.dir())
-            .args(["router", "run", "--id", id, "--listen"])
-            .arg(format!("127.0.0.1:{port}"));
-        if !resync {
-            cmd.arg("--no-resync");
-        }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("router starts");
-        let router = Router { child, port, log };
-        router.wait_for_log("routing `", Duration::from_secs(30));
-        router
+        let exe = assert_cmd::cargo::cargo_bin("gwctl");
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let process = RouterProcess::start(&exe, r.dir(), sandbox_dir, id, listen, resync)
+            .await
+            .expect("the router starts routing");
+        Router { process, port }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_for_log(&self, needle: &str, timeout: Duration) {
-        let start = Instant::now();
-        while !self.log().contains(needle) {
-            assert!(
-                start.elapsed() < timeout,
-                "router never logged `{needle}`:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.process.log_text()
     }
 
     fn get(&self, path: &str) -> String {
@@ -113,14 +82,13 @@ impl Router {
     }
 
     fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill();
     }
 }
 
 impl Drop for Router {
     fn drop(&mut self) {
-        self.kill();
+        self.process.kill();
     }
 }
 
@@ -215,7 +183,7 @@ async fn the_router_delivers_where_the_device_is_broadcasts_in_doubt_and_loses_n
     .await
     .expect("stranger subscribes");
     let work_dir = work.path().to_path_buf();
-    let mut router_a = Router::start(&r, &work_dir, "a", false);
+    let mut router_a = Router::start(&r, &work_dir, "a", false).await;
     assert_eq!(router_a.exchange_for("stranger"), "gw.all");
     amqp_publish_many(&backend, "amq.topic", commands("stranger", 0..1))
         .await
@@ -342,7 +310,7 @@ async fn the_router_delivers_where_the_device_is_broadcasts_in_doubt_and_loses_n
 
     // Two routers; the active one is killed (SIGKILL) mid-stream: the standby takes over the
     // queue, learns the device from the management API, and nothing is lost.
-    let router_b = Router::start(&r, &work_dir, "b", true);
+    let router_b = Router::start(&r, &work_dir, "b", true).await;
     let stream = amqp_publish_many(&backend, "amq.topic", commands("valve-us", 100..5100));
     let kill = async {
         let start = Instant::now();

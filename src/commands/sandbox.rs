@@ -27,11 +27,23 @@ pub fn start(regions: &Path, args: &SandboxArgs, printer: &Printer) -> Result<St
             stack.gateways.len() + 1,
             dir.display()
         ));
-        let sandbox = Sandbox::start(&stack, dir, &args.install())
+        let mut sandbox = Sandbox::start(&stack, dir, &args.install())
             .await
             .map_err(failed)?;
         let nodes = sandbox.node_names();
         let names = nodes.join(", ");
+        if stack.backend.spec.routing.mode == spec::model::RoutingMode::Router {
+            let exe = std::env::current_exe().map_err(|e| Error::io("finding gwctl", e))?;
+            let router = sandbox
+                .start_router(&exe, "sandbox", None, true)
+                .await
+                .map_err(failed)?;
+            printer.info(&format!(
+                "router: metrics and lookups on http://{} (log {})",
+                router.listen,
+                router.log.display()
+            ));
+        }
         sandbox.detach().map_err(failed)?;
         printer.success(
             "ok",

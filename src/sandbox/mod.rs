@@ -10,6 +10,7 @@ pub mod clients;
 pub mod follow;
 pub mod node;
 pub mod roundtrip;
+pub mod router;
 pub mod storm;
 pub mod tls;
 
@@ -165,6 +166,8 @@ pub struct Sandbox {
     /// Nodes stopped with their instance, still cluster members: instance → (region,
     /// cluster, node).
     stopped: BTreeMap<String, (String, String, String)>,
+    /// Message routers (`routing.mode: router`), by id.
+    routers: BTreeMap<String, router::RouterProcess>,
 }
 
 impl Sandbox {
@@ -248,6 +251,7 @@ impl Sandbox {
             instances: BTreeMap::new(),
             refused: BTreeMap::new(),
             stopped: BTreeMap::new(),
+            routers: BTreeMap::new(),
         };
         let backend = &stack.backend.spec;
         let backend_ports = sandbox.layout.node(BACKEND)?.clone();
@@ -432,6 +436,7 @@ impl Sandbox {
                 .values_mut()
                 .filter_map(authorizer::Authorizer::detach),
         );
+        pids.extend(self.routers.values().map(router::RouterProcess::pid));
         let text = serde_json::to_string(&pids).unwrap_or_default();
         write_file(&self.dir.join(PIDS_FILE), text.as_bytes(), 0o644)
             .map_err(|e| SandboxError::Io("writing the node list".into(), e))?;
@@ -719,8 +724,43 @@ impl Sandbox {
         self.nodes.keys().cloned().collect()
     }
 
+    /// Starts a message router (`exe router run`, this gwctl) on the sandbox's brokers;
+    /// `listen` defaults to `routing.metrics_port` on loopback.
+    pub async fn start_router(
+        &mut self,
+        exe: &Path,
+        id: &str,
+        listen: Option<std::net::SocketAddr>,
+        resync: bool,
+    ) -> Result<&router::RouterProcess, SandboxError> {
+        let port = self.stack.backend.spec.routing.metrics_port;
+        let listen = listen.unwrap_or_else(|| std::net::SocketAddr::from((LOOPBACK, port)));
+        let process =
+            router::RouterProcess::start(exe, &self.stack.dir, &self.dir, id, listen, resync)
+                .await?;
+        self.routers.insert(id.to_string(), process);
+        self.routers
+            .get(id)
+            .ok_or_else(|| SandboxError::Failed(format!("router {id}")))
+    }
+
+    /// A router of the sandbox.
+    pub fn router(&self, id: &str) -> Option<&router::RouterProcess> {
+        self.routers.get(id)
+    }
+
+    /// Kills a router (SIGKILL), as a crash would.
+    pub fn kill_router(&mut self, id: &str) {
+        if let Some(r) = self.routers.get_mut(id) {
+            r.kill();
+        }
+    }
+
     /// Stops every node (SIGTERM, then SIGKILL after `grace`).
     pub async fn stop(mut self, grace: Duration) {
+        for r in self.routers.values_mut() {
+            r.stop(grace).await;
+        }
         self.stop_instances(grace).await;
         let stops = self.nodes.values_mut().map(|n| n.stop(grace));
         futures_util::future::join_all(stops).await;
