@@ -460,8 +460,8 @@ fn the_health_responder_drops_idle_and_excess_connections() {
     let _ = two.wait();
 }
 
-/// With the router, a gateway federates only its region's exchange and the broadcast one from
-/// the backend (one set, one policy), runs the event exchange, and lets the backend's links read
+/// With the router, a gateway federates only its region's exchange from the backend (the
+/// broadcast exchange is bound into it there), runs the event exchange, and lets the backend's links read
 /// its events; the backend's router user may use its own exchanges and queues only.
 #[test]
 fn router_mode_federates_the_region_and_broadcast_exchanges_only() {
@@ -483,24 +483,8 @@ fn router_mode_federates_the_region_and_broadcast_exchanges_only() {
             )
         })
         .collect();
-    assert_eq!(
-        upstreams,
-        [
-            ("backend.gw.us-east-1", "gw.us-east-1"),
-            ("backend.gw.all", "gw.all")
-        ]
-    );
-    let set = defs["parameters"]
-        .as_array()
-        .expect("parameters")
-        .iter()
-        .find(|p| p["component"] == "federation-upstream-set")
-        .expect("an upstream set");
-    assert_eq!(set["name"], "backend.amq.topic");
-    assert_eq!(
-        set["value"],
-        serde_json::json!([{"upstream": "backend.gw.us-east-1"}, {"upstream": "backend.gw.all"}])
-    );
+    // One link, from the region's exchange (the backend binds `gw.all` into it).
+    assert_eq!(upstreams, [("backend.amq.topic", "gw.us-east-1")]);
     let policy = defs["policies"]
         .as_array()
         .expect("policies")
@@ -509,7 +493,7 @@ fn router_mode_federates_the_region_and_broadcast_exchanges_only() {
         .expect("policy");
     assert_eq!(
         policy["definition"],
-        serde_json::json!({"federation-upstream-set": "backend.amq.topic"})
+        serde_json::json!({"federation-upstream": "backend.amq.topic"})
     );
     assert!(read("us-east-1/enabled_plugins").contains(",rabbitmq_event_exchange]"));
     let fed_read = defs["permissions"]

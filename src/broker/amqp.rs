@@ -46,12 +46,14 @@ pub struct QueueSpec {
 }
 
 /// How a republished message ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Confirmed and routed to at least one queue.
-    Routed,
-    /// Confirmed, but no binding matched (`mandatory` returned it).
-    Unroutable,
+    /// Confirmed. `returned` is a message the broker returned as unroutable (`mandatory`),
+    /// as (exchange, routing key): lapin hands a return to whichever confirm completes next,
+    /// and RabbitMQ may confirm several publishes at once, so it need not be this publish's
+    /// own — callers match returns to publishes by exchange and routing key (what decides
+    /// routability).
+    Confirmed { returned: Option<(String, String)> },
     /// The broker refused it (nack), or the channel failed.
     Refused,
 }
@@ -101,11 +103,11 @@ impl Message {
 
     /// Acknowledges this message and every earlier one of its consumer.
     pub async fn ack_through(&self) -> Result<(), String> {
-        self.acker
-            .ack(BasicAckOptions { multiple: true })
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string())
+        match self.acker.ack(BasicAckOptions { multiple: true }).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("the channel is closed: the messages will be delivered again".into()),
+            Err(e) => Err(e.to_string()),
+        }
     }
 }
 
@@ -163,11 +165,47 @@ pub struct Pending(PublisherConfirm);
 impl Pending {
     pub async fn outcome(self) -> Outcome {
         match self.0.await {
-            Ok(Confirmation::Ack(None)) => Outcome::Routed,
-            Ok(Confirmation::Ack(Some(_))) => Outcome::Unroutable,
+            Ok(Confirmation::Ack(returned)) => Outcome::Confirmed {
+                returned: returned.map(|r| {
+                    (
+                        r.delivery.exchange.to_string(),
+                        r.delivery.routing_key.to_string(),
+                    )
+                }),
+            },
             Ok(Confirmation::Nack(_)) | Ok(Confirmation::NotRequested) | Err(_) => Outcome::Refused,
         }
     }
+}
+
+/// The properties to publish again: all but `user_id`. RabbitMQ refuses a publish whose
+/// `user_id` is not the publishing connection's user (and closes the channel): the same
+/// message, first in the queue again after a restart, would stop all routing.
+fn without_user_id(p: &BasicProperties) -> BasicProperties {
+    let mut out = BasicProperties::default();
+    macro_rules! copy {
+        ($($get:ident => $set:ident),*) => {
+            $(if let Some(v) = p.$get().clone() {
+                out = out.$set(v);
+            })*
+        };
+    }
+    copy!(
+        content_type => with_content_type,
+        content_encoding => with_content_encoding,
+        headers => with_headers,
+        delivery_mode => with_delivery_mode,
+        priority => with_priority,
+        correlation_id => with_correlation_id,
+        reply_to => with_reply_to,
+        expiration => with_expiration,
+        message_id => with_message_id,
+        timestamp => with_timestamp,
+        kind => with_type,
+        app_id => with_app_id,
+        cluster_id => with_cluster_id
+    );
+    out
 }
 
 /// One connection to the backend with a channel to consume and one to publish (confirms on).
@@ -282,6 +320,12 @@ impl Amqp {
                 ..Default::default()
             }
         } else {
+            // Learning only: bounded, oldest news dropped first if the router falls behind.
+            args.insert("x-max-length".into(), AMQPValue::LongInt(100_000));
+            args.insert(
+                "x-overflow".into(),
+                AMQPValue::LongString("drop-head".into()),
+            );
             QueueDeclareOptions {
                 exclusive: true,
                 auto_delete: true,
@@ -360,7 +404,7 @@ impl Amqp {
                     ..Default::default()
                 },
                 &m.body,
-                m.properties.clone(),
+                without_user_id(&m.properties),
             )
             .await
             .map(Pending)

@@ -268,9 +268,6 @@ pub fn from_backend_exchange(exchange: &str) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub struct GatewaySide {
     pub upstreams: Vec<Upstream>,
-    /// Upstream sets (name, member upstreams): with the router, a gateway's exchange for
-    /// devices federates two backend exchanges (`gw.<region>`, `gw.all`).
-    pub sets: Vec<(String, Vec<String>)>,
     pub policies: Vec<Policy>,
     /// Each federation policy with the upstreams its links connect through.
     pub links: Vec<(Policy, Vec<String>)>,
@@ -282,9 +279,10 @@ pub struct GatewaySide {
 ///
 /// With `routing.mode: router`, the exchange that carries messages for devices
 /// (`routing.exchange`) is not federated itself: the gateway federates the router's exchange
-/// for its region and the broadcast exchange instead ([`delivery`](super::delivery)), through
-/// an upstream set named as the plain upstream would be. No gateway receives another region's
-/// targeted messages, and the backend sees no device subscription either way.
+/// for its region ([`delivery::region_exchange`]), into which the backend binds the broadcast
+/// exchange. One link, one buffer: a device's messages keep their order whether the router
+/// knew where it was or broadcast them. No gateway receives another region's targeted
+/// messages, and the backend sees no device subscription either way.
 pub fn gateway_side(
     gw: &GatewaySpec,
     backend_uris: &[String],
@@ -294,42 +292,32 @@ pub fn gateway_side(
         downstream: gw.brokers.series(),
         ..LinkSettings::new(&gw.federation, backend_nodes)
     };
-    let upstream = |name: String, exchange: String| Upstream {
-        name,
-        uris: backend_uris.to_vec(),
-        exchange,
-        settings: settings.clone(),
-    };
     let mut side = GatewaySide {
         upstreams: Vec::new(),
-        sets: Vec::new(),
         policies: Vec::new(),
         links: Vec::new(),
     };
     for x in &gw.federation.from_backend {
         let name = gateway_upstream_name(&x.exchange);
-        let policy_name = format!("federate-from-backend.{}", x.exchange);
-        let local = from_backend_exchange(&x.exchange);
         let routed = gw.routing.mode == RoutingMode::Router && x.peer() == gw.routing.exchange;
-        let (policy, members) = if routed {
-            let members: Vec<Upstream> = [
-                delivery::region_exchange(&gw.region),
-                delivery::BROADCAST_EXCHANGE.to_string(),
-            ]
-            .into_iter()
-            .map(|exchange| upstream(gateway_upstream_name(&exchange), exchange))
-            .collect();
-            let names: Vec<String> = members.iter().map(|u| u.name.clone()).collect();
-            side.sets.push((name.clone(), names.clone()));
-            side.upstreams.extend(members);
-            (Policy::federate_from_set(policy_name, &local, &name), names)
+        let exchange = if routed {
+            delivery::region_exchange(&gw.region)
         } else {
-            side.upstreams
-                .push(upstream(name.clone(), x.peer().to_string()));
-            (Policy::federate(policy_name, &local, &name), vec![name])
+            x.peer().to_string()
         };
+        side.upstreams.push(Upstream {
+            name: name.clone(),
+            uris: backend_uris.to_vec(),
+            exchange,
+            settings: settings.clone(),
+        });
+        let policy = Policy::federate(
+            format!("federate-from-backend.{}", x.exchange),
+            &from_backend_exchange(&x.exchange),
+            &name,
+        );
         side.policies.push(policy.clone());
-        side.links.push((policy, members));
+        side.links.push((policy, vec![name]));
     }
     side.policies.push(Policy::bound_buffers(
         "gwctl.buffers.to-backend".into(),
@@ -339,8 +327,7 @@ pub fn gateway_side(
     side
 }
 
-/// The gateway's upstream for one exchange federated from the backend (or the set of
-/// upstreams, with the router).
+/// The gateway's upstream for one exchange federated from the backend.
 pub fn gateway_upstream_name(exchange: &str) -> String {
     format!("backend.{exchange}")
 }
@@ -385,10 +372,10 @@ pub struct BackendSide {
     pub exchanges: Vec<RegionExchange>,
     /// Federation of each region exchange, and the bounds of the region's buffers here.
     pub policies: Vec<Policy>,
-    /// With the router, the exchanges the region's gateways federate from here (`gw.<region>`,
-    /// `gw.all`): they must exist before the gateways' links can start (a link only
-    /// passive-declares its upstream exchange, and may not create it).
-    pub federated_from: Vec<String>,
+    /// With the router, the exchange the region's gateways federate from here
+    /// (`gw.<region>`), which the broadcast exchange is bound into: it must exist before the
+    /// gateways' links can start (a link only passive-declares its upstream exchange).
+    pub router_exchange: Option<String>,
 }
 
 /// A backend exchange receiving what one region's gateways send (see [`region_exchange`]),
@@ -432,14 +419,9 @@ pub fn backend_side(
         sets: Vec::new(),
         exchanges: Vec::new(),
         policies: Vec::new(),
-        federated_from: Vec::new(),
+        router_exchange: (gw.routing.mode == RoutingMode::Router)
+            .then(|| delivery::region_exchange(region)),
     };
-    if gw.routing.mode == RoutingMode::Router {
-        side.federated_from = vec![
-            delivery::region_exchange(region),
-            delivery::BROADCAST_EXCHANGE.to_string(),
-        ];
-    }
     // What devices send, and with the router, the gateways' connection events (only those
     // its bindings ask for cross: the event exchange publishes much more).
     let mut sources: Vec<(&str, &str, Vec<String>)> = gw

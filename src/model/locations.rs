@@ -26,6 +26,8 @@ pub struct Location {
     pub connected: bool,
     /// The connection it held in another region and has not closed yet (region, connection).
     pub roaming_from: Option<(String, String)>,
+    /// When it connected in this region while still connected in the other.
+    pub moved_ms: Millis,
 }
 
 /// Where to send a device's message.
@@ -64,20 +66,30 @@ impl Table {
 
     /// A device connected to `region` (connection `connection`).
     pub fn connected(&mut self, device: &str, region: &str, connection: &str, now: Millis) {
-        let roaming_from = self.devices.get(device).and_then(|old| {
-            let open = old.connection.as_ref().filter(|_| old.connected)?;
-            // Still connected elsewhere: remember that connection until it closes.
-            (old.region != region)
-                .then(|| (old.region.clone(), open.clone()))
-                .or_else(|| old.roaming_from.clone())
-        });
-        if let Some(old) = self.devices.get(device)
-            && let Some(c) = &old.connection
-            && roaming_from
-                .as_ref()
-                .is_none_or(|(r, rc)| r != &old.region || rc != c)
-        {
-            self.connections.remove(&(old.region.clone(), c.clone()));
+        let mut roaming_from = None;
+        let mut moved_ms = now;
+        if let Some(old) = self.devices.remove(device) {
+            let open = old.connection.filter(|_| old.connected);
+            match open {
+                Some(c) if old.region != region => {
+                    // Still connected there: in doubt until that connection closes.
+                    roaming_from = Some((old.region, c));
+                    if let Some(key) = old.roaming_from {
+                        self.connections.remove(&key);
+                    }
+                }
+                Some(c) => {
+                    // A new connection in the same region replaces the old one.
+                    self.connections.remove(&(old.region, c));
+                    roaming_from = old.roaming_from;
+                    moved_ms = old.moved_ms;
+                }
+                None => {
+                    if let Some(key) = old.roaming_from {
+                        self.connections.remove(&key);
+                    }
+                }
+            }
         }
         self.connections.insert(
             (region.to_string(), connection.to_string()),
@@ -91,8 +103,19 @@ impl Table {
                 seen_ms: now,
                 connected: true,
                 roaming_from,
+                moved_ms,
             },
         );
+    }
+
+    /// A device whose place nothing told yet, as the management API lists it at start (news
+    /// that came meanwhile, from events, is newer and stays).
+    pub fn listed(&mut self, device: &str, region: &str, connection: &str, now: Millis) -> bool {
+        if self.devices.contains_key(device) {
+            return false;
+        }
+        self.connected(device, region, connection, now);
+        true
     }
 
     /// A connection closed in `region`; `device` when the event names it. Returns the device
@@ -134,19 +157,16 @@ impl Table {
         Some(device)
     }
 
-    /// A device sent something through `region`: it is connected there now. News of a region
-    /// other than the one known counts as a connection there whose name is unknown.
+    /// A device sent something through `region`. Telemetry may be old (held in a gateway's
+    /// buffer during a WAN cut), so it only refreshes what events said — the region the device
+    /// is in, or the one it is leaving — and places a device only where events said nothing.
     pub fn heard_from(&mut self, device: &str, region: &str, now: Millis) {
         match self.devices.get_mut(device) {
-            Some(l) if l.connected && (l.region == region) => l.seen_ms = now,
-            Some(l) if l.connected && l.roaming_from.as_ref().is_some_and(|(r, _)| r == region) => {
-                l.seen_ms = now
-            }
+            Some(l) if l.connected && l.region == region => l.seen_ms = now,
+            Some(l) if l.roaming_from.as_ref().is_some_and(|(r, _)| r == region) => l.seen_ms = now,
+            // Placed by events (or gone, as they said): late telemetry does not move it.
+            Some(l) if l.connection.is_some() || !l.connected => {}
             _ => {
-                let roaming_from = self.devices.get(device).and_then(|old| {
-                    let open = old.connection.as_ref().filter(|_| old.connected)?;
-                    Some((old.region.clone(), open.clone()))
-                });
                 self.devices.insert(
                     device.to_string(),
                     Location {
@@ -154,7 +174,8 @@ impl Table {
                         connection: None,
                         seen_ms: now,
                         connected: true,
-                        roaming_from,
+                        roaming_from: None,
+                        moved_ms: now,
                     },
                 );
             }
@@ -169,7 +190,13 @@ impl Table {
                 Destination::Broadcast(Doubt::Stale)
             }
             Some(l) if !l.connected => Destination::Broadcast(Doubt::Disconnected),
-            Some(l) if l.roaming_from.is_some() => Destination::Broadcast(Doubt::Roaming),
+            // In doubt while both connections live, but not forever: a node that crashed never
+            // says its connection closed.
+            Some(l)
+                if l.roaming_from.is_some() && now.saturating_sub(l.moved_ms) <= self.ttl_ms =>
+            {
+                Destination::Broadcast(Doubt::Roaming)
+            }
             Some(l) => Destination::Region(l.region.clone()),
         }
     }
@@ -317,18 +344,62 @@ mod tests {
             t.destination("d1", 62_000),
             Destination::Region("us-east-1".into())
         );
-        // Telemetry from another region moves it (in doubt until the old connection closes).
+        // Late telemetry (from a buffer) of another region does not move a device events placed.
         t.heard_from("d1", "ap-northeast-1", 63_000);
         assert_eq!(
             t.destination("d1", 63_500),
-            Destination::Broadcast(Doubt::Roaming)
+            Destination::Region("us-east-1".into())
         );
-        assert_eq!(t.closed("us-east-1", "c1", None, 64_000), None);
+        // Nor does it bring back one that left.
+        assert_eq!(t.closed("us-east-1", "c1", None, 64_000), Some("d1".into()));
+        t.heard_from("d1", "us-east-1", 64_500);
         assert_eq!(
             t.destination("d1", 65_000),
+            Destination::Broadcast(Doubt::Disconnected)
+        );
+        // Where no event said anything, telemetry places a device.
+        t.heard_from("d2", "ap-northeast-1", 65_000);
+        assert_eq!(
+            t.destination("d2", 65_000),
             Destination::Region("ap-northeast-1".into())
         );
-        assert_eq!(t.expire(65_000 + 120_001), 1);
+        t.heard_from("d2", "us-east-1", 65_000);
+        assert_eq!(
+            t.destination("d2", 65_000),
+            Destination::Region("us-east-1".into())
+        );
+        assert_eq!(t.expire(65_000 + 120_001), 2);
         assert!(t.is_empty());
+        assert!(t.connections.is_empty(), "{:?}", t.connections);
+    }
+
+    #[test]
+    fn the_start_listing_never_overrides_events_and_roaming_doubt_ends_with_the_ttl() {
+        let mut t = table();
+        t.connected("d1", "us-east-1", "c-new", 10);
+        assert!(!t.listed("d1", "ap-northeast-1", "c-old", 20));
+        assert_eq!(
+            t.destination("d1", 30),
+            Destination::Region("us-east-1".into())
+        );
+        assert!(t.listed("d2", "ap-northeast-1", "c2", 20));
+        // A move whose old connection never reports closing (its node crashed).
+        t.connected("d2", "us-east-1", "c3", 1_000);
+        assert_eq!(
+            t.destination("d2", 1_500),
+            Destination::Broadcast(Doubt::Roaming)
+        );
+        t.heard_from("d2", "us-east-1", 61_500);
+        assert_eq!(
+            t.destination("d2", 62_000),
+            Destination::Region("us-east-1".into())
+        );
+        // Moving on again forgets the first connection left behind.
+        t.connected("d2", "eu-west-1", "c4", 62_000);
+        assert_eq!(t.closed("ap-northeast-1", "c2", None, 62_100), None);
+        assert!(
+            !t.connections
+                .contains_key(&("ap-northeast-1".to_string(), "c2".to_string()))
+        );
     }
 }

@@ -18,6 +18,7 @@ use crate::spec::GatewaySpec;
 const VHOST: &str = "/";
 const UPSTREAM: &str = "federation-upstream";
 const SET: &str = "federation-upstream-set";
+const BROADCAST_EXCHANGE: &str = crate::model::delivery::BROADCAST_EXCHANGE;
 
 #[derive(Debug, Clone)]
 pub enum FedOp {
@@ -131,16 +132,19 @@ struct Observed {
     exchanges: BTreeMap<String, Vec<(String, String)>>,
     /// The router's exchanges (`gw.…`) that exist.
     router_exchanges: BTreeSet<String>,
+    /// The broadcast exchange's bindings (destination, routing key).
+    broadcast_bindings: Vec<(String, String)>,
 }
 
 async fn observe(backend: &Client, region: &str) -> Result<Observed, BrokerError> {
     let exchange_prefix = region_exchange(region, "");
-    let (upstreams, sets, policies, names, routed) = tokio::try_join!(
+    let (upstreams, sets, policies, names, routed, broadcast_bindings) = tokio::try_join!(
         backend.parameters(UPSTREAM, VHOST),
         backend.parameters(SET, VHOST),
         backend.policies(VHOST),
         backend.exchanges(VHOST, &exchange_prefix),
         backend.exchanges(VHOST, "gw."),
+        backend.bindings_from(VHOST, BROADCAST_EXCHANGE),
     )?;
     let mut exchanges = BTreeMap::new();
     for name in names {
@@ -153,6 +157,7 @@ async fn observe(backend: &Client, region: &str) -> Result<Observed, BrokerError
         policies,
         exchanges,
         router_exchanges: routed.into_iter().collect(),
+        broadcast_bindings,
     })
 }
 
@@ -229,28 +234,39 @@ pub async fn plan(
         }
     }
 
-    // The router's exchanges the region's gateways federate; the region's own goes with it
-    // (`gw.all` is every region's).
-    let federated_from = wanted
-        .as_ref()
-        .map(|w| w.federated_from.clone())
-        .unwrap_or_default();
-    for name in &federated_from {
-        if !seen.router_exchanges.contains(name) {
-            out.changes.push(change(
-                Action::Create,
-                format!("exchange/{name}"),
-                "topic, durable (the router's, federated by the region's gateways)",
-                FedOp::PutExchange(name.clone()),
-            ));
-        }
-    }
+    // The router's exchange of the region, which its gateways federate, with the broadcast
+    // exchange bound into it; it goes with the region (`gw.all` is every region's).
     let own = crate::model::delivery::region_exchange(region);
-    if gateway.is_none() && seen.router_exchanges.contains(&own) {
+    if let Some(name) = wanted.as_ref().and_then(|w| w.router_exchange.as_ref()) {
+        for x in [BROADCAST_EXCHANGE, name.as_str()] {
+            if !seen.router_exchanges.contains(x) {
+                out.changes.push(change(
+                    Action::Create,
+                    format!("exchange/{x}"),
+                    "topic, durable (the router's)",
+                    FedOp::PutExchange(x.to_string()),
+                ));
+            }
+        }
+        let bound = seen
+            .broadcast_bindings
+            .iter()
+            .any(|(d, k)| d == name && k == "#");
+        out.changes.push(change(
+            if bound { Action::NoOp } else { Action::Create },
+            format!("binding/{BROADCAST_EXCHANGE} -> {name}"),
+            "routing key #",
+            FedOp::Bind {
+                source: BROADCAST_EXCHANGE.to_string(),
+                destination: name.clone(),
+                routing_key: "#".into(),
+            },
+        ));
+    } else if seen.router_exchanges.contains(&own) {
         out.changes.push(change(
             Action::Delete,
             format!("exchange/{own}"),
-            "the router's exchange of the region (the router broadcasts instead)",
+            "the router's exchange of the region (with its bindings)",
             FedOp::DeleteExchange(own.clone()),
         ));
     }

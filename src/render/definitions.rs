@@ -114,10 +114,7 @@ pub fn gateway(gw: &GatewaySpec, backend: &BackendSpec, addr: &Addressing) -> Va
         "parameters": side.upstreams.iter().map(|u| json!({
             "vhost": VHOST, "component": "federation-upstream", "name": u.name,
             "value": u.parameter_value(),
-        })).chain(side.sets.iter().map(|(name, members)| json!({
-            "vhost": VHOST, "component": "federation-upstream-set", "name": name,
-            "value": members.iter().map(|m| json!({"upstream": m})).collect::<Vec<_>>(),
-        }))).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
         "policies": side.policies.iter().map(|p| {
             let mut body = p.body();
             if let Some(o) = body.as_object_mut() {

@@ -19,6 +19,8 @@ pub async fn serve(
     Ok(tokio::spawn(async move {
         loop {
             let Ok((mut socket, _)) = listener.accept().await else {
+                // Out of file descriptors, most likely: wait rather than spin.
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
             let shared = shared.clone();

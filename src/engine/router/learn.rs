@@ -94,9 +94,11 @@ impl Engine {
             let now = now_ms();
             let mut guard = learner.shared.lock();
             for c in connections.iter().filter(|c| c.protocol.contains("MQTT")) {
-                guard.0.connected(&c.user, &gw.region, &c.name, now);
-                *guard.1.learned.entry("resync".into()).or_default() += 1;
-                found += 1;
+                // Events that came since the listing was made are newer: they stay.
+                if guard.0.listed(&c.user, &gw.region, &c.name, now) {
+                    *guard.1.learned.entry("resync".into()).or_default() += 1;
+                    found += 1;
+                }
             }
         }
         found

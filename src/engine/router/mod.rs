@@ -59,6 +59,13 @@ impl Engine {
     ) -> Result<RouterSummary> {
         let backend = &self.stack.backend.spec;
         let routing = &backend.routing;
+        if routing.mode != crate::spec::model::RoutingMode::Router {
+            return Err(Error::Usage(
+                "backend.yaml's routing.mode is `broadcast`: gateways federate the routing \
+                 exchange themselves, and a router would send every message twice"
+                    .into(),
+            ));
+        }
         let login = self.router_login()?;
         let regions: Vec<String> = self.gateways().map(|g| g.region.clone()).collect();
         let table = Table::new(Duration::from_secs(u64::from(routing.location_ttl_s)));
@@ -83,10 +90,26 @@ impl Engine {
             regions: regions.clone(),
             telemetry: Addressing::new(&backend.devices.telemetry),
         };
+        // A learner that stops (its queue deleted, its consumer cancelled) would leave the
+        // table frozen: the router stops too, and its supervisor starts it again.
+        let (stopped_tx, stopped) = tokio::sync::watch::channel(None::<&'static str>);
         let mut learning = Vec::new();
-        learning.push(tokio::spawn(learner.clone().events(inboxes.events)));
+        let watch = |what: &'static str, task: tokio::task::JoinHandle<()>| {
+            let tx = stopped_tx.clone();
+            tokio::spawn(async move {
+                let _ = task.await;
+                let _ = tx.send(Some(what));
+            })
+        };
+        learning.push(watch(
+            "connection events",
+            tokio::spawn(learner.clone().events(inboxes.events)),
+        ));
         if let Some(inbox) = inboxes.telemetry {
-            learning.push(tokio::spawn(learner.clone().telemetry(inbox)));
+            learning.push(watch(
+                "telemetry",
+                tokio::spawn(learner.clone().telemetry(inbox)),
+            ));
         }
         if opts.resync {
             let found = self.resync_locations(&learner, events).await;
@@ -95,6 +118,12 @@ impl Engine {
                 opts.id
             )));
         }
+        // Only now: a router that consumed before it knew anything would hold the queue
+        // (single active consumer) and broadcast what it could have routed.
+        let commands = amqp
+            .consume(delivery::ROUTER_QUEUE, true, opts.window.max(1))
+            .await
+            .map_err(|e| Error::Failed(e.to_string()))?;
         events.emit(Event::Progress(format!(
             "router {}: routing `{}` ({}) to {} and {}",
             opts.id,
@@ -109,7 +138,7 @@ impl Engine {
         )));
 
         let result = self
-            .route(&amqp, inboxes.commands, &shared, opts, shutdown)
+            .route(&amqp, commands, &shared, opts, shutdown, stopped)
             .await;
         for task in learning {
             task.abort();
@@ -189,15 +218,7 @@ impl Engine {
             Some(q) => Some(amqp.consume(&q.name, false, 0).await.map_err(failed)?),
             None => None,
         };
-        let commands = amqp
-            .consume(&commands.name, true, opts.window.max(1))
-            .await
-            .map_err(failed)?;
-        Ok(Inboxes {
-            commands,
-            events,
-            telemetry,
-        })
+        Ok(Inboxes { events, telemetry })
     }
 
     /// Where devices' telemetry arrives on the backend: the backend exchanges the gateways'
@@ -217,8 +238,9 @@ impl Engine {
         self.stack.gateways.iter().map(|g| &g.spec)
     }
 
-    /// The routing loop: batches of what is ready (up to the window), republished in order,
-    /// then their confirms awaited in order, then acknowledged together.
+    /// The routing loop: batches of what is ready (up to the window, at most one message per
+    /// device, so a retried message never falls behind a later one of its device), republished,
+    /// then their confirms awaited, then acknowledged together.
     async fn route(
         &self,
         amqp: &Amqp,
@@ -226,23 +248,48 @@ impl Engine {
         shared: &Shared,
         opts: &RouterOptions,
         shutdown: impl Future<Output = ()>,
+        mut learner_stopped: tokio::sync::watch::Receiver<Option<&'static str>>,
     ) -> Result<()> {
         let addressing = Addressing::new(&self.stack.backend.spec.devices.commands);
         let mut shutdown = std::pin::pin!(shutdown);
         let mut last_housekeeping = Instant::now();
+        let mut held: Option<Message> = None;
         loop {
-            let first = tokio::select! {
-                m = inbox.next() => m,
-                () = &mut shutdown => return Ok(()),
+            let first = match held.take() {
+                Some(m) => m,
+                None => tokio::select! {
+                    m = inbox.next() => received(m)?,
+                    () = &mut shutdown => return Ok(()),
+                    _ = learner_stopped.changed() => return Err(learner_gone(&learner_stopped)),
+                },
             };
-            let mut batch = vec![received(first)?];
+            let key = |m: &Message| {
+                addressing
+                    .device(&m.routing_key)
+                    .unwrap_or(&m.routing_key)
+                    .to_string()
+            };
+            let mut devices = std::collections::BTreeSet::from([key(&first)]);
+            let mut batch = vec![first];
             while batch.len() < usize::from(opts.window.max(1)) {
-                match inbox.ready() {
-                    Some(m) => batch.push(received(Some(m))?),
-                    None => break,
+                let Some(m) = inbox.ready() else { break };
+                let m = received(Some(m))?;
+                if !devices.insert(key(&m)) {
+                    // Its device has a message in this batch: it goes in the next one.
+                    held = Some(m);
+                    break;
                 }
+                batch.push(m);
             }
-            self.route_batch(amqp, &batch, &addressing, shared).await?;
+            let done = tokio::select! {
+                done = self.route_batch(amqp, &batch, &addressing, shared) => done?,
+                () = &mut shutdown => false,
+            };
+            if !done {
+                // Stopped in the middle: nothing of the batch is acknowledged; it is delivered
+                // again (to this router's successor), duplicates rather than losses.
+                return Ok(());
+            }
             if let Some(last) = batch.last() {
                 last.ack_through()
                     .await
@@ -258,13 +305,16 @@ impl Engine {
         }
     }
 
+    /// Republishes a batch (one message per device) and waits until each is confirmed and
+    /// routed: one whose region exchange took nothing goes to `gw.all`, one refused or not
+    /// routed at all is tried again, alone, until it is. Returns whether the batch is done.
     async fn route_batch(
         &self,
         amqp: &Amqp,
         batch: &[Message],
         addressing: &Addressing,
         shared: &Shared,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let failed = |e: crate::broker::amqp::AmqpError| Error::Failed(e.to_string());
         let mut sent = Vec::with_capacity(batch.len());
         for m in batch {
@@ -288,10 +338,25 @@ impl Engine {
             let pending = amqp.republish(m, &exchange).await.map_err(failed)?;
             sent.push((m, exchange, reason, pending));
         }
-        for (m, mut exchange, mut reason, pending) in sent {
-            let mut outcome = pending.outcome().await;
+        // Every confirm first: a return may come with any of them.
+        let mut outcomes = Vec::with_capacity(sent.len());
+        let mut returned = std::collections::BTreeSet::new();
+        for (m, exchange, reason, pending) in sent {
+            let outcome = pending.outcome().await;
+            if let Outcome::Confirmed {
+                returned: Some(key),
+            } = &outcome
+            {
+                returned.insert(key.clone());
+            }
+            outcomes.push((m, exchange, reason, outcome));
+        }
+        for (m, mut exchange, mut reason, outcome) in outcomes {
+            let mut routed = matches!(outcome, Outcome::Confirmed { .. })
+                && !returned.contains(&(exchange.clone(), m.routing_key.clone()));
+            let mut last = outcome;
             let mut delay = Duration::from_millis(200);
-            while outcome != Outcome::Routed {
+            while !routed {
                 if !amqp.is_open() {
                     return Err(Error::Failed(
                         "the connection to the backend closed; unacknowledged messages will be \
@@ -299,8 +364,11 @@ impl Engine {
                             .into(),
                     ));
                 }
-                if outcome == Outcome::Unroutable && exchange != delivery::BROADCAST_EXCHANGE {
-                    // The region's gateways do not federate their exchange now: every gateway.
+                if exchange != delivery::BROADCAST_EXCHANGE
+                    && matches!(last, Outcome::Confirmed { .. })
+                {
+                    // The region's exchange took nothing (no gateway of it linked): every
+                    // gateway.
                     exchange = delivery::BROADCAST_EXCHANGE.to_string();
                     reason = Some("unroutable");
                 } else {
@@ -308,12 +376,14 @@ impl Engine {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
-                outcome = amqp
+                // Alone in flight: its confirm and any return are its own.
+                last = amqp
                     .republish(m, &exchange)
                     .await
                     .map_err(failed)?
                     .outcome()
                     .await;
+                routed = matches!(last, Outcome::Confirmed { returned: None });
             }
             let mut guard = shared.lock();
             let stats = &mut guard.1;
@@ -330,12 +400,19 @@ impl Engine {
                 }
             }
         }
-        Ok(())
+        Ok(true)
     }
 }
 
+fn learner_gone(stopped: &tokio::sync::watch::Receiver<Option<&'static str>>) -> Error {
+    Error::Failed(format!(
+        "the router stopped learning from {} (its queue or consumer ended); unacknowledged \
+         messages will be delivered again",
+        stopped.borrow().unwrap_or("a source")
+    ))
+}
+
 struct Inboxes {
-    commands: crate::broker::amqp::Inbox,
     events: crate::broker::amqp::Inbox,
     telemetry: Option<crate::broker::amqp::Inbox>,
 }
