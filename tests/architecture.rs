@@ -397,8 +397,8 @@ fn the_engine_prints_nothing_and_the_model_calls_nothing() {
     }
 }
 
-/// Each external system from one folder: AWS from `cloud/`, RabbitMQ's HTTP API from
-/// `broker/`, tera from `render/`.
+/// Each external system from one folder: AWS from `cloud/`, RabbitMQ's HTTP API and AMQP
+/// from `broker/` (the sandbox's device and service clients aside), tera from `render/`.
 #[test]
 fn each_external_system_has_one_door() {
     for (path, f) in &files() {
@@ -415,6 +415,13 @@ fn each_external_system_has_one_door() {
         }
         if uses("reqwest") {
             assert!(path.starts_with("broker/"), "{path} calls an HTTP API");
+        }
+        // AMQP: gwctl's own (the router) from `broker/`; the sandbox's stand-in clients.
+        if uses("lapin") {
+            assert!(
+                path.starts_with("broker/") || path.starts_with("sandbox/"),
+                "{path} speaks AMQP"
+            );
         }
         if uses("tera") {
             assert!(path.starts_with("render/"), "{path} calls tera");
