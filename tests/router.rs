@@ -101,6 +101,19 @@ async fn drain(sub: &mut MqttSubscriber, idle: Duration) -> Vec<String> {
     got
 }
 
+/// The headers of the next event `key` about `user` (others are skipped).
+async fn next_event(events: &mut AmqpConsumer, key: &str, user: &str) -> BTreeMap<String, String> {
+    loop {
+        let (m, h) = events
+            .next_with_headers(WAIT)
+            .await
+            .unwrap_or_else(|| panic!("no {key} of {user} reached the backend"));
+        if m.key == key && h.get("user").is_some_and(|u| u == user) {
+            return h;
+        }
+    }
+}
+
 /// Everything received during `period`.
 async fn collect_for(sub: &mut MqttSubscriber, period: Duration) -> Vec<String> {
     let end = tokio::time::Instant::now() + period;
@@ -171,6 +184,10 @@ async fn the_router_delivers_where_the_device_is_broadcasts_in_doubt_and_loses_n
         }
     };
     let (mut us_spy, mut jp_spy) = (spy(US).await, spy(JP).await);
+    // What RabbitMQ 4.0 says when a device connects and leaves, as the backend receives it.
+    let mut events = AmqpConsumer::bind(&backend, "gwctl.events", "connection.*")
+        .await
+        .expect("event observer");
 
     // A device connected before the router started, which the router never hears of
     // (`--no-resync`): its message is broadcast and reaches it in Japan.
@@ -220,6 +237,18 @@ async fn the_router_delivers_where_the_device_is_broadcasts_in_doubt_and_loses_n
     .await
     .expect("valve subscribes");
     router_a.wait_exchange("valve-us", "gw.us-east-1").await;
+    let headers = next_event(&mut events, "connection.created", "valve-us").await;
+    eprintln!("4.0 connection.created headers: {headers:#?}");
+    assert_eq!(headers["user"], "valve-us", "the certificate's common name");
+    assert!(headers["protocol"].contains("MQTT"), "{headers:?}");
+    assert!(
+        headers["client_properties"].contains("<<\"valve-us\">>"),
+        "{headers:?}"
+    );
+    assert!(
+        headers["x-received-from"].contains("gwctl.from-gateway.us-east-1.amq.rabbitmq.event"),
+        "{headers:?}"
+    );
     let sent = amqp_publish_many(&backend, "amq.topic", commands("valve-us", 0..50))
         .await
         .expect("publish");
@@ -297,6 +326,10 @@ async fn the_router_delivers_where_the_device_is_broadcasts_in_doubt_and_loses_n
     router_a.wait_exchange("roamer", "gw.all").await;
     let mut received = collect_for(&mut roamer_jp, Duration::from_millis(400)).await;
     roamer_jp.disconnect().await;
+    let closed = next_event(&mut events, "connection.closed", "roamer").await;
+    eprintln!("4.0 connection.closed headers: {closed:#?}");
+    // 3.10 sent only the connection's name with `closed`; 4.0 sends who it was.
+    assert_eq!(closed["user"], "roamer", "{closed:?}");
     router_a.wait_exchange("roamer", "gw.us-east-1").await;
     publisher.await.expect("publisher");
     let in_us = drain(&mut roamer_us, Duration::from_secs(3)).await;

@@ -435,8 +435,65 @@ impl AmqpConsumer {
         }
     }
 
+    /// The next message with its headers as text (arrays as their elements' text, joined
+    /// with `; `): what an observer of the event exchange records.
+    pub async fn next_with_headers(
+        &mut self,
+        timeout: Duration,
+    ) -> Option<(Received, std::collections::BTreeMap<String, String>)> {
+        let d = match tokio::time::timeout(timeout, self.consumer.next()).await {
+            Ok(Some(Ok(d))) => d,
+            _ => return None,
+        };
+        let headers = d
+            .properties
+            .headers()
+            .as_ref()
+            .map(|t| {
+                t.inner()
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), header_text(v)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some((
+            Received {
+                key: d.routing_key.to_string(),
+                payload: d.data,
+            },
+            headers,
+        ))
+    }
+
     pub async fn close(self) {
         let _ = self.conn.close(200, "done".into()).await;
+    }
+}
+
+fn header_text(v: &lapin::types::AMQPValue) -> String {
+    use lapin::types::AMQPValue as V;
+    match v {
+        V::LongString(s) => s.to_string(),
+        V::ShortString(s) => s.to_string(),
+        V::Boolean(b) => b.to_string(),
+        V::LongInt(n) => n.to_string(),
+        V::LongLongInt(n) => n.to_string(),
+        V::LongUInt(n) => n.to_string(),
+        V::ShortInt(n) => n.to_string(),
+        V::Timestamp(n) => n.to_string(),
+        V::FieldArray(a) => a
+            .as_slice()
+            .iter()
+            .map(header_text)
+            .collect::<Vec<_>>()
+            .join("; "),
+        V::FieldTable(t) => t
+            .inner()
+            .iter()
+            .map(|(k, v)| format!("{k}={}", header_text(v)))
+            .collect::<Vec<_>>()
+            .join(","),
+        other => format!("{other:?}"),
     }
 }
 
