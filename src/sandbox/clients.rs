@@ -555,6 +555,74 @@ pub async fn amqp_publish_many(
     .await
 }
 
+/// One AMQP connection that publishes persistent messages one at a time, each confirmed
+/// before the next (a service sending at its own pace, as a benchmark's latency probe).
+pub struct AmqpPublisher {
+    login: Login,
+    conn: Connection,
+    channel: lapin::Channel,
+}
+
+impl AmqpPublisher {
+    pub async fn connect(login: &Login) -> Result<Self, ClientError> {
+        bounded(login, "connecting a publisher", async {
+            let err =
+                |e: lapin::Error| ClientError::Amqp(login.host.clone(), login.port, e.to_string());
+            let conn = amqp_connect(login).await?;
+            let channel = conn.create_channel().await.map_err(err)?;
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(err)?;
+            Ok(AmqpPublisher {
+                login: login.clone(),
+                conn,
+                channel,
+            })
+        })
+        .await
+    }
+
+    /// Publishes and waits for the broker's confirm (a nack is an error).
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        payload: &[u8],
+    ) -> Result<(), ClientError> {
+        let login = &self.login;
+        bounded(login, "publishing with a confirm", async {
+            let err =
+                |e: lapin::Error| ClientError::Amqp(login.host.clone(), login.port, e.to_string());
+            let confirm = self
+                .channel
+                .basic_publish(
+                    exchange.into(),
+                    routing_key.into(),
+                    BasicPublishOptions::default(),
+                    payload,
+                    BasicProperties::default().with_delivery_mode(2),
+                )
+                .await
+                .map_err(err)?;
+            if confirm.await.map_err(err)?.is_ack() {
+                Ok(())
+            } else {
+                Err(ClientError::Amqp(
+                    login.host.clone(),
+                    login.port,
+                    "the broker refused a message (nack)".into(),
+                ))
+            }
+        })
+        .await
+    }
+
+    pub async fn close(self) {
+        let _ = self.conn.close(200, "done".into()).await;
+    }
+}
+
 /// Declares a durable queue bound to `exchange` with `binding_key` (messages wait there
 /// while nobody consumes, and survive a broker restart).
 pub async fn declare_durable_queue(
