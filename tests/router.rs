@@ -444,10 +444,10 @@ async fn the_router_delivers_where_the_device_is_broadcasts_in_doubt_and_loses_n
         router_b.metric("gwctl_router_broadcast_total{reason=\"unroutable\"}"),
         3
     );
-    let (policy, _) =
+    let policy =
         gwctl::model::federation::gateway_link_policies(&stack.gateway(JP).expect("JP").spec)
             .into_iter()
-            .find(|(p, _)| p.name == link_policy)
+            .find(|p| p.name == link_policy)
             .expect("JP's link policy");
     jp_admin
         .put_policy("/", &policy)

@@ -77,7 +77,7 @@ impl Message {
             .inner()
             .iter()
             .find(|(k, _)| k.as_str() == name)
-            .map(|(_, v)| texts(v))
+            .map(|(_, v)| header_texts(v))
     }
 
     /// The exchange the message entered through its last federation hop (the downstream
@@ -98,7 +98,7 @@ impl Message {
             .inner()
             .iter()
             .find(|(k, _)| k.as_str() == "exchange")
-            .and_then(|(_, v)| texts(v).into_iter().next())
+            .and_then(|(_, v)| header_texts(v).into_iter().next())
     }
 
     /// Acknowledges this message and every earlier one of its consumer.
@@ -111,11 +111,20 @@ impl Message {
     }
 }
 
-fn texts(v: &AMQPValue) -> Vec<String> {
+/// A header value as text: strings as they are, numbers and booleans printed, an array as
+/// its elements' texts, a table as one `key=value,…` text.
+pub fn header_texts(v: &AMQPValue) -> Vec<String> {
     match v {
         AMQPValue::LongString(s) => vec![s.to_string()],
         AMQPValue::ShortString(s) => vec![s.to_string()],
-        AMQPValue::FieldArray(a) => a.as_slice().iter().flat_map(texts).collect(),
+        AMQPValue::FieldArray(a) => a.as_slice().iter().flat_map(header_texts).collect(),
+        AMQPValue::FieldTable(t) => vec![
+            t.inner()
+                .iter()
+                .map(|(k, v)| format!("{k}={}", header_texts(v).join("; ")))
+                .collect::<Vec<_>>()
+                .join(","),
+        ],
         AMQPValue::Boolean(b) => vec![b.to_string()],
         AMQPValue::LongInt(n) => vec![n.to_string()],
         AMQPValue::LongLongInt(n) => vec![n.to_string()],

@@ -281,7 +281,7 @@ impl Engine {
         client: &Client,
         cluster: &str,
     ) -> Result<()> {
-        for (p, _) in gateway_link_policies(gw) {
+        for p in gateway_link_policies(gw) {
             client
                 .delete_policy(VHOST, &p.name)
                 .await
@@ -298,7 +298,7 @@ impl Engine {
         client: &Client,
         cluster: &str,
     ) -> Result<()> {
-        for (p, _) in gateway_link_policies(gw) {
+        for p in gateway_link_policies(gw) {
             client
                 .put_policy(VHOST, &p)
                 .await

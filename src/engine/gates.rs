@@ -225,9 +225,11 @@ impl Engine {
                 )
             })
         }
-        let from_backend: Vec<String> = crate::model::federation::gateway_link_policies(gw)
-            .into_iter()
-            .flat_map(|(_, upstreams)| upstreams)
+        let from_backend: Vec<String> = gw
+            .federation
+            .from_backend
+            .iter()
+            .map(|x| crate::model::federation::gateway_upstream_name(&x.exchange))
             .collect();
         match gateway.federation_links().await {
             Ok(links) => failures.extend(check(

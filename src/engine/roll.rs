@@ -250,12 +250,10 @@ impl Engine {
             };
             let missing: Vec<_> = federating
                 .iter()
-                .filter(|(_, upstreams)| {
-                    upstreams
-                        .iter()
-                        .any(|u| !links.iter().any(|l| &l.upstream == u))
+                .filter(|p| {
+                    let upstream = p.definition["federation-upstream"].as_str();
+                    !links.iter().any(|l| Some(l.upstream.as_str()) == upstream)
                 })
-                .map(|(policy, _)| policy)
                 .collect();
             if missing.is_empty() {
                 return;

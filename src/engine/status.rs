@@ -304,10 +304,7 @@ async fn region_status(engine: &Engine, gw: &GatewaySpec) -> Result<RegionStatus
         ));
     }
     let expected_links = crate::model::federation::backend_upstreams(gw, &[]).len()
-        + crate::model::federation::gateway_link_policies(gw)
-            .iter()
-            .map(|(_, upstreams)| upstreams.len())
-            .sum::<usize>();
+        + gw.federation.from_backend.len();
     if engine.scope.federation() && links.len() < expected_links {
         problems.push(format!(
             "{} of {expected_links} federation links exist",

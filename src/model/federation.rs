@@ -269,8 +269,6 @@ pub fn from_backend_exchange(exchange: &str) -> String {
 pub struct GatewaySide {
     pub upstreams: Vec<Upstream>,
     pub policies: Vec<Policy>,
-    /// Each federation policy with the upstreams its links connect through.
-    pub links: Vec<(Policy, Vec<String>)>,
 }
 
 /// The gateway side: for each exchange federated from the backend, its upstream (its buffer
@@ -295,7 +293,6 @@ pub fn gateway_side(
     let mut side = GatewaySide {
         upstreams: Vec::new(),
         policies: Vec::new(),
-        links: Vec::new(),
     };
     for x in &gw.federation.from_backend {
         let name = gateway_upstream_name(&x.exchange);
@@ -311,13 +308,11 @@ pub fn gateway_side(
             exchange,
             settings: settings.clone(),
         });
-        let policy = Policy::federate(
+        side.policies.push(Policy::federate(
             format!("federate-from-backend.{}", x.exchange),
             &from_backend_exchange(&x.exchange),
             &name,
-        );
-        side.policies.push(policy.clone());
-        side.links.push((policy, vec![name]));
+        ));
     }
     side.policies.push(Policy::bound_buffers(
         "gwctl.buffers.to-backend".into(),
@@ -332,11 +327,14 @@ pub fn gateway_upstream_name(exchange: &str) -> String {
     format!("backend.{exchange}")
 }
 
-/// The gateway's policies federating from the backend, as its definitions declare them, each
-/// with the upstreams of its links (what `upgrade` checks, pauses, resumes, or re-creates when
-/// a link is lost).
-pub fn gateway_link_policies(gw: &GatewaySpec) -> Vec<(Policy, Vec<String>)> {
-    gateway_side(gw, &[], 1).links
+/// The gateway's policies federating from the backend, as its definitions declare them
+/// (what `upgrade` pauses, resumes, or re-creates when a link is lost).
+pub fn gateway_link_policies(gw: &GatewaySpec) -> Vec<Policy> {
+    gateway_side(gw, &[], 1)
+        .policies
+        .into_iter()
+        .filter(|p| p.definition.get("federation-upstream").is_some())
+        .collect()
 }
 
 /// The backend's exchange receiving what one region's gateways send to `exchange`: each

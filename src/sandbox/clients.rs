@@ -452,7 +452,12 @@ impl AmqpConsumer {
             .map(|t| {
                 t.inner()
                     .iter()
-                    .map(|(k, v)| (k.to_string(), header_text(v)))
+                    .map(|(k, v)| {
+                        (
+                            k.to_string(),
+                            crate::broker::amqp::header_texts(v).join("; "),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -467,33 +472,6 @@ impl AmqpConsumer {
 
     pub async fn close(self) {
         let _ = self.conn.close(200, "done".into()).await;
-    }
-}
-
-fn header_text(v: &lapin::types::AMQPValue) -> String {
-    use lapin::types::AMQPValue as V;
-    match v {
-        V::LongString(s) => s.to_string(),
-        V::ShortString(s) => s.to_string(),
-        V::Boolean(b) => b.to_string(),
-        V::LongInt(n) => n.to_string(),
-        V::LongLongInt(n) => n.to_string(),
-        V::LongUInt(n) => n.to_string(),
-        V::ShortInt(n) => n.to_string(),
-        V::Timestamp(n) => n.to_string(),
-        V::FieldArray(a) => a
-            .as_slice()
-            .iter()
-            .map(header_text)
-            .collect::<Vec<_>>()
-            .join("; "),
-        V::FieldTable(t) => t
-            .inner()
-            .iter()
-            .map(|(k, v)| format!("{k}={}", header_text(v)))
-            .collect::<Vec<_>>()
-            .join(","),
-        other => format!("{other:?}"),
     }
 }
 

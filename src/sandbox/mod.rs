@@ -594,12 +594,9 @@ impl Sandbox {
                 .map(|g| federation::backend_upstreams(&g.spec, &[]).len())
                 .sum()
         } else {
-            self.stack.gateway(name).map_or(0, |g| {
-                federation::gateway_link_policies(&g.spec)
-                    .iter()
-                    .map(|(_, upstreams)| upstreams.len())
-                    .sum()
-            })
+            self.stack
+                .gateway(name)
+                .map_or(0, |g| g.spec.federation.from_backend.len())
         }
     }
 
