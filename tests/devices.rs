@@ -179,6 +179,18 @@ async fn devices_reach_their_own_topics_only() {
         .disconnect()
         .await;
 
+    // A reconnection storm logs in as many devices at once as reconnect: the devices' listener
+    // and the authorizer (one broker connection per concurrent login) both keep deep accept
+    // queues, since a SYN dropped from a full one is retried only after a second.
+    let node = sandbox.layout.node(GW).expect("gateway node");
+    for (what, port) in [
+        ("MQTT listener", node.ports.mqtt),
+        ("device authorizer", node.authorizer),
+    ] {
+        let backlog = listen_backlog(port).unwrap_or_else(|| panic!("{what} listens on {port}"));
+        assert!(backlog >= 4096, "{what}'s listen backlog is {backlog}");
+    }
+
     // The probe of upgrade's gates does what a device does, verified against the region's
     // name wherever it connects: a round trip as a device of the fleet works; the wrong name,
     // another CA's certificate, a revoked id or a message that never comes fail, and say so.
@@ -263,6 +275,16 @@ async fn devices_reach_their_own_topics_only() {
         .expect("links");
     assert_eq!(links[BACKEND].len(), 2);
     sandbox.stop(Duration::from_secs(5)).await;
+}
+
+/// The accept queue length of the socket listening on `port` (`ss` shows it as Send-Q).
+fn listen_backlog(port: u16) -> Option<u32> {
+    let out = std::process::Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{port}")])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace().nth(2)?.parse().ok()
 }
 
 /// Sends a plaintext MQTT 3.1.1 CONNECT to `port`; the CONNACK's bytes, if any came.

@@ -137,7 +137,8 @@ impl Layout {
         })
     }
 
-    fn node(&self, name: &str) -> Result<&NodePorts, SandboxError> {
+    /// The ports of node `name`.
+    pub fn node(&self, name: &str) -> Result<&NodePorts, SandboxError> {
         self.nodes.get(name).ok_or_else(|| {
             SandboxError::Failed(format!("the sandbox layout has no node for `{name}`"))
         })
