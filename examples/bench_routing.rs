@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures_util::StreamExt;
 use gwctl::model::federation::Policy;
 use gwctl::sandbox::clients::{
     AmqpConsumer, AmqpPublisher, Login, MqttSubscriber, amqp_publish_many,
@@ -130,8 +131,13 @@ async fn main() {
             std::process::exit(1)
         });
     let mut runs = Vec::new();
+    // BENCH_MODES (e.g. `propagation,router`) runs a subset, for looking at one mode.
+    let only = std::env::var("BENCH_MODES").unwrap_or_default();
     for mode in [Mode::Broadcast, Mode::Router, Mode::Propagation] {
-        runs.push(run(&a, mode, &exe).await);
+        let key = mode.name().split(' ').next_back().unwrap_or_default();
+        if only.is_empty() || only.split(',').any(|m| m.trim() == key) {
+            runs.push(run(&a, mode, &exe).await);
+        }
     }
     println!(
         "\n## {} gateways, {} devices each, {} messages",
@@ -221,27 +227,42 @@ async fn run(a: &Args, mode: Mode, exe: &Path) -> Run {
     // Devices, subscribed; each records (sequence, receive time).
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, usize, u128)>();
     let mut ids = Vec::new();
-    let mut tasks = Vec::new();
+    let mut logins = Vec::new();
     for (k, g) in gateways.iter().enumerate() {
         for i in 0..a.devices {
             let id = format!("g{k}-dev{i}");
-            let login = sandbox.device_login(g, &id).expect("device");
-            let mut sub = MqttSubscriber::connect(&login, &id, &format!("commands/{id}/#"), WAIT)
-                .await
-                .expect("device subscribes");
-            let (tx, region) = (tx.clone(), g.clone());
-            tasks.push(tokio::spawn(async move {
-                while let Some(m) = sub.next(Duration::from_secs(120)).await {
-                    let seq = String::from_utf8_lossy(&m.payload)
-                        .split(' ')
-                        .next()
-                        .and_then(|s| s.parse().ok())
-                        .unwrap_or(usize::MAX);
-                    let _ = tx.send((region.clone(), seq, now_us()));
-                }
-            }));
+            logins.push((
+                g.clone(),
+                sandbox.device_login(g, &id).expect("device"),
+                id.clone(),
+            ));
             ids.push(id);
         }
+    }
+    let subscribed: Vec<(String, MqttSubscriber)> = futures_util::stream::iter(logins)
+        .map(|(g, login, id)| async move {
+            let sub = MqttSubscriber::connect(&login, &id, &format!("commands/{id}/#"), WAIT)
+                .await
+                .expect("device subscribes");
+            (g, sub)
+        })
+        .buffer_unordered(20)
+        .collect()
+        .await;
+    let mut tasks = Vec::new();
+    for (region, mut sub) in subscribed {
+        let tx = tx.clone();
+        // Reads until the run aborts it: a reader that gave up would drop its device.
+        tasks.push(tokio::spawn(async move {
+            while let Some(m) = sub.next(Duration::from_secs(3600)).await {
+                let seq = String::from_utf8_lossy(&m.payload)
+                    .split(' ')
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(usize::MAX);
+                let _ = tx.send((region.clone(), seq, now_us()));
+            }
+        }));
     }
     if let Some(_r) = &router {
         wait_located(router_listen, ids.len()).await;
@@ -279,11 +300,14 @@ async fn run(a: &Args, mode: Mode, exe: &Path) -> Run {
     }
     let mut burst = Vec::new();
     let mut per_gateway: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let burst_start = Instant::now();
+    let deadline = burst_start + Duration::from_secs(120);
+    let mut by_region: BTreeMap<String, usize> = BTreeMap::new();
     while burst.len() < a.messages && Instant::now() < deadline {
         match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
             Ok(Some((region, seq, at))) if seq < a.messages => {
                 burst.push(at.saturating_sub(sent_at[seq]));
+                *by_region.entry(region.clone()).or_default() += 1;
                 if mode == Mode::Propagation {
                     let e = per_gateway.entry(region).or_default();
                     e.0 += 1;
@@ -292,6 +316,27 @@ async fn run(a: &Args, mode: Mode, exe: &Path) -> Run {
             }
             Ok(Some(_)) => {}
             _ => break,
+        }
+    }
+    eprintln!(
+        "burst: {} of {} received in {:.1} s: {by_region:?}",
+        burst.len(),
+        a.messages,
+        burst_start.elapsed().as_secs_f64()
+    );
+    if burst.len() < a.messages {
+        for g in &gateways {
+            let qs = sandbox
+                .admin(g)
+                .expect("admin")
+                .queues("/", "mqtt-")
+                .await
+                .expect("queues");
+            let waiting: u64 = qs.iter().map(|q| q.1).sum();
+            eprintln!(
+                "  {g}: {} device queues, {waiting} messages waiting in them",
+                qs.len()
+            );
         }
     }
     for (g, mut spy) in spies {
@@ -397,12 +442,17 @@ async fn run(a: &Args, mode: Mode, exe: &Path) -> Run {
     }
 }
 
+/// The router's `/stats` at `addr` (null while it does not answer).
+async fn stats(addr: std::net::SocketAddr) -> serde_json::Value {
+    match gwctl::broker::router_api::get(addr, "stats").await {
+        Ok(body) => serde_json::from_str(&body).unwrap_or_default(),
+        Err(_) => serde_json::Value::Null,
+    }
+}
+
 /// Messages the router at `addr` routed or broadcast so far.
 async fn routed(addr: std::net::SocketAddr) -> u64 {
-    let Ok(body) = gwctl::broker::router_api::get(addr, "stats").await else {
-        return 0;
-    };
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let v = stats(addr).await;
     let sum = |k: &str| -> u64 {
         v[k].as_object()
             .map(|m| m.values().filter_map(|x| x.as_u64()).sum())
@@ -413,13 +463,7 @@ async fn routed(addr: std::net::SocketAddr) -> u64 {
 
 async fn wait_located(addr: std::net::SocketAddr, devices: usize) {
     let start = Instant::now();
-    loop {
-        if let Ok(body) = gwctl::broker::router_api::get(addr, "stats").await {
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-            if v["locations"].as_u64().unwrap_or(0) >= devices as u64 {
-                return;
-            }
-        }
+    while stats(addr).await["locations"].as_u64().unwrap_or(0) < devices as u64 {
         assert!(
             start.elapsed() < WAIT,
             "the router did not locate every device"
@@ -437,24 +481,40 @@ async fn storm(sandbox: &Sandbox, region: &str, count: usize) -> usize {
         .await
         .expect("binding events");
     let started = Instant::now();
-    let parallel = 100;
-    let ids: Vec<String> = (0..count).map(|i| format!("storm-{i}")).collect();
-    for wave in ids.chunks(parallel) {
-        let connects = wave.iter().map(|id| {
-            let login = sandbox.device_login(region, id).expect("device");
-            async move {
-                if let Ok(s) =
-                    MqttSubscriber::connect(&login, id, &format!("commands/{id}/#"), WAIT).await
-                {
+    // A steady stream of `PARALLEL` connects in flight (not waves: a wave waits for its slowest).
+    const PARALLEL: usize = 100;
+    let connects = (0..count).map(|i| {
+        let id = format!("storm-{i}");
+        let login = sandbox.device_login(region, &id).expect("device");
+        async move {
+            let t = Instant::now();
+            let ok = match MqttSubscriber::connect(&login, &id, &format!("commands/{id}/#"), WAIT)
+                .await
+            {
+                Ok(s) => {
                     s.disconnect().await;
+                    true
                 }
-            }
-        });
-        futures_util::future::join_all(connects).await;
-    }
+                Err(_) => false,
+            };
+            (ok, t.elapsed().as_micros())
+        }
+    });
+    let results: Vec<(bool, u128)> = futures_util::stream::iter(connects)
+        .buffer_unordered(PARALLEL)
+        .collect()
+        .await;
+    let failed = results.iter().filter(|(ok, _)| !ok).count();
+    let mut took: Vec<u128> = results.iter().map(|(_, t)| *t).collect();
+    took.sort_unstable();
+    let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "storm: {count} devices connected, subscribed and left in {:.1} s",
-        started.elapsed().as_secs_f64()
+        "storm: {count} devices connected, subscribed and left in {secs:.1} s ({:.0}/s, {failed} failed); \
+         connect+subscribe p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        count as f64 / secs,
+        percentile(&took, 0.5),
+        percentile(&took, 0.99),
+        percentile(&took, 1.0),
     );
     let mut changes = 0;
     while events.next(Duration::from_secs(3)).await.is_some() {

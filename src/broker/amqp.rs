@@ -32,6 +32,47 @@ pub struct AmqpLogin {
     pub user: String,
     pub password: Secret,
     pub ca_pem: String,
+    /// A client certificate and its key (PEM), presented when the broker asks for one.
+    pub identity: Option<(String, Secret)>,
+}
+
+/// Opens an AMQPS connection as `login`; `name` shows in the broker's connection list. The
+/// one place a connection is set up: the router's [`Amqp`] and the sandbox's clients use it.
+pub async fn connect(login: &AmqpLogin, name: &str) -> Result<Connection, AmqpError> {
+    let err = |what: &str, e: String| AmqpError {
+        endpoint: format!("{}:{}", login.host, login.port),
+        what: what.to_string(),
+        message: e,
+    };
+    let enc = crate::model::federation::encode_component;
+    let uri = format!(
+        "amqps://{}:{}@{}:{}/%2f?heartbeat=30",
+        enc(&login.user),
+        enc(login.password.expose()),
+        login.host,
+        login.port
+    );
+    let tls = lapin::tcp::OwnedTLSConfig {
+        identity: login
+            .identity
+            .as_ref()
+            .map(|(cert, key)| lapin::tcp::OwnedIdentity::PKCS8 {
+                pem: cert.as_bytes().to_vec(),
+                key: key.expose().as_bytes().to_vec(),
+            }),
+        cert_chain: Some(login.ca_pem.clone()),
+    };
+    let runtime = lapin::runtime::default_runtime().map_err(|e| err("runtime", e.to_string()))?;
+    let connect = Connection::connect_with_config(
+        &uri,
+        ConnectionProperties::default().with_connection_name(name.into()),
+        tls,
+        runtime,
+    );
+    tokio::time::timeout(TIMEOUT, connect)
+        .await
+        .map_err(|_| err("connecting", "no answer".into()))?
+        .map_err(|e| err("connecting", e.to_string()))
 }
 
 /// A queue the router declares.
@@ -237,30 +278,7 @@ impl Amqp {
             what: what.to_string(),
             message: e,
         };
-        let enc = crate::model::federation::encode_component;
-        let uri = format!(
-            "amqps://{}:{}@{}:{}/%2f?heartbeat=30",
-            enc(&login.user),
-            enc(login.password.expose()),
-            login.host,
-            login.port
-        );
-        let tls = lapin::tcp::OwnedTLSConfig {
-            identity: None,
-            cert_chain: Some(login.ca_pem.clone()),
-        };
-        let runtime =
-            lapin::runtime::default_runtime().map_err(|e| err("runtime", e.to_string()))?;
-        let connect = Connection::connect_with_config(
-            &uri,
-            ConnectionProperties::default().with_connection_name(name.into()),
-            tls,
-            runtime,
-        );
-        let conn = tokio::time::timeout(TIMEOUT, connect)
-            .await
-            .map_err(|_| err("connecting", "no answer".into()))?
-            .map_err(|e| err("connecting", e.to_string()))?;
+        let conn = connect(login, name).await?;
         let consume = conn
             .create_channel()
             .await

@@ -6,15 +6,8 @@ use std::time::Duration;
 /// `GET http://ADDR/PATH`: the body of a 200 answer.
 pub async fn get(addr: SocketAddr, path: &str) -> Result<String, String> {
     let url = format!("http://{addr}/{}", path.trim_start_matches('/'));
-    // Plain HTTP on a private address; reqwest still wants a TLS configuration with its
-    // crypto provider named (no process-wide default is installed).
-    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(rustls::RootCertStore::empty())
-    .with_no_client_auth();
+    // Plain HTTP on a private address.
+    let tls = crate::pki::plain_http_config().map_err(|e| e.to_string())?;
     let client = reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .timeout(Duration::from_secs(5))

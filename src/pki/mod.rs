@@ -348,12 +348,7 @@ pub fn client_config(
     ca_pem: &str,
     identity: Option<(&str, &Secret)>,
 ) -> Result<rustls::ClientConfig, PkiError> {
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| PkiError::Rejected(e.to_string()))?
-    .with_root_certificates(roots(ca_pem)?);
+    let builder = config_builder()?.with_root_certificates(roots(ca_pem)?);
     match identity {
         None => Ok(builder.with_no_client_auth()),
         Some((cert, key)) => {
@@ -364,6 +359,25 @@ pub fn client_config(
                 .map_err(|e| PkiError::Rejected(e.to_string()))
         }
     }
+}
+
+/// A rustls client configuration trusting no CA, for an HTTP client that speaks plain HTTP
+/// only but wants a TLS configuration with its crypto provider named (no process-wide default
+/// is installed).
+pub fn plain_http_config() -> Result<rustls::ClientConfig, PkiError> {
+    Ok(config_builder()?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth())
+}
+
+/// The one choice of crypto provider and protocol versions every client configuration makes.
+fn config_builder()
+-> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>, PkiError> {
+    rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| PkiError::Rejected(e.to_string()))
 }
 
 fn explain(e: rustls::Error, info: &CertInfo, name: &str) -> PkiError {

@@ -170,6 +170,7 @@ impl Engine {
             user: creds.user.clone(),
             password,
             ca_pem,
+            identity: None,
         })
     }
 
