@@ -44,28 +44,55 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write the region file of a new gateway region: a VPC network free of every other
+    /// region's and the backend's, one subnet in each of up to three zones that offer the
+    /// broker instance type (asked from AWS, or --zones), the image gwctl's RabbitMQ needs.
+    /// Never overwrites a file.
+    ///
+    /// Example: gwctl init eu-central-1 && gwctl plan eu-central-1
+    Init(InitArgs),
     /// Check region files: schema, networks, ports, names, secret sources.
+    ///
+    /// Example: gwctl validate --all
     Validate(ValidateArgs),
     /// Print the JSON Schema of region files (for editor completion).
+    ///
+    /// Example: gwctl schema gateway > gateway.schema.json
     Schema(SchemaArgs),
     /// Render a region's broker configuration, definitions and cloud-init user-data.
+    ///
+    /// Example: gwctl render us-east-1 --out rendered/
     Render(RenderArgs),
     /// Show the state of gateway regions: resources, instances, federation links.
+    ///
+    /// Example: gwctl status --all --json
     Status(StatusArgs),
     /// Show what `up` would change in AWS, without changing anything.
+    ///
+    /// Example: gwctl plan us-east-1 --out us-east-1.plan.json --detailed-exitcode
     Plan(PlanArgs),
     /// Create or update the gateway regions' AWS resources to match the region files.
+    ///
+    /// Example: gwctl up us-east-1
     Up(UpArgs),
     /// Delete every AWS resource gwctl owns in a gateway region.
+    ///
+    /// Example: gwctl down ap-northeast-1
     Down(DownArgs),
     /// Roll out what `up` holds back, one step at a time behind health gates: new VPN tunnel
     /// options (one tunnel at a time), broker replacements. Regions in order, the first as
     /// canary; run it again to resume after an interruption.
+    ///
+    /// Example: gwctl upgrade --all
     Upgrade(UpgradeArgs),
     /// Break a stale lock (left by an interrupted run) on a gateway region.
+    ///
+    /// Example: gwctl unlock us-east-1
     Unlock(UnlockArgs),
     /// Rehearse losing a gateway region: which region Route53 answers each client location,
     /// now and with REGION down (dry by default; `--live` really fails its health checks).
+    ///
+    /// Example: gwctl drill us-east-1
     Drill(DrillArgs),
     /// Run the stack on this machine: local RabbitMQ nodes stand in for every region's brokers.
     #[command(subcommand)]
@@ -80,6 +107,48 @@ pub enum Command {
     /// device goes only to the region where the device is, to every region when in doubt.
     #[command(subcommand)]
     Router(RouterCommand),
+    /// Print a shell completion script for bash, zsh or fish.
+    ///
+    /// Example: source <(gwctl completions bash)
+    Completions(CompletionsArgs),
+    /// Print gwctl's man page (roff), or write one page per command into a directory.
+    ///
+    /// Example: gwctl man --out /usr/local/share/man/man1
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The AWS region, e.g. `eu-central-1`.
+    #[arg(value_name = "REGION")]
+    pub region: String,
+    /// The brokers' instance type (only zones offering it are used).
+    #[arg(long, default_value = "c6i.large", value_name = "TYPE")]
+    pub instance_type: String,
+    /// Use these zones instead of asking AWS (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "ZONE,...")]
+    pub zones: Option<Vec<String>>,
+    /// Ask AWS nothing (needs --zones; the image is not looked up).
+    #[arg(long, requires = "zones")]
+    pub offline: bool,
+    /// Print what was written as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write gwctl.1 and gwctl-COMMAND.1 for every command into DIR instead of printing
+    /// gwctl.1.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,10 +200,14 @@ pub struct RouterLookupArgs {
 #[derive(Debug, Subcommand)]
 pub enum CaCommand {
     /// Create a CA: writes DIR/NAME.pem (certificate) and DIR/NAME.key (private key, 0600).
+    ///
+    /// Example: gwctl ca create device-ca --out secrets/
     Create(CaCreateArgs),
     /// Issue the certificate the backend's federation links present to gateways (stack CA):
     /// writes DIR/gwctl-link.pem, DIR/gwctl-link.key and DIR/gwctl-stack-ca.pem, to install
     /// on every backend node at the paths of backend.yaml's `tls`.
+    ///
+    /// Example: gwctl ca issue-link --out secrets/
     IssueLink(OutArgs),
 }
 
@@ -162,6 +235,8 @@ pub enum DeviceCommand {
     /// Issue a device certificate with the device CA (backend.yaml's `tls.device_ca`): writes
     /// DIR/DEVICE_ID.pem, DIR/DEVICE_ID.key (0600) and DIR/ca.pem (what the device verifies
     /// brokers with). For small fleets and tests; large fleets use their own device CA.
+    ///
+    /// Example: gwctl device issue valve-3 --out devices/
     Issue(DeviceIssueArgs),
 }
 
@@ -209,19 +284,29 @@ pub struct RenderArgs {
 pub enum SandboxCommand {
     /// Render every region and start the backend and one node per gateway as local RabbitMQ
     /// nodes on loopback ports; writes DIR/endpoints.json for `--broker-endpoints`.
+    ///
+    /// Example: gwctl sandbox start --dir .sandbox/run
     Start(SandboxArgs),
     /// Stop the nodes `sandbox start` left running.
+    ///
+    /// Example: gwctl sandbox stop
     Stop(SandboxDirArgs),
     /// Follow the cloud (moto at AWS_ENDPOINT_URL): the backend node, and one local node per
     /// gateway broker instance AWS reports, booted for instances whose user-data the region
     /// files render, drained and stopped when the instance stops or goes. Runs until
     /// interrupted; DIR/endpoints.json maps each instance to its node.
+    ///
+    /// Example: gwctl sandbox follow --interval-ms 500
     Follow(FollowArgs),
     /// Prove a round trip: telemetry from a device in one region to the backend, a command
     /// from the backend to a device in another.
+    ///
+    /// Example: gwctl sandbox roundtrip --telemetry-from ap-northeast-1 --command-to us-east-1
     Roundtrip(RoundtripArgs),
     /// Connect many devices at once to a gateway (each with its own certificate, over TLS):
     /// reports the connect rate and the node's memory per idle connection.
+    ///
+    /// Example: gwctl sandbox storm --region us-east-1 --devices 1000 --parallel 200
     Storm(StormArgs),
 }
 

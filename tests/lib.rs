@@ -8,6 +8,7 @@ mod certificates;
 mod devices;
 mod dns;
 mod federation;
+mod init;
 mod lock;
 
 mod rabbitmq;
@@ -15,6 +16,7 @@ mod render;
 mod router;
 mod sandbox;
 mod schema;
+mod shell;
 mod upgrade;
 mod validate;
 mod vpn;

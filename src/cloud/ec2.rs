@@ -690,6 +690,40 @@ pub async fn managed_prefix_list(c: &Client, name: &str) -> Result<String, Cloud
         })
 }
 
+/// The region's availability zones (not Local or Wavelength Zones) that are available and
+/// offer `instance_type`, by name. A zone may lack an instance type (c6i is missing from
+/// some older zones), and RunInstances fails there only when a broker lands in it.
+pub async fn zones_offering(c: &Client, instance_type: &str) -> Result<Vec<String>, CloudError> {
+    let zones = c
+        .describe_availability_zones()
+        .filters(filter("zone-type", "availability-zone"))
+        .filters(filter("state", "available"))
+        .send()
+        .await
+        .op("DescribeAvailabilityZones")?;
+    let offered = c
+        .describe_instance_type_offerings()
+        .location_type(aws_sdk_ec2::types::LocationType::AvailabilityZone)
+        .filters(filter("instance-type", instance_type))
+        .send()
+        .await
+        .op("DescribeInstanceTypeOfferings")?;
+    let offered: BTreeSet<&str> = offered
+        .instance_type_offerings()
+        .iter()
+        .filter_map(|o| o.location())
+        .collect();
+    let mut names: Vec<String> = zones
+        .availability_zones()
+        .iter()
+        .filter_map(|z| z.zone_name())
+        .filter(|z| offered.contains(z))
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 /// Every image `ami` selects, newest first (an explicit id: that one image).
 pub async fn matching_images(c: &Client, ami: &Ami) -> Result<Vec<Image>, CloudError> {
     let req = match ami {

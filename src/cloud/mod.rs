@@ -315,6 +315,11 @@ impl Aws {
         .await
     }
 
+    /// The available zones of this region that offer `instance_type`, by name.
+    pub async fn zones_offering(&self, instance_type: &str) -> Result<Vec<String>, CloudError> {
+        ec2::zones_offering(&self.ec2, instance_type).await
+    }
+
     /// Every image `ami` selects, newest first; an error when none does.
     pub async fn matching_images(&self, ami: &Ami) -> Result<Vec<Image>, CloudError> {
         ec2::matching_images(&self.ec2, ami).await

@@ -5,11 +5,13 @@
 mod ca;
 mod down;
 mod drill;
+mod init;
 mod plan;
 mod render;
 mod router;
 mod sandbox;
 mod schema;
+mod shell;
 mod status;
 mod unlock;
 mod up;
@@ -26,6 +28,7 @@ use crate::spec::Selection;
 
 pub fn run(cli: Cli, printer: &Printer) -> Result<Status> {
     match cli.command {
+        Command::Init(ref args) => init::run(&cli.regions, args, printer),
         Command::Validate(args) => validate::run(&cli.regions, &args, printer),
         Command::Schema(args) => schema::run(&args, printer),
         Command::Render(args) => render::run(&cli.regions, &args, printer),
@@ -55,6 +58,8 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<Status> {
         Command::Device(DeviceCommand::Issue(ref args)) => {
             ca::issue_device(&cli.regions, args, printer)
         }
+        Command::Completions(ref args) => shell::completions(args, printer),
+        Command::Man(ref args) => shell::man(args, printer),
         Command::Sandbox(SandboxCommand::Roundtrip(ref args)) => {
             sandbox::roundtrip(&cli.regions, cli.broker_endpoints.as_deref(), args, printer)
         }

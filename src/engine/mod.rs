@@ -15,6 +15,7 @@ pub mod drill;
 pub mod events;
 pub mod federation;
 pub mod gates;
+pub mod init;
 pub mod instances;
 pub mod lock;
 pub mod planning;

@@ -3,6 +3,7 @@
 //! RabbitMQ or tera, and nothing here imports a layer above it (plan, engine, commands):
 //! every other layer speaks these types.
 
+pub mod addressing;
 pub mod delivery;
 pub mod dns;
 pub mod federation;

@@ -304,6 +304,10 @@ fn templates() -> Result<Tera, RenderError> {
             "support/user-data.yaml",
             include_str!("../../templates/support/user-data.yaml.tera"),
         ),
+        (
+            "region.yaml",
+            include_str!("../../templates/region.yaml.tera"),
+        ),
     ];
     tera.add_raw_templates(sources)
         .map_err(|e| RenderError::Template("(compile)".into(), error_chain(&e)))?;
@@ -345,6 +349,17 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 fn render(tera: &Tera, name: &str, ctx: &tera::Context) -> Result<String, RenderError> {
     tera.render(name, ctx)
         .map_err(|e| RenderError::Template(name.to_string(), error_chain(&e)))
+}
+
+/// The region file of a new gateway region (`gwctl init`).
+pub fn region_file(new: &crate::model::addressing::NewRegion) -> Result<String, RenderError> {
+    let mut ctx = tera::Context::new();
+    ctx.insert("r", new);
+    let mut text = render(&templates()?, "region.yaml", &ctx)?;
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    Ok(text)
 }
 
 /// Where a region's secrets live in SSM Parameter Store.

@@ -172,6 +172,43 @@ pub fn load(dir: &Path, selection: &Selection) -> Result<Stack, Vec<Diagnostic>>
     }
 }
 
+/// Every network the region files in `dir` claim (the backend's `network_cidr`, each gateway's
+/// `network.vpc_cidr`), read leniently: a file that fails validation for another reason (a
+/// secret not set here, a typo elsewhere) still claims its network, so `gwctl init` never
+/// hands the same addresses out twice.
+pub fn claimed_networks(dir: &Path) -> std::io::Result<Vec<(PathBuf, ipnet::Ipv4Net)>> {
+    let mut claims = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if !path.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+            continue;
+        }
+        let Ok(doc) = std::fs::read_to_string(&path).map(|src| yaml::parse(&src)) else {
+            continue;
+        };
+        let Ok(doc) = doc else { continue };
+        for pointer in ["/network_cidr", "/network/vpc_cidr"] {
+            if let Some(net) = doc
+                .value
+                .pointer(pointer)
+                .and_then(|v| v.as_str())
+                .and_then(|s| s.parse::<ipnet::Ipv4Net>().ok())
+            {
+                claims.push((path.clone(), net));
+            }
+        }
+    }
+    claims.sort();
+    Ok(claims)
+}
+
+/// The `stack` name backend.yaml in `dir` gives, read leniently (see [`claimed_networks`]).
+pub fn stack_name(dir: &Path) -> Option<String> {
+    let src = std::fs::read_to_string(dir.join(BACKEND_FILE)).ok()?;
+    let doc = yaml::parse(&src).ok()?;
+    doc.value.get("stack")?.as_str().map(str::to_string)
+}
+
 /// YAML → schema → typed → semantic checks. Returns the typed file only if it had no problem.
 fn read_file<T: DeserializeOwned + Checked>(
     path: &Path,
