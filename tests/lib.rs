@@ -5,6 +5,7 @@ mod support;
 mod architecture;
 mod aws;
 mod certificates;
+mod ci_example;
 mod devices;
 mod dns;
 mod federation;
