@@ -261,6 +261,10 @@ pub struct ValidateArgs {
     /// Print the selected files with every default applied.
     #[arg(long)]
     pub show_effective: bool,
+    /// Print the result as JSON: `{"valid", "files", "problems": [{file, line, column, field,
+    /// message}]}` (problems also exit 2).
+    #[arg(long, conflicts_with = "show_effective")]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -278,6 +282,9 @@ pub struct RenderArgs {
     /// Write the files to DIR/<region>/ instead of printing them.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Print the files as JSON: `{"region", "files": [{name, mode, contents}]}`.
+    #[arg(long, conflicts_with = "out")]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -492,6 +499,9 @@ pub struct DownArgs {
     /// Remove AWS resources, the backend's federation entries for the region, or both.
     #[arg(long, value_enum, default_value_t = Scope::All)]
     pub scope: Scope,
+    /// Print what would be deleted as JSON (the shape of `plan --json`) instead of text.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub apply: ApplyOptions,
 }

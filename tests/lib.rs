@@ -10,6 +10,7 @@ mod devices;
 mod dns;
 mod federation;
 mod init;
+mod json_output;
 mod lock;
 
 mod rabbitmq;

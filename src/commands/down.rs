@@ -26,12 +26,19 @@ pub fn run(cli: &Cli, args: &DownArgs, printer: &Printer) -> Result<Status> {
     }
     let rt = runtime()?;
     let work = rt.block_on(engine.plan_removal(&args.region))?;
-    printer.data(&region_human(
-        &work,
-        engine.scope,
-        &engine.backend_endpoint(),
-        printer,
-    ));
+    if args.json {
+        let v = crate::printer::plan::region_json(&work);
+        let text = serde_json::to_string_pretty(&v)
+            .map_err(|e| Error::Failed(format!("printing JSON: {e}")))?;
+        printer.data(&text);
+    } else {
+        printer.data(&region_human(
+            &work,
+            engine.scope,
+            &engine.backend_endpoint(),
+            printer,
+        ));
+    }
     if !work.has_changes(engine.scope) {
         return Ok(Status::Success);
     }

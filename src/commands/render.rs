@@ -31,6 +31,18 @@ pub fn run(dir: &Path, args: &RenderArgs, printer: &Printer) -> Result<Status> {
             &cas,
         )?
     };
+    if args.json {
+        let files: Vec<serde_json::Value> = rendered
+            .files
+            .iter()
+            .map(|f| serde_json::json!({"name": f.name, "mode": format!("{:o}", f.mode), "contents": f.contents}))
+            .collect();
+        let v = serde_json::json!({"region": args.region, "files": files});
+        let text = serde_json::to_string_pretty(&v)
+            .map_err(|e| Error::Failed(format!("printing JSON: {e}")))?;
+        printer.data(&text);
+        return Ok(Status::Success);
+    }
     match &args.out {
         Some(out) => {
             let target = out.join(&args.region);

@@ -11,7 +11,11 @@ pub fn run(dir: &Path, args: &ValidateArgs, printer: &Printer) -> Result<Status>
     } else {
         Selection::Regions(args.names.clone())
     };
-    let stack = spec::load(dir, &selection).map_err(Error::Invalid)?;
+    let loaded = spec::load(dir, &selection);
+    if args.json {
+        return print_json(&loaded, printer);
+    }
+    let stack = loaded.map_err(Error::Invalid)?;
     if args.show_effective {
         let mut docs = Vec::new();
         let backend_selected = args.all || args.names.is_empty();
@@ -38,6 +42,41 @@ pub fn run(dir: &Path, args: &ValidateArgs, printer: &Printer) -> Result<Status>
         ),
     );
     Ok(Status::Success)
+}
+
+/// `{"valid", "files", "problems"}`; the problems are also the command's error (exit 2).
+fn print_json(
+    loaded: &std::result::Result<spec::Stack, Vec<spec::Diagnostic>>,
+    printer: &Printer,
+) -> Result<Status> {
+    let (files, problems): (Vec<String>, &[spec::Diagnostic]) = match loaded {
+        Ok(stack) => {
+            let mut files = vec![stack.backend.path.display().to_string()];
+            files.extend(stack.gateways.iter().map(|g| g.path.display().to_string()));
+            (files, &[])
+        }
+        Err(diags) => (Vec::new(), diags),
+    };
+    let problems: Vec<serde_json::Value> = problems
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "file": d.file.display().to_string(),
+                "line": d.pos.as_ref().map(|p| p.line),
+                "column": d.pos.as_ref().map(|p| p.col),
+                "field": d.field,
+                "message": d.message,
+            })
+        })
+        .collect();
+    let v = serde_json::json!({"valid": problems.is_empty(), "files": files, "problems": problems});
+    let text = serde_json::to_string_pretty(&v)
+        .map_err(|e| Error::Failed(format!("printing JSON: {e}")))?;
+    printer.data(&text);
+    match loaded {
+        Ok(_) => Ok(Status::Success),
+        Err(diags) => Err(Error::Invalid(diags.clone())),
+    }
 }
 
 fn to_yaml<T: serde::Serialize>(value: &T) -> Result<String> {

@@ -503,10 +503,19 @@ pub fn markdown_dns(plan: &crate::plan::dns::DnsPlan) -> String {
 /// Terraform's shape, with each region's Route53 and federation parts and the fingerprints a
 /// saved plan is checked against.
 pub fn stack_json(plan: &StackPlan) -> Value {
-    let plans: Vec<_> = plan.regions.iter().map(|w| w.plan.clone()).collect();
+    works_json(&plan.regions.iter().collect::<Vec<_>>())
+}
+
+/// One region's plan as JSON, in the shape of [`stack_json`] (what `down --json` prints).
+pub fn region_json(work: &RegionWork) -> Value {
+    works_json(&[work])
+}
+
+fn works_json(works: &[&RegionWork]) -> Value {
+    let plans: Vec<_> = works.iter().map(|w| w.plan.clone()).collect();
     let mut v = json(&plans);
     if let Some(regions) = v["regions"].as_array_mut() {
-        for (r, w) in regions.iter_mut().zip(&plan.regions) {
+        for (r, w) in regions.iter_mut().zip(works) {
             let Some(obj) = r.as_object_mut() else {
                 continue;
             };
