@@ -107,6 +107,10 @@ pub enum Command {
     /// device goes only to the region where the device is, to every region when in doubt.
     #[command(subcommand)]
     Router(RouterCommand),
+    /// Leave gwctl without rebuilding anything: write what it manages for a region in another
+    /// tool's terms.
+    #[command(subcommand)]
+    Export(ExportCommand),
     /// Print a shell completion script for bash, zsh or fish.
     ///
     /// Example: source <(gwctl completions bash)
@@ -134,6 +138,27 @@ pub struct InitArgs {
     /// Print what was written as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// A Terraform configuration (hashicorp/aws) of the region's AWS resources, with an
+    /// `import` block for each existing id: `terraform plan` then imports everything and
+    /// changes nothing. Secrets become sensitive variables; the README says what is not
+    /// exported and why. The region must be in sync with its file (run `up` first).
+    ///
+    /// Example: gwctl export terraform us-east-1 --out terraform/us-east-1
+    Terraform(ExportTerraformArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportTerraformArgs {
+    /// The gateway region.
+    #[arg(value_name = "REGION")]
+    pub region: String,
+    /// Directory to write into (created; must be empty if it exists).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]

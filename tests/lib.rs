@@ -8,6 +8,7 @@ mod certificates;
 mod ci_example;
 mod devices;
 mod dns;
+mod export;
 mod federation;
 mod init;
 mod json_output;

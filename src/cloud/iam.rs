@@ -8,8 +8,12 @@ use super::{Call, CloudError, Ids, Owner, resolve};
 use crate::model::resources::{Desired, Key, Kind, Observed, Ref, Spec, TAG_REGION, TAG_STACK};
 
 pub const POLICY_NAME: &str = "gwctl-brokers";
-const PATH: &str = "/gwctl/";
-const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+/// The path of gwctl's IAM role and instance profile.
+pub const PATH: &str = "/gwctl/";
+/// The role's description.
+pub const ROLE_DESCRIPTION: &str = "gwctl brokers: read their SSM parameters, find their peers";
+/// The role's trust policy: EC2 instances assume it.
+pub const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
 
 fn tags(d: &Desired) -> Vec<Tag> {
     d.tags
@@ -116,7 +120,7 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
                 .role_name(name)
                 .path(PATH)
                 .assume_role_policy_document(TRUST)
-                .description("gwctl brokers: read their SSM parameters, find their peers")
+                .description(ROLE_DESCRIPTION)
                 .set_tags(Some(tags(d)))
                 .send()
                 .await

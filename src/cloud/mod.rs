@@ -8,8 +8,9 @@ mod iam;
 mod route53;
 mod snapshots;
 mod ssm;
+pub use iam::{PATH as IAM_PATH, POLICY_NAME, ROLE_DESCRIPTION, TRUST as IAM_TRUST};
 pub use snapshots::Snapshot;
-pub use ssm::CERTIFICATES;
+pub use ssm::{CERTIFICATES, PARAMETER_DESCRIPTION};
 
 use std::collections::BTreeMap;
 use std::future::Future;

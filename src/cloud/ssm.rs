@@ -4,6 +4,9 @@
 use aws_sdk_ssm::Client;
 use aws_sdk_ssm::types::{ParameterStringFilter, ParameterType, Tag};
 
+/// The description of every SSM parameter gwctl writes.
+pub const PARAMETER_DESCRIPTION: &str = "gwctl: read by the region's brokers at boot";
+
 use super::{Call, CloudError, Owner};
 use crate::model::resources::{Desired, Key, Kind, Observed, Payload, Spec, TAG_REGION, TAG_STACK};
 use crate::model::sha256_hex;
@@ -88,7 +91,7 @@ pub async fn put(c: &Client, d: &Desired, overwrite: bool) -> Result<Observed, C
         .name(name)
         .value(value.expose())
         .r#type(ParameterType::SecureString)
-        .description("gwctl: read by the region's brokers at boot");
+        .description(PARAMETER_DESCRIPTION);
     if overwrite {
         // AWS refuses tags together with Overwrite; the tags were written at creation.
         req = req.overwrite(true);

@@ -5,6 +5,7 @@
 mod ca;
 mod down;
 mod drill;
+mod export;
 mod init;
 mod plan;
 mod render;
@@ -19,7 +20,8 @@ mod upgrade;
 mod validate;
 
 use crate::cli::{
-    CaCommand, Cli, Command, DeviceCommand, RegionSelection, RouterCommand, SandboxCommand,
+    CaCommand, Cli, Command, DeviceCommand, ExportCommand, RegionSelection, RouterCommand,
+    SandboxCommand,
 };
 use crate::engine::{Engine, Scope};
 use crate::error::{Error, Result, Status};
@@ -57,6 +59,9 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<Status> {
         Command::Ca(CaCommand::IssueLink(ref args)) => ca::issue_link(&cli.regions, args, printer),
         Command::Device(DeviceCommand::Issue(ref args)) => {
             ca::issue_device(&cli.regions, args, printer)
+        }
+        Command::Export(ExportCommand::Terraform(ref args)) => {
+            export::terraform(&cli, args, printer)
         }
         Command::Completions(ref args) => shell::completions(args, printer),
         Command::Man(ref args) => shell::man(args, printer),

@@ -13,6 +13,7 @@ pub mod destroy;
 pub mod dns;
 pub mod drill;
 pub mod events;
+pub mod export;
 pub mod federation;
 pub mod gates;
 pub mod init;

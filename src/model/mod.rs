@@ -11,6 +11,7 @@ pub mod hash;
 pub mod locations;
 pub mod resources;
 pub mod routing;
+pub mod terraform;
 pub mod user_data;
 
 use serde::{Deserialize, Serialize};

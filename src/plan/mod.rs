@@ -7,6 +7,7 @@ pub mod desired;
 pub mod dns;
 pub mod exec;
 pub mod federation;
+pub mod terraform;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -7,6 +7,7 @@
 
 pub mod definitions;
 pub mod placeholder;
+pub mod terraform;
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -61,7 +62,11 @@ impl Rendered {
     pub fn write_to(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         for f in &self.files {
-            crate::files::write_file(&dir.join(&f.name), f.contents.as_bytes(), f.mode)?;
+            let path = dir.join(&f.name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            crate::files::write_file(&path, f.contents.as_bytes(), f.mode)?;
         }
         Ok(())
     }
