@@ -19,6 +19,9 @@ Every region also gets AWS's managed prefix list of Route53 health checkers
 (com.amazonaws.<region>.route53-healthchecks), which security groups reference, and a rule's
 prefix list keeps its description when read back, as on AWS.
 
+VPN connections' customer gateway configuration (the XML for the customer's device) carries
+each tunnel's own outside and inside addresses and pre-shared key, as on AWS.
+
 It also seeds the images an AWS account sees and moto does not list: Debian's (owner
 136693071363), so region files can select images by owner and name as in production. They are
 added to moto's own built-in images through moto's MOTO_AMIS_PATH setting.
@@ -411,6 +414,37 @@ def describe_vpn_connections(self):
 
 
 EC2Response.describe_vpn_connections = describe_vpn_connections
+
+# The customer gateway configuration (the XML AWS generates for the customer's device) names
+# each tunnel's outside address, inside addresses and pre-shared key, as the connection's
+# tunnel options hold them; moto's is a fixed sample with one key for both tunnels. Terraform's
+# aws_vpn_connection reads the tunnels' addresses and keys from it.
+import ipaddress  # noqa: E402
+
+import moto.ec2.models.vpn_connections as _vpn_connections  # noqa: E402
+
+_sample_configuration = _vpn_connections.VPNConnection.customer_gateway_configuration.fget
+
+
+def _customer_gateway_configuration(self):
+    text = _sample_configuration(self)
+    tunnels = (getattr(self, "options", None) or {}).get("TunnelOptions") or []
+    head, *blocks = text.split("<ipsec_tunnel>")
+    for i, tunnel in enumerate(tunnels[: len(blocks)]):
+        inside = ipaddress.ip_network(tunnel["TunnelInsideCidr"])
+        blocks[i] = (
+            blocks[i]
+            .replace("169.254.44.42", str(inside[2]))
+            .replace("169.254.44.41", str(inside[1]))
+            .replace("52.2.144.13", tunnel["OutsideIpAddress"])
+            .replace("Iw2IAN9XUsQeYUrkMGP3kP59ugFDkfHg", tunnel["PreSharedKey"])
+        )
+    return "<ipsec_tunnel>".join([head, *blocks])
+
+
+_vpn_connections.VPNConnection.customer_gateway_configuration = property(
+    _customer_gateway_configuration
+)
 
 # 4-byte ASNs: AWS takes BgpAsn up to 2^31-1 and BgpAsnExtended from 2^31 to 2^32-1 (never
 # both), and reports the extended one as BgpAsnExtended; moto knows BgpAsn only.

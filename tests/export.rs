@@ -73,17 +73,41 @@ fn ssm_variables(main_tf: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Pre-shared keys of us-east-1's tunnels (declared, as tests/vpn.rs does).
+const TUNNEL_KEYS: [&str; 2] = ["tunnelkey.one_1", "tunnelkey.two_2"];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exported_terraform_imports_every_resource_with_no_change() {
     let (r, m) = (Regions::examples(), Moto::start());
+    // Both example regions (support instances, gp3 and io2 volumes), us-east-1 with declared
+    // tunnel options and keys and a 4-byte ASN.
+    for (i, key) in TUNNEL_KEYS.iter().enumerate() {
+        let path = r.dir().join(format!("secrets/PSK_{}", i + 1));
+        std::fs::write(&path, format!("{key}\n")).expect("key");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    r.edit("backend.yaml", "  bgp_asn: 65000", "  bgp_asn: 4200000000");
+    r.edit(
+        "us-east-1.yaml",
+        "federation:",
+        "vpn:\n  tunnels:\n    inside_cidrs: [169.254.100.0/30, 169.254.100.4/30]\n    \
+         pre_shared_keys: [file:secrets/PSK_1, file:secrets/PSK_2]\nfederation:",
+    );
     gwctl(&r, &m)
-        .args(["up", REGION, "--yes", "--scope", "aws"])
+        .args(["up", "--all", "--yes", "--scope", "aws"])
         .assert()
         .success();
+    for region in [REGION, "ap-northeast-1"] {
+        imports_with_no_change(&r, &m, region).await;
+    }
+}
+
+async fn imports_with_no_change(r: &Regions, m: &Moto, region: &str) {
     let work = tempfile::tempdir().expect("tempdir");
     let out = work.path().join("tf");
-    let export = gwctl(&r, &m)
-        .args(["export", "terraform", REGION, "--out"])
+    let export = gwctl(r, m)
+        .args(["export", "terraform", region, "--out"])
         .arg(&out)
         .output()
         .expect("run");
@@ -129,8 +153,13 @@ async fn exported_terraform_imports_every_resource_with_no_change() {
         ),
     )
     .expect("override");
-    let ssm = m.ssm(REGION).await;
+    let ssm = m.ssm(region).await;
     let mut vars = Vec::new();
+    if main_tf.contains("var.tunnel1_preshared_key") {
+        for (i, key) in TUNNEL_KEYS.iter().enumerate() {
+            vars.push((format!("tunnel{}_preshared_key", i + 1), key.to_string()));
+        }
+    }
     for (name, var) in ssm_variables(&main_tf) {
         let p = ssm
             .get_parameter()
@@ -172,7 +201,23 @@ async fn exported_terraform_imports_every_resource_with_no_change() {
     let changing: Vec<String> = changes
         .iter()
         .filter(|c| c["change"]["actions"] != serde_json::json!(["no-op"]))
-        .map(|c| format!("{} {}", c["address"], c["change"]["actions"]))
+        .map(|c| {
+            // Which attributes differ, to say what the export got wrong.
+            let (before, after) = (&c["change"]["before"], &c["change"]["after"]);
+            let keys: Vec<String> = after
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, v)| *k != "tags_all" && before.get(k.as_str()) != Some(v))
+                .map(|(k, v)| format!("{k}: {} -> {v}", before[k.as_str()]))
+                .collect();
+            format!(
+                "{} {}: {}",
+                c["address"],
+                c["change"]["actions"],
+                keys.join("; ")
+            )
+        })
         .collect();
     assert!(
         changing.is_empty(),

@@ -257,8 +257,14 @@ fn resource(d: &Desired, id: &str, ids: &BTreeMap<&Key, &str>, e: &mut Export) {
             push(e, key, body, id);
         }
         Spec::CustomerGateway { ip, bgp_asn } => {
+            // The provider takes 4-byte ASNs above 2^31-1 only as `bgp_asn_extended`.
+            let asn = if i64::from(*bgp_asn) > i64::from(i32::MAX) {
+                "bgp_asn_extended"
+            } else {
+                "bgp_asn"
+            };
             let body = Body::new()
-                .attr("bgp_asn", Value::str(bgp_asn.to_string()))
+                .attr(asn, Value::str(bgp_asn.to_string()))
                 .attr("ip_address", Value::str(ip))
                 .attr("type", Value::str("ipsec.1"))
                 .attr("tags", tags(d));
