@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::support::Regions;
 use crate::support::moto::{Moto, gwctl};
+use crate::support::{Regions, TUNNEL_KEYS};
 
 const REGION: &str = "us-east-1";
 
@@ -73,27 +73,11 @@ fn ssm_variables(main_tf: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Pre-shared keys of us-east-1's tunnels (declared, as tests/vpn.rs does).
-const TUNNEL_KEYS: [&str; 2] = ["tunnelkey.one_1", "tunnelkey.two_2"];
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exported_terraform_imports_every_resource_with_no_change() {
-    let (r, m) = (Regions::examples(), Moto::start());
     // Both example regions (support instances, gp3 and io2 volumes), us-east-1 with declared
     // tunnel options and keys and a 4-byte ASN.
-    for (i, key) in TUNNEL_KEYS.iter().enumerate() {
-        let path = r.dir().join(format!("secrets/PSK_{}", i + 1));
-        std::fs::write(&path, format!("{key}\n")).expect("key");
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    }
-    r.edit("backend.yaml", "  bgp_asn: 65000", "  bgp_asn: 4200000000");
-    r.edit(
-        "us-east-1.yaml",
-        "federation:",
-        "vpn:\n  tunnels:\n    inside_cidrs: [169.254.100.0/30, 169.254.100.4/30]\n    \
-         pre_shared_keys: [file:secrets/PSK_1, file:secrets/PSK_2]\nfederation:",
-    );
+    let (r, m) = (Regions::with_declared_tunnels(), Moto::start());
     gwctl(&r, &m)
         .args(["up", "--all", "--yes", "--scope", "aws"])
         .assert()

@@ -1,35 +1,12 @@
 //! The site-to-site VPN: 4-byte ASNs, tunnel options from the region file with secure
 //! defaults, tunnel changes left to `upgrade`, tunnels in `status`.
 
-use std::os::unix::fs::PermissionsExt;
-
 use crate::support::Regions;
-
-fn write_key(r: &Regions, name: &str, value: &str) {
-    let path = r.dir().join("secrets").join(name);
-    std::fs::write(&path, format!("{value}\n")).expect("psk");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-}
 use crate::support::moto::{Moto, gwctl, is_read_only};
-
-/// Tunnels with declared inside CIDRs and pre-shared keys (secret files), a 4-byte ASN.
-fn regions_with_tunnels() -> Regions {
-    let r = Regions::examples();
-    write_key(&r, "PSK_1", "tunnelkey.one_1");
-    write_key(&r, "PSK_2", "tunnelkey.two_2");
-    r.edit("backend.yaml", "  bgp_asn: 65000", "  bgp_asn: 4200000000");
-    r.edit(
-        "us-east-1.yaml",
-        "federation:",
-        "vpn:\n  tunnels:\n    inside_cidrs: [169.254.100.0/30, 169.254.100.4/30]\n    \
-         pre_shared_keys: [file:secrets/PSK_1, file:secrets/PSK_2]\nfederation:",
-    );
-    r
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_byte_asn_and_tunnel_options_apply_once_and_changes_wait_for_upgrade() {
-    let (r, m) = (regions_with_tunnels(), Moto::start());
+    let (r, m) = (Regions::with_declared_tunnels(), Moto::start());
     gwctl(&r, &m)
         .args(["up", "us-east-1", "--yes", "--scope", "aws"])
         .assert()
@@ -147,7 +124,7 @@ async fn four_byte_asn_and_tunnel_options_apply_once_and_changes_wait_for_upgrad
         "  tunnels:\n",
         "  tunnels:\n    dh_groups: [20, 21]\n",
     );
-    write_key(&r, "PSK_2", "tunnelkey.three_3");
+    r.write_secret("PSK_2", "tunnelkey.three_3");
     let out = gwctl(&r, &m)
         .args(["plan", "us-east-1", "--detailed-exitcode", "--scope", "aws"])
         .output()

@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
 
+/// The pre-shared keys of [`Regions::with_declared_tunnels`], tunnel 1 and 2.
+pub const TUNNEL_KEYS: [&str; 2] = ["tunnelkey.one_1", "tunnelkey.two_2"];
+
 /// The repository's example region files, copied into a temporary directory. Every
 /// `env:VAR` secret source is rewritten to `file:secrets/VAR` with a fresh random value, so
 /// tests need no process-wide environment and exercise file sources.
@@ -90,6 +93,29 @@ impl Regions {
         let text = std::fs::read_to_string(self.file(name)).expect("read");
         assert!(text.contains(from), "{name} has no `{from}`");
         self.write(name, &text.replacen(from, to, 1));
+    }
+
+    /// Writes a secret file `secrets/NAME` (mode 0600) the region files can name.
+    pub fn write_secret(&self, name: &str, value: &str) {
+        let path = self.dir.join("secrets").join(name);
+        std::fs::write(&path, format!("{value}\n")).expect("secret");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+
+    /// The examples with us-east-1's VPN tunnels declared (inside CIDRs, and pre-shared keys
+    /// [`TUNNEL_KEYS`] from secret files) and a 4-byte ASN on the backend.
+    pub fn with_declared_tunnels() -> Regions {
+        let r = Regions::examples();
+        r.write_secret("PSK_1", TUNNEL_KEYS[0]);
+        r.write_secret("PSK_2", TUNNEL_KEYS[1]);
+        r.edit("backend.yaml", "  bgp_asn: 65000", "  bgp_asn: 4200000000");
+        r.edit(
+            "us-east-1.yaml",
+            "federation:",
+            "vpn:\n  tunnels:\n    inside_cidrs: [169.254.100.0/30, 169.254.100.4/30]\n    \
+             pre_shared_keys: [file:secrets/PSK_1, file:secrets/PSK_2]\nfederation:",
+        );
+        r
     }
 
     /// `gwctl --regions <this dir>`, with no GWCTL_* variables inherited.
