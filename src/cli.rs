@@ -95,20 +95,30 @@ pub enum Command {
     /// Example: gwctl drill us-east-1
     Drill(DrillArgs),
     /// Run the stack on this machine: local RabbitMQ nodes stand in for every region's brokers.
+    ///
+    /// Example: gwctl sandbox start && gwctl sandbox roundtrip
     #[command(subcommand)]
     Sandbox(SandboxCommand),
     /// Certificate authorities: create one, issue the backend's link certificate.
+    ///
+    /// Example: gwctl ca create stack-ca --out secrets/
     #[command(subcommand)]
     Ca(CaCommand),
     /// Devices: issue a device certificate.
+    ///
+    /// Example: gwctl device issue valve-3 --out devices/
     #[command(subcommand)]
     Device(DeviceCommand),
     /// The message router (`routing.mode: router`): each message backend applications send a
     /// device goes only to the region where the device is, to every region when in doubt.
+    ///
+    /// Example: gwctl router lookup valve-3
     #[command(subcommand)]
     Router(RouterCommand),
     /// Leave gwctl without rebuilding anything: write what it manages for a region in another
     /// tool's terms.
+    ///
+    /// Example: gwctl export terraform us-east-1 --out terraform/us-east-1
     #[command(subcommand)]
     Export(ExportCommand),
     /// Print a shell completion script for bash, zsh or fish.
@@ -489,6 +499,9 @@ pub struct UpArgs {
     /// Apply a plan saved by `plan --out`; refused if the files or AWS changed since.
     #[arg(long, value_name = "FILE")]
     pub plan: Option<PathBuf>,
+    /// Print the plan being applied as JSON (the shape of `plan --json`) instead of text.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub apply: ApplyOptions,
 }

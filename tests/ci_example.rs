@@ -9,7 +9,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::support::Regions;
-use crate::support::moto::{Moto, is_read_only};
+use crate::support::moto::{Moto, gwctl, is_read_only};
 
 fn workflow() -> (String, Value) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ci/gwctl.yml");
@@ -39,8 +39,31 @@ fn gwctl_steps(job: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Every `env:VAR` the repository's region files name.
+fn region_file_variables() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("regions");
+    let mut vars: Vec<String> = std::fs::read_dir(&dir)
+        .expect("regions")
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .flat_map(|text| {
+            text.lines()
+                // Sources, not the comments that explain them (`env:VAR or file:PATH`).
+                .filter(|l| !l.trim_start().starts_with('#'))
+                .filter_map(|l| Some(l.split_once("env:")?.1.trim().to_string()))
+                .filter(|v| {
+                    v.chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    vars.sort();
+    vars.dedup();
+    vars
+}
+
 #[test]
-fn the_pipeline_has_no_keys_one_run_per_stack_and_the_federation_inside_the_vpn() {
+fn the_pipeline_has_no_keys_one_change_at_a_time_and_the_federation_inside_the_vpn() {
     let (text, w) = workflow();
     assert_eq!(
         w["permissions"]["id-token"], "write",
@@ -53,13 +76,55 @@ fn the_pipeline_has_no_keys_one_run_per_stack_and_the_federation_inside_the_vpn(
     ] {
         assert!(!text.contains(key), "no long-lived key ({key})");
     }
-    assert!(text.contains("role-to-assume"));
+    // Every secret the region files name reaches the jobs, from GitHub's secrets.
+    let vars = region_file_variables();
+    assert!(vars.len() >= 10, "{vars:?}");
+    for var in &vars {
+        assert_eq!(
+            w["env"][var.as_str()],
+            format!("${{{{ secrets.{var} }}}}"),
+            "the workflow sets {var}"
+        );
+    }
+    for job in ["plan", "apply", "federation"] {
+        let j = &w["jobs"][job];
+        let roles: Vec<&str> = j["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .filter_map(|s| s["with"]["role-to-assume"].as_str())
+            .collect();
+        assert_eq!(roles.len(), 1, "{job} assumes one role before gwctl runs");
+        assert!(
+            gwctl_steps(j).iter().all(|(_, run)| !run.contains("AWS_")),
+            "{job} passes no credentials itself"
+        );
+    }
+    // Plans are superseded per pull request; changes to the stack never cancel one another.
+    let plan = &w["jobs"]["plan"];
     assert!(
-        w["concurrency"]["group"]
+        plan["concurrency"]["group"]
             .as_str()
-            .is_some_and(|g| g.contains("stack"))
+            .is_some_and(|g| g.contains("pull_request.number"))
     );
-    assert_eq!(w["concurrency"]["cancel-in-progress"], false);
+    assert_eq!(plan["concurrency"]["cancel-in-progress"], true);
+    for job in ["apply", "federation"] {
+        let j = &w["jobs"][job];
+        assert!(
+            j["concurrency"]["group"]
+                .as_str()
+                .is_some_and(|g| g.contains("stack"))
+        );
+        assert_eq!(j["concurrency"]["cancel-in-progress"], false);
+        assert_eq!(
+            j["environment"], "production",
+            "{job} runs behind the environment's reviewers"
+        );
+    }
+    assert!(
+        w["concurrency"].is_null(),
+        "no workflow-wide group: plans would cancel applies"
+    );
     // Hosted runners cannot reach the backend's management API: AWS scope only there.
     for job in ["plan", "apply"] {
         assert_eq!(w["jobs"][job]["runs-on"], "ubuntu-latest");
@@ -128,11 +193,16 @@ fn the_pipelines_gwctl_steps_run_against_moto() {
     );
     assert!(work.path().join("gwctl.plan.json").exists());
 
-    // The merge: the artifact (here: the same directory) is applied, then nothing is left.
+    // The merge: the artifact (here: the same directory) is applied, then nothing is left in
+    // AWS (the pipeline's own final check also needs the backend: it runs inside the VPN).
     m.record();
     run_job("apply");
     assert!(
         m.recorded_actions().iter().any(|a| a == "CreateVpc"),
         "the apply job created the stack"
     );
+    gwctl(&r, &m)
+        .args(["plan", "--all", "--scope", "aws", "--detailed-exitcode"])
+        .assert()
+        .code(0);
 }

@@ -35,6 +35,25 @@ async fn init_writes_a_region_that_validates_and_comes_up() {
         .filter_map(|z| z.zone_name().map(str::to_string))
         .collect();
     real.sort();
+    // Only zones offering the brokers' instance type qualify (moto offers c6i.large in all).
+    let offered = ec2
+        .describe_instance_type_offerings()
+        .location_type(aws_sdk_ec2::types::LocationType::AvailabilityZone)
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("instance-type")
+                .values("c6i.large")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("offerings");
+    let offered: Vec<&str> = offered
+        .instance_type_offerings()
+        .iter()
+        .filter_map(|o| o.location())
+        .collect();
+    real.retain(|z| offered.contains(&z.as_str()));
     let zones: Vec<String> = made["subnets"]
         .as_array()
         .expect("subnets")

@@ -34,6 +34,10 @@ async fn every_json_output_has_its_documented_keys() {
     let runs: Vec<(&str, Vec<&str>)> = vec![
         ("plan", vec!["plan", "--all", "--scope", "aws", "--json"]),
         (
+            "up",
+            vec!["up", "--all", "--scope", "aws", "--yes", "--json"],
+        ),
+        (
             "status",
             vec!["status", "--all", "--scope", "aws", "--json"],
         ),

@@ -25,7 +25,7 @@ pub fn man(args: &ManArgs, printer: &Printer) -> Result<Status> {
         Some(dir) => {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-            let written = write_pages(&cli, "gwctl", dir)?;
+            let written = write_pages(&cli, "gwctl", "gwctl", dir)?;
             printer.info(&format!("wrote {written} man pages to {}", dir.display()));
         }
     }
@@ -42,16 +42,26 @@ fn page(cmd: &clap::Command) -> Result<Vec<u8>> {
 }
 
 /// Writes `name`.1 for `cmd` and, recursively, `name-SUB`.1 for its subcommands (as git's
-/// pages are named); how many pages were written.
-fn write_pages(cmd: &clap::Command, name: &str, dir: &Path) -> Result<usize> {
+/// pages are named); how many pages were written. `invoked` is how it is typed
+/// (`gwctl sandbox start`), for the synopsis.
+fn write_pages(cmd: &clap::Command, name: &str, invoked: &str, dir: &Path) -> Result<usize> {
     // A subcommand's page is titled with its full name (`gwctl-sandbox-start`).
-    let cmd = cmd.clone().name(name.to_string());
+    let cmd = cmd
+        .clone()
+        .name(name.to_string())
+        .bin_name(invoked.to_string());
     let path = dir.join(format!("{name}.1"));
     std::fs::write(&path, page(&cmd)?)
         .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
     let mut written = 1;
     for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
-        written += write_pages(sub, &format!("{name}-{}", sub.get_name()), dir)?;
+        let sub_name = sub.get_name();
+        written += write_pages(
+            sub,
+            &format!("{name}-{sub_name}"),
+            &format!("{invoked} {sub_name}"),
+            dir,
+        )?;
     }
     Ok(written)
 }

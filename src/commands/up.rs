@@ -32,7 +32,13 @@ pub fn run(cli: &Cli, args: &UpArgs, printer: &Printer) -> Result<Status> {
     if let Some(saved) = &saved {
         saved.check(&plan)?;
     }
-    super::print_plan(&engine, &plan, printer);
+    if args.json {
+        let text = serde_json::to_string_pretty(&crate::printer::plan::stack_json(&plan))
+            .map_err(|e| Error::Failed(format!("printing JSON: {e}")))?;
+        printer.data(&text);
+    } else {
+        super::print_plan(&engine, &plan, printer);
+    }
     if plan.has_changes(engine.scope)
         && saved.is_none()
         && !super::confirm(printer, "Apply these changes?", args.apply.yes)?

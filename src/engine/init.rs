@@ -43,13 +43,20 @@ pub async fn init_region(dir: &Path, region: &str, opts: &InitOptions) -> Result
         )));
     }
     let path = dir.join(format!("{region}.yaml"));
-    if path.exists() {
-        return Err(Error::Usage(format!(
-            "{} exists: init never overwrites a region file",
-            path.display()
-        )));
+    for existing in [path.clone(), dir.join(format!("{region}.yml"))] {
+        if existing.exists() {
+            return Err(Error::Usage(format!(
+                "{} exists: init never overwrites a region file",
+                existing.display()
+            )));
+        }
     }
-    let stack = spec::stack_name(dir).ok_or_else(|| {
+    if opts.zones.as_ref().is_some_and(|z| z.len() < 2) {
+        return Err(Error::Usage(
+            "--zones needs at least two zones: a gateway spreads its brokers over them".into(),
+        ));
+    }
+    let stack = spec::backend_text(dir, "/stack").ok_or_else(|| {
         Error::Usage(format!(
             "{} has no backend.yaml naming its `stack`: init adds a gateway region to a stack",
             dir.display()
@@ -101,6 +108,7 @@ pub async fn init_region(dir: &Path, region: &str, opts: &InitOptions) -> Result
         }
     };
     if zones.len() < 2 {
+        // Only AWS's answer can get here (given zones were checked above).
         return Err(Error::Failed(format!(
             "{region} offers {} in {} zone(s) ({}); a gateway needs at least two",
             opts.instance_type,
@@ -124,6 +132,9 @@ pub async fn init_region(dir: &Path, region: &str, opts: &InitOptions) -> Result
         vpc_cidr,
         subnets: addressing::zone_subnets(vpc_cidr, &zones),
         instance_type: opts.instance_type.clone(),
+        // Gateways must federate the exchange backend applications send devices' commands to.
+        commands_exchange: spec::backend_text(dir, "/routing/exchange")
+            .unwrap_or_else(|| "amq.topic".into()),
         ami_owner: ami.owner,
         ami_name: ami.name,
         image_now,

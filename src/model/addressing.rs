@@ -12,6 +12,8 @@ pub struct NewRegion {
     /// (zone, subnet), one per zone.
     pub subnets: Vec<(String, Ipv4Net)>,
     pub instance_type: String,
+    /// The backend exchange gateways federate devices' commands from.
+    pub commands_exchange: String,
     pub ami_owner: String,
     pub ami_name: String,
     /// The image the lookup selects today (id, name), when AWS was asked.

@@ -21,9 +21,8 @@ fn not_exported() -> Vec<(String, String)> {
     [
         (
             "the VPN connection's static routes",
-            "aws_vpn_connection_route has no import; add them as aws_vpn_connection_route \
-             resources (Terraform then creates them again, which AWS accepts for an existing \
-             route) or keep them outside Terraform",
+            "aws_vpn_connection_route has no import: they stay in AWS as they are; declare them \
+             as aws_vpn_connection_route resources only when Terraform should recreate them",
         ),
         (
             "the backend's federation (upstreams, policies, exchanges, users)",

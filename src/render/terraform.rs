@@ -65,9 +65,12 @@ fn readme(e: &Export) -> String {
          Erlang cookie, the brokers' TLS keys) and the VPN's pre-shared keys are sensitive\n\
          variables here (`variables.tf`); once imported, Terraform's state holds their values in\n\
          clear. Keep the state in an encrypted, access-controlled backend before the first\n\
-         `apply`. Read the current values with\n\
-         `aws ssm get-parameter --with-decryption --name NAME` and pass them as `TF_VAR_*`\n\
-         variables, never in a file you commit.\n\n\
+         `apply`. Read the SSM values with\n\
+         `aws ssm get-parameter --with-decryption --name NAME`, the tunnels' pre-shared keys from\n\
+         the sources the region file names, and pass them as `TF_VAR_*` variables, never in a\n\
+         file you commit.\n\n\
+         Security groups are written with AWS's default egress rule, which gwctl keeps and does\n\
+         not compare: if egress rules were edited in AWS, `terraform plan` shows it.\n\n\
          Instances keep the user-data they booted with (`user-data/`, gzip, base64); changes to it\n\
          are ignored (`lifecycle.ignore_changes`), since it runs only at first boot.\n\n",
         region = e.region,

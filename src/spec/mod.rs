@@ -173,7 +173,7 @@ pub fn load(dir: &Path, selection: &Selection) -> Result<Stack, Vec<Diagnostic>>
 }
 
 /// Every network the region files in `dir` claim (the backend's `network_cidr`, each gateway's
-/// `network.vpc_cidr`), read leniently: a file that fails validation for another reason (a
+/// `network.vpc_cidr` and `vpn.static_routes`), read leniently: a file that fails validation for another reason (a
 /// secret not set here, a typo elsewhere) still claims its network, so `gwctl init` never
 /// hands the same addresses out twice.
 pub fn claimed_networks(dir: &Path) -> std::io::Result<Vec<(PathBuf, ipnet::Ipv4Net)>> {
@@ -187,26 +187,33 @@ pub fn claimed_networks(dir: &Path) -> std::io::Result<Vec<(PathBuf, ipnet::Ipv4
             continue;
         };
         let Ok(doc) = doc else { continue };
-        for pointer in ["/network_cidr", "/network/vpc_cidr"] {
-            if let Some(net) = doc
-                .value
-                .pointer(pointer)
-                .and_then(|v| v.as_str())
-                .and_then(|s| s.parse::<ipnet::Ipv4Net>().ok())
-            {
-                claims.push((path.clone(), net));
-            }
+        // The backend's network, each VPC, and every network a VPN routes to (the backend's
+        // other networks).
+        let routes = doc
+            .value
+            .pointer("/vpn/static_routes")
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten();
+        let texts = ["/network_cidr", "/network/vpc_cidr"]
+            .iter()
+            .filter_map(|p| doc.value.pointer(p))
+            .chain(routes)
+            .filter_map(|v| v.as_str());
+        for net in texts.filter_map(|s| s.parse::<ipnet::Ipv4Net>().ok()) {
+            claims.push((path.clone(), net));
         }
     }
     claims.sort();
     Ok(claims)
 }
 
-/// The `stack` name backend.yaml in `dir` gives, read leniently (see [`claimed_networks`]).
-pub fn stack_name(dir: &Path) -> Option<String> {
+/// A text value of backend.yaml in `dir` (`/stack`, `/routing/exchange`), read leniently (see
+/// [`claimed_networks`]).
+pub fn backend_text(dir: &Path, pointer: &str) -> Option<String> {
     let src = std::fs::read_to_string(dir.join(BACKEND_FILE)).ok()?;
     let doc = yaml::parse(&src).ok()?;
-    doc.value.get("stack")?.as_str().map(str::to_string)
+    doc.value.pointer(pointer)?.as_str().map(str::to_string)
 }
 
 /// YAML → schema → typed → semantic checks. Returns the typed file only if it had no problem.
