@@ -11,7 +11,6 @@ use aws_sdk_ec2::types::{
     ResourceType, Tag, TagSpecification, UserIdGroupPair, VolumeType,
     VpnConnectionOptionsSpecification,
 };
-use base64::Engine;
 
 use crate::model::sha256_hex;
 
@@ -1029,8 +1028,7 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
                         .build()
                 })
                 .collect();
-            let user_data = base64::engine::general_purpose::STANDARD
-                .encode(crate::model::user_data::encode(user_data));
+            let user_data = crate::model::user_data::encode_base64(user_data);
             // A retried RunInstances returns the same instance on AWS. Convergence still rests
             // on discovery by tag first (moto ignores client tokens).
             let token = client_token;

@@ -15,6 +15,13 @@ pub fn encode(text: &str) -> Vec<u8> {
     gz.finish().unwrap_or_default()
 }
 
+/// [`encode`], base64-encoded: the `UserData` parameter of RunInstances (and the file
+/// `export terraform` writes for an instance's `user_data_base64`).
+pub fn encode_base64(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(encode(text))
+}
+
 /// The text of user-data as RunInstances received it: inflated when gzip-compressed (as
 /// gwctl sends it), as is otherwise.
 pub fn decode(bytes: &[u8]) -> Result<String, std::io::Error> {

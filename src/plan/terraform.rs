@@ -5,8 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine;
-
 use crate::cloud::{IAM_PATH, IAM_TRUST, PARAMETER_DESCRIPTION, POLICY_NAME, ROLE_DESCRIPTION};
 
 use crate::model::resources::{
@@ -138,15 +136,17 @@ pub fn export(
     Ok(e)
 }
 
+/// The resource of a gwctl key, imported from `import_id`.
 fn push(e: &mut Export, key: &Key, body: Body, import_id: &str) {
     let (kind, name) = address(key);
-    e.imports
-        .push((format!("{kind}.{name}"), import_id.to_string()));
-    e.resources.push(Block::new(
-        "resource",
-        &[kind.as_str(), name.as_str()],
-        body,
-    ));
+    push_resource(e, &kind, &name, body, import_id.to_string());
+}
+
+/// A `resource "KIND" "NAME"` block and its import block.
+fn push_resource(e: &mut Export, kind: &str, name: &str, body: Body, import_id: String) {
+    e.imports.push((format!("{kind}.{name}"), import_id));
+    e.resources
+        .push(Block::new("resource", &[kind, name], body));
 }
 
 fn resource(d: &Desired, id: &str, ids: &BTreeMap<&Key, &str>, e: &mut Export) {
@@ -165,15 +165,13 @@ fn resource(d: &Desired, id: &str, ids: &BTreeMap<&Key, &str>, e: &mut Export) {
                 .attr("name", Value::str(POLICY_NAME))
                 .attr("role", reference(key, "name"))
                 .attr("policy", Value::str(policy));
-            e.imports.push((
-                format!("aws_iam_role_policy.{role}"),
-                format!("{name}:{POLICY_NAME}"),
-            ));
-            e.resources.push(Block::new(
-                "resource",
-                &["aws_iam_role_policy", &role],
+            push_resource(
+                e,
+                "aws_iam_role_policy",
+                &role,
                 policy_body,
-            ));
+                format!("{name}:{POLICY_NAME}"),
+            );
         }
         Spec::InstanceProfile { name, role } => {
             let body = Body::new()
@@ -338,25 +336,22 @@ fn resource(d: &Desired, id: &str, ids: &BTreeMap<&Key, &str>, e: &mut Export) {
                 )
                 .attr("tags", tags(d));
             push(e, key, body, id);
-            let table = identifier(&key.name);
             for s in subnets {
                 let Ref::Key(subnet) = s else { continue };
                 let Some(subnet_id) = ids.get(subnet) else {
                     continue;
                 };
                 let name = identifier(&format!("{}_{}", key.name, subnet.name));
-                e.imports.push((
-                    format!("aws_route_table_association.{name}"),
+                let body = Body::new()
+                    .attr("subnet_id", reference(subnet, "id"))
+                    .attr("route_table_id", reference(key, "id"));
+                push_resource(
+                    e,
+                    "aws_route_table_association",
+                    &name,
+                    body,
                     format!("{subnet_id}/{id}"),
-                ));
-                e.resources.push(Block::new(
-                    "resource",
-                    &["aws_route_table_association", &name],
-                    Body::new().attr("subnet_id", reference(subnet, "id")).attr(
-                        "route_table_id",
-                        Value::expr(format!("aws_route_table.{table}.id")),
-                    ),
-                ));
+                );
             }
         }
         Spec::Instance {
@@ -384,8 +379,7 @@ fn resource(d: &Desired, id: &str, ids: &BTreeMap<&Key, &str>, e: &mut Export) {
             } = &d.payload
             {
                 let file = format!("user-data/{}.b64", key.name);
-                let encoded = base64::engine::general_purpose::STANDARD
-                    .encode(crate::model::user_data::encode(user_data));
+                let encoded = crate::model::user_data::encode_base64(user_data);
                 e.files.push((file.clone(), format!("{encoded}\n")));
                 body = body.attr(
                     "user_data_base64",
@@ -575,13 +569,7 @@ fn route53(dns: &DnsPlan, free: &BTreeMap<String, String>, stack: &str, e: &mut 
                 body = body.attr("records", Value::strs(values));
             }
         }
-        e.imports
-            .push((format!("aws_route53_record.{tf_name}"), import_id));
-        e.resources.push(Block::new(
-            "resource",
-            &["aws_route53_record", &tf_name],
-            body,
-        ));
+        push_resource(e, "aws_route53_record", &tf_name, body, import_id);
     }
 }
 
@@ -616,13 +604,11 @@ fn health_check(
     }
     body = body.attr("tags", Value::map(tags.iter()));
     let name = identifier(&c.name);
-    e.imports.push((
-        format!("aws_route53_health_check.{name}"),
-        before.id.clone(),
-    ));
-    e.resources.push(Block::new(
-        "resource",
-        &["aws_route53_health_check", &name],
+    push_resource(
+        e,
+        "aws_route53_health_check",
+        &name,
         body,
-    ));
+        before.id.clone(),
+    );
 }
