@@ -20,7 +20,7 @@ fn tags(t: &[Tag]) -> BTreeMap<String, String> {
 /// What exists in a region, by kind, excluding what every region has by default; each entry
 /// is (id, tags).
 #[derive(Debug, Default, PartialEq)]
-struct Inventory {
+pub(crate) struct Inventory {
     kinds: BTreeMap<&'static str, Vec<(String, Tags)>>,
 }
 
@@ -32,7 +32,7 @@ impl Inventory {
     }
 
     /// Everything that is not gwctl's, for ownership checks.
-    fn untagged(&self) -> Vec<String> {
+    pub(crate) fn untagged(&self) -> Vec<String> {
         self.kinds
             .values()
             .flatten()
@@ -41,12 +41,12 @@ impl Inventory {
             .collect()
     }
 
-    fn shape(&self) -> BTreeMap<&'static str, usize> {
+    pub(crate) fn shape(&self) -> BTreeMap<&'static str, usize> {
         self.kinds.iter().map(|(k, v)| (*k, v.len())).collect()
     }
 }
 
-async fn inventory(ec2: &aws_sdk_ec2::Client) -> Inventory {
+pub(crate) async fn inventory(ec2: &aws_sdk_ec2::Client) -> Inventory {
     let mut inv = Inventory::default();
     let mut add = |kind: &'static str, id: Option<&str>, t: &[Tag]| {
         inv.kinds
@@ -164,7 +164,7 @@ async fn inventory(ec2: &aws_sdk_ec2::Client) -> Inventory {
     inv
 }
 
-fn clean_shape() -> BTreeMap<&'static str, usize> {
+pub(crate) fn clean_shape() -> BTreeMap<&'static str, usize> {
     BTreeMap::from([
         ("customer_gateway", 1),
         ("elastic_ip", 3),

@@ -24,7 +24,7 @@ fn run_ok(r: &Regions, m: &Moto, args: &[&str]) -> String {
 }
 
 /// Every record set of the zone as `name type [set id]` -> a comparable description.
-async fn records(c: &aws_sdk_route53::Client, zone: &str) -> BTreeMap<String, String> {
+pub(crate) async fn records(c: &aws_sdk_route53::Client, zone: &str) -> BTreeMap<String, String> {
     let r = c
         .list_resource_record_sets()
         .hosted_zone_id(zone)
@@ -58,7 +58,9 @@ async fn records(c: &aws_sdk_route53::Client, zone: &str) -> BTreeMap<String, St
 }
 
 /// Health checks by CallerReference prefix `gwctl/<stack>/<region>/<name>/`: (id, ip, inverted).
-async fn checks(c: &aws_sdk_route53::Client) -> BTreeMap<String, (String, String, bool)> {
+pub(crate) async fn checks(
+    c: &aws_sdk_route53::Client,
+) -> BTreeMap<String, (String, String, bool)> {
     let r = c.list_health_checks().send().await.expect("checks");
     r.health_checks()
         .iter()
@@ -597,31 +599,15 @@ async fn a_live_drill_fails_the_region_then_restores_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttled_and_busy_route53_answers_are_retried() {
-    use crate::support::fault_proxy::{Fault, FaultProxy};
+    use crate::support::fault_proxy::FaultProxy;
     let (r, m) = (Regions::examples(), Moto::start());
-    let proxy = FaultProxy::start(
-        &m.endpoint,
-        vec![
-            Fault {
-                matching: "POST /2013-04-01/hostedzone/",
-                times: 2,
-                status: 400,
-                code: "Throttling",
-            },
-            Fault {
-                matching: "POST /2013-04-01/hostedzone/",
-                times: 1,
-                status: 400,
-                code: "PriorRequestNotComplete",
-            },
-            Fault {
-                matching: "POST /2013-04-01/healthcheck ",
-                times: 2,
-                status: 400,
-                code: "Throttling",
-            },
-        ],
-    );
+    let proxy = FaultProxy::start(&m.endpoint);
+    let change = "POST hostedzone/*/rrset";
+    proxy.configure(serde_json::json!({"rules": [
+        {"action": change, "times": 2, "status": 400, "code": "Throttling"},
+        {"action": change, "times": 1, "status": 400, "code": "PriorRequestNotComplete"},
+        {"action": "POST healthcheck", "times": 2, "status": 400, "code": "Throttling"},
+    ]}));
     let mut up = gwctl(&r, &m);
     up.env("AWS_ENDPOINT_URL", &proxy.endpoint).args([
         "up",
@@ -636,13 +622,12 @@ async fn throttled_and_busy_route53_answers_are_retried() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(proxy.injected(), 5, "every injected error was met");
-    assert!(
-        proxy
-            .forwarded()
-            .iter()
-            .any(|l| l.starts_with("POST /2013-04-01/healthcheck")),
-        "and retried until it went through"
+    let seen = proxy.account();
+    assert_eq!(seen.injected(), 5, "every injected error was met: {seen:?}");
+    assert_eq!(
+        seen.calls_of("POST healthcheck"),
+        2 + 3,
+        "and retried until each of the 3 went through: {seen:?}"
     );
     let dns = m.route53().await;
     let zone = m.zone_id().await;

@@ -9,6 +9,7 @@ mod ci_example;
 mod devices;
 mod dns;
 mod export;
+mod faults;
 mod federation;
 mod init;
 mod json_output;

@@ -5,10 +5,12 @@
 
 mod ec2;
 mod iam;
+mod retries;
 mod route53;
 mod snapshots;
 mod ssm;
 pub use iam::{PATH as IAM_PATH, POLICY_NAME, ROLE_DESCRIPTION, TRUST as IAM_TRUST};
+pub use retries::Retries;
 pub use snapshots::Snapshot;
 pub use ssm::{CERTIFICATES, PARAMETER_DESCRIPTION};
 
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_sdk_ec2::error::DisplayErrorContext;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 
@@ -123,6 +126,7 @@ where
     loop {
         match f().await {
             Err(e) if retry_if(&e) && start.elapsed() + delay < budget => {
+                retries::count_not_ready();
                 let jitter = rand::random::<f64>() * 0.5 + 0.75;
                 tokio::time::sleep(delay.mul_f64(jitter)).await;
                 delay = (delay * 2).min(Duration::from_secs(10));
@@ -131,6 +135,10 @@ where
         }
     }
 }
+
+/// How long one attempt of an AWS call may take before it is abandoned and retried: AWS
+/// answers in well under a second (RunInstances in a few); 30 s is a stall, not a slow call.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Who owns what: the stack and the region, written as tags on everything.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,19 +172,48 @@ fn resolve(ids: &Ids, r: &Ref) -> Result<String, CloudError> {
 
 impl Aws {
     /// Loads the standard AWS configuration for `owner.region` (once per region).
+    ///
+    /// Every attempt has a deadline: the SDK sets none by default, so one stalled answer
+    /// would hang a run forever; a late attempt is retried like a dropped connection.
     pub async fn connect(owner: Owner) -> Aws {
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_millis(3100))
+            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+            .build();
         let config = aws_config::defaults(BehaviorVersion::latest())
             .region(aws_config::Region::new(owner.region.clone()))
             .retry_config(RetryConfig::standard().with_max_attempts(8))
+            .timeout_config(timeouts)
             .load()
             .await;
         Aws {
             owner,
-            ec2: aws_sdk_ec2::Client::new(&config),
-            iam: aws_sdk_iam::Client::new(&config),
-            ssm: aws_sdk_ssm::Client::new(&config),
-            route53: aws_sdk_route53::Client::new(&config),
+            ec2: aws_sdk_ec2::Client::from_conf(
+                aws_sdk_ec2::config::Builder::from(&config)
+                    .interceptor(retries::CountRetries)
+                    .build(),
+            ),
+            iam: aws_sdk_iam::Client::from_conf(
+                aws_sdk_iam::config::Builder::from(&config)
+                    .interceptor(retries::CountRetries)
+                    .build(),
+            ),
+            ssm: aws_sdk_ssm::Client::from_conf(
+                aws_sdk_ssm::config::Builder::from(&config)
+                    .interceptor(retries::CountRetries)
+                    .build(),
+            ),
+            route53: aws_sdk_route53::Client::from_conf(
+                aws_sdk_route53::config::Builder::from(&config)
+                    .interceptor(retries::CountRetries)
+                    .build(),
+            ),
         }
+    }
+
+    /// What this process's AWS calls met so far: calls, and the attempts repeated and why.
+    pub fn retries() -> Retries {
+        retries::so_far()
     }
 
     /// Everything gwctl owns in this region: one describe per kind, all at once; references

@@ -58,6 +58,9 @@ pub fn run(cli: &Cli, args: &DownArgs, printer: &Printer) -> Result<Status> {
         return Err(Error::Failed("cancelled: nothing was deleted".into()));
     }
     let reporter = Reporter::new(printer);
-    rt.block_on(engine.destroy(&work, super::up::apply_options(&args.apply), &reporter))?;
+    let destroyed =
+        rt.block_on(engine.destroy(&work, super::up::apply_options(&args.apply), &reporter));
+    engine.report_aws_calls(&reporter);
+    destroyed?;
     Ok(Status::Success)
 }

@@ -46,6 +46,8 @@ pub fn run(cli: &Cli, args: &UpArgs, printer: &Printer) -> Result<Status> {
         return Err(Error::Failed("cancelled: nothing was changed".into()));
     }
     let reporter = Reporter::new(printer);
-    rt.block_on(engine.apply(&plan, apply_options(&args.apply), &reporter))?;
+    let applied = rt.block_on(engine.apply(&plan, apply_options(&args.apply), &reporter));
+    engine.report_aws_calls(&reporter);
+    applied?;
     Ok(Status::Success)
 }

@@ -32,7 +32,7 @@ pub fn run(cli: &Cli, args: &UpgradeArgs, printer: &Printer) -> Result<Status> {
         return Err(Error::Failed("cancelled: nothing was changed".into()));
     }
     let reporter = Reporter::new(printer);
-    rt.block_on(engine.upgrade(
+    let rolled = rt.block_on(engine.upgrade(
         &plan,
         super::up::apply_options(&args.apply),
         crate::engine::upgrade::RollOptions {
@@ -40,6 +40,8 @@ pub fn run(cli: &Cli, args: &UpgradeArgs, printer: &Printer) -> Result<Status> {
             max_unavailable: usize::from(args.max_unavailable),
         },
         &reporter,
-    ))?;
+    ));
+    engine.report_aws_calls(&reporter);
+    rolled?;
     Ok(Status::Success)
 }

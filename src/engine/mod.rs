@@ -85,6 +85,31 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// The run's last line about AWS: how many calls it made and how many attempts AWS made
+    /// it repeat, and why (throttling, 5xx, no answer) — against real AWS a run that needed
+    /// many is one to look at before the next.
+    pub fn report_aws_calls(&self, events: &dyn events::Events) {
+        let r = crate::cloud::Aws::retries();
+        if r.calls == 0 {
+            return;
+        }
+        let repeated = match r.retried() {
+            0 => "none repeated".to_string(),
+            n => format!(
+                "{n} attempt(s) repeated ({} throttled, {} server errors, {} without answer)",
+                r.throttled, r.server_errors, r.no_answer
+            ),
+        };
+        let waits = match r.not_ready {
+            0 => String::new(),
+            n => format!("; {n} wait(s) for AWS to catch up"),
+        };
+        events.emit(events::Event::Done(format!(
+            "AWS: {} calls, {repeated}{waits}",
+            r.calls
+        )));
+    }
+
     /// Loads the stack for the selected regions: invalid input stops here, before any call.
     pub fn load(
         regions: &Path,

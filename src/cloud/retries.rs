@@ -1,0 +1,138 @@
+//! How often AWS made gwctl try again, for the run's report: against real AWS throttling,
+//! 5xx answers and lost connections are routine, and an operator should see how many a run
+//! met (a run that needed hundreds is a run near the SDK's retry quota).
+//!
+//! The SDK retries on its own (docs/aws-fault-facts.md §2); an interceptor on every client
+//! notes each attempt's outcome and counts an attempt that follows one as a retry, by the
+//! reason of the attempt before it. gwctl's own waits for AWS's eventual consistency (an id
+//! not visible yet, an instance still pending) are counted beside them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aws_sdk_ec2::config::interceptors::{
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
+use aws_sdk_ec2::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_types::config_bag::{Storable, StoreReplace};
+use serde::Serialize;
+
+static CALLS: AtomicU64 = AtomicU64::new(0);
+static THROTTLED: AtomicU64 = AtomicU64::new(0);
+static SERVER: AtomicU64 = AtomicU64::new(0);
+static NO_ANSWER: AtomicU64 = AtomicU64::new(0);
+static NOT_READY: AtomicU64 = AtomicU64::new(0);
+
+/// What this process's AWS calls met so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Retries {
+    /// HTTP requests sent to AWS (every attempt).
+    pub calls: u64,
+    /// Attempts repeated after a throttling answer (EC2 RequestLimitExceeded, Throttling,
+    /// PriorRequestNotComplete).
+    pub throttled: u64,
+    /// Attempts repeated after another 5xx answer.
+    pub server_errors: u64,
+    /// Attempts repeated after no answer (a dropped connection, a timeout).
+    pub no_answer: u64,
+    /// Calls gwctl repeated itself because AWS was not consistent yet.
+    pub not_ready: u64,
+}
+
+impl Retries {
+    /// Attempts the SDK repeated.
+    pub fn retried(&self) -> u64 {
+        self.throttled + self.server_errors + self.no_answer
+    }
+}
+
+/// The counts since the process started.
+pub fn so_far() -> Retries {
+    Retries {
+        calls: CALLS.load(Ordering::Relaxed),
+        throttled: THROTTLED.load(Ordering::Relaxed),
+        server_errors: SERVER.load(Ordering::Relaxed),
+        no_answer: NO_ANSWER.load(Ordering::Relaxed),
+        not_ready: NOT_READY.load(Ordering::Relaxed),
+    }
+}
+
+pub(super) fn count_not_ready() {
+    NOT_READY.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Why an attempt did not succeed, kept in the operation's config bag until the next attempt.
+#[derive(Debug, Clone, Copy)]
+enum Failed {
+    Throttled,
+    Server,
+    NoAnswer,
+}
+
+impl Storable for Failed {
+    type Storer = StoreReplace<Self>;
+}
+
+/// Codes AWS throttles with, as the SDK classifies them (aws-runtime's THROTTLING_ERRORS, the
+/// ones gwctl's services send).
+const THROTTLING: [&str; 5] = [
+    "RequestLimitExceeded",
+    "Throttling",
+    "ThrottlingException",
+    "PriorRequestNotComplete",
+    "TooManyRequestsException",
+];
+
+#[derive(Debug)]
+pub(super) struct CountRetries;
+
+impl Intercept for CountRetries {
+    fn name(&self) -> &'static str {
+        "gwctl::CountRetries"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        CALLS.fetch_add(1, Ordering::Relaxed);
+        let counter = match cfg.load::<Failed>() {
+            Some(Failed::Throttled) => &THROTTLED,
+            Some(Failed::Server) => &SERVER,
+            Some(Failed::NoAnswer) => &NO_ANSWER,
+            None => return Ok(()),
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let failed = match context.response() {
+            None => Some(Failed::NoAnswer),
+            Some(response) => {
+                let status = response.status().as_u16();
+                let body = response.body().bytes().unwrap_or_default();
+                let text = String::from_utf8_lossy(&body[..body.len().min(2048)]);
+                if status >= 400 && THROTTLING.iter().any(|code| text.contains(code)) {
+                    Some(Failed::Throttled)
+                } else if status >= 500 {
+                    Some(Failed::Server)
+                } else {
+                    None
+                }
+            }
+        };
+        // Only a failed attempt is followed by another; a success ends the operation.
+        if let Some(failed) = failed {
+            cfg.interceptor_state().store_put(failed);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,241 @@
+//! gwctl against an AWS that behaves like AWS under load: `scripts/aws_proxy.py` in front of
+//! moto throttles, fails with 5xx and drops connections at a seeded rate, in each service's own
+//! error shape. Runs converge to the state a clean run leaves, and report the attempts AWS made
+//! them repeat — exactly the faults the proxy injected.
+
+use std::collections::BTreeMap;
+
+use crate::aws::inventory;
+use crate::dns::{checks, records};
+use crate::support::Regions;
+use crate::support::fault_proxy::FaultProxy;
+use crate::support::moto::{Moto, gwctl};
+
+const REGIONS: [&str; 2] = ["ap-northeast-1", "us-east-1"];
+
+/// What a run leaves, without the ids and addresses that differ from one emulator to the
+/// next: per region the resources by kind and anything not owned by the stack, and the
+/// zone's record sets and health checks by name.
+async fn end_state(m: &Moto) -> BTreeMap<String, String> {
+    let mut state = BTreeMap::new();
+    for region in REGIONS {
+        let inv = inventory(&m.ec2(region).await).await;
+        state.insert(format!("{region} resources"), format!("{:?}", inv.shape()));
+        state.insert(
+            format!("{region} not owned"),
+            format!("{:?}", inv.untagged()),
+        );
+    }
+    let dns = m.route53().await;
+    let zone = m.zone_id().await;
+    let names: Vec<String> = records(&dns, &zone).await.into_keys().collect();
+    state.insert("record sets".into(), names.join("\n"));
+    let checks: Vec<String> = checks(&dns).await.into_keys().collect();
+    state.insert("health checks".into(), checks.join("\n"));
+    state
+}
+
+/// The numbers of the run's "AWS: N calls, M attempt(s) repeated (a throttled, b server
+/// errors, c without answer)" line: (M, a, b, c).
+fn repeated(stderr: &str) -> (u64, u64, u64, u64) {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("AWS: ") && l.contains(" calls"))
+        .unwrap_or_else(|| panic!("no AWS calls line in:\n{stderr}"));
+    if line.contains("none repeated") {
+        return (0, 0, 0, 0);
+    }
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    // [calls, repeated, throttled, server errors, without answer, (waits)]
+    assert!(numbers.len() >= 5, "{line}");
+    (numbers[1], numbers[2], numbers[3], numbers[4])
+}
+
+fn run(r: &Regions, m: &Moto, proxy: Option<&FaultProxy>, args: &[&str]) -> String {
+    let mut cmd = gwctl(r, m);
+    if let Some(p) = proxy {
+        cmd.env("AWS_ENDPOINT_URL", &p.endpoint);
+    }
+    let out = cmd.args(args).output().expect("run gwctl");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{args:?} failed:\n{stderr}");
+    stderr
+}
+
+/// With 10 % of calls throttled, failed with a 5xx or cut before they reach AWS, `up --all`
+/// and `down` end where clean runs end, a plan through the same faults finds nothing to do,
+/// and each run's report of repeated attempts matches, kind by kind, what the proxy injected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_all_and_down_converge_through_throttling_5xx_and_dropped_connections() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    let up = ["up", "--all", "--yes", "--scope", "aws"];
+    let down = ["down", "us-east-1", "--yes", "--scope", "aws"];
+    run(&r, &m, None, &up);
+    let clean_up = end_state(&m).await;
+    run(&r, &m, None, &down);
+    let clean_down = end_state(&m).await;
+    assert_ne!(clean_up, clean_down);
+    m.reset();
+
+    let proxy = FaultProxy::start(&m.endpoint);
+    proxy.faults(0.10, &["throttle", "server", "drop"], 16);
+    let mut met = 0;
+    for (args, clean) in [(&up, &clean_up), (&down, &clean_down)] {
+        proxy.reset();
+        let stderr = run(&r, &m, Some(&proxy), args);
+        let seen = proxy.account();
+        assert!(
+            seen.injected() * 20 >= seen.calls(),
+            "about 10 % of calls failed: {seen:?}"
+        );
+        assert_eq!(
+            repeated(&stderr),
+            (
+                seen.injected(),
+                seen.injected_of("throttle"),
+                seen.injected_of("server"),
+                seen.injected_of("drop")
+            ),
+            "{args:?}: the run reports each fault it met, by kind\n{stderr}"
+        );
+        met += seen.injected();
+        assert_eq!(&end_state(&m).await, clean, "{args:?} through faults");
+        if args == &up {
+            let plan = gwctl(&r, &m)
+                .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+                .args(["plan", "--all", "--detailed-exitcode", "--scope", "aws"])
+                .output()
+                .expect("plan");
+            assert_eq!(
+                plan.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&plan.stderr)
+            );
+        }
+    }
+    assert!(met >= 10, "the runs met faults: {met}");
+}
+
+/// A lost answer — the call carried out, the connection cut before its answer — is the fault
+/// a retry cannot see through: the SDK sends the call again, and a create without an
+/// idempotency token creates twice, an attach finds itself attached. The run that meets them
+/// may stop (and says where); the next run, with AWS healthy again, ends where a clean run
+/// ends: no duplicate left, nothing orphaned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_lost_answers_a_second_run_converges_without_duplicates() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    let up = ["up", "--all", "--yes", "--scope", "aws"];
+    run(&r, &m, None, &up);
+    let clean = end_state(&m).await;
+    m.reset();
+
+    let proxy = FaultProxy::start(&m.endpoint);
+    proxy.faults(0.10, &["lost"], 7);
+    let first = gwctl(&r, &m)
+        .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+        .args(up)
+        .output()
+        .expect("up");
+    let lost = proxy.account().injected_of("lost");
+    assert!(lost >= 5, "answers were lost: {lost}");
+    eprintln!(
+        "first run through {lost} lost answers: {:?}\n{}",
+        first.status.code(),
+        String::from_utf8_lossy(&first.stderr)
+    );
+    run(&r, &m, None, &up);
+    assert_eq!(end_state(&m).await, clean);
+    gwctl(&r, &m)
+        .args(["plan", "--all", "--detailed-exitcode", "--scope", "aws"])
+        .assert()
+        .code(0);
+}
+
+/// The corpus of broken input: each file is refused by every command that could change
+/// something — `up --all`, `down`, `upgrade --all`, and `plan` — with exit 2 and a
+/// `file:line:column: field` message, and the proxy in front of AWS counts no call at all.
+#[test]
+fn broken_region_files_change_nothing_and_say_where() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    let proxy = FaultProxy::start(&m.endpoint);
+    let long = "x".repeat(300);
+    let not_a_ca = gwctl::pki::Authority::generate("leaf's CA", std::time::SystemTime::now())
+        .expect("ca")
+        .0
+        .issue_server(&["x.example.com".into()], std::time::SystemTime::now())
+        .expect("leaf")
+        .cert_pem;
+    // (what is broken, file, text replaced, its replacement, the field the message names)
+    let us = "us-east-1.yaml";
+    let corpus: Vec<(&str, &str, &str, String, &str)> = vec![
+        ("yaml syntax", us, "  count: 3", "  count: [3".into(), ""),
+        ("wrong type", us, "  count: 3", "  count: three".into(), "brokers.count"),
+        ("unknown key", us, "  count: 3", "  cout: 3".into(), "brokers.cout"),
+        ("duplicate key", us, "  count: 3", "  count: 3\n  count: 5".into(), "brokers.count"),
+        ("impossible count", us, "  count: 3", "  count: 0".into(), "brokers.count"),
+        ("even count", us, "  count: 3", "  count: 4".into(), "brokers.count"),
+        ("bad CIDR", us, "cidr: 10.10.2.0/24", "cidr: 10.10.256.0/24".into(), "network.subnets[1].cidr"),
+        ("overlapping CIDRs", us, "cidr: 10.10.2.0/24", "cidr: 10.10.1.0/24".into(), "network.subnets[1].cidr"),
+        (
+            "VPC overlapping another region's",
+            us,
+            "10.10.0.0/16\n  subnets:\n    - zone: us-east-1a\n      cidr: 10.10.1.0/24\n    - zone: us-east-1b\n      cidr: 10.10.2.0/24",
+            "10.20.0.0/16\n  subnets:\n    - zone: us-east-1a\n      cidr: 10.20.101.0/24\n    - zone: us-east-1b\n      cidr: 10.20.102.0/24".into(),
+            "network.vpc_cidr",
+        ),
+        ("unknown region", us, "region: us-east-1", "region: us-east-9".into(), "region"),
+        ("zone of another region", us, "zone: us-east-1b", "zone: us-west-2b".into(), "network.subnets[1].zone"),
+        ("oversized value", us, "team: messaging", format!("team: {long}"), "tags.team"),
+        ("inline secret", us, "password: file:secrets/GWCTL_US_EAST_1_ADMIN_PASSWORD", "password: hunter2-in-clear".into(), "credentials.admin.password"),
+        ("certificate not a CA", "backend.yaml", "cert: file:secrets/GWCTL_DEVICE_CA_CERT", "cert: file:secrets/NOT_A_CA".into(), "tls.device_ca.cert"),
+        ("secret file missing", "backend.yaml", "erlang_cookie: file:secrets/GWCTL_BACKEND_ERLANG_COOKIE", "erlang_cookie: file:secrets/NOWHERE".into(), "credentials.erlang_cookie"),
+    ];
+    r.write_secret("NOT_A_CA", &not_a_ca);
+    let commands: [&[&str]; 4] = [
+        &["up", "--all", "--yes"],
+        &["down", "us-east-1", "--yes"],
+        &["upgrade", "--all", "--yes"],
+        &["plan", "--all"],
+    ];
+    for (what, file, from, to, field) in &corpus {
+        let original = std::fs::read_to_string(r.file(file)).expect("read");
+        r.edit(file, from, to);
+        let place = format!("{}:", r.file(file).display());
+        for args in commands {
+            proxy.reset();
+            let out = gwctl(&r, &m)
+                .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+                .args(args)
+                .output()
+                .expect("run gwctl");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{what}: {args:?}\n{stderr}");
+            let located = stderr.lines().any(|l| {
+                l.trim_start_matches("error: ")
+                    .strip_prefix(&place)
+                    .and_then(|rest| {
+                        let mut parts = rest.splitn(3, ':');
+                        let line = parts.next()?.parse::<u32>().ok()?;
+                        let col = parts.next()?.parse::<u32>().ok()?;
+                        Some(line > 0 && col > 0 && parts.next()?.trim_start().starts_with(field))
+                    })
+                    .unwrap_or(false)
+            });
+            assert!(
+                located,
+                "{what}: {args:?}: no `{place}LINE:COL: {field}` in\n{stderr}"
+            );
+            assert!(
+                !stderr.contains("hunter2"),
+                "{what}: a secret echoed:\n{stderr}"
+            );
+            let seen = proxy.account();
+            assert_eq!(seen.calls(), 0, "{what}: {args:?} called AWS: {seen:?}");
+        }
+        r.write(file, &original);
+    }
+}
