@@ -22,6 +22,12 @@ prefix list keeps its description when read back, as on AWS.
 VPN connections' customer gateway configuration (the XML for the customer's device) carries
 each tunnel's own outside and inside addresses and pre-shared key, as on AWS.
 
+AWS's asynchronous states, when asked for (EMULATOR_INSTANCE_PENDING_S, EMULATOR_VPN_PENDING_S,
+EMULATOR_CHANGE_PENDING_S: seconds, off by default): instances launch `pending` and refuse an
+address until `running`, VPN connections stay `pending` before `available`, Route53 changes stay
+PENDING before INSYNC (each with its own change id). A health check tagged
+`emulator:health=down` is reported failing by every checker.
+
 It also seeds the images an AWS account sees and moto does not list: Debian's (owner
 136693071363), so region files can select images by owner and name as in production. They are
 added to moto's own built-in images through moto's MOTO_AMIS_PATH setting.
@@ -384,6 +390,10 @@ CHECKERS = ["us-east-1", "us-west-1", "us-west-2", "eu-west-1", "ap-southeast-1"
 def get_health_check_status(self):
     check = self.backend.get_health_check(self._get_param("HealthCheckId"))
     status = "Success: TCP connection established"
+    # A test takes an endpoint down by tagging its check `emulator:health=down`: every
+    # checker then fails to reach it, as when a region's brokers are gone.
+    if self.backend.resource_tags.get(check.id, {}).get("emulator:health") == "down":
+        status = "Failure: Connection timed out. The endpoint or the internet connection is down."
     observations = [
         {"Region": region, "IPAddress": "15.177.0.1", "StatusReport": {"Status": status, "CheckedTime": utcnow()}}
         for region in (check.regions or CHECKERS)
@@ -525,6 +535,131 @@ def flattened_rules(self, rules):
 
 SecurityGroupRule.__init__ = rule_init
 SecurityGroup._flattened_rules = flattened_rules
+
+# Asynchronous states (off unless set; seconds, fractions allowed, so tests can scale time):
+# AWS launches instances `pending` and makes them `running` seconds later, refusing to
+# associate an address with a pending one; VPN connections are `pending` for minutes before
+# `available`; a Route53 change is PENDING before INSYNC. moto does each at once.
+#   EMULATOR_INSTANCE_PENDING_S, EMULATOR_VPN_PENDING_S, EMULATOR_CHANGE_PENDING_S
+import random  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+from moto.ec2.exceptions import EC2ClientError  # noqa: E402
+from moto.ec2.models.elastic_ip_addresses import ElasticAddressBackend  # noqa: E402
+from moto.ec2.models.instances import InstanceState  # noqa: E402
+from moto.ec2.models.vpn_connections import VPNConnectionBackend  # noqa: E402
+
+
+def _seconds(name):
+    return float(os.environ.get(name) or 0)
+
+
+INSTANCE_PENDING_S = _seconds("EMULATOR_INSTANCE_PENDING_S")
+VPN_PENDING_S = _seconds("EMULATOR_VPN_PENDING_S")
+CHANGE_PENDING_S = _seconds("EMULATOR_CHANGE_PENDING_S")
+
+
+def _settle(backend):
+    """Moves what is due from its pending state to the next, before any EC2 call is served."""
+    now = time.monotonic()
+    for reservation in list(getattr(backend, "reservations", {}).values()):
+        for instance in reservation.instances:
+            due = getattr(instance, "emulator_running_at", None)
+            if due is not None and now >= due:
+                instance.emulator_running_at = None
+                if instance._state.name == "pending":
+                    instance._state = InstanceState("running", 16)
+    for conn in list(getattr(backend, "vpn_connections", {}).values()):
+        due = getattr(conn, "emulator_available_at", None)
+        if due is not None and now >= due:
+            conn.emulator_available_at = None
+            if conn.state == "pending":
+                conn.state = "available"
+
+
+_call_action = EC2Response.call_action
+
+
+def call_action(self):
+    _settle(self.ec2_backend)
+    return _call_action(self)
+
+
+EC2Response.call_action = call_action
+_run_instances_now = InstanceBackend.run_instances
+
+
+def run_instances_pending(self, *args, **kwargs):
+    reservation = _run_instances_now(self, *args, **kwargs)
+    if INSTANCE_PENDING_S > 0:
+        for instance in reservation.instances:
+            instance._state = InstanceState("pending", 0)
+            # Real launches vary: 0.75x to 1.25x of the set time.
+            instance.emulator_running_at = time.monotonic() + INSTANCE_PENDING_S * random.uniform(0.75, 1.25)
+    return reservation
+
+
+InstanceBackend.run_instances = run_instances_pending
+_associate_address = ElasticAddressBackend.associate_address
+
+
+def associate_address(self, instance=None, *args, **kwargs):
+    # AWS: "InvalidInstanceID: The pending instance 'i-…' is not in a valid state for this
+    # operation." (hashicorp/terraform-provider-aws#3072 retries exactly this).
+    if instance is not None and instance._state.name == "pending":
+        raise EC2ClientError("InvalidInstanceID",
+                             f"The pending instance '{instance.id}' is not in a valid state for this operation.")
+    return _associate_address(self, instance, *args, **kwargs)
+
+
+ElasticAddressBackend.associate_address = associate_address
+_create_vpn_connection_now = VPNConnectionBackend.create_vpn_connection
+
+
+def create_vpn_connection_pending(self, *args, **kwargs):
+    conn = _create_vpn_connection_now(self, *args, **kwargs)
+    if VPN_PENDING_S > 0:
+        conn.state = "pending"
+        conn.emulator_available_at = time.monotonic() + VPN_PENDING_S
+    return conn
+
+
+VPNConnectionBackend.create_vpn_connection = create_vpn_connection_pending
+
+# Each change batch gets its own id, PENDING until its time has passed (moto answers one fixed
+# id, INSYNC).
+_changes = {}
+_changes_lock = threading.Lock()
+_change_rrsets = _Route53Response.change_resource_record_sets
+
+
+def change_resource_record_sets_pending(self):
+    result = _change_rrsets(self)
+    info = result.result["ChangeInfo"] if hasattr(result, "result") else None
+    if info is not None:
+        change_id = "C" + "".join(random.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(13))
+        info["Id"] = f"/change/{change_id}"
+        with _changes_lock:
+            _changes[change_id] = time.monotonic() + CHANGE_PENDING_S
+        if CHANGE_PENDING_S > 0:
+            info["Status"] = "PENDING"
+    return result
+
+
+def get_change_pending(self):
+    result = _get_change(self)
+    change_id = self._get_param("Id").rsplit("/", 1)[-1]
+    with _changes_lock:
+        due = _changes.get(change_id)
+    if due is not None and time.monotonic() < due:
+        result.result["ChangeInfo"]["Status"] = "PENDING"
+    return result
+
+
+_get_change = _Route53Response.get_change
+_Route53Response.change_resource_record_sets = change_resource_record_sets_pending
+_Route53Response.get_change = get_change_pending
 
 if __name__ == "__main__":
     sys.exit(moto.server.main(sys.argv[1:]))

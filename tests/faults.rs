@@ -239,3 +239,105 @@ fn broken_region_files_change_nothing_and_say_where() {
         r.write(file, &original);
     }
 }
+
+/// AWS's asynchronous states, time-scaled: instances launch `pending` for ~3 s (AWS refuses
+/// to give a pending instance an address; gwctl waits for each to run), the VPN connection is `pending` for 10 minutes,
+/// each Route53 change is PENDING for 2 s. `up --all` waits for what it needs — running
+/// instances for the addresses, its lock's and records' changes in sync — and not for the
+/// VPN (Terraform waits up to 40 minutes there); it ends where a clean run ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_waits_for_pending_instances_and_changes_but_not_for_the_vpn() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    let up = ["up", "--all", "--yes", "--scope", "aws"];
+    run(&r, &m, None, &up);
+    let clean = end_state(&m).await;
+    drop(m);
+
+    let m = Moto::start_with(&[
+        ("EMULATOR_INSTANCE_PENDING_S", "3"),
+        ("EMULATOR_VPN_PENDING_S", "600"),
+        ("EMULATOR_CHANGE_PENDING_S", "2"),
+    ]);
+    let stderr = run(&r, &m, None, &up);
+    assert!(
+        stderr.contains("route53 change batch: waiting for INSYNC"),
+        "the records' change was waited for:\n{stderr}"
+    );
+    assert_eq!(end_state(&m).await, clean);
+    for region in REGIONS {
+        let ec2 = m.ec2(region).await;
+        let vpns = ec2.describe_vpn_connections().send().await.expect("vpns");
+        let states: Vec<&str> = vpns
+            .vpn_connections()
+            .iter()
+            .filter_map(|v| v.state().map(|s| s.as_str()))
+            .collect();
+        assert_eq!(states, ["pending"], "{region}: up did not wait for the VPN");
+        let reservations = ec2.describe_instances().send().await.expect("instances");
+        let running = reservations
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .all(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) == Some("running"));
+        assert!(running, "{region}: up returns with its instances running");
+        let addresses = ec2.describe_addresses().send().await.expect("eips");
+        assert!(
+            addresses
+                .addresses()
+                .iter()
+                .all(|a| a.instance_id().is_some()),
+            "{region}: every address on its broker"
+        );
+    }
+    gwctl(&r, &m)
+        .args(["plan", "--all", "--detailed-exitcode", "--scope", "aws"])
+        .assert()
+        .code(0);
+
+    // An endpoint Route53's checkers cannot reach (the emulator fails every checker of a
+    // check tagged `emulator:health=down`) is what `status` reports unhealthy.
+    let dns = m.route53().await;
+    let broker_1 = checks(&dns)
+        .await
+        .into_iter()
+        .find(|(name, _)| name.contains("/us-east-1/") && name.ends_with("broker-1"))
+        .map(|(_, (id, _, _))| id)
+        .expect("broker-1's check");
+    dns.change_tags_for_resource()
+        .resource_type(aws_sdk_route53::types::TagResourceType::Healthcheck)
+        .resource_id(&broker_1)
+        .add_tags(
+            aws_sdk_route53::types::Tag::builder()
+                .key("emulator:health")
+                .value("down")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("tag");
+    let out = gwctl(&r, &m)
+        .args(["status", "us-east-1", "--json", "--scope", "aws"])
+        .output()
+        .expect("status");
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let verdicts: BTreeMap<String, (bool, String)> = status[0]["health_checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or_default().to_string(),
+                (
+                    c["healthy"].as_bool().unwrap_or(true),
+                    c["checkers"].as_str().unwrap_or_default().to_string(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(verdicts["broker-1"].0, false, "{verdicts:?}");
+    assert!(verdicts["broker-1"].1.starts_with("0/"), "{verdicts:?}");
+    assert!(
+        verdicts["broker-2"].0 && verdicts["broker-3"].0,
+        "{verdicts:?}"
+    );
+}

@@ -75,6 +75,9 @@ impl CloudError {
         let code = self.code.as_deref().unwrap_or_default();
         code.ends_with(".NotFound")
             || code == "IncorrectInstanceState"
+            // AssociateAddress on a launching instance: "The pending instance 'i-…' is not
+            // in a valid state for this operation."
+            || (code == "InvalidInstanceID" && self.message.contains("pending"))
             || (code == "InvalidParameterValue"
                 && self.message.to_lowercase().contains("instance profile"))
     }

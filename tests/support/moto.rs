@@ -18,6 +18,12 @@ pub struct Moto {
 
 impl Moto {
     pub fn start() -> Moto {
+        Moto::start_with(&[])
+    }
+
+    /// A moto with the launcher's settings in `env`, e.g. its asynchronous states
+    /// (`EMULATOR_INSTANCE_PENDING_S`, `EMULATOR_VPN_PENDING_S`, `EMULATOR_CHANGE_PENDING_S`).
+    pub fn start_with(env: &[(&str, &str)]) -> Moto {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let python = root.join(".venv/bin/python");
         assert!(
@@ -34,6 +40,7 @@ impl Moto {
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .current_dir(dir.path())
             .env("MOTO_RECORDER_FILEPATH", dir.path().join("recording"))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
