@@ -334,7 +334,7 @@ async fn up_waits_for_pending_instances_and_changes_but_not_for_the_vpn() {
             )
         })
         .collect();
-    assert_eq!(verdicts["broker-1"].0, false, "{verdicts:?}");
+    assert!(!verdicts["broker-1"].0, "{verdicts:?}");
     assert!(verdicts["broker-1"].1.starts_with("0/"), "{verdicts:?}");
     assert!(
         verdicts["broker-2"].0 && verdicts["broker-3"].0,
