@@ -445,7 +445,7 @@ async fn up_all_then_down_one_region_touches_nothing_else() {
 }
 
 /// gwctl's snapshots in a region, by the broker slot they were taken of.
-async fn snapshots(ec2: &aws_sdk_ec2::Client) -> BTreeMap<String, Vec<String>> {
+pub(crate) async fn snapshots(ec2: &aws_sdk_ec2::Client) -> BTreeMap<String, Vec<String>> {
     let resp = ec2
         .describe_snapshots()
         .owner_ids("self")

@@ -16,7 +16,7 @@ const REGIONS: [&str; 2] = ["ap-northeast-1", "us-east-1"];
 /// What a run leaves, without the ids and addresses that differ from one emulator to the
 /// next: per region the resources by kind and anything not owned by the stack, and the
 /// zone's record sets and health checks by name.
-async fn end_state(m: &Moto) -> BTreeMap<String, String> {
+pub(crate) async fn end_state(m: &Moto) -> BTreeMap<String, String> {
     let mut state = BTreeMap::new();
     for region in REGIONS {
         let inv = inventory(&m.ec2(region).await).await;
@@ -32,6 +32,11 @@ async fn end_state(m: &Moto) -> BTreeMap<String, String> {
     state.insert("record sets".into(), names.join("\n"));
     let checks: Vec<String> = checks(&dns).await.into_keys().collect();
     state.insert("health checks".into(), checks.join("\n"));
+    let all = dns.list_health_checks().send().await.expect("checks");
+    state.insert(
+        "health check count".into(),
+        all.health_checks().len().to_string(),
+    );
     state
 }
 
@@ -54,7 +59,7 @@ fn repeated(stderr: &str) -> (u64, u64, u64, u64) {
     (numbers[1], numbers[2], numbers[3], numbers[4])
 }
 
-fn run(r: &Regions, m: &Moto, proxy: Option<&FaultProxy>, args: &[&str]) -> String {
+pub(crate) fn run(r: &Regions, m: &Moto, proxy: Option<&FaultProxy>, args: &[&str]) -> String {
     let mut cmd = gwctl(r, m);
     if let Some(p) = proxy {
         cmd.env("AWS_ENDPOINT_URL", &p.endpoint);

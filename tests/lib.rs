@@ -13,6 +13,7 @@ mod faults;
 mod federation;
 mod init;
 mod json_output;
+mod kill;
 mod lock;
 
 mod rabbitmq;

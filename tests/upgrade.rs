@@ -1,6 +1,7 @@
 //! Changing a running gateway: `up` leaves brokers to `gwctl upgrade`.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::support::Regions;
 use crate::support::follower::Follower;
@@ -588,6 +589,8 @@ impl Sampler {
 
 /// Older and newer Debian images in the emulator: the region starts on the older.
 const ALL_IMAGES: &str = "name: debian-13-amd64-*";
+/// The image ALL_IMAGES selects.
+const NEWEST: &str = "ami-0d0ebb1e000000014";
 const OLDER_IMAGE: &str = "name: debian-13-amd64-20260810-*";
 
 /// Fails with what `upgrade` printed and what the follower saw, unless it succeeded.
@@ -781,6 +784,31 @@ async fn a_killed_upgrade_resumes_with_no_orphan() {
     let middle = instances(&m, "us-east-1").await;
     assert_ne!(middle, before);
 
+    // Then killed at seeded moments (kill.rs's count less the two above). When a roll
+    // completes between kills (the long mode's 50 outlast one), the image is turned around
+    // so that the next kill falls into a roll again.
+    let (n, seed) = crate::kill::moments();
+    let older = "ami-0d0ebb1e000000013";
+    let mut target = (ALL_IMAGES, NEWEST);
+    for at in crate::kill::kill_moments(seed ^ 0x0b, n.saturating_sub(2), Duration::from_secs(20)) {
+        let now = instances(&m, "us-east-1").await;
+        if now.iter().all(|i| i.3 == target.1) {
+            let other = if target.1 == NEWEST {
+                (OLDER_IMAGE, older)
+            } else {
+                (ALL_IMAGES, NEWEST)
+            };
+            r.edit("us-east-1.yaml", target.0, other.0);
+            target = other;
+        }
+        let mut run = f.std_gwctl(&r, &m);
+        run.args(["upgrade", "us-east-1", "--yes"]);
+        crate::kill::kill_after(run, at);
+    }
+    if target.1 != NEWEST {
+        r.edit("us-east-1.yaml", target.0, ALL_IMAGES);
+    }
+
     let out = f
         .gwctl(&r, &m)
         .args(["upgrade", "us-east-1", "--yes"])
@@ -791,9 +819,7 @@ async fn a_killed_upgrade_resumes_with_no_orphan() {
     let slots: Vec<&str> = after.iter().map(|a| a.0.as_str()).collect();
     assert_eq!(slots, ["broker-1", "broker-2", "broker-3"], "{after:?}");
     assert!(
-        after
-            .iter()
-            .all(|a| a.2 == "running" && a.3 == "ami-0d0ebb1e000000014"),
+        after.iter().all(|a| a.2 == "running" && a.3 == NEWEST),
         "{after:?}"
     );
     let eips = addresses(&m, "us-east-1").await;
@@ -804,7 +830,13 @@ async fn a_killed_upgrade_resumes_with_no_orphan() {
         3,
         "{eips:?}"
     );
-    assert_eq!(snapshotted(&m, "us-east-1").await.len(), 3);
+    // One snapshot of each broker replaced: the three first ones, and any a turned-around
+    // roll replaced.
+    let snaps = snapshotted(&m, "us-east-1").await;
+    assert!(before.iter().all(|b| snaps.contains(&b.1)), "{snaps:?}");
+    let mut once = snaps.clone();
+    once.dedup();
+    assert_eq!(once, snaps, "a broker snapshotted twice");
     f.gwctl(&r, &m)
         .args(["plan", "us-east-1", "--detailed-exitcode"])
         .assert()

@@ -39,40 +39,12 @@ pub fn normalise_policy(doc: &str) -> String {
         .unwrap_or_else(|_| decoded.into_owned())
 }
 
+/// The region's role and instance profile. The profile is read first: when it is ours (by
+/// its tags) and holds the role of that name, the role is ours too and needs no GetRole — two
+/// calls a region instead of three on every plan.
 pub async fn discover(c: &Client, o: &Owner, name: &str) -> Result<Vec<Observed>, CloudError> {
     let mut out = Vec::new();
-    match c.get_role().role_name(name).send().await.op("GetRole") {
-        Ok(r) => {
-            if let Some(role) = r.role()
-                && owned(o, role.tags())
-            {
-                let policy = match c
-                    .get_role_policy()
-                    .role_name(name)
-                    .policy_name(POLICY_NAME)
-                    .send()
-                    .await
-                    .op("GetRolePolicy")
-                {
-                    Ok(p) => normalise_policy(p.policy_document()),
-                    Err(e) if not_found(&e) => String::new(),
-                    Err(e) => return Err(e),
-                };
-                out.push(Observed {
-                    key: Key::new(Kind::IamRole, "brokers"),
-                    id: role.arn().to_string(),
-                    spec: Spec::IamRole {
-                        name: name.to_string(),
-                        policy,
-                    },
-                    parts: Default::default(),
-                    state: None,
-                });
-            }
-        }
-        Err(e) if not_found(&e) => {}
-        Err(e) => return Err(e),
-    }
+    let mut role_arn = None;
     match c
         .get_instance_profile()
         .instance_profile_name(name)
@@ -84,17 +56,16 @@ pub async fn discover(c: &Client, o: &Owner, name: &str) -> Result<Vec<Observed>
             if let Some(p) = r.instance_profile()
                 && owned(o, p.tags())
             {
-                let role = p
-                    .roles()
-                    .first()
-                    .map(|r| r.arn().to_string())
-                    .unwrap_or_default();
+                let role = p.roles().first();
+                role_arn = role
+                    .filter(|r| r.role_name() == name)
+                    .map(|r| r.arn().to_string());
                 out.push(Observed {
                     key: Key::new(Kind::InstanceProfile, "brokers"),
                     id: p.arn().to_string(),
                     spec: Spec::InstanceProfile {
                         name: name.to_string(),
-                        role: Ref::Id(role),
+                        role: Ref::Id(role.map(|r| r.arn().to_string()).unwrap_or_default()),
                     },
                     parts: Default::default(),
                     state: None,
@@ -103,6 +74,43 @@ pub async fn discover(c: &Client, o: &Owner, name: &str) -> Result<Vec<Observed>
         }
         Err(e) if not_found(&e) => {}
         Err(e) => return Err(e),
+    }
+    if role_arn.is_none() {
+        role_arn = match c.get_role().role_name(name).send().await.op("GetRole") {
+            Ok(r) => r
+                .role()
+                .filter(|role| owned(o, role.tags()))
+                .map(|role| role.arn().to_string()),
+            Err(e) if not_found(&e) => None,
+            Err(e) => return Err(e),
+        };
+    }
+    if let Some(arn) = role_arn {
+        let policy = match c
+            .get_role_policy()
+            .role_name(name)
+            .policy_name(POLICY_NAME)
+            .send()
+            .await
+            .op("GetRolePolicy")
+        {
+            Ok(p) => normalise_policy(p.policy_document()),
+            Err(e) if not_found(&e) => String::new(),
+            Err(e) => return Err(e),
+        };
+        out.insert(
+            0,
+            Observed {
+                key: Key::new(Kind::IamRole, "brokers"),
+                id: arn,
+                spec: Spec::IamRole {
+                    name: name.to_string(),
+                    policy,
+                },
+                parts: Default::default(),
+                state: None,
+            },
+        );
     }
     Ok(out)
 }

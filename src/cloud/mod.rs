@@ -328,6 +328,15 @@ impl Aws {
     }
 
     /// Every record set named `name` in the zone.
+    /// Every record set at `name` and below it, in one walk.
+    pub async fn records_under(
+        &self,
+        zone_id: &str,
+        name: &str,
+    ) -> Result<Vec<ObservedRecord>, CloudError> {
+        route53::list_under(&self.route53, zone_id, name).await
+    }
+
     pub async fn records_named(
         &self,
         zone_id: &str,

@@ -247,7 +247,12 @@ pub async fn list_checks(c: &Client, prefix: &str) -> Result<Vec<ObservedCheck>,
             let Some(name) = h.caller_reference().strip_prefix(prefix) else {
                 continue;
             };
-            let name = name.split('/').next().unwrap_or_default().to_string();
+            // `<prefix><endpoint>/<nonce>`: the endpoint (with a stack-wide prefix,
+            // `<region>/<endpoint>`).
+            let name = name
+                .rsplit_once('/')
+                .map_or(name, |(head, _)| head)
+                .to_string();
             let Some(cfg) = h.health_check_config() else {
                 continue;
             };
@@ -457,6 +462,69 @@ pub async fn list_named(
                 start = Some((
                     n.to_string(),
                     t.clone(),
+                    r.next_record_identifier().map(str::to_string),
+                ));
+            }
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+/// Every record set at `name` and below it (`*.name`): Route53 lists a zone in the order of
+/// reversed labels, so they are one contiguous walk from `name` on, which ends at the first
+/// name outside.
+pub async fn list_under(
+    c: &Client,
+    zone_id: &str,
+    name: &str,
+) -> Result<Vec<ObservedRecord>, CloudError> {
+    let top = dotted(name);
+    let below = format!(".{top}");
+    let inside = |n: &str| {
+        let n = dotted(n);
+        n == top || n.ends_with(&below)
+    };
+    let mut out = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut start: Option<(String, Option<RrType>, Option<String>)> =
+        Some((top.clone(), None, None));
+    while let Some((start_name, start_type, start_id)) = start.take() {
+        let r = c
+            .list_resource_record_sets()
+            .hosted_zone_id(zone_id)
+            .start_record_name(&start_name)
+            .set_start_record_type(start_type)
+            .set_start_record_identifier(start_id)
+            .send()
+            .await
+            .op("ListResourceRecordSets")?;
+        let mut past = false;
+        let before = out.len();
+        for s in r.resource_record_sets() {
+            if !inside(s.name()) {
+                past = true;
+                break;
+            }
+            let key = (
+                dotted(s.name()),
+                s.r#type().as_str().to_string(),
+                s.set_identifier().map(str::to_string),
+            );
+            if seen.insert(key) {
+                out.push(observed_record(s));
+            }
+        }
+        // A page with nothing new ends the walk too (an emulator without
+        // NextRecordIdentifier would loop).
+        if past || !r.is_truncated() || out.len() == before {
+            break;
+        }
+        match r.next_record_name() {
+            Some(n) if inside(n) => {
+                start = Some((
+                    n.to_string(),
+                    r.next_record_type().cloned(),
                     r.next_record_identifier().map(str::to_string),
                 ));
             }

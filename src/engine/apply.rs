@@ -54,9 +54,10 @@ impl Engine {
         // Each region again under its lock: one that cannot be planned or changed since it
         // was shown is left out (and counted), the others go on.
         let mut works = Vec::new();
+        let view = self.route53_view(shown.first().map(|w| w.region())).await?;
         for w in shown {
             let again = self
-                .plan_region(self.gateway(w.region()), w.region())
+                .plan_region_in(self.gateway(w.region()), w.region(), view.as_ref())
                 .await
                 .and_then(|again| self.same_as_shown(w, &again, "plan again").map(|()| again));
             match again {
@@ -215,6 +216,17 @@ impl Engine {
     async fn apply_dns(&self, works: &[&RegionWork], events: &dyn Events) -> usize {
         let mut failed = 0;
         let mut plans = Vec::new();
+        // Route53 read once for every region of the batch (it is global).
+        let view = match works.first() {
+            Some(w) => match super::dns::Route53View::read(&w.aws, &self.stack).await {
+                Ok(view) => Some(view),
+                Err(e) => {
+                    events.emit(Event::RegionFailed(e.to_string()));
+                    return works.len();
+                }
+            },
+            None => None,
+        };
         for w in works {
             let region = w.region();
             let gw = self.gateway(region);
@@ -223,7 +235,7 @@ impl Engine {
                     Some(gw) => super::dns::addresses_now(&w.aws, gw).await?,
                     None => Default::default(),
                 };
-                super::dns::plan(&w.aws, &self.stack, gw, region, &addresses).await
+                super::dns::plan(&w.aws, &self.stack, gw, region, &addresses, view.as_ref()).await
             };
             match planned.await {
                 Ok(p) => plans.push(p),

@@ -58,27 +58,70 @@ pub struct Found {
 }
 
 pub async fn discover(aws: &Aws, stack: &Stack, region: &str) -> Result<Found> {
-    let backend = &stack.backend.spec;
-    let failed = |e: CloudError| Error::Failed(format!("{region}: route53: {e}"));
-    let zone_id = aws.find_zone(&backend.dns.zone).await.map_err(failed)?;
-    let n = dns::names(&backend.dns.record, region);
-    let prefix = dns::caller_prefix(&backend.stack, region);
-    let (checks, a, b, c) = tokio::join!(
-        aws.health_checks(&prefix),
-        aws.records_named(&zone_id, &n.owner),
-        aws.records_named(&zone_id, &n.regional),
-        aws.records_named(&zone_id, &n.record),
-    );
-    let mut found = a.map_err(failed)?;
-    found.extend(b.map_err(failed)?);
-    found.extend(c.map_err(failed)?);
-    let (owned, foreign) = dns_plan::owned(&backend.stack, &backend.dns.record, region, found);
-    Ok(Found {
-        zone_id,
-        checks: checks.map_err(failed)?,
-        owned,
-        foreign,
-    })
+    Ok(Route53View::read(aws, stack).await?.found(stack, region))
+}
+
+/// What Route53 holds for the whole stack. Route53 is global: one zone lookup, one listing of
+/// health checks and one walk of the names below the stack's record serve every region of a
+/// run (a region read alone still costs these three calls).
+pub struct Route53View {
+    zone_id: String,
+    /// The stack's checks, each named `<region>/<endpoint>`.
+    checks: Vec<ObservedCheck>,
+    /// Every record set at the stack's record name and below it.
+    records: Vec<dns::ObservedRecord>,
+}
+
+impl Route53View {
+    pub async fn read(aws: &Aws, stack: &Stack) -> Result<Route53View> {
+        let backend = &stack.backend.spec;
+        let failed = |e: CloudError| Error::Failed(format!("route53: {e}"));
+        let zone_id = aws.find_zone(&backend.dns.zone).await.map_err(failed)?;
+        let prefix = dns::stack_caller_prefix(&backend.stack);
+        let (checks, records) = tokio::join!(
+            aws.health_checks(&prefix),
+            aws.records_under(&zone_id, &backend.dns.record),
+        );
+        Ok(Route53View {
+            zone_id,
+            checks: checks.map_err(failed)?,
+            records: records.map_err(failed)?,
+        })
+    }
+
+    /// A region's share: its checks and the records at its names (owned, foreign).
+    pub fn found(&self, stack: &Stack, region: &str) -> Found {
+        let backend = &stack.backend.spec;
+        let n = dns::names(&backend.dns.record, region);
+        let names = [&n.owner, &n.regional, &n.record]
+            .map(|name| name.trim_end_matches('.').to_lowercase());
+        let at_its_names = self
+            .records
+            .iter()
+            .filter(|r| names.contains(&r.record.name))
+            .cloned()
+            .collect();
+        let (owned, foreign) =
+            dns_plan::owned(&backend.stack, &backend.dns.record, region, at_its_names);
+        let region_prefix = format!("{region}/");
+        let checks = self
+            .checks
+            .iter()
+            .filter_map(|c| {
+                let name = c.name.strip_prefix(&region_prefix)?;
+                Some(ObservedCheck {
+                    name: name.to_string(),
+                    ..c.clone()
+                })
+            })
+            .collect();
+        Found {
+            zone_id: self.zone_id.clone(),
+            checks,
+            owned,
+            foreign,
+        }
+    }
 }
 
 /// Plans a region's Route53 part (`gw` = `None`: remove it, for `down`).
@@ -88,9 +131,13 @@ pub async fn plan(
     gw: Option<&GatewaySpec>,
     region: &str,
     addresses: &BTreeMap<String, Option<String>>,
+    view: Option<&Route53View>,
 ) -> Result<DnsPlan> {
     let backend = &stack.backend.spec;
-    let found = discover(aws, stack, region).await?;
+    let found = match view {
+        Some(view) => view.found(stack, region),
+        None => discover(aws, stack, region).await?,
+    };
     let desired = match gw {
         Some(gw) => {
             if let Some(e) = dns_plan::conflict(&backend.dns.record, region, &found.foreign) {

@@ -103,15 +103,23 @@ impl StackPlan {
 impl Engine {
     /// Plans every selected gateway region, concurrently.
     pub async fn plan(&self) -> StackPlan {
-        let futures = self
-            .stack
-            .gateways
-            .iter()
-            .map(|g| self.plan_region(Some(&g.spec), &g.spec.region));
         let mut out = StackPlan {
             regions: Vec::new(),
             failed: Vec::new(),
         };
+        let first = self.stack.gateways.first().map(|g| g.spec.region.as_str());
+        let view = match self.route53_view(first).await {
+            Ok(view) => view,
+            Err(e) => {
+                out.failed.push(e);
+                return out;
+            }
+        };
+        let futures = self
+            .stack
+            .gateways
+            .iter()
+            .map(|g| self.plan_region_in(Some(&g.spec), &g.spec.region, view.as_ref()));
         for r in futures_util::future::join_all(futures).await {
             match r {
                 Ok(w) => out.regions.push(w),
@@ -126,12 +134,40 @@ impl Engine {
         self.plan_region(None, region).await
     }
 
+    /// What Route53 holds for the stack, read once for a run's regions (with the AWS scope;
+    /// through `region`'s client — Route53 is global).
+    pub(super) async fn route53_view(
+        &self,
+        region: Option<&str>,
+    ) -> Result<Option<super::dns::Route53View>> {
+        match region {
+            Some(region) if self.scope.aws() => {
+                let aws = self.connect(region).await;
+                Ok(Some(
+                    super::dns::Route53View::read(&aws, &self.stack).await?,
+                ))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Discovers what gwctl owns in one region and diffs it against the region file (`gw` =
     /// `None`: against nothing, for `down`).
     pub(super) async fn plan_region(
         &self,
         gw: Option<&GatewaySpec>,
         region: &str,
+    ) -> Result<RegionWork> {
+        self.plan_region_in(gw, region, None).await
+    }
+
+    /// As [`Engine::plan_region`], with Route53 as `view` read it (`None`: read for this
+    /// region alone).
+    pub(super) async fn plan_region_in(
+        &self,
+        gw: Option<&GatewaySpec>,
+        region: &str,
+        view: Option<&super::dns::Route53View>,
     ) -> Result<RegionWork> {
         let stack = &self.stack;
         let backend = &stack.backend.spec;
@@ -231,7 +267,7 @@ impl Engine {
         plan.advisories = advisories;
         let dns = if self.scope.aws() {
             let addresses = super::dns::addresses_from_plan(&plan);
-            Some(super::dns::plan(&aws, stack, gw, region, &addresses).await?)
+            Some(super::dns::plan(&aws, stack, gw, region, &addresses, view).await?)
         } else {
             None
         };

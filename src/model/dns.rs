@@ -209,6 +209,11 @@ pub fn owner_value(stack: &str, region: &str) -> String {
 /// CallerReference holds at most 64 characters, so the stack (up to 32) goes in as the first
 /// 8 hex digits of its SHA-256; the `gwctl:stack` tag carries the name.
 pub fn caller_prefix(stack: &str, region: &str) -> String {
+    format!("{}{region}/", stack_caller_prefix(stack))
+}
+
+/// The start of the CallerReference of every health check of the stack, in any region.
+pub fn stack_caller_prefix(stack: &str) -> String {
     let hash = sha256_hex(stack);
-    format!("gwctl/{}/{region}/", &hash[..8])
+    format!("gwctl/{}/", &hash[..8])
 }
