@@ -26,7 +26,8 @@ usage: aws_proxy.py --upstream URL [--port P] [--seed N] [--fault-rate 0.1] [--k
 
 Control API (never faulted, never counted), JSON:
   GET  /_proxy/stats   calls, mutating calls, injected faults by kind, calls by action, the
-                       emulator's own service time, the mutating actions in order
+                       emulator's own service time (summed, and the time it was busy at all),
+                       the mutating actions in order
   POST /_proxy/config  changes fault_rate, kinds, latency_ms, jitter_ms, seed, and rules:
                        exact faults ({"action", "times", "status", "code"}) met first
   POST /_proxy/reset   zeroes the account
@@ -131,6 +132,11 @@ class Account:
         self.mutating_actions = []
         self.service_time = 0.0
         self.forwarded = 0
+        # The time the emulator had at least one call in hand: moto serves about one call at
+        # a time, AWS serves them in parallel, so this is what the emulator adds to a run.
+        self.inflight = 0
+        self.busy_since = 0.0
+        self.busy = 0.0
 
     def snapshot(self):
         return {
@@ -142,6 +148,7 @@ class Account:
             "by_action": dict(self.by_action),
             "mutating_actions": list(self.mutating_actions),
             "service_time_s": round(self.service_time, 4),
+            "emulator_busy_s": round(self.busy, 4),
         }
 
 
@@ -255,6 +262,10 @@ def make_handler(upstream, config, account):
             if kind == "drop":
                 return self._drop()
             started = time.monotonic()
+            with account.lock:
+                if account.inflight == 0:
+                    account.busy_since = started
+                account.inflight += 1
             conn = http.client.HTTPConnection(host, port, timeout=120)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "host")}
             headers["Host"] = f"{host}:{port}"
@@ -263,8 +274,12 @@ def make_handler(upstream, config, account):
             data = answer.read()
             conn.close()
             with account.lock:
-                account.service_time += time.monotonic() - started
+                now = time.monotonic()
+                account.service_time += now - started
                 account.forwarded += 1
+                account.inflight -= 1
+                if account.inflight == 0:
+                    account.busy += now - account.busy_since
             if kind == "lost":
                 return self._drop()
             self.send_response(answer.status, answer.reason)
@@ -293,6 +308,9 @@ def main():
     args = parser.parse_args()
     up = urllib.parse.urlsplit(args.upstream)
     account, config = Account(), Config(args)
+    # socketserver's listen backlog is 5: a client opening a few dozen connections at once
+    # (gwctl planning regions concurrently) overflows it, and each dropped SYN waits a second.
+    ThreadingHTTPServer.request_queue_size = 4096
     server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler((up.hostname, up.port), config, account))
     server.daemon_threads = True
     url = f"http://127.0.0.1:{server.server_address[1]}"

@@ -22,6 +22,9 @@ prefix list keeps its description when read back, as on AWS.
 VPN connections' customer gateway configuration (the XML for the customer's device) carries
 each tunnel's own outside and inside addresses and pre-shared key, as on AWS.
 
+RunInstances is idempotent by ClientToken, and CreateVpnConnection by its gateways, as on AWS;
+RemoveRoleFromInstanceProfile for a role not in the profile answers NoSuchEntity.
+
 AWS's asynchronous states, when asked for (EMULATOR_INSTANCE_PENDING_S, EMULATOR_VPN_PENDING_S,
 EMULATOR_CHANGE_PENDING_S: seconds, off by default): instances launch `pending` and refuse an
 address until `running`, VPN connections stay `pending` before `available`, Route53 changes stay
@@ -188,6 +191,16 @@ def _tunnel_specs(options):
 
 
 def create_vpn_connection(self):
+    # "This is an idempotent operation. If you perform the operation more than once, Amazon
+    # EC2 doesn't return an error" (CreateVpnConnection): a repeat for the same customer and
+    # virtual private gateway answers with the connection the first one made.
+    for conn in self.ec2_backend.vpn_connections.values():
+        if (
+            conn.customer_gateway_id == self._get_param("CustomerGatewayId")
+            and conn.vpn_gateway_id == self._get_param("VpnGatewayId")
+            and conn.state not in ("deleting", "deleted")
+        ):
+            return ActionResult({"VpnConnection": conn})
     result = _create_vpn_connection(self)
     options = self._get_param("Options") or {}
     static = str(options.get("StaticRoutesOnly", "false")).lower() == "true"
@@ -601,6 +614,44 @@ def run_instances_pending(self, *args, **kwargs):
 
 
 InstanceBackend.run_instances = run_instances_pending
+
+
+# RunInstances is idempotent by ClientToken on AWS: a request repeated with the token of one
+# that succeeded (an SDK retry after a lost answer) returns the instances it launched, their
+# instance profile already associated; moto launches again. (moto fills in "ABCDE" when no
+# token was sent.)
+_replayed_instances = contextvars.ContextVar("replayed_instances", default=())
+
+
+def run_instances_idempotent(self, *args, **kwargs):
+    token = kwargs.get("client_token")
+    if token and token != "ABCDE":
+        for reservation in list(self.reservations.values()):
+            if any(getattr(i, "client_token", None) == token for i in reservation.instances):
+                _replayed_instances.set(tuple(i.id for i in reservation.instances))
+                return reservation
+    _replayed_instances.set(())
+    return run_instances_pending(self, *args, **kwargs)
+
+
+InstanceBackend.run_instances = run_instances_idempotent
+
+from moto.ec2.models.iam_instance_profile import IamInstanceProfileAssociationBackend  # noqa: E402
+
+_associate_profile = IamInstanceProfileAssociationBackend.associate_iam_instance_profile
+
+
+def associate_profile_once(self, instance_id, *args, **kwargs):
+    # The RunInstances handler associates the requested profile after launching; for a
+    # replayed request the association made the first time is the answer.
+    if instance_id in _replayed_instances.get():
+        existing = self.iam_instance_profile_associations.get(instance_id)
+        if existing is not None:
+            return existing
+    return _associate_profile(self, instance_id, *args, **kwargs)
+
+
+IamInstanceProfileAssociationBackend.associate_iam_instance_profile = associate_profile_once
 _associate_address = ElasticAddressBackend.associate_address
 
 
@@ -660,6 +711,25 @@ def get_change_pending(self):
 _get_change = _Route53Response.get_change
 _Route53Response.change_resource_record_sets = change_resource_record_sets_pending
 _Route53Response.get_change = get_change_pending
+
+from moto.iam.exceptions import NotFoundException as _IamNotFound  # noqa: E402
+from moto.iam.models import IAMBackend  # noqa: E402
+
+
+# RemoveRoleFromInstanceProfile for a role the profile does not hold: AWS answers NoSuchEntity
+# (what a repeat after a lost answer meets); moto fails with an empty 500.
+def remove_role_from_instance_profile(self, profile_name, role_name):
+    profile = self.get_instance_profile(profile_name)
+    role = self.get_role(role_name)
+    if role not in profile.roles:
+        raise _IamNotFound(
+            f"Instance profile {profile_name} does not contain role {role_name}."
+        )
+    profile.roles.remove(role)
+
+
+IAMBackend.remove_role_from_instance_profile = remove_role_from_instance_profile
+
 
 if __name__ == "__main__":
     sys.exit(moto.server.main(sys.argv[1:]))

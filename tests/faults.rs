@@ -40,14 +40,14 @@ pub(crate) async fn end_state(m: &Moto) -> BTreeMap<String, String> {
     state
 }
 
-/// The numbers of the run's "AWS: N calls, M attempt(s) repeated (a throttled, b server
-/// errors, c without answer)" line: (M, a, b, c).
+/// The numbers of the run's "AWS: N calls, M failed attempt(s) recovered (a throttled, b
+/// server errors, c without answer)" line: (M, a, b, c).
 fn repeated(stderr: &str) -> (u64, u64, u64, u64) {
     let line = stderr
         .lines()
         .find(|l| l.contains("AWS: ") && l.contains(" calls"))
         .unwrap_or_else(|| panic!("no AWS calls line in:\n{stderr}"));
-    if line.contains("none repeated") {
+    if line.contains("none failed") {
         return (0, 0, 0, 0);
     }
     let numbers: Vec<u64> = line
@@ -75,6 +75,30 @@ pub(crate) fn run(r: &Regions, m: &Moto, proxy: Option<&FaultProxy>, args: &[&st
 /// and each run's report of repeated attempts matches, kind by kind, what the proxy injected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_all_and_down_converge_through_throttling_5xx_and_dropped_connections() {
+    converge_through(&["throttle", "server", "drop"], seed(16)).await;
+}
+
+/// A lost answer — the call carried out, the connection cut before its answer — is the fault
+/// a plain retry cannot see through: the SDK sends the call again and AWS refuses the repeat
+/// (the record exists, the rule is a duplicate, the role exists) or, without an idempotency
+/// token, carries it out twice. gwctl sends RunInstances and CreateHealthCheck with tokens
+/// and takes such a refusal for what it is — the first attempt was carried out — once it has
+/// read back exactly what it asked for: the runs meeting 10 % lost answers succeed and leave
+/// no duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_all_and_down_converge_through_lost_answers_without_duplicates() {
+    converge_through(&["lost"], seed(7)).await;
+}
+
+/// The seed of the faults: `GWCTL_FAULT_SEED` when set (scripts/soak tries several).
+fn seed(default: u64) -> u64 {
+    std::env::var("GWCTL_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn converge_through(kinds: &[&str], seed: u64) {
     let (r, m) = (Regions::examples(), Moto::start());
     let up = ["up", "--all", "--yes", "--scope", "aws"];
     let down = ["down", "us-east-1", "--yes", "--scope", "aws"];
@@ -86,28 +110,26 @@ async fn up_all_and_down_converge_through_throttling_5xx_and_dropped_connections
     m.reset();
 
     let proxy = FaultProxy::start(&m.endpoint);
-    proxy.faults(0.10, &["throttle", "server", "drop"], 16);
-    let mut met = 0;
+    proxy.faults(0.10, kinds, seed);
+    let (mut met, mut calls) = (0, 0);
     for (args, clean) in [(&up, &clean_up), (&down, &clean_down)] {
         proxy.reset();
         let stderr = run(&r, &m, Some(&proxy), args);
         let seen = proxy.account();
-        assert!(
-            seen.injected() * 20 >= seen.calls(),
-            "about 10 % of calls failed: {seen:?}"
-        );
+        assert!(seen.injected() > 0, "{args:?} met faults: {seen:?}");
         assert_eq!(
             repeated(&stderr),
             (
                 seen.injected(),
                 seen.injected_of("throttle"),
                 seen.injected_of("server"),
-                seen.injected_of("drop")
+                seen.injected_of("drop") + seen.injected_of("lost")
             ),
             "{args:?}: the run reports each fault it met, by kind\n{stderr}"
         );
         met += seen.injected();
-        assert_eq!(&end_state(&m).await, clean, "{args:?} through faults");
+        calls += seen.calls();
+        assert_eq!(&end_state(&m).await, clean, "{args:?} through {kinds:?}");
         if args == &up {
             let plan = gwctl(&r, &m)
                 .env("AWS_ENDPOINT_URL", &proxy.endpoint)
@@ -122,42 +144,10 @@ async fn up_all_and_down_converge_through_throttling_5xx_and_dropped_connections
             );
         }
     }
-    assert!(met >= 10, "the runs met faults: {met}");
-}
-
-/// A lost answer — the call carried out, the connection cut before its answer — is the fault
-/// a retry cannot see through: the SDK sends the call again, and a create without an
-/// idempotency token creates twice, an attach finds itself attached. The run that meets them
-/// may stop (and says where); the next run, with AWS healthy again, ends where a clean run
-/// ends: no duplicate left, nothing orphaned.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_lost_answers_a_second_run_converges_without_duplicates() {
-    let (r, m) = (Regions::examples(), Moto::start());
-    let up = ["up", "--all", "--yes", "--scope", "aws"];
-    run(&r, &m, None, &up);
-    let clean = end_state(&m).await;
-    m.reset();
-
-    let proxy = FaultProxy::start(&m.endpoint);
-    proxy.faults(0.10, &["lost"], 7);
-    let first = gwctl(&r, &m)
-        .env("AWS_ENDPOINT_URL", &proxy.endpoint)
-        .args(up)
-        .output()
-        .expect("up");
-    let lost = proxy.account().injected_of("lost");
-    assert!(lost >= 5, "answers were lost: {lost}");
-    eprintln!(
-        "first run through {lost} lost answers: {:?}\n{}",
-        first.status.code(),
-        String::from_utf8_lossy(&first.stderr)
+    assert!(
+        met >= 10 && met * 20 >= calls,
+        "about 10 % of the runs' {calls} calls failed: {met}"
     );
-    run(&r, &m, None, &up);
-    assert_eq!(end_state(&m).await, clean);
-    gwctl(&r, &m)
-        .args(["plan", "--all", "--detailed-exitcode", "--scope", "aws"])
-        .assert()
-        .code(0);
 }
 
 /// The corpus of broken input: each file is refused by every command that could change

@@ -773,6 +773,66 @@ fn spec_mismatch(d: &Desired) -> CloudError {
     CloudError::new("apply", format!("{}: spec does not match its kind", d.key))
 }
 
+/// Per-call configuration of a create AWS does not make idempotent: see [`create_once`].
+fn no_blind_repeat() -> aws_sdk_ec2::config::Builder {
+    aws_sdk_ec2::config::Builder::default().retry_classifier(super::retries::NoBlindRepeat)
+}
+
+/// Sends a create AWS does not make idempotent (it takes no client token) so that a lost
+/// answer does not leave a second resource: the SDK does not repeat an attempt that got no
+/// answer or a 5xx (`no_blind_repeat`), and gwctl looks for what that attempt may have made,
+/// by the ownership tags the create carried, sending it again only when nothing is there.
+/// (Describe is eventually consistent on AWS: what was made a moment ago can be missed; the
+/// copy a resend then makes is the unused duplicate the next plan deletes.)
+async fn create_once<F, Fut>(c: &Client, d: &Desired, send: F) -> Result<String, CloudError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<String, CloudError>>,
+{
+    let start = std::time::Instant::now();
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match send().await {
+            Err(e) if e.may_be_done.is_some() && start.elapsed() + delay < CREATE_ONCE_BUDGET => {
+                if let Some(fault) = e.may_be_done {
+                    super::retries::count_recovered(fault);
+                }
+                let jitter = rand::random::<f64>() * 0.5 + 0.75;
+                tokio::time::sleep(delay.mul_f64(jitter)).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+                if let Some(id) = already_created(c, d).await? {
+                    return Ok(id);
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How long a create may keep meeting lost answers and server errors.
+const CREATE_ONCE_BUDGET: Duration = Duration::from_secs(120);
+
+/// The id of the resource the stack owns under `d`'s key, if AWS lists one.
+async fn already_created(c: &Client, d: &Desired) -> Result<Option<String>, CloudError> {
+    let tag = |t: &str| d.tags.get(t).cloned().unwrap_or_default();
+    let o = Owner {
+        stack: tag(TAG_STACK),
+        region: tag(TAG_REGION),
+    };
+    let found = match d.key.kind {
+        Kind::Vpc => vpcs(c, &o).await?,
+        Kind::Subnet => subnets(c, &o).await?,
+        Kind::InternetGateway => internet_gateways(c, &o).await?,
+        Kind::SecurityGroup => security_groups(c, &o).await?,
+        Kind::CustomerGateway => customer_gateways(c, &o).await?,
+        Kind::VpnGateway => vpn_gateways(c, &o).await?,
+        Kind::ElasticIp => elastic_ips(c, &o).await?,
+        Kind::RouteTable => route_tables(c, &o).await?,
+        _ => discover(c, &o).await?,
+    };
+    Ok(found.into_iter().find(|f| f.key == d.key).map(|f| f.id))
+}
+
 pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, CloudError> {
     let eventual = Duration::from_secs(60);
     let id = match &d.spec {
@@ -780,18 +840,22 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
             cidr,
             dns_hostnames,
         } => {
-            let r = c
-                .create_vpc()
-                .cidr_block(cidr)
-                .tag_specifications(tag_spec(ResourceType::Vpc, &d.tags))
-                .send()
-                .await
-                .op("CreateVpc")?;
-            let id = r
-                .vpc()
-                .and_then(|v| v.vpc_id())
-                .ok_or_else(|| missing("CreateVpc", "VpcId"))?
-                .to_string();
+            let id = create_once(c, d, || async {
+                let r = c
+                    .create_vpc()
+                    .cidr_block(cidr)
+                    .tag_specifications(tag_spec(ResourceType::Vpc, &d.tags))
+                    .customize()
+                    .config_override(no_blind_repeat())
+                    .send()
+                    .await
+                    .op("CreateVpc")?;
+                r.vpc()
+                    .and_then(|v| v.vpc_id())
+                    .map(str::to_string)
+                    .ok_or_else(|| missing("CreateVpc", "VpcId"))
+            })
+            .await?;
             set_dns_hostnames(c, &id, *dns_hostnames).await?;
             id
         }
@@ -802,38 +866,46 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
             public_ip_on_launch,
         } => {
             let vpc = resolve(ids, vpc)?;
-            let r = retry(eventual, CloudError::is_eventual, || async {
-                c.create_subnet()
-                    .vpc_id(&vpc)
-                    .availability_zone(zone)
-                    .cidr_block(cidr)
-                    .tag_specifications(tag_spec(ResourceType::Subnet, &d.tags))
-                    .send()
-                    .await
-                    .op("CreateSubnet")
+            let id = create_once(c, d, || async {
+                let r = retry(eventual, CloudError::is_eventual, || async {
+                    c.create_subnet()
+                        .vpc_id(&vpc)
+                        .availability_zone(zone)
+                        .cidr_block(cidr)
+                        .tag_specifications(tag_spec(ResourceType::Subnet, &d.tags))
+                        .customize()
+                        .config_override(no_blind_repeat())
+                        .send()
+                        .await
+                        .op("CreateSubnet")
+                })
+                .await?;
+                r.subnet()
+                    .and_then(|s| s.subnet_id())
+                    .map(str::to_string)
+                    .ok_or_else(|| missing("CreateSubnet", "SubnetId"))
             })
             .await?;
-            let id = r
-                .subnet()
-                .and_then(|s| s.subnet_id())
-                .ok_or_else(|| missing("CreateSubnet", "SubnetId"))?
-                .to_string();
             set_public_ip_on_launch(c, &id, *public_ip_on_launch).await?;
             id
         }
         Spec::InternetGateway { vpc } => {
             let vpc = resolve(ids, vpc)?;
-            let r = c
-                .create_internet_gateway()
-                .tag_specifications(tag_spec(ResourceType::InternetGateway, &d.tags))
-                .send()
-                .await
-                .op("CreateInternetGateway")?;
-            let id = r
-                .internet_gateway()
-                .and_then(|g| g.internet_gateway_id())
-                .ok_or_else(|| missing("CreateInternetGateway", "InternetGatewayId"))?
-                .to_string();
+            let id = create_once(c, d, || async {
+                let r = c
+                    .create_internet_gateway()
+                    .tag_specifications(tag_spec(ResourceType::InternetGateway, &d.tags))
+                    .customize()
+                    .config_override(no_blind_repeat())
+                    .send()
+                    .await
+                    .op("CreateInternetGateway")?;
+                r.internet_gateway()
+                    .and_then(|g| g.internet_gateway_id())
+                    .map(str::to_string)
+                    .ok_or_else(|| missing("CreateInternetGateway", "InternetGatewayId"))
+            })
+            .await?;
             attach_igw(c, &id, &vpc).await?;
             id
         }
@@ -844,58 +916,71 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
             ingress,
         } => {
             let vpc = resolve(ids, vpc)?;
-            let r = retry(eventual, CloudError::is_eventual, || async {
-                c.create_security_group()
-                    .vpc_id(&vpc)
-                    .group_name(group_name)
-                    .description(description)
-                    .tag_specifications(tag_spec(ResourceType::SecurityGroup, &d.tags))
-                    .send()
-                    .await
-                    .op("CreateSecurityGroup")
+            let id = create_once(c, d, || async {
+                let r = retry(eventual, CloudError::is_eventual, || async {
+                    c.create_security_group()
+                        .vpc_id(&vpc)
+                        .group_name(group_name)
+                        .description(description)
+                        .tag_specifications(tag_spec(ResourceType::SecurityGroup, &d.tags))
+                        .customize()
+                        .config_override(no_blind_repeat())
+                        .send()
+                        .await
+                        .op("CreateSecurityGroup")
+                })
+                .await?;
+                r.group_id()
+                    .map(str::to_string)
+                    .ok_or_else(|| missing("CreateSecurityGroup", "GroupId"))
             })
             .await?;
-            let id = r
-                .group_id()
-                .ok_or_else(|| missing("CreateSecurityGroup", "GroupId"))?
-                .to_string();
             authorize(c, &id, ingress).await?;
             id
         }
         Spec::CustomerGateway { ip, bgp_asn } => {
-            // AWS takes 4-byte ASNs above 2^31-1 as BgpAsnExtended only.
-            let request = c
-                .create_customer_gateway()
-                .r#type(GatewayType::Ipsec1)
-                .ip_address(ip);
-            let request = match i32::try_from(*bgp_asn) {
-                Ok(asn) => request.bgp_asn(asn),
-                Err(_) => request.bgp_asn_extended(i64::from(*bgp_asn)),
-            };
-            let r = request
-                .tag_specifications(tag_spec(ResourceType::CustomerGateway, &d.tags))
-                .send()
-                .await
-                .op("CreateCustomerGateway")?;
-            r.customer_gateway()
-                .and_then(|g| g.customer_gateway_id())
-                .ok_or_else(|| missing("CreateCustomerGateway", "CustomerGatewayId"))?
-                .to_string()
+            create_once(c, d, || async {
+                // AWS takes 4-byte ASNs above 2^31-1 as BgpAsnExtended only.
+                let request = c
+                    .create_customer_gateway()
+                    .r#type(GatewayType::Ipsec1)
+                    .ip_address(ip);
+                let request = match i32::try_from(*bgp_asn) {
+                    Ok(asn) => request.bgp_asn(asn),
+                    Err(_) => request.bgp_asn_extended(i64::from(*bgp_asn)),
+                };
+                let r = request
+                    .tag_specifications(tag_spec(ResourceType::CustomerGateway, &d.tags))
+                    .customize()
+                    .config_override(no_blind_repeat())
+                    .send()
+                    .await
+                    .op("CreateCustomerGateway")?;
+                r.customer_gateway()
+                    .and_then(|g| g.customer_gateway_id())
+                    .map(str::to_string)
+                    .ok_or_else(|| missing("CreateCustomerGateway", "CustomerGatewayId"))
+            })
+            .await?
         }
         Spec::VpnGateway { vpc } => {
             let vpc = resolve(ids, vpc)?;
-            let r = c
-                .create_vpn_gateway()
-                .r#type(GatewayType::Ipsec1)
-                .tag_specifications(tag_spec(ResourceType::VpnGateway, &d.tags))
-                .send()
-                .await
-                .op("CreateVpnGateway")?;
-            let id = r
-                .vpn_gateway()
-                .and_then(|g| g.vpn_gateway_id())
-                .ok_or_else(|| missing("CreateVpnGateway", "VpnGatewayId"))?
-                .to_string();
+            let id = create_once(c, d, || async {
+                let r = c
+                    .create_vpn_gateway()
+                    .r#type(GatewayType::Ipsec1)
+                    .tag_specifications(tag_spec(ResourceType::VpnGateway, &d.tags))
+                    .customize()
+                    .config_override(no_blind_repeat())
+                    .send()
+                    .await
+                    .op("CreateVpnGateway")?;
+                r.vpn_gateway()
+                    .and_then(|g| g.vpn_gateway_id())
+                    .map(str::to_string)
+                    .ok_or_else(|| missing("CreateVpnGateway", "VpnGatewayId"))
+            })
+            .await?;
             attach_vgw(c, &id, &vpc).await?;
             id
         }
@@ -947,20 +1032,26 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
             subnets,
         } => {
             let vpc = resolve(ids, vpc)?;
-            let r = retry(eventual, CloudError::is_eventual, || async {
-                c.create_route_table()
-                    .vpc_id(&vpc)
-                    .tag_specifications(tag_spec(ResourceType::RouteTable, &d.tags))
-                    .send()
-                    .await
-                    .op("CreateRouteTable")
+            // CreateRouteTable takes a client token on AWS (since 2024); moto ignores it, so
+            // it goes like the creates that take none.
+            let id = create_once(c, d, || async {
+                let r = retry(eventual, CloudError::is_eventual, || async {
+                    c.create_route_table()
+                        .vpc_id(&vpc)
+                        .tag_specifications(tag_spec(ResourceType::RouteTable, &d.tags))
+                        .customize()
+                        .config_override(no_blind_repeat())
+                        .send()
+                        .await
+                        .op("CreateRouteTable")
+                })
+                .await?;
+                r.route_table()
+                    .and_then(|t| t.route_table_id())
+                    .map(str::to_string)
+                    .ok_or_else(|| missing("CreateRouteTable", "RouteTableId"))
             })
             .await?;
-            let id = r
-                .route_table()
-                .and_then(|t| t.route_table_id())
-                .ok_or_else(|| missing("CreateRouteTable", "RouteTableId"))?
-                .to_string();
             for route in routes {
                 put_route(
                     c,
@@ -1077,17 +1168,21 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
         }
         Spec::ElasticIp { instance } => {
             let instance = resolve(ids, instance)?;
-            let r = c
-                .allocate_address()
-                .domain(DomainType::Vpc)
-                .tag_specifications(tag_spec(ResourceType::ElasticIp, &d.tags))
-                .send()
-                .await
-                .op("AllocateAddress")?;
-            let id = r
-                .allocation_id()
-                .ok_or_else(|| missing("AllocateAddress", "AllocationId"))?
-                .to_string();
+            let id = create_once(c, d, || async {
+                let r = c
+                    .allocate_address()
+                    .domain(DomainType::Vpc)
+                    .tag_specifications(tag_spec(ResourceType::ElasticIp, &d.tags))
+                    .customize()
+                    .config_override(no_blind_repeat())
+                    .send()
+                    .await
+                    .op("AllocateAddress")?;
+                r.allocation_id()
+                    .map(str::to_string)
+                    .ok_or_else(|| missing("AllocateAddress", "AllocationId"))
+            })
+            .await?;
             associate_address(c, &id, &instance).await?;
             id
         }
@@ -1280,8 +1375,15 @@ pub async fn update(
 
 pub async fn delete(c: &Client, o: &Observed) -> Result<(), CloudError> {
     let id = o.id.as_str();
+    // What is gone already (a repeat of a call whose answer was lost finds its work done).
     let ignore_missing = |r: Result<(), CloudError>| match r {
-        Err(e) if e.code.as_deref().is_some_and(|c| c.ends_with(".NotFound")) => Ok(()),
+        Err(e)
+            if e.code
+                .as_deref()
+                .is_some_and(|c| c.ends_with(".NotFound") || c == "Gateway.NotAttached") =>
+        {
+            Ok(())
+        }
         other => other,
     };
     let r = match &o.spec {
@@ -1314,12 +1416,15 @@ pub async fn delete(c: &Client, o: &Observed) -> Result<(), CloudError> {
                     .flat_map(|g| g.attachments())
                 {
                     if let Some(vpc) = a.vpc_id() {
-                        c.detach_internet_gateway()
-                            .internet_gateway_id(id)
-                            .vpc_id(vpc)
-                            .send()
-                            .await
-                            .op("DetachInternetGateway")?;
+                        ignore_missing(
+                            c.detach_internet_gateway()
+                                .internet_gateway_id(id)
+                                .vpc_id(vpc)
+                                .send()
+                                .await
+                                .op("DetachInternetGateway")
+                                .map(drop),
+                        )?;
                     }
                 }
             }
@@ -1355,12 +1460,15 @@ pub async fn delete(c: &Client, o: &Observed) -> Result<(), CloudError> {
                 if let (Some(vpc), Some("attached" | "attaching")) =
                     (a.vpc_id(), a.state().map(|s| s.as_str()))
                 {
-                    c.detach_vpn_gateway()
-                        .vpn_gateway_id(id)
-                        .vpc_id(vpc)
-                        .send()
-                        .await
-                        .op("DetachVpnGateway")?;
+                    ignore_missing(
+                        c.detach_vpn_gateway()
+                            .vpn_gateway_id(id)
+                            .vpc_id(vpc)
+                            .send()
+                            .await
+                            .op("DetachVpnGateway")
+                            .map(drop),
+                    )?;
                 }
             }
             // AWS refuses to delete a gateway that is still detaching.

@@ -23,9 +23,10 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_ec2::error::DisplayErrorContext;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use crate::model::dns::{CheckConfig, ObservedCheck, ObservedRecord, Record, RecordChange};
-use crate::model::resources::{Actual, Desired, Key, Kind, Observed, Ref};
+use crate::model::resources::{Actual, Desired, Key, Kind, Observed, Ref, Spec};
 use crate::spec::model::Ami;
 
 pub use ec2::Image;
@@ -37,6 +38,9 @@ pub struct CloudError {
     pub op: String,
     pub code: Option<String>,
     pub message: String,
+    /// Set when the call may have been carried out although it failed: no answer came back
+    /// (the connection dropped, the attempt timed out) or AWS answered with a 5xx.
+    pub may_be_done: Option<retries::Fault>,
 }
 
 impl CloudError {
@@ -45,6 +49,7 @@ impl CloudError {
             op: op.into(),
             code: None,
             message: message.into(),
+            may_be_done: None,
         }
     }
 
@@ -62,6 +67,7 @@ impl CloudError {
             op: op.to_string(),
             code: e.code().map(str::to_string),
             message,
+            may_be_done: None,
         }
     }
 
@@ -80,6 +86,24 @@ impl CloudError {
             || (code == "InvalidInstanceID" && self.message.contains("pending"))
             || (code == "InvalidParameterValue"
                 && self.message.to_lowercase().contains("instance profile"))
+    }
+
+    /// AWS's answers to a create or attach that was carried out already.
+    fn is_done_already(&self) -> bool {
+        matches!(
+            self.code.as_deref(),
+            Some(
+                "EntityAlreadyExists"
+                    | "ParameterAlreadyExists"
+                    | "Resource.AlreadyAssociated"
+                    | "InvalidPermission.Duplicate"
+                    | "RouteAlreadyExists"
+                    | "InvalidSubnet.Conflict"
+                    | "InvalidGroup.Duplicate"
+                    // AddRoleToInstanceProfile when the profile holds its role already.
+                    | "LimitExceeded"
+            )
+        )
     }
 
     fn is_dependency(&self) -> bool {
@@ -103,13 +127,27 @@ trait Call<T> {
     fn op(self, op: &str) -> Result<T, CloudError>;
 }
 
-impl<T, E, R> Call<T> for Result<T, aws_sdk_ec2::error::SdkError<E, R>>
+impl<T, E> Call<T> for Result<T, aws_sdk_ec2::error::SdkError<E, HttpResponse>>
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
 {
     fn op(self, op: &str) -> Result<T, CloudError> {
-        self.map_err(|e| CloudError::from_sdk(op, e))
+        use aws_sdk_ec2::error::SdkError;
+        self.map_err(|e| {
+            let may_be_done = match &e {
+                SdkError::DispatchFailure(_)
+                | SdkError::TimeoutError(_)
+                | SdkError::ResponseError(_) => Some(retries::Fault::NoAnswer),
+                SdkError::ServiceError(s) => {
+                    retries::fault_of(s.raw()).filter(|f| *f == retries::Fault::Server)
+                }
+                _ => None,
+            };
+            CloudError {
+                may_be_done,
+                ..CloudError::from_sdk(op, e)
+            }
+        })
     }
 }
 
@@ -234,16 +272,27 @@ impl Aws {
             .iter()
             .map(|o| (o.id.clone(), o.key.clone()))
             .collect();
+        let mut referenced = std::collections::BTreeSet::new();
         for o in &mut resources {
             o.spec.map_refs(|r| {
                 if let Ref::Id(id) = r
                     && let Some(k) = index.get(id.as_str())
                 {
+                    referenced.insert(id.clone());
                     *r = Ref::Key(k.clone());
                 }
             });
         }
-        resources.sort_by(|a, b| (&a.key, &a.id).cmp(&(&b.key, &b.id)));
+        // Of two resources with one key (a create repeated after its answer was lost, a run
+        // killed between a create and its use), the one something refers to comes first: it
+        // is the one in use, which a plan keeps. AWS ids say nothing about age.
+        resources.sort_by(|a, b| {
+            (&a.key, !referenced.contains(&a.id), &a.id).cmp(&(
+                &b.key,
+                !referenced.contains(&b.id),
+                &b.id,
+            ))
+        });
         Ok(Actual { resources })
     }
 
@@ -377,11 +426,70 @@ impl Aws {
 
     /// Creates `d`; returns it as AWS now reports it.
     pub async fn create(&self, d: &Desired, ids: &Ids) -> Result<Observed, CloudError> {
-        match d.key.kind {
+        let created = match d.key.kind {
             Kind::IamRole | Kind::InstanceProfile => iam::create(&self.iam, d, ids).await,
             Kind::SsmParameter => ssm::put(&self.ssm, d, false).await,
             Kind::Certificate => ssm::put_certificate(&self.ssm, d, false).await,
             _ => ec2::create(&self.ec2, d, ids).await,
+        };
+        match created {
+            Err(e) if e.is_done_already() => self.adopt(d, ids, e).await,
+            other => other,
+        }
+    }
+
+    /// A call whose answer was lost on the way back is sent again by the SDK, and AWS answers
+    /// the repeat that it is done already (the role exists, the route is there, the rule is a
+    /// duplicate — made by the first attempt). What discovery then finds under the key, owned
+    /// by the stack (and, for what has a value, with the desired value), is what this create
+    /// made, perhaps without the steps after the refused one: it is brought to the desired
+    /// spec in place, as a plan would. Anything else keeps the error.
+    async fn adopt(
+        &self,
+        d: &Desired,
+        ids: &Ids,
+        error: CloudError,
+    ) -> Result<Observed, CloudError> {
+        let found = match (&d.key.kind, &d.spec) {
+            (Kind::IamRole, Spec::IamRole { name, .. })
+            | (Kind::InstanceProfile, Spec::InstanceProfile { name, .. }) => {
+                iam::discover(&self.iam, &self.owner, name).await
+            }
+            (Kind::SsmParameter | Kind::Certificate, Spec::SsmParameter { name, .. })
+            | (Kind::SsmParameter | Kind::Certificate, Spec::Certificate { name, .. }) => {
+                let short = match d.key.kind {
+                    Kind::Certificate => format!("/{}{}", ssm::CERTIFICATES, d.key.name),
+                    _ => format!("/{}", d.key.name),
+                };
+                match name.strip_suffix(&short) {
+                    Some(prefix) => ssm::discover(&self.ssm, &self.owner, prefix).await,
+                    None => return Err(error),
+                }
+            }
+            (Kind::IamRole | Kind::InstanceProfile | Kind::SsmParameter | Kind::Certificate, _) => {
+                return Err(error);
+            }
+            _ => ec2::discover(&self.ec2, &self.owner).await,
+        };
+        let has_value = matches!(d.key.kind, Kind::SsmParameter | Kind::Certificate);
+        let Some(mut found) = found?
+            .into_iter()
+            .find(|o| o.key == d.key && (!has_value || o.spec == d.spec))
+        else {
+            return Err(error);
+        };
+        let keys: BTreeMap<&str, &Key> = ids.iter().map(|(k, id)| (id.as_str(), k)).collect();
+        found.spec.map_refs(|r| {
+            if let Ref::Id(id) = r
+                && let Some(k) = keys.get(id.as_str())
+            {
+                *r = Ref::Key((*k).clone());
+            }
+        });
+        if found.spec.as_declared(&d.spec) == d.spec {
+            Ok(found)
+        } else {
+            self.update(d, &found, ids).await
         }
     }
 
@@ -484,6 +592,7 @@ mod tests {
             op: "Op".into(),
             code: Some(code.into()),
             message: message.into(),
+            may_be_done: None,
         }
     }
 

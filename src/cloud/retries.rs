@@ -14,6 +14,9 @@ use aws_sdk_ec2::config::interceptors::{
 };
 use aws_sdk_ec2::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryAction};
 use aws_smithy_types::config_bag::{Storable, StoreReplace};
 use serde::Serialize;
 
@@ -62,15 +65,68 @@ pub(super) fn count_not_ready() {
 }
 
 /// Why an attempt did not succeed, kept in the operation's config bag until the next attempt.
-#[derive(Debug, Clone, Copy)]
-enum Failed {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
     Throttled,
     Server,
     NoAnswer,
 }
 
-impl Storable for Failed {
+impl Storable for Fault {
     type Storer = StoreReplace<Self>;
+}
+
+impl Fault {
+    fn counter(self) -> &'static AtomicU64 {
+        match self {
+            Fault::Throttled => &THROTTLED,
+            Fault::Server => &SERVER,
+            Fault::NoAnswer => &NO_ANSWER,
+        }
+    }
+}
+
+/// Counts a failed attempt that gwctl recovered from itself (the SDK was told not to repeat
+/// it): by reading back what it made, or by sending it again.
+pub(super) fn count_recovered(fault: Fault) {
+    fault.counter().fetch_add(1, Ordering::Relaxed);
+}
+
+/// What an answer says of the attempt: throttled, a server error, or nothing wrong.
+pub(super) fn fault_of(response: &HttpResponse) -> Option<Fault> {
+    let status = response.status().as_u16();
+    let body = response.body().bytes().unwrap_or_default();
+    let text = String::from_utf8_lossy(&body[..body.len().min(2048)]);
+    if status >= 400 && THROTTLING.iter().any(|code| text.contains(code)) {
+        Some(Fault::Throttled)
+    } else if status >= 500 {
+        Some(Fault::Server)
+    } else {
+        None
+    }
+}
+
+/// For calls AWS does not make idempotent (a create without a client token): an attempt that
+/// got no answer or a 5xx may have been carried out, and repeating it blindly would create a
+/// second resource. The SDK is told not to; gwctl looks for what the attempt made first
+/// (`ec2::create_once`). Throttled attempts were refused, and are repeated as usual.
+#[derive(Debug)]
+pub(super) struct NoBlindRepeat;
+
+impl ClassifyRetry for NoBlindRepeat {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        if !matches!(ctx.output_or_error(), Some(Err(_))) {
+            return RetryAction::NoActionIndicated;
+        }
+        match ctx.response().map(fault_of) {
+            None | Some(Some(Fault::Server)) => RetryAction::RetryForbidden,
+            _ => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "gwctl::NoBlindRepeat"
+    }
 }
 
 /// Codes AWS throttles with, as the SDK classifies them (aws-runtime's THROTTLING_ERRORS, the
@@ -98,13 +154,9 @@ impl Intercept for CountRetries {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         CALLS.fetch_add(1, Ordering::Relaxed);
-        let counter = match cfg.load::<Failed>() {
-            Some(Failed::Throttled) => &THROTTLED,
-            Some(Failed::Server) => &SERVER,
-            Some(Failed::NoAnswer) => &NO_ANSWER,
-            None => return Ok(()),
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        if let Some(fault) = cfg.load::<Fault>() {
+            fault.counter().fetch_add(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -115,19 +167,8 @@ impl Intercept for CountRetries {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let failed = match context.response() {
-            None => Some(Failed::NoAnswer),
-            Some(response) => {
-                let status = response.status().as_u16();
-                let body = response.body().bytes().unwrap_or_default();
-                let text = String::from_utf8_lossy(&body[..body.len().min(2048)]);
-                if status >= 400 && THROTTLING.iter().any(|code| text.contains(code)) {
-                    Some(Failed::Throttled)
-                } else if status >= 500 {
-                    Some(Failed::Server)
-                } else {
-                    None
-                }
-            }
+            None => Some(Fault::NoAnswer),
+            Some(response) => fault_of(response),
         };
         // Only a failed attempt is followed by another; a success ends the operation.
         if let Some(failed) = failed {

@@ -627,6 +627,8 @@ pub async fn apply_batch(
     creates.sort_by_key(|(alias, _)| *alias);
     let mut batch = ChangeBatch::builder().comment("gwctl");
     let n = deletes.len() + creates.len();
+    let deleted: Vec<_> = deletes.iter().map(|(_, s)| observed_record(s)).collect();
+    let created: Vec<_> = creates.iter().map(|(_, s)| observed_record(s)).collect();
     for (action, (_, set)) in deletes
         .into_iter()
         .map(|d| (ChangeAction::Delete, d))
@@ -656,10 +658,56 @@ pub async fn apply_batch(
                 .op("ChangeResourceRecordSets")
         },
     )
-    .await?;
+    .await;
+    let out = match out {
+        Err(e) if e.code.as_deref() == Some("InvalidChangeBatch") => {
+            // The SDK sends a batch again when its answer was lost; if the first one was
+            // applied, the repeat is refused (a create finds its record, a delete misses its
+            // own). The zone being exactly what the batch makes means that is what happened.
+            // (Its change id went with the answer: nothing to wait on, and AWS lists an
+            // accepted change's records at once; INSYNC only says every name server has it.)
+            return match zone_is_after(c, zone_id, &deleted, &created).await {
+                Ok(true) => Ok(n),
+                _ => Err(e),
+            };
+        }
+        other => other?,
+    };
     if let Some(info) = out.change_info() {
         let start = std::time::Instant::now();
         wait_insync_with(c, info.id(), &|| on_wait(start.elapsed())).await?;
     }
     Ok(n)
+}
+
+/// Whether the zone holds every record set in `created`, exactly, and none of `deleted`
+/// that is not also created (an update deletes and creates the same set).
+async fn zone_is_after(
+    c: &Client,
+    zone_id: &str,
+    deleted: &[ObservedRecord],
+    created: &[ObservedRecord],
+) -> Result<bool, CloudError> {
+    let key = |r: &ObservedRecord| {
+        (
+            r.record.name.clone(),
+            r.record.rtype.clone(),
+            r.record.set_identifier.clone(),
+        )
+    };
+    let names: std::collections::BTreeSet<_> = deleted
+        .iter()
+        .chain(created)
+        .map(|r| r.record.name.clone())
+        .collect();
+    let mut zone = Vec::new();
+    for name in names {
+        zone.extend(list_named(c, zone_id, &name).await?);
+    }
+    let present = |r: &ObservedRecord| zone.iter().any(|z| key(z) == key(r));
+    Ok(created.iter().all(|r| zone.contains(r))
+        && deleted
+            .iter()
+            .filter(|d| !created.iter().any(|r| key(r) == key(d)))
+            .all(|d| !present(d)))
 }

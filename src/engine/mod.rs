@@ -85,18 +85,19 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// The run's last line about AWS: how many calls it made and how many attempts AWS made
-    /// it repeat, and why (throttling, 5xx, no answer) — against real AWS a run that needed
-    /// many is one to look at before the next.
+    /// The run's last line about AWS: how many calls it made and how many attempts failed and
+    /// were recovered from (repeated, or for a create that may have been carried out, read
+    /// back), and why (throttling, 5xx, no answer) — against real AWS a run that needed many
+    /// is one to look at before the next.
     pub fn report_aws_calls(&self, events: &dyn events::Events) {
         let r = crate::cloud::Aws::retries();
         if r.calls == 0 {
             return;
         }
         let repeated = match r.retried() {
-            0 => "none repeated".to_string(),
+            0 => "none failed".to_string(),
             n => format!(
-                "{n} attempt(s) repeated ({} throttled, {} server errors, {} without answer)",
+                "{n} failed attempt(s) recovered ({} throttled, {} server errors, {} without answer)",
                 r.throttled, r.server_errors, r.no_answer
             ),
         };

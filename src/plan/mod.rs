@@ -126,12 +126,17 @@ pub fn diff(
     if destroy {
         desired.clear();
     }
-    // Every RunInstances of this plan gets a token derived from the state it was planned on.
+    // Every RunInstances of this plan gets a client token of its own: the SDK repeats a launch
+    // whose answer was lost with the same token, and AWS answers with what the first attempt
+    // launched. Unique to the plan, not derived from the state alone: AWS keeps a token's
+    // answer for hours, terminated instances included, and the state before a first `up` is
+    // the state after a `down`.
+    let nonce: u64 = rand::random();
     for d in &mut desired {
         if let Payload::Launch { client_token, .. } = &mut d.payload {
             *client_token = format!(
                 "gwctl-{}",
-                &sha256_hex(&format!("{actual_sha256}/{region}/{}", d.key))[..40]
+                &sha256_hex(&format!("{actual_sha256}/{nonce}/{region}/{}", d.key))[..40]
             );
         }
     }
@@ -140,15 +145,10 @@ pub fn diff(
     for d in &desired {
         let mut found = actual.get(&d.key);
         // The one to keep: for a broker, one that is already what is desired (a replacement
-        // running beside the broker it replaces); else the oldest id (for other kinds the
-        // original is the one in use).
+        // running beside the broker it replaces); else the first as discovered (discovery
+        // puts the one other resources refer to, the one in use, first).
         let broker = d.key.is_broker();
-        found.sort_by_key(|a| {
-            (
-                broker && a.spec.as_declared(&d.spec) != d.spec,
-                a.id.clone(),
-            )
-        });
+        found.sort_by_key(|a| broker && a.spec.as_declared(&d.spec) != d.spec);
         let (action, before, paths, reason) = match found.first() {
             None => (Action::Create, None, vec![], None),
             Some(a) if a.spec.as_declared(&d.spec) == d.spec => {
@@ -660,7 +660,8 @@ mod tests {
     }
 
     #[test]
-    fn duplicates_are_deleted_and_one_kept() {
+    fn duplicates_are_deleted_and_the_first_discovered_kept() {
+        // Discovery lists the one in use (referred to) first, whatever its id.
         let want = vec![desired(Kind::Vpc, "main", vpc("10.1.0.0/16"))];
         let have = Actual {
             resources: vec![
@@ -675,7 +676,7 @@ mod tests {
             .filter(|c| c.action == Action::NoOp)
             .map(|c| c.before.as_ref().map(|b| b.id.clone()))
             .collect();
-        assert_eq!(kept, [Some("vpc-1".to_string())]);
+        assert_eq!(kept, [Some("vpc-2".to_string())]);
         assert_eq!(action(&plan, Kind::Vpc, "main").len(), 2);
     }
 
