@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::support::Regions;
+use crate::support::fault_proxy::FaultProxy;
 use crate::support::follower::Follower;
 use crate::support::moto::{Moto, gwctl};
 
@@ -740,6 +741,60 @@ async fn upgrade_rolls_a_newer_image_onto_the_brokers_one_at_a_time() {
         3,
         "{log}"
     );
+}
+
+/// With 10 % of AWS calls throttled, failed with a 5xx, dropped or their answers lost, a roll
+/// ends where a clean one ends: each slot on one new broker running the newest image, each
+/// address on one of them, every old data volume snapshotted exactly once, nothing left to
+/// change; the run reports the faults it met. About 2½ minutes: in the long mode
+/// (scripts/soak), which keeps the default run under 30 minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long mode: scripts/soak"]
+async fn an_upgrade_through_faults_ends_where_a_clean_one_ends() {
+    let (r, m, f, before) = up_on_the_older_image().await;
+    r.edit("us-east-1.yaml", OLDER_IMAGE, ALL_IMAGES);
+    let proxy = FaultProxy::start(&m.endpoint);
+    let seed = std::env::var("GWCTL_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(16);
+    proxy.faults(0.10, &["throttle", "server", "drop", "lost"], seed);
+    let out = f
+        .gwctl(&r, &m)
+        .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+        .args(["upgrade", "us-east-1", "--yes"])
+        .output()
+        .expect("upgrade");
+    assert_rolled(&out, &f);
+    let seen = proxy.account();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(seen.injected() >= 5, "the roll met faults: {seen:?}");
+    assert!(
+        stderr.contains(&format!("{} failed attempt(s) recovered", seen.injected())),
+        "{stderr}"
+    );
+
+    let after = instances(&m, "us-east-1").await;
+    assert_eq!(after.len(), 3, "{after:?}");
+    for (slot, id, state, image) in &after {
+        assert!(before.iter().all(|b| &b.1 != id), "{slot} was replaced");
+        assert_eq!((state.as_str(), image.as_str()), ("running", NEWEST));
+    }
+    let new_ids: Vec<&String> = after.iter().map(|a| &a.1).collect();
+    let eips = addresses(&m, "us-east-1").await;
+    assert_eq!(
+        eips.values().filter(|i| new_ids.contains(i)).count(),
+        3,
+        "each address on a new broker: {eips:?}"
+    );
+    let mut old_ids: Vec<String> = before.iter().map(|b| b.1.clone()).collect();
+    old_ids.sort();
+    assert_eq!(snapshotted(&m, "us-east-1").await, old_ids);
+    f.gwctl(&r, &m)
+        .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+        .args(["plan", "us-east-1", "--detailed-exitcode"])
+        .assert()
+        .code(0);
 }
 
 /// A roll killed anywhere resumes: killed once just after launching a replacement and once

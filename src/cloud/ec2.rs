@@ -773,44 +773,22 @@ fn spec_mismatch(d: &Desired) -> CloudError {
     CloudError::new("apply", format!("{}: spec does not match its kind", d.key))
 }
 
-/// Per-call configuration of a create AWS does not make idempotent: see [`create_once`].
-fn no_blind_repeat() -> aws_sdk_ec2::config::Builder {
+/// Per-call configuration of a create AWS does not make idempotent: see
+/// [`super::retries::once_or_found`].
+pub(super) fn no_blind_repeat() -> aws_sdk_ec2::config::Builder {
     aws_sdk_ec2::config::Builder::default().retry_classifier(super::retries::NoBlindRepeat)
 }
 
-/// Sends a create AWS does not make idempotent (it takes no client token) so that a lost
-/// answer does not leave a second resource: the SDK does not repeat an attempt that got no
-/// answer or a 5xx (`no_blind_repeat`), and gwctl looks for what that attempt may have made,
-/// by the ownership tags the create carried, sending it again only when nothing is there.
-/// (Describe is eventually consistent on AWS: what was made a moment ago can be missed; the
-/// copy a resend then makes is the unused duplicate the next plan deletes.)
+/// Sends a create of `d` that AWS does not make idempotent (it takes no client token) so that
+/// a lost answer does not leave a second resource: what the attempt may have made is looked
+/// for by the ownership tags the create carried.
 async fn create_once<F, Fut>(c: &Client, d: &Desired, send: F) -> Result<String, CloudError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<String, CloudError>>,
 {
-    let start = std::time::Instant::now();
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match send().await {
-            Err(e) if e.may_be_done.is_some() && start.elapsed() + delay < CREATE_ONCE_BUDGET => {
-                if let Some(fault) = e.may_be_done {
-                    super::retries::count_recovered(fault);
-                }
-                let jitter = rand::random::<f64>() * 0.5 + 0.75;
-                tokio::time::sleep(delay.mul_f64(jitter)).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-                if let Some(id) = already_created(c, d).await? {
-                    return Ok(id);
-                }
-            }
-            other => return other,
-        }
-    }
+    super::retries::once_or_found(send, || already_created(c, d)).await
 }
-
-/// How long a create may keep meeting lost answers and server errors.
-const CREATE_ONCE_BUDGET: Duration = Duration::from_secs(120);
 
 /// The id of the resource the stack owns under `d`'s key, if AWS lists one.
 async fn already_created(c: &Client, d: &Desired) -> Result<Option<String>, CloudError> {

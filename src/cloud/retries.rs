@@ -7,7 +7,9 @@
 //! reason of the attempt before it. gwctl's own waits for AWS's eventual consistency (an id
 //! not visible yet, an instance still pending) are counted beside them.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::config::interceptors::{
     BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
@@ -19,6 +21,8 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryAction};
 use aws_smithy_types::config_bag::{Storable, StoreReplace};
 use serde::Serialize;
+
+use super::CloudError;
 
 static CALLS: AtomicU64 = AtomicU64::new(0);
 static THROTTLED: AtomicU64 = AtomicU64::new(0);
@@ -177,3 +181,38 @@ impl Intercept for CountRetries {
         Ok(())
     }
 }
+
+/// Sends a create AWS does not make idempotent (sent with `ec2::no_blind_repeat`, so the SDK
+/// does not repeat an attempt that got no answer or a 5xx): after such an attempt, `find`
+/// looks for what it may have made, and the create is sent again only when nothing is there.
+/// (Describe is eventually consistent on AWS: what was made a moment ago can be missed; the
+/// copy a resend then makes is the unused duplicate the next plan deletes.)
+pub(super) async fn once_or_found<F, Fut, G, Gut>(send: F, find: G) -> Result<String, CloudError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<String, CloudError>>,
+    G: Fn() -> Gut,
+    Gut: Future<Output = Result<Option<String>, CloudError>>,
+{
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match send().await {
+            Err(e) if e.may_be_done.is_some() && start.elapsed() + delay < ONCE_BUDGET => {
+                if let Some(fault) = e.may_be_done {
+                    count_recovered(fault);
+                }
+                let jitter = rand::random::<f64>() * 0.5 + 0.75;
+                tokio::time::sleep(delay.mul_f64(jitter)).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+                if let Some(id) = find().await? {
+                    return Ok(id);
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How long a create may keep meeting lost answers and server errors.
+const ONCE_BUDGET: Duration = Duration::from_secs(120);

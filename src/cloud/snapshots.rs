@@ -65,18 +65,37 @@ pub async fn take(
     for (k, v) in tags {
         spec = spec.tags(Tag::builder().key(k).value(v).build());
     }
-    let r = c
-        .create_snapshot()
-        .volume_id(volume)
-        .description(format!(
-            "gwctl: data of {} ({}) before its deletion",
-            instance.key, instance.id
-        ))
-        .tag_specifications(spec.build())
-        .send()
-        .await
-        .op("CreateSnapshot")?;
-    Ok(r.snapshot_id().map(str::to_string))
+    let spec = spec.build();
+    // CreateSnapshot takes no client token: a lost answer is looked for, not repeated.
+    let id = super::retries::once_or_found(
+        || async {
+            let r = c
+                .create_snapshot()
+                .volume_id(volume)
+                .description(format!(
+                    "gwctl: data of {} ({}) before its deletion",
+                    instance.key, instance.id
+                ))
+                .tag_specifications(spec.clone())
+                .customize()
+                .config_override(super::ec2::no_blind_repeat())
+                .send()
+                .await
+                .op("CreateSnapshot")?;
+            r.snapshot_id()
+                .map(str::to_string)
+                .ok_or_else(|| CloudError::new("CreateSnapshot", "the answer has no SnapshotId"))
+        },
+        || async {
+            Ok(list(c, o)
+                .await?
+                .into_iter()
+                .find(|s| s.instance == instance.id)
+                .map(|s| s.id))
+        },
+    )
+    .await?;
+    Ok(Some(id))
 }
 
 /// Every snapshot gwctl took in this stack and region.
