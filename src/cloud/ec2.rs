@@ -773,12 +773,6 @@ fn spec_mismatch(d: &Desired) -> CloudError {
     CloudError::new("apply", format!("{}: spec does not match its kind", d.key))
 }
 
-/// Per-call configuration of a create AWS does not make idempotent: see
-/// [`super::retries::once_or_found`].
-pub(super) fn no_blind_repeat() -> aws_sdk_ec2::config::Builder {
-    aws_sdk_ec2::config::Builder::default().retry_classifier(super::retries::NoBlindRepeat)
-}
-
 /// Sends a create of `d` that AWS does not make idempotent (it takes no client token) so that
 /// a lost answer does not leave a second resource: what the attempt may have made is looked
 /// for by the ownership tags the create carried.
@@ -824,7 +818,7 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
                     .cidr_block(cidr)
                     .tag_specifications(tag_spec(ResourceType::Vpc, &d.tags))
                     .customize()
-                    .config_override(no_blind_repeat())
+                    .config_override(super::retries::no_blind_repeat())
                     .send()
                     .await
                     .op("CreateVpc")?;
@@ -852,7 +846,7 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
                         .cidr_block(cidr)
                         .tag_specifications(tag_spec(ResourceType::Subnet, &d.tags))
                         .customize()
-                        .config_override(no_blind_repeat())
+                        .config_override(super::retries::no_blind_repeat())
                         .send()
                         .await
                         .op("CreateSubnet")
@@ -874,7 +868,7 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
                     .create_internet_gateway()
                     .tag_specifications(tag_spec(ResourceType::InternetGateway, &d.tags))
                     .customize()
-                    .config_override(no_blind_repeat())
+                    .config_override(super::retries::no_blind_repeat())
                     .send()
                     .await
                     .op("CreateInternetGateway")?;
@@ -902,7 +896,7 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
                         .description(description)
                         .tag_specifications(tag_spec(ResourceType::SecurityGroup, &d.tags))
                         .customize()
-                        .config_override(no_blind_repeat())
+                        .config_override(super::retries::no_blind_repeat())
                         .send()
                         .await
                         .op("CreateSecurityGroup")
@@ -930,7 +924,7 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
                 let r = request
                     .tag_specifications(tag_spec(ResourceType::CustomerGateway, &d.tags))
                     .customize()
-                    .config_override(no_blind_repeat())
+                    .config_override(super::retries::no_blind_repeat())
                     .send()
                     .await
                     .op("CreateCustomerGateway")?;
@@ -949,7 +943,7 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
                     .r#type(GatewayType::Ipsec1)
                     .tag_specifications(tag_spec(ResourceType::VpnGateway, &d.tags))
                     .customize()
-                    .config_override(no_blind_repeat())
+                    .config_override(super::retries::no_blind_repeat())
                     .send()
                     .await
                     .op("CreateVpnGateway")?;
@@ -1018,7 +1012,7 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
                         .vpc_id(&vpc)
                         .tag_specifications(tag_spec(ResourceType::RouteTable, &d.tags))
                         .customize()
-                        .config_override(no_blind_repeat())
+                        .config_override(super::retries::no_blind_repeat())
                         .send()
                         .await
                         .op("CreateRouteTable")
@@ -1152,7 +1146,7 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
                     .domain(DomainType::Vpc)
                     .tag_specifications(tag_spec(ResourceType::ElasticIp, &d.tags))
                     .customize()
-                    .config_override(no_blind_repeat())
+                    .config_override(super::retries::no_blind_repeat())
                     .send()
                     .await
                     .op("AllocateAddress")?;

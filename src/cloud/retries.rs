@@ -113,9 +113,9 @@ pub(super) fn fault_of(response: &HttpResponse) -> Option<Fault> {
 /// For calls AWS does not make idempotent (a create without a client token): an attempt that
 /// got no answer or a 5xx may have been carried out, and repeating it blindly would create a
 /// second resource. The SDK is told not to; gwctl looks for what the attempt made first
-/// (`ec2::create_once`). Throttled attempts were refused, and are repeated as usual.
+/// (`once_or_found`). Throttled attempts were refused, and are repeated as usual.
 #[derive(Debug)]
-pub(super) struct NoBlindRepeat;
+struct NoBlindRepeat;
 
 impl ClassifyRetry for NoBlindRepeat {
     fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
@@ -182,7 +182,13 @@ impl Intercept for CountRetries {
     }
 }
 
-/// Sends a create AWS does not make idempotent (sent with `ec2::no_blind_repeat`, so the SDK
+/// Per-call configuration of an EC2 create AWS does not make idempotent: see
+/// [`once_or_found`].
+pub(super) fn no_blind_repeat() -> aws_sdk_ec2::config::Builder {
+    aws_sdk_ec2::config::Builder::default().retry_classifier(NoBlindRepeat)
+}
+
+/// Sends a create AWS does not make idempotent (sent with `no_blind_repeat`, so the SDK
 /// does not repeat an attempt that got no answer or a 5xx): after such an attempt, `find`
 /// looks for what it may have made, and the create is sent again only when nothing is there.
 /// (Describe is eventually consistent on AWS: what was made a moment ago can be missed; the

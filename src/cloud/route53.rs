@@ -424,51 +424,7 @@ pub async fn list_named(
     name: &str,
 ) -> Result<Vec<ObservedRecord>, CloudError> {
     let want = dotted(name);
-    let mut out = Vec::new();
-    let mut start: Option<(String, RrType, Option<String>)> = Some((want.clone(), RrType::A, None));
-    let mut seen = std::collections::BTreeSet::new();
-    while let Some((start_name, start_type, start_id)) = start.take() {
-        let r = c
-            .list_resource_record_sets()
-            .hosted_zone_id(zone_id)
-            .start_record_name(&start_name)
-            .start_record_type(start_type)
-            .set_start_record_identifier(start_id)
-            .send()
-            .await
-            .op("ListResourceRecordSets")?;
-        let mut past = false;
-        let before = out.len();
-        for s in r.resource_record_sets() {
-            if dotted(s.name()) != want {
-                past = true;
-                break;
-            }
-            let key = (
-                s.r#type().as_str().to_string(),
-                s.set_identifier().map(str::to_string),
-            );
-            if seen.insert(key) {
-                out.push(observed_record(s));
-            }
-        }
-        // Route53 lists in name order: past our name, or no further page, ends the walk; so
-        // does a page with nothing new (an emulator without NextRecordIdentifier would loop).
-        if past || !r.is_truncated() || out.len() == before {
-            break;
-        }
-        match (r.next_record_name(), r.next_record_type()) {
-            (Some(n), Some(t)) if dotted(n) == want => {
-                start = Some((
-                    n.to_string(),
-                    t.clone(),
-                    r.next_record_identifier().map(str::to_string),
-                ));
-            }
-            _ => break,
-        }
-    }
-    Ok(out)
+    walk(c, zone_id, &want, |n| dotted(n) == want).await
 }
 
 /// Every record set at `name` and below it (`*.name`): Route53 lists a zone in the order of
@@ -481,14 +437,24 @@ pub async fn list_under(
 ) -> Result<Vec<ObservedRecord>, CloudError> {
     let top = dotted(name);
     let below = format!(".{top}");
-    let inside = |n: &str| {
+    walk(c, zone_id, &top, |n| {
         let n = dotted(n);
         n == top || n.ends_with(&below)
-    };
+    })
+    .await
+}
+
+/// The record sets from `from` on, in Route53's order, while their names are `inside`.
+async fn walk(
+    c: &Client,
+    zone_id: &str,
+    from: &str,
+    inside: impl Fn(&str) -> bool,
+) -> Result<Vec<ObservedRecord>, CloudError> {
     let mut out = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     let mut start: Option<(String, Option<RrType>, Option<String>)> =
-        Some((top.clone(), None, None));
+        Some((from.to_string(), None, None));
     while let Some((start_name, start_type, start_id)) = start.take() {
         let r = c
             .list_resource_record_sets()
@@ -515,8 +481,8 @@ pub async fn list_under(
                 out.push(observed_record(s));
             }
         }
-        // A page with nothing new ends the walk too (an emulator without
-        // NextRecordIdentifier would loop).
+        // Past the names, or no further page, ends the walk; so does a page with nothing new
+        // (an emulator without NextRecordIdentifier would loop).
         if past || !r.is_truncated() || out.len() == before {
             break;
         }

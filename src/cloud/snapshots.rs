@@ -78,7 +78,7 @@ pub async fn take(
                 ))
                 .tag_specifications(spec.clone())
                 .customize()
-                .config_override(super::ec2::no_blind_repeat())
+                .config_override(super::retries::no_blind_repeat())
                 .send()
                 .await
                 .op("CreateSnapshot")?;
