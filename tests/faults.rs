@@ -91,7 +91,7 @@ async fn up_all_and_down_converge_through_lost_answers_without_duplicates() {
 }
 
 /// The seed of the faults: `GWCTL_FAULT_SEED` when set (scripts/soak tries several).
-fn seed(default: u64) -> u64 {
+pub(crate) fn seed(default: u64) -> u64 {
     std::env::var("GWCTL_FAULT_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -754,10 +754,7 @@ async fn an_upgrade_through_faults_ends_where_a_clean_one_ends() {
     let (r, m, f, before) = up_on_the_older_image().await;
     r.edit("us-east-1.yaml", OLDER_IMAGE, ALL_IMAGES);
     let proxy = FaultProxy::start(&m.endpoint);
-    let seed = std::env::var("GWCTL_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(16);
+    let seed = crate::faults::seed(16);
     proxy.faults(0.10, &["throttle", "server", "drop", "lost"], seed);
     let out = f
         .gwctl(&r, &m)
