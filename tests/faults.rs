@@ -238,8 +238,8 @@ fn broken_region_files_change_nothing_and_say_where() {
 /// AWS's asynchronous states, time-scaled: instances launch `pending` for ~3 s (AWS refuses
 /// to give a pending instance an address; gwctl waits for each to run), the VPN connection is `pending` for 10 minutes,
 /// each Route53 change is PENDING for 2 s. `up --all` waits for what it needs — running
-/// instances for the addresses, its lock's and records' changes in sync — and not for the
-/// VPN (Terraform waits up to 40 minutes there); it ends where a clean run ends.
+/// instances for the addresses, its records' change in sync (not its lock's: the API lists
+/// the lock at once) — and not for the VPN (Terraform waits up to 40 minutes there); it ends where a clean run ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_waits_for_pending_instances_and_changes_but_not_for_the_vpn() {
     let (r, m) = (Regions::examples(), Moto::start());

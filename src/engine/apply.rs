@@ -55,11 +55,14 @@ impl Engine {
         // was shown is left out (and counted), the others go on.
         let mut works = Vec::new();
         let view = self.route53_view(shown.first().map(|w| w.region())).await?;
-        for w in shown {
-            let again = self
-                .plan_region_in(self.gateway(w.region()), w.region(), view.as_ref())
+        // Concurrently: each region's discovery is a round of reads of its own.
+        let again = futures_util::future::join_all(shown.iter().map(|w| async {
+            self.plan_region_in(self.gateway(w.region()), w.region(), view.as_ref())
                 .await
-                .and_then(|again| self.same_as_shown(w, &again, "plan again").map(|()| again));
+                .and_then(|again| self.same_as_shown(w, &again, "plan again").map(|()| again))
+        }))
+        .await;
+        for again in again {
             match again {
                 Ok(again) => works.push(again),
                 Err(e) => {

@@ -447,10 +447,15 @@ impl Engine {
         Ok(held)
     }
 
+    /// Releases every lock at once (the order of releasing cannot deadlock anyone).
     pub(super) async fn release_locks(&self, locks: Vec<RegionLock>, events: &dyn Events) {
-        for l in locks {
+        let released = futures_util::future::join_all(locks.into_iter().map(|l| async move {
             let region = l.region.clone();
-            match l.release().await {
+            (region, l.release().await)
+        }))
+        .await;
+        for (region, result) in released {
+            match result {
                 Ok(true) => {}
                 Ok(false) => events.emit(Event::Warning(format!(
                     "the lock of {region} was broken and taken by someone else while this run held it"
