@@ -94,6 +94,12 @@ pub enum Command {
     ///
     /// Example: gwctl drill us-east-1
     Drill(DrillArgs),
+    /// Storm a gateway with devices — each with its own certificate, over MQTT and TLS, with
+    /// the devices' backoff and jitter — and report connect latency, failures by reason, the
+    /// broker's memory and descriptors, this client's CPU share, and capacity advice.
+    ///
+    /// Example: gwctl --broker-endpoints .sandbox/run/endpoints.json loadtest us-east-1 --devices 2000
+    Loadtest(LoadtestArgs),
     /// Run the stack on this machine: local RabbitMQ nodes stand in for every region's brokers.
     ///
     /// Example: gwctl sandbox start && gwctl sandbox roundtrip
@@ -345,11 +351,12 @@ pub enum SandboxCommand {
     ///
     /// Example: gwctl sandbox roundtrip --telemetry-from ap-northeast-1 --command-to us-east-1
     Roundtrip(RoundtripArgs),
-    /// Connect many devices at once to a gateway (each with its own certificate, over TLS):
-    /// reports the connect rate and the node's memory per idle connection.
+    /// Rehearse losing a region end to end: devices connected where Route53 answers, the
+    /// region's node frozen and its health checks failed, devices failing over, commands sent
+    /// all along, the region restored and devices back; reports failover time and delays.
     ///
-    /// Example: gwctl sandbox storm --region us-east-1 --devices 1000 --parallel 200
-    Storm(StormArgs),
+    /// Example: gwctl sandbox drill us-east-1 --outage 10
+    Drill(SandboxDrillArgs),
 }
 
 #[derive(Debug, Args)]
@@ -362,31 +369,37 @@ pub struct FollowArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct StormArgs {
-    #[command(flatten)]
-    pub sandbox: SandboxDirArgs,
-    /// The gateway region.
-    #[arg(long, default_value = "us-east-1", value_name = "REGION")]
-    pub region: String,
-    /// How many devices.
-    #[arg(long, default_value_t = 1000, value_name = "N")]
-    pub devices: usize,
-    /// TLS handshakes in flight at once.
-    #[arg(long, default_value_t = 200, value_name = "N")]
-    pub parallel: usize,
-    /// Seconds the devices stay connected before memory is read.
-    #[arg(long, default_value_t = 10, value_name = "S")]
-    pub hold: u64,
-    /// Print the report as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
 pub struct SandboxDirArgs {
     /// The sandbox's working directory.
     #[arg(long, default_value = ".sandbox/run", value_name = "DIR")]
     pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxDrillArgs {
+    #[command(flatten)]
+    pub sandbox: SandboxDirArgs,
+    /// The gateway region to lose.
+    #[arg(value_name = "REGION")]
+    pub region: String,
+    /// Devices at each client location.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub devices_per_location: usize,
+    /// Seconds the region stays down once its devices left.
+    #[arg(long, default_value_t = 5, value_name = "S")]
+    pub outage: u64,
+    /// The backend sends a command every this many milliseconds, to the devices in turn.
+    #[arg(long, default_value_t = 100, value_name = "MS")]
+    pub command_every_ms: u64,
+    /// The devices' MQTT keepalive (they notice a silent broker after about 1.5 times it).
+    #[arg(long, default_value_t = 2, value_name = "S")]
+    pub keepalive: u64,
+    /// How long failing over, returning and delivering may each take.
+    #[arg(long, default_value_t = 60, value_name = "S")]
+    pub timeout: u64,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -580,6 +593,59 @@ pub struct DrillArgs {
     #[arg(long, default_value_t = 0, value_name = "SECONDS")]
     pub lock_timeout: u64,
     /// Print the drill as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadtestArgs {
+    /// The gateway region: its endpoint (the endpoint file's, else its regional name), its
+    /// instance type and broker count for the advice.
+    #[arg(value_name = "REGION")]
+    pub region: String,
+    /// Connect here instead (an Elastic IP, one broker), HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub endpoint: Option<String>,
+    /// How many devices.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub devices: usize,
+    /// Devices arriving per second; default: all at once (a region coming back).
+    #[arg(long, value_name = "PER_S")]
+    pub rate: Option<f64>,
+    /// Each device's first attempt at a random moment of this window (its firmware's jitter).
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub jitter_ms: u64,
+    /// Backoff after the first failed attempt, doubling per failure (full jitter) up to
+    /// --backoff-max-ms.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub backoff_ms: u64,
+    #[arg(long, default_value_t = 30_000, value_name = "MS")]
+    pub backoff_max_ms: u64,
+    /// One attempt (TCP, TLS, CONNECT) gives up after this long.
+    #[arg(long, default_value_t = 10, value_name = "S")]
+    pub attempt_timeout: u64,
+    /// A device not connected this long after its first attempt has timed out.
+    #[arg(long, default_value_t = 120, value_name = "S")]
+    pub give_up: u64,
+    /// Connected devices subscribe to their commands topic.
+    #[arg(long)]
+    pub subscribe: bool,
+    /// Connected devices publish a telemetry message (QoS 1) this often.
+    #[arg(long, value_name = "MS")]
+    pub publish_every_ms: Option<u64>,
+    /// How long the devices stay connected after the last one settled.
+    #[arg(long, default_value_t = 5, value_name = "S")]
+    pub hold: u64,
+    /// Device ids are PREFIX0, PREFIX1, ...
+    #[arg(long, default_value = "loadtest-", value_name = "PREFIX")]
+    pub id_prefix: String,
+    /// Advice for this many devices (default: the region file's `load.devices`).
+    #[arg(long, value_name = "N")]
+    pub plan_devices: Option<u64>,
+    /// ... reconnecting within this many seconds (default: `load.reconnect_within_s`).
+    #[arg(long, value_name = "S", requires = "plan_devices")]
+    pub plan_within: Option<u32>,
+    /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -59,6 +59,21 @@ async fn every_json_output_has_its_documented_keys() {
                 "--json",
             ],
         ),
+        // Against a closed port: the report of a storm no device survived (exit 1).
+        (
+            "loadtest",
+            vec![
+                "loadtest",
+                "us-east-1",
+                "--endpoint",
+                "127.0.0.1:9",
+                "--devices",
+                "1",
+                "--give-up",
+                "1",
+                "--json",
+            ],
+        ),
         // Last: it deletes the region.
         (
             "down",

@@ -7,6 +7,7 @@ mod aws;
 mod certificates;
 mod ci_example;
 mod devices;
+mod disaster;
 mod dns;
 mod export;
 mod faults;
@@ -14,6 +15,7 @@ mod federation;
 mod init;
 mod json_output;
 mod kill;
+mod loadtest;
 mod lock;
 
 mod rabbitmq;

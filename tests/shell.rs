@@ -57,7 +57,7 @@ fn bash_completion_loads_and_completes_subcommands() {
     assert_eq!(top, ["unlock", "up", "upgrade"]);
     let mut sandbox = bash_completes(script.path(), "gwctl sandbox st");
     sandbox.sort();
-    assert_eq!(sandbox, ["start", "stop", "storm"]);
+    assert_eq!(sandbox, ["start", "stop"]);
     assert!(
         bash_completes(script.path(), "gwctl plan --detailed")
             .contains(&"--detailed-exitcode".to_string())

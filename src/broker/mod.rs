@@ -19,6 +19,7 @@ pub mod amqp;
 pub mod probe;
 pub mod router_api;
 pub mod sessions;
+pub mod storm;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -135,6 +136,19 @@ pub struct ObjectTotals {
     pub connections: u64,
     #[serde(default)]
     pub queues: u64,
+}
+
+/// One node's load as [`Client::node_load`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodeLoad {
+    pub node: String,
+    /// Resident memory, now.
+    pub memory_bytes: u64,
+    /// As of the node's last statistics round.
+    pub fd_used: Option<u64>,
+    pub fd_total: Option<u64>,
+    pub sockets_used: Option<u64>,
+    pub processors: Option<u64>,
 }
 
 /// A node's resource alarms as `/api/nodes` reports them. Under an alarm the node accepts
@@ -371,6 +385,50 @@ impl Client {
             status: 200,
             what: "overview".into(),
             reason: format!("unexpected answer: {e}"),
+        })
+    }
+
+    /// The answering node's load: its memory now (`/api/nodes/NODE/memory` is computed on
+    /// the call) and its descriptors, sockets and cores as of its last statistics round
+    /// (gateways send one every 30 s).
+    pub async fn node_load(&self) -> Result<NodeLoad, BrokerError> {
+        let unexpected = |what: &str| BrokerError::Http {
+            endpoint: self.base.clone(),
+            status: 200,
+            what: what.into(),
+            reason: "unexpected answer".into(),
+        };
+        let overview = self
+            .call(Method::GET, "overview?columns=node", "overview", None)
+            .await?;
+        let node = overview["node"]
+            .as_str()
+            .ok_or_else(|| unexpected("overview"))?
+            .to_string();
+        let segment = vhost_segment(&node);
+        let memory = self
+            .call(
+                Method::GET,
+                &format!("nodes/{segment}/memory"),
+                "node memory",
+                None,
+            )
+            .await?;
+        let total = &memory["memory"]["total"];
+        let memory_bytes = total["rss"]
+            .as_u64()
+            .or_else(|| total["erlang"].as_u64())
+            .ok_or_else(|| unexpected("node memory"))?;
+        let stats = self
+            .call(Method::GET, &format!("nodes/{segment}"), "node", None)
+            .await?;
+        Ok(NodeLoad {
+            node,
+            memory_bytes,
+            fd_used: stats["fd_used"].as_u64(),
+            fd_total: stats["fd_total"].as_u64(),
+            sockets_used: stats["sockets_used"].as_u64(),
+            processors: stats["processors"].as_u64(),
         })
     }
 

@@ -7,6 +7,7 @@ mod down;
 mod drill;
 mod export;
 mod init;
+mod loadtest;
 mod plan;
 mod render;
 mod router;
@@ -37,6 +38,7 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<Status> {
         Command::Status(ref args) => status::run(&cli, args, printer),
         Command::Unlock(ref args) => unlock::run(&cli, args, printer),
         Command::Drill(ref args) => drill::run(&cli, args, printer),
+        Command::Loadtest(ref args) => loadtest::run(&cli, args, printer),
         Command::Plan(ref args) => plan::run(&cli, args, printer),
         Command::Up(ref args) => up::run(&cli, args, printer),
         Command::Down(ref args) => down::run(&cli, args, printer),
@@ -50,9 +52,6 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<Status> {
             let load = || Engine::load(&cli.regions, Selection::All, None, Scope::All);
             sandbox::follow(load, args, printer)
         }
-        Command::Sandbox(SandboxCommand::Storm(ref args)) => {
-            sandbox::storm(&cli.regions, cli.broker_endpoints.as_deref(), args, printer)
-        }
         Command::Router(RouterCommand::Run(ref args)) => router::run(&cli, args, printer),
         Command::Router(RouterCommand::Lookup(ref args)) => router::lookup(&cli, args, printer),
         Command::Ca(CaCommand::Create(ref args)) => ca::create(args, printer),
@@ -65,6 +64,7 @@ pub fn run(cli: Cli, printer: &Printer) -> Result<Status> {
         }
         Command::Completions(ref args) => shell::completions(args, printer),
         Command::Man(ref args) => shell::man(args, printer),
+        Command::Sandbox(SandboxCommand::Drill(ref args)) => sandbox::drill(&cli, args, printer),
         Command::Sandbox(SandboxCommand::Roundtrip(ref args)) => {
             sandbox::roundtrip(&cli.regions, cli.broker_endpoints.as_deref(), args, printer)
         }

@@ -6,6 +6,9 @@ use crate::printer::plan::{stack_json, stack_markdown};
 
 pub fn run(cli: &Cli, args: &PlanArgs, printer: &Printer) -> Result<Status> {
     let engine = super::engine(cli, super::selection(&args.select), args.scope)?;
+    for warning in engine.capacity_warnings() {
+        printer.warn(&warning);
+    }
     let plan = runtime()?.block_on(engine.plan());
     super::report_failed(&plan, printer);
     let json = stack_json(&plan);

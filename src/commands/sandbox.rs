@@ -1,10 +1,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::cli::{FollowArgs, RoundtripArgs, SandboxArgs, SandboxDirArgs, StormArgs};
+use crate::cli::{Cli, FollowArgs, RoundtripArgs, SandboxArgs, SandboxDirArgs, SandboxDrillArgs};
 use crate::endpoints::EndpointMap;
+use crate::engine::{Engine, Scope};
 use crate::error::{Error, Result, Status};
 use crate::printer::Printer;
+use crate::printer::progress::Reporter;
 use crate::sandbox::{self, ENDPOINTS_FILE, Sandbox, SandboxError};
 use crate::spec::{self, Selection};
 
@@ -143,49 +145,73 @@ pub fn roundtrip(
     Ok(Status::Success)
 }
 
-pub fn storm(
-    regions: &Path,
-    endpoints: Option<&Path>,
-    args: &StormArgs,
-    printer: &Printer,
-) -> Result<Status> {
-    let (stack, map) = stack_and_endpoints(regions, endpoints, &args.sandbox.dir)?;
-    let report = crate::engine::runtime()?
-        .block_on(sandbox::storm::run(
-            &stack,
+/// `sandbox drill`: the engine on the sandbox's endpoint file (or the one given), the
+/// region lost and recovered; fails when a command was lost.
+pub fn drill(cli: &Cli, args: &SandboxDrillArgs, printer: &Printer) -> Result<Status> {
+    let file = cli
+        .broker_endpoints
+        .clone()
+        .unwrap_or_else(|| args.sandbox.dir.join(ENDPOINTS_FILE));
+    let engine = Engine::load(&cli.regions, Selection::All, Some(&file), Scope::All)?;
+    let map = engine.endpoints.clone();
+    let plan = sandbox::drill::DrillPlan {
+        region: args.region.clone(),
+        devices_per_location: args.devices_per_location,
+        outage: Duration::from_secs(args.outage),
+        command_every: Duration::from_millis(args.command_every_ms.max(1)),
+        keepalive: Duration::from_secs(args.keepalive.max(1)),
+        timeout: Duration::from_secs(args.timeout.max(1)),
+    };
+    let reporter = Reporter::new(printer);
+    let outcome = crate::engine::runtime()?
+        .block_on(sandbox::drill::run(
+            &engine,
             &map,
             &args.sandbox.dir,
-            &args.region,
-            args.devices,
-            args.parallel,
-            Duration::from_secs(args.hold),
+            &plan,
+            &reporter,
         ))
         .map_err(failed)?;
     if args.json {
-        printer.data(&serde_json::to_string_pretty(&report).unwrap_or_default());
+        printer.data(&serde_json::to_string_pretty(&outcome).unwrap_or_default());
     } else {
-        printer.success(
-            "ok",
-            &format!(
-                "{}/{} devices connected over TLS in {:.1} s ({:.0}/s), {} failed; node RSS {} MiB -> {} MiB ({:.0} KiB per connection)",
-                report.connected,
-                report.devices,
-                report.seconds,
-                report.connected as f64 / report.seconds.max(0.001),
-                report.failed,
-                report.rss_before >> 20,
-                report.rss_connected >> 20,
-                report.per_connection_kib()
+        let moved: Vec<String> = outcome
+            .moved_to
+            .iter()
+            .map(|(r, n)| format!("{n} to {r}"))
+            .collect();
+        for line in [
+            format!(
+                "{}: {} of {} devices failed over ({}) in {:.1} s median, {:.1} s max; on AWS expect about {:.0} s (health check interval x threshold + TTL + keepalive)",
+                outcome.region,
+                outcome.devices_moved,
+                outcome.devices,
+                moved.join(", "),
+                outcome.failover_s.0,
+                outcome.failover_s.1,
+                outcome.expected_on_aws_s
             ),
-        );
+            format!(
+                "restored: every device home again {:.1} s later",
+                outcome.return_s
+            ),
+            format!(
+                "commands: {} sent, {} received, {} lost, {} duplicates; {} delayed over 1 s (latest {:.1} s)",
+                outcome.commands_sent,
+                outcome.commands_received,
+                outcome.commands_lost,
+                outcome.duplicates,
+                outcome.delayed,
+                outcome.max_delay_s
+            ),
+        ] {
+            printer.success("ok", &line);
+        }
     }
-    if report.failed > 0 {
-        return Err(Error::Failed(format!(
-            "{} devices could not connect",
-            report.failed
-        )));
+    match outcome.commands_lost {
+        0 => Ok(Status::Success),
+        n => Err(Error::Failed(format!("{n} commands were lost"))),
     }
-    Ok(Status::Success)
 }
 
 /// The region files and where the sandbox's brokers are (the endpoint file given, else the

@@ -63,20 +63,11 @@ impl Engine {
         opts: ApplyOptions,
         events: &dyn Events,
     ) -> Result<DrillReport> {
-        let ids = checks_to_fail(before, region)?;
-        let locks = self
-            .lock_regions(&[region.to_string()], "drill", opts.lock_timeout, events)
+        let mut held = self
+            .take_down(region, before, timeout, opts, events)
             .await?;
-        let aws = self.connect(region).await;
-        let outcome = tokio::select! {
-            r = self.fail_and_observe(&aws, region, &ids, timeout, events) => r,
-            _ = tokio::signal::ctrl_c() => Err(Error::Failed("interrupted: restoring the health checks".into())),
-        };
-        // Restoration runs whatever happened above; it is idempotent, and `up` repairs it too.
-        let restored = restore(&aws, &ids, events).await;
-        self.release_locks(locks, events).await;
-        let during = outcome?;
-        restored?;
+        let during = std::mem::take(&mut held.during);
+        self.bring_back(held, events).await?;
         let states: Vec<RegionState> = before.iter().map(|s| s.state.clone()).collect();
         let states_during: Vec<RegionState> = during.iter().map(|s| s.state.clone()).collect();
         let names: Vec<String> = states.iter().map(|s| s.region.clone()).collect();
@@ -95,6 +86,49 @@ impl Engine {
             regions_during_drill: Some(states_during),
             answers,
         })
+    }
+
+    /// Takes `region`'s lock, fails its health checks (inverted) and waits until Route53
+    /// counts them unhealthy; on any failure (or Ctrl-C) they are restored and the lock
+    /// released before the error returns. [`Engine::bring_back`] ends what this started.
+    pub async fn take_down(
+        &self,
+        region: &str,
+        before: &[Served],
+        timeout: Duration,
+        opts: ApplyOptions,
+        events: &dyn Events,
+    ) -> Result<HeldDown> {
+        let ids = checks_to_fail(before, region)?;
+        let locks = self
+            .lock_regions(&[region.to_string()], "drill", opts.lock_timeout, events)
+            .await?;
+        let aws = self.connect(region).await;
+        let outcome = tokio::select! {
+            r = self.fail_and_observe(&aws, region, &ids, timeout, events) => r,
+            _ = tokio::signal::ctrl_c() => Err(Error::Failed("interrupted: restoring the health checks".into())),
+        };
+        match outcome {
+            Ok(during) => Ok(HeldDown {
+                locks,
+                ids,
+                aws,
+                during,
+            }),
+            Err(e) => {
+                // Restoration is idempotent, and `up` repairs it too.
+                let _ = restore(&aws, &ids, events).await;
+                self.release_locks(locks, events).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Restores the health checks [`Engine::take_down`] failed and releases the lock.
+    pub async fn bring_back(&self, held: HeldDown, events: &dyn Events) -> Result<()> {
+        let restored = restore(&held.aws, &held.ids, events).await;
+        self.release_locks(held.locks, events).await;
+        restored
     }
 
     /// Inverts the checks, then waits until Route53 reports every one of them unhealthy.
@@ -138,6 +172,15 @@ impl Engine {
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
     }
+}
+
+/// A region whose health checks a drill holds failed, under its lock.
+pub struct HeldDown {
+    locks: Vec<super::lock::RegionLock>,
+    ids: Vec<String>,
+    aws: Aws,
+    /// Every region as Route53 served it once the region counted as down.
+    pub during: Vec<Served>,
 }
 
 /// The health checks a live drill of `region` would fail; an error when it has none.

@@ -15,6 +15,8 @@ pub enum Event {
     OpsFinished { region: String },
     /// A step outside the graph: federation entries applied, a Route53 batch in sync.
     Progress(String),
+    /// A count towards a total (`loadtest`'s devices settled).
+    Tally { what: String, done: u64, total: u64 },
     /// News for the person running gwctl: a lock being waited for, a stale lock broken.
     Notice(String),
     /// A part of the run that finished well, e.g. `us-east-1: 21 AWS operations`.

@@ -4,6 +4,7 @@
 //! every other layer speaks these types.
 
 pub mod addressing;
+pub mod capacity;
 pub mod delivery;
 pub mod dns;
 pub mod federation;

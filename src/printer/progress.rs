@@ -16,6 +16,8 @@ pub struct Reporter<'a> {
     printer: &'a Printer,
     bars: MultiProgress,
     by_region: Mutex<BTreeMap<String, ProgressBar>>,
+    /// The last tenth of each tally printed as a line (no terminal).
+    tallied: Mutex<BTreeMap<String, u64>>,
 }
 
 impl<'a> Reporter<'a> {
@@ -24,6 +26,7 @@ impl<'a> Reporter<'a> {
             printer,
             bars: MultiProgress::new(),
             by_region: Mutex::new(BTreeMap::new()),
+            tallied: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -85,6 +88,41 @@ impl<'a> Reporter<'a> {
     }
 }
 
+impl Reporter<'_> {
+    /// A count towards a total: a bar on a terminal; elsewhere a line at every tenth (and
+    /// at the end), so a CI log shows the pace without a line per device.
+    fn tally(&self, what: &str, done: u64, total: u64) {
+        if self.printer.is_tty() {
+            if self.bar(what).is_none() {
+                self.start_bar(what, total);
+            }
+            if let Some(b) = self.bar(what) {
+                b.set_position(done);
+                if done >= total {
+                    b.finish_and_clear();
+                    if let Ok(mut m) = self.by_region.lock() {
+                        m.remove(what);
+                    }
+                }
+            }
+            return;
+        }
+        let step = (total / 10).max(1);
+        let mut last = self.tallied.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = last.entry(what.to_string()).or_insert(u64::MAX);
+        // The last tenth is printed once, at the total.
+        let bucket = if done >= total {
+            u64::MAX - 1
+        } else {
+            done / step
+        };
+        if *seen != bucket {
+            *seen = bucket;
+            self.printer.log_line(&format!("{what}: {done}/{total}"));
+        }
+    }
+}
+
 impl Events for Reporter<'_> {
     fn emit(&self, event: Event) {
         match event {
@@ -100,6 +138,7 @@ impl Events for Reporter<'_> {
                     b.finish_and_clear();
                 }
             }
+            Event::Tally { what, done, total } => self.tally(&what, done, total),
             Event::Progress(line) => self.printer.log_line(&line),
             Event::Notice(line) => self.printer.info(&line),
             Event::Done(line) => self.printer.success("done", &line),

@@ -31,7 +31,7 @@ pub struct Login {
 }
 
 impl Login {
-    fn tls(&self) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    pub(crate) fn tls(&self) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
         let identity = self.identity.as_ref().map(|(c, k)| (c.as_str(), k));
         crate::pki::client_config(&self.ca_pem, identity)
             .map(std::sync::Arc::new)

@@ -7,11 +7,11 @@
 
 pub mod authorizer;
 pub mod clients;
+pub mod drill;
 pub mod follow;
 pub mod node;
 pub mod roundtrip;
 pub mod router;
-pub mod storm;
 pub mod tls;
 
 use std::collections::BTreeMap;

@@ -427,3 +427,21 @@ pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
     }
     Ok(ports)
 }
+
+/// The pid of the Erlang VM of the sandbox node living in `node_dir` (found by its
+/// `RABBITMQ_MNESIA_BASE`, which works for nodes another gwctl process started).
+pub fn node_pid(node_dir: &Path) -> Option<u32> {
+    let wanted = format!("RABBITMQ_MNESIA_BASE={}", node_dir.join("mnesia").display());
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        if !String::from_utf8_lossy(&cmd).contains("beam.smp") {
+            return None;
+        }
+        let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+        String::from_utf8_lossy(&env)
+            .split('\0')
+            .any(|v| v == wanted)
+            .then_some(pid)
+    })
+}

@@ -22,6 +22,26 @@ fn client_error(e: super::clients::ClientError) -> SandboxError {
     SandboxError::Failed(e.to_string())
 }
 
+/// A backend service's AMQP login (the backend's admin user, verified with its CA).
+pub fn service_login(stack: &Stack, map: &EndpointMap) -> Result<Login, SandboxError> {
+    let dir = &stack.dir;
+    let b = &stack.backend.spec.credentials.admin;
+    let backend = address(map, "backend")?;
+    let backend_ca = match &backend.ca_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| SandboxError::Io(format!("reading {path}"), e))?,
+        None => stack.backend.spec.tls.backend_ca.read_public(dir)?,
+    };
+    Ok(Login {
+        host: backend.host.clone(),
+        port: backend.amqp_port,
+        user: b.user.clone(),
+        password: Some(b.password.resolve(dir)?),
+        ca_pem: backend_ca,
+        identity: None,
+    })
+}
+
 /// Sends telemetry from `telemetry_region` and a command to `command_region`; returns what
 /// happened, one line per step.
 pub async fn run(
@@ -31,22 +51,8 @@ pub async fn run(
     command_region: &str,
 ) -> Result<Vec<String>, SandboxError> {
     let dir = &stack.dir;
-    let b = &stack.backend.spec.credentials.admin;
-    let backend = address(map, "backend")?;
     let tls = &stack.backend.spec.tls;
-    let backend_ca = match &backend.ca_file {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| SandboxError::Io(format!("reading {path}"), e))?,
-        None => tls.backend_ca.read_public(dir)?,
-    };
-    let service = Login {
-        host: backend.host.clone(),
-        port: backend.amqp_port,
-        user: b.user.clone(),
-        password: Some(b.password.resolve(dir)?),
-        ca_pem: backend_ca,
-        identity: None,
-    };
+    let service = service_login(stack, map)?;
     let stack_ca = tls.stack_ca.cert.read_public(dir)?;
     let device_ca = crate::spec::tls::device_authority(stack)
         .map_err(|e| SandboxError::Failed(e.to_string()))?;

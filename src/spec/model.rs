@@ -337,6 +337,10 @@ pub struct GatewaySpec {
     pub health_check: HealthCheck,
     /// Credentials (secret sources only, never values).
     pub credentials: GatewayCredentials,
+    /// The devices this region serves, for `plan`'s capacity check: it warns when the brokers
+    /// do not absorb them all reconnecting at once (figures measured by `gwctl loadtest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<Load>,
     /// Free tags added to every resource of this region.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
@@ -345,6 +349,24 @@ pub struct GatewaySpec {
     #[serde(skip)]
     #[schemars(skip)]
     pub routing: Routing,
+}
+
+/// The devices a region serves and how fast they come back after an outage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Load {
+    /// Devices connected to this region at its busiest.
+    #[schemars(range(min = 1, max = 100_000_000))]
+    pub devices: u64,
+    /// After an outage they all reconnect within this many seconds (their firmware's
+    /// backoff and jitter window).
+    #[serde(default = "default_reconnect_within")]
+    #[schemars(range(min = 1, max = 86_400))]
+    pub reconnect_within_s: u32,
+}
+
+fn default_reconnect_within() -> u32 {
+    60
 }
 
 impl GatewaySpec {
