@@ -1627,7 +1627,10 @@ where
             ));
         }
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(10));
+        // Every 2 s at most: an instance is `pending` for 5–20 s on AWS and the wait is on the
+        // run's critical path, where a 10 s step overshot by up to 10 s. One Describe per
+        // waiting resource every 2 s is far inside EC2's bucket (refilled at 20/s).
+        delay = (delay * 2).min(Duration::from_secs(2));
     }
 }
 

@@ -170,7 +170,12 @@ where
                 retries::count_not_ready();
                 let jitter = rand::random::<f64>() * 0.5 + 0.75;
                 tokio::time::sleep(delay.mul_f64(jitter)).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
+                // At most ~3 s between tries: what is waited on here (an instance leaving
+                // `pending`, a new id becoming visible) is usually seconds away, and a long
+                // backoff step would be paid in full on the run's critical path (a 10 s step
+                // overshot an instance pending 10 s by up to 10 s). A try every 3 s is far
+                // inside EC2's request buckets.
+                delay = (delay * 2).min(Duration::from_secs(3));
             }
             other => return other,
         }

@@ -423,6 +423,42 @@ impl Engine {
         let aws = self.connect(&backend.region).await;
         let mut sorted = regions.to_vec();
         sorted.sort();
+        // Fast path: every lock at once, none waited for (N regions cost one round of calls,
+        // not N). Safe from deadlock: a run that finds one held gives back everything it took
+        // before it waits, then takes them in order below — no run waits while holding a lock
+        // it took out of order.
+        if sorted.len() > 1 {
+            let notify = |line: String| events.emit(Event::Notice(line));
+            let tries = futures_util::future::join_all(sorted.iter().map(|region| {
+                acquire(
+                    &aws,
+                    &backend.dns.zone,
+                    &backend.dns.record,
+                    region,
+                    operation,
+                    Duration::ZERO,
+                    &notify,
+                )
+            }))
+            .await;
+            let (mut taken, mut refused) = (Vec::new(), Vec::new());
+            for t in tries {
+                match t {
+                    Ok(l) => taken.push(l),
+                    Err(e) => refused.push(e),
+                }
+            }
+            if refused.is_empty() {
+                return Ok(taken);
+            }
+            self.release_locks(taken, events).await;
+            if let Some(e) = refused
+                .into_iter()
+                .find(|e| !matches!(e, LockError::Held { .. }))
+            {
+                return Err(Error::Failed(e.to_string()));
+            }
+        }
         let mut held = Vec::new();
         for region in &sorted {
             let notify = |line: String| events.emit(Event::Notice(line));
