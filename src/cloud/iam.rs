@@ -145,12 +145,7 @@ pub async fn create(c: &Client, d: &Desired, ids: &Ids) -> Result<Observed, Clou
                 .send()
                 .await
                 .op("CreateInstanceProfile")?;
-            c.add_role_to_instance_profile()
-                .instance_profile_name(name)
-                .role_name(name_from_arn(&resolve(ids, role)?))
-                .send()
-                .await
-                .op("AddRoleToInstanceProfile")?;
+            add_role(c, name, name_from_arn(&resolve(ids, role)?)).await?;
             r.instance_profile().map(|p| p.arn().to_string())
         }
         _ => {
@@ -182,6 +177,33 @@ async fn put_policy(c: &Client, role: &str, policy: &str) -> Result<(), CloudErr
         .map(drop)
 }
 
+/// Puts `role` into the instance profile `profile`. A repeat of a call whose answer was
+/// lost is refused with LimitExceeded (a profile holds one role): when the profile holds
+/// exactly that role, the first attempt did it.
+async fn add_role(c: &Client, profile: &str, role: &str) -> Result<(), CloudError> {
+    let added = c
+        .add_role_to_instance_profile()
+        .instance_profile_name(profile)
+        .role_name(role)
+        .send()
+        .await
+        .op("AddRoleToInstanceProfile");
+    match added {
+        Err(e) if e.code.as_deref() == Some("LimitExceeded") => {
+            let holds = c
+                .get_instance_profile()
+                .instance_profile_name(profile)
+                .send()
+                .await
+                .op("GetInstanceProfile")?
+                .instance_profile()
+                .is_some_and(|p| p.roles().iter().any(|r| r.role_name() == role));
+            if holds { Ok(()) } else { Err(e) }
+        }
+        other => other.map(drop),
+    }
+}
+
 pub async fn update(
     c: &Client,
     d: &Desired,
@@ -201,12 +223,7 @@ pub async fn update(
                     .await
                     .op("RemoveRoleFromInstanceProfile")?;
             }
-            c.add_role_to_instance_profile()
-                .instance_profile_name(name)
-                .role_name(name_from_arn(&resolve(ids, role)?))
-                .send()
-                .await
-                .op("AddRoleToInstanceProfile")?;
+            add_role(c, name, name_from_arn(&resolve(ids, role)?)).await?;
         }
         _ => {
             return Err(CloudError::new(

@@ -16,7 +16,7 @@ pub use ssm::{CERTIFICATES, PARAMETER_DESCRIPTION};
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
@@ -162,7 +162,8 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, CloudError>>,
 {
-    let start = Instant::now();
+    // tokio's clock, as the sleeps below (a test with paused time sees the budget spent).
+    let start = tokio::time::Instant::now();
     let mut delay = Duration::from_millis(200);
     loop {
         match f().await {
