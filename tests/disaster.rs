@@ -3,21 +3,12 @@
 //! sent all along, the region restored and devices back — on real RabbitMQ nodes, the stack
 //! brought up by gwctl in the emulator.
 
-use std::path::Path;
-
-use gwctl::sandbox::{ENDPOINTS_FILE, Sandbox};
+use gwctl::sandbox::Sandbox;
 use gwctl::spec::{self, Selection};
 use serde_json::Value;
 
-use crate::support::moto::Moto;
+use crate::support::moto::{Moto, gwctl_on_sandbox as gwctl};
 use crate::support::{Regions, rabbitmq};
-
-fn gwctl(r: &Regions, m: &Moto, work: &Path) -> assert_cmd::Command {
-    let mut c = r.gwctl();
-    m.env(&mut c);
-    c.env("GWCTL_BROKER_ENDPOINTS", work.join(ENDPOINTS_FILE));
-    c
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_a_region_moves_its_devices_and_loses_no_command() {

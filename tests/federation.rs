@@ -2,23 +2,14 @@
 //! RabbitMQ nodes and moto, and delivery counted across the links.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use gwctl::sandbox::clients::{AmqpConsumer, Login, amqp_publish_many, declare_durable_queue};
 use gwctl::sandbox::{BACKEND, ENDPOINTS_FILE, Sandbox};
 use gwctl::spec::{self, Selection};
 
-use crate::support::moto::{Moto, is_read_only};
+use crate::support::moto::{Moto, gwctl_on_sandbox as gwctl, is_read_only};
 use crate::support::{Regions, rabbitmq};
-
-/// gwctl against moto and the sandbox's brokers.
-fn gwctl(r: &Regions, m: &Moto, work: &Path) -> assert_cmd::Command {
-    let mut c = r.gwctl();
-    m.env(&mut c);
-    c.env("GWCTL_BROKER_ENDPOINTS", work.join(ENDPOINTS_FILE));
-    c
-}
 
 /// A saved plan covers the backend's federation: applied after the backend's entries of a
 /// region changed, it is refused before anything changes, in AWS or on the backend.

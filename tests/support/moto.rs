@@ -255,6 +255,20 @@ pub fn gwctl(r: &super::Regions, m: &Moto) -> assert_cmd::Command {
     c
 }
 
+/// gwctl against the test's moto and the brokers of a sandbox started in `work`.
+pub fn gwctl_on_sandbox(
+    r: &super::Regions,
+    m: &Moto,
+    work: &std::path::Path,
+) -> assert_cmd::Command {
+    let mut c = gwctl(r, m);
+    c.env(
+        "GWCTL_BROKER_ENDPOINTS",
+        work.join(gwctl::sandbox::ENDPOINTS_FILE),
+    );
+    c
+}
+
 /// The action of a Route53 REST call (`/2013-04-01/...`).
 fn route53_action(method: &str, url: &str) -> Option<String> {
     let path = url.split_once("/2013-04-01/")?.1.split('?').next()?;
