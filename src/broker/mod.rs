@@ -388,24 +388,22 @@ impl Client {
         })
     }
 
-    /// The answering node's load: its memory now (`/api/nodes/NODE/memory` is computed on
-    /// the call) and its descriptors, sockets and cores as of its last statistics round
-    /// (gateways send one every 30 s).
-    pub async fn node_load(&self) -> Result<NodeLoad, BrokerError> {
-        let unexpected = |what: &str| BrokerError::Http {
-            endpoint: self.base.clone(),
-            status: 200,
-            what: what.into(),
-            reason: "unexpected answer".into(),
-        };
+    /// The name of the node that answers this client.
+    pub async fn node_name(&self) -> Result<String, BrokerError> {
         let overview = self
             .call(Method::GET, "overview?columns=node", "overview", None)
             .await?;
-        let node = overview["node"]
+        overview["node"]
             .as_str()
-            .ok_or_else(|| unexpected("overview"))?
-            .to_string();
-        let segment = vhost_segment(&node);
+            .map(str::to_string)
+            .ok_or_else(|| self.unexpected("overview"))
+    }
+
+    /// `node`'s load: its memory now (`/api/nodes/NODE/memory` is computed on the call) and
+    /// its descriptors, sockets and cores as of its last statistics round (gateways send one
+    /// every 30 s).
+    pub async fn node_load(&self, node: &str) -> Result<NodeLoad, BrokerError> {
+        let segment = vhost_segment(node);
         let memory = self
             .call(
                 Method::GET,
@@ -418,18 +416,27 @@ impl Client {
         let memory_bytes = total["rss"]
             .as_u64()
             .or_else(|| total["erlang"].as_u64())
-            .ok_or_else(|| unexpected("node memory"))?;
+            .ok_or_else(|| self.unexpected("node memory"))?;
         let stats = self
             .call(Method::GET, &format!("nodes/{segment}"), "node", None)
             .await?;
         Ok(NodeLoad {
-            node,
+            node: node.to_string(),
             memory_bytes,
             fd_used: stats["fd_used"].as_u64(),
             fd_total: stats["fd_total"].as_u64(),
             sockets_used: stats["sockets_used"].as_u64(),
             processors: stats["processors"].as_u64(),
         })
+    }
+
+    fn unexpected(&self, what: &str) -> BrokerError {
+        BrokerError::Http {
+            endpoint: self.base.clone(),
+            status: 200,
+            what: what.into(),
+            reason: "unexpected answer".into(),
+        }
     }
 
     /// Publishes one message through exchange `exchange` of `vhost` (the management API's

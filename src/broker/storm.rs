@@ -21,6 +21,9 @@ pub struct Device {
     pub commands: String,
 }
 
+/// Where the devices connect: host and MQTT-over-TLS port.
+pub type Endpoint = (String, u16);
+
 /// How devices arrive.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Arrival {
@@ -33,8 +36,6 @@ pub enum Arrival {
 /// How the storm behaves: what the devices' firmware would do.
 #[derive(Debug, Clone)]
 pub struct StormPlan {
-    pub host: String,
-    pub port: u16,
     pub arrival: Arrival,
     /// Each device's first attempt comes at a uniformly random moment of this window after
     /// its arrival.
@@ -113,15 +114,6 @@ fn reason(e: &ConnectionError) -> Reason {
     }
 }
 
-/// Counters the caller reads while the storm runs (progress) — cheap atomics only.
-#[derive(Debug, Default)]
-pub struct Live {
-    pub connected: AtomicU64,
-    /// Devices done with their connect phase: connected or timed out.
-    pub settled: AtomicU64,
-    pub failed_attempts: AtomicU64,
-}
-
 /// What the storm measured, from the clients' side.
 #[derive(Debug, Clone, Default)]
 pub struct StormOutcome {
@@ -154,8 +146,14 @@ struct DeviceResult {
 }
 
 /// Runs the storm: every device connects (or times out), all are held `hold` (publishing if
-/// asked), then disconnect.
-pub async fn storm(plan: &StormPlan, devices: Vec<Device>, live: Arc<Live>) -> StormOutcome {
+/// asked), then disconnect, all at `endpoint`. `settled` counts the devices done with their connect phase
+/// (connected or timed out), for the caller's progress while the storm runs.
+pub async fn storm(
+    endpoint: &Endpoint,
+    plan: &StormPlan,
+    devices: Vec<Device>,
+    settled: Arc<AtomicU64>,
+) -> StormOutcome {
     let count = devices.len();
     let started = Instant::now();
     let acked = Arc::new(AtomicU64::new(0));
@@ -165,15 +163,11 @@ pub async fn storm(plan: &StormPlan, devices: Vec<Device>, live: Arc<Live>) -> S
             Arrival::AllAtOnce => started,
             Arrival::Rate(per_s) => started + Duration::from_secs_f64(i as f64 / per_s.max(0.001)),
         };
-        let (plan, live, acked) = (plan.clone(), live.clone(), acked.clone());
+        let (plan, settled, acked) = (plan.clone(), settled.clone(), acked.clone());
+        let endpoint = endpoint.clone();
         tasks.push(tokio::spawn(async move {
-            let r = one_device(&plan, device, arrival, &acked).await;
-            if r.latency.is_some() {
-                live.connected.fetch_add(1, Ordering::Relaxed);
-            }
-            live.failed_attempts
-                .fetch_add(r.failures.len() as u64, Ordering::Relaxed);
-            live.settled.fetch_add(1, Ordering::Relaxed);
+            let r = one_device(&endpoint, &plan, device, arrival, &acked).await;
+            settled.fetch_add(1, Ordering::Relaxed);
             r
         }));
     }
@@ -215,6 +209,7 @@ pub async fn storm(plan: &StormPlan, devices: Vec<Device>, live: Arc<Live>) -> S
 }
 
 async fn one_device(
+    endpoint: &Endpoint,
     plan: &StormPlan,
     device: Device,
     arrival: Instant,
@@ -235,7 +230,7 @@ async fn one_device(
             return r;
         }
         r.attempts += 1;
-        match attempt(plan, &device, plan.attempt_timeout.min(left)).await {
+        match attempt(endpoint, &device, plan.attempt_timeout.min(left)).await {
             Ok((client, events)) => {
                 r.latency = Some(first.elapsed());
                 r.connected = Some(hold(plan, &device, client, events, acked.clone()).await);
@@ -261,11 +256,11 @@ fn random_below(d: Duration) -> Duration {
 
 /// One attempt: a fresh TCP connection, TLS handshake, CONNECT, until CONNACK.
 async fn attempt(
-    plan: &StormPlan,
+    endpoint: &Endpoint,
     device: &Device,
     timeout: Duration,
 ) -> Result<(AsyncClient, rumqttc::EventLoop), Reason> {
-    let mut opts = MqttOptions::new(&device.id, &plan.host, plan.port);
+    let mut opts = MqttOptions::new(&device.id, &endpoint.0, endpoint.1);
     opts.set_keep_alive(Duration::from_secs(60));
     opts.set_transport(rumqttc::Transport::tls_with_config(
         rumqttc::TlsConfiguration::Rustls(device.tls.clone()),

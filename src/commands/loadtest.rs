@@ -30,8 +30,6 @@ pub fn run(cli: &Cli, args: &LoadtestArgs, printer: &Printer) -> Result<Status> 
         devices: args.devices,
         id_prefix: args.id_prefix.clone(),
         storm: StormPlan {
-            host: String::new(),
-            port: 0,
             arrival: args.rate.map_or(Arrival::AllAtOnce, Arrival::Rate),
             jitter: ms(args.jitter_ms),
             backoff_first: ms(args.backoff_ms),

@@ -7,14 +7,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::Engine;
 use super::events::{Event, Events};
 use super::host;
 use crate::broker::NodeLoad;
-use crate::broker::storm::{self as client, Device, Live};
+use crate::broker::storm::{self as client, Device};
 use crate::error::{Error, Result};
 use crate::model::capacity::{self, Advice, NodeFigures};
 use crate::spec::model::Devices;
@@ -113,7 +113,7 @@ impl Engine {
             .ok_or_else(|| Error::Usage(format!("no gateway region `{region}`")))?
             .spec;
         let address = self.endpoints.get(region).and_then(|a| a.first()).cloned();
-        let (host, port) = match (&opts.endpoint, &address) {
+        let (target, port) = match (&opts.endpoint, &address) {
             (Some(e), _) => e.clone(),
             (None, Some(a)) => (a.host.clone(), a.mqtt_port.unwrap_or(gw.brokers.ports.mqtt)),
             (None, None) => (self.regional_name(gw), gw.brokers.ports.mqtt),
@@ -126,35 +126,17 @@ impl Engine {
         let devices = self.load_devices(&opts, &tls_name)?;
         // The management API of the node the endpoint file names (the sandbox's, or one an
         // operator reaches); in AWS it is private, and the broker's side is then not measured.
-        let mut broker = match &address {
-            Some(a) => Some(self.gateway_client(gw, a)?),
+        let broker = match &address {
+            Some(a) => self.measured_node(gw, a, events).await?,
             None => None,
         };
-        let before = match &broker {
-            Some(b) => match b.node_load().await {
-                Ok(l) => Some(l),
-                Err(e) => {
-                    events.emit(Event::Warning(format!(
-                        "the broker's side is not measured: {e}"
-                    )));
-                    None
-                }
-            },
-            None => None,
-        };
-        if before.is_none() {
-            broker = None;
-        }
+        let before = broker.as_ref().map(|(_, _, l)| l.clone());
         let kernel_before = host::listen_overflows();
         let cpu_before = host::own_cpu();
         let started = Instant::now();
 
-        let live = Arc::new(Live::default());
-        let plan = StormPlan {
-            host: host.clone(),
-            port,
-            ..opts.storm.clone()
-        };
+        let settled = Arc::new(AtomicU64::new(0));
+        let (plan, endpoint) = (opts.storm.clone(), (target.clone(), port));
         let total = devices.len() as u64;
         events.emit(Event::Tally {
             what: format!("{region} devices"),
@@ -162,8 +144,8 @@ impl Engine {
             total,
         });
         let storm = tokio::spawn({
-            let live = live.clone();
-            async move { client::storm(&plan, devices, live).await }
+            let settled = settled.clone();
+            async move { client::storm(&endpoint, &plan, devices, settled).await }
         });
         // While it runs: progress, and the node's memory at its peak.
         let mut peak = before.as_ref().map_or(0, |b| b.memory_bytes);
@@ -171,17 +153,17 @@ impl Engine {
         let mut last_sample = Instant::now();
         while !storm.is_finished() {
             tokio::time::sleep(Duration::from_millis(250)).await;
-            let settled = live.settled.load(Ordering::Relaxed);
+            let settled = settled.load(Ordering::Relaxed);
             events.emit(Event::Tally {
                 what: format!("{region} devices"),
                 done: settled,
                 total,
             });
-            if let Some(b) = &broker
+            if let Some((b, node, _)) = &broker
                 && last_sample.elapsed() >= Duration::from_secs(1)
             {
                 last_sample = Instant::now();
-                if let Ok(l) = b.node_load().await {
+                if let Ok(l) = b.node_load(node).await {
                     peak = peak.max(l.memory_bytes);
                     // The last reading with every device settled is the "connected" one.
                     if settled == total {
@@ -217,7 +199,7 @@ impl Engine {
         let connect_s = outcome.connect_phase.as_secs_f64();
         let mut report = LoadReport {
             region: region.to_string(),
-            endpoint: format!("{host}:{port}"),
+            endpoint: format!("{target}:{port}"),
             devices: outcome.devices,
             connected: outcome.connected,
             timed_out: outcome.timed_out,
@@ -266,6 +248,32 @@ impl Engine {
             ));
         }
         Ok(report)
+    }
+
+    /// The management API of the node `address` names, that node's name and its load before
+    /// the storm; `None` (said as a warning) when it does not answer: the storm goes on
+    /// without the broker's side.
+    async fn measured_node(
+        &self,
+        gw: &crate::spec::GatewaySpec,
+        address: &crate::endpoints::BrokerAddress,
+        events: &dyn Events,
+    ) -> Result<Option<(crate::broker::Client, String, NodeLoad)>> {
+        let client = self.gateway_client(gw, address)?;
+        let read = async {
+            let node = client.node_name().await?;
+            let load = client.node_load(&node).await?;
+            Ok::<_, crate::broker::BrokerError>((node, load))
+        };
+        Ok(match read.await {
+            Ok((node, load)) => Some((client, node, load)),
+            Err(e) => {
+                events.emit(Event::Warning(format!(
+                    "the broker's side is not measured: {e}"
+                )));
+                None
+            }
+        })
     }
 
     /// A certificate of its own for every device, issued before the storm so that the storm
