@@ -29,7 +29,9 @@ Control API (never faulted, never counted), JSON:
                        emulator's own service time (summed, and the time it was busy at all),
                        the mutating actions in order
   POST /_proxy/config  changes fault_rate, kinds, latency_ms, jitter_ms, seed, and rules:
-                       exact faults ({"action", "times", "status", "code"}) met first
+                       exact faults met first: {"action", "times", "status", "code"} answers
+                       with that error; {"action", "times", "kind": "lost"} carries the
+                       call out and cuts its answer
   POST /_proxy/reset   zeroes the account
 """
 import argparse
@@ -159,14 +161,18 @@ class Config:
         self.latency_ms = args.latency_ms
         self.jitter_ms = args.jitter_ms
         self.rng = random.Random(args.seed)
-        # Exact faults before random ones: [{"action", "times", "status", "code"}].
+        # Exact faults before random ones: [{"action", "times", "status", "code"}], or
+        # [{"action", "times", "kind": "lost"}].
         self.rules = []
 
     def rule_for(self, action):
+        """The rule's fault for this call, if one is due: ("lost", None) or ("rule", shape)."""
         for rule in self.rules:
             if rule["times"] > 0 and rule["action"] == action:
                 rule["times"] -= 1
-                return rule["status"], rule["code"], "injected by rule"
+                if rule.get("kind") == "lost":
+                    return "lost", None
+                return "rule", (rule["status"], rule["code"], "injected by rule")
         return None
 
     def update(self, changes):
@@ -244,9 +250,11 @@ def make_handler(upstream, config, account):
                     account.mutating += 1
                     account.mutating_actions.append(f"{service}:{action}")
                 rng = config.rng
-                shape = config.rule_for(action)
-                fault = shape is None and config.kinds and rng.random() < config.fault_rate
-                kind = "rule" if shape else rng.choice(config.kinds) if fault else None
+                ruled = config.rule_for(action)
+                kind, shape = ruled if ruled else (None, None)
+                fault = ruled is None and config.kinds and rng.random() < config.fault_rate
+                if fault:
+                    kind = rng.choice(config.kinds)
                 delay = max(0.0, config.latency_ms + (rng.uniform(-1, 1) * config.jitter_ms)) / 1000
                 if kind in ("throttle", "server"):
                     shape = choose_error(service, action, kind, rng)

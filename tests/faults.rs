@@ -90,6 +90,66 @@ async fn up_all_and_down_converge_through_lost_answers_without_duplicates() {
     converge_through(&["lost"], seed(7)).await;
 }
 
+/// Seeded faults land where the seed puts them; this sweep leaves no call out. Each mutating
+/// action `up` and `down` make, in its turn, is carried out by AWS with the answer to its
+/// first call cut; then every action's first answer is cut in one run, so that a create's
+/// lost answer is followed by a lost answer to a change that brings what it made to the
+/// desired spec (the role put into the profile adopted after CreateInstanceProfile's repeat
+/// was refused). Each run must succeed, end where a clean run ends (no duplicate, no
+/// orphan) and report every attempt that went without an answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_mutating_call_of_up_and_down_survives_its_answer_being_lost() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    let proxy = FaultProxy::start(&m.endpoint);
+    let up = ["up", "us-east-1", "--yes", "--scope", "aws"];
+    let down = ["down", "us-east-1", "--yes", "--scope", "aws"];
+    run(&r, &m, Some(&proxy), &up);
+    let (clean_up, up_actions) = (end_state(&m).await, proxy.account().mutating_actions());
+    proxy.reset();
+    run(&r, &m, Some(&proxy), &down);
+    let (clean_down, down_actions) = (end_state(&m).await, proxy.account().mutating_actions());
+    assert!(up_actions.len() >= 20, "{up_actions:?}");
+    assert!(down_actions.len() >= 10, "{down_actions:?}");
+
+    // One run of `args` from a clean start, the first answers of `lost` cut: what went wrong.
+    let through = async |args: &[&str; 5], lost: &[String], clean| {
+        m.reset();
+        if args == &down {
+            run(&r, &m, None, &up);
+        }
+        proxy.reset();
+        proxy.lose_first_answers_of(lost);
+        let out = gwctl(&r, &m)
+            .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+            .args(args)
+            .output()
+            .expect("run gwctl");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let met = proxy.account().injected_of("lost");
+        let what = format!("{} losing {lost:?}", args[0]);
+        if !out.status.success() {
+            Some(format!("{what}: failed\n{stderr}"))
+        } else if &end_state(&m).await != clean {
+            Some(format!("{what}: not a clean run's end state"))
+        } else if met != lost.len() as u64 || repeated(&stderr).3 != met {
+            Some(format!("{what}: {met} lost, reported:\n{stderr}"))
+        } else {
+            None
+        }
+    };
+    let mut failed = Vec::new();
+    for (args, actions, clean) in [
+        (&up, &up_actions, &clean_up),
+        (&down, &down_actions, &clean_down),
+    ] {
+        for action in actions {
+            failed.extend(through(args, std::slice::from_ref(action), clean).await);
+        }
+        failed.extend(through(args, actions, clean).await);
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+}
+
 /// The seed of the faults: `GWCTL_FAULT_SEED` when set (scripts/soak tries several).
 pub(crate) fn seed(default: u64) -> u64 {
     std::env::var("GWCTL_FAULT_SEED")

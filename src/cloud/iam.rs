@@ -178,30 +178,16 @@ async fn put_policy(c: &Client, role: &str, policy: &str) -> Result<(), CloudErr
 }
 
 /// Puts `role` into the instance profile `profile`. A repeat of a call whose answer was
-/// lost is refused with LimitExceeded (a profile holds one role): when the profile holds
-/// exactly that role, the first attempt did it.
+/// lost is refused with LimitExceeded (a profile holds one role); the caller reads the
+/// profile back (`Aws::adopt`, `Aws::update`).
 async fn add_role(c: &Client, profile: &str, role: &str) -> Result<(), CloudError> {
-    let added = c
-        .add_role_to_instance_profile()
+    c.add_role_to_instance_profile()
         .instance_profile_name(profile)
         .role_name(role)
         .send()
         .await
-        .op("AddRoleToInstanceProfile");
-    match added {
-        Err(e) if e.code.as_deref() == Some("LimitExceeded") => {
-            let holds = c
-                .get_instance_profile()
-                .instance_profile_name(profile)
-                .send()
-                .await
-                .op("GetInstanceProfile")?
-                .instance_profile()
-                .is_some_and(|p| p.roles().iter().any(|r| r.role_name() == role));
-            if holds { Ok(()) } else { Err(e) }
-        }
-        other => other.map(drop),
-    }
+        .op("AddRoleToInstanceProfile")
+        .map(drop)
 }
 
 pub async fn update(

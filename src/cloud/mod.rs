@@ -439,23 +439,60 @@ impl Aws {
             _ => ec2::create(&self.ec2, d, ids).await,
         };
         match created {
-            Err(e) if e.is_done_already() => self.adopt(d, ids, e).await,
+            // Boxed: discovery's future is large, and this path is rare.
+            Err(e) if e.is_done_already() => Box::pin(self.adopt(d, ids, e)).await,
             other => other,
         }
     }
 
     /// A call whose answer was lost on the way back is sent again by the SDK, and AWS answers
     /// the repeat that it is done already (the role exists, the route is there, the rule is a
-    /// duplicate — made by the first attempt). What discovery then finds under the key, owned
-    /// by the stack (and, for what has a value, with the desired value), is what this create
-    /// made, perhaps without the steps after the refused one: it is brought to the desired
-    /// spec in place, as a plan would. Anything else keeps the error.
+    /// duplicate — made by the first attempt). What discovery then finds under the key is what
+    /// this create made, perhaps without the steps after the refused one: it is brought to the
+    /// desired spec in place, as a plan would. Anything else keeps the error.
     async fn adopt(
         &self,
         d: &Desired,
         ids: &Ids,
         error: CloudError,
     ) -> Result<Observed, CloudError> {
+        let Some(found) = Box::pin(self.made(d, ids)).await? else {
+            return Err(error);
+        };
+        if found.spec.as_declared(&d.spec) == d.spec {
+            Ok(found)
+        } else {
+            self.update(d, &found, ids).await
+        }
+    }
+
+    /// Brings `before` to `d` in place. A change whose answer was lost is repeated by the SDK
+    /// and refused as done already, like a create's (see `adopt`): the run goes on when
+    /// discovery then finds `d` exactly as desired.
+    pub async fn update(
+        &self,
+        d: &Desired,
+        before: &Observed,
+        ids: &Ids,
+    ) -> Result<Observed, CloudError> {
+        let updated = match d.key.kind {
+            Kind::IamRole | Kind::InstanceProfile => iam::update(&self.iam, d, before, ids).await,
+            Kind::SsmParameter => ssm::put(&self.ssm, d, true).await,
+            Kind::Certificate => ssm::put_certificate(&self.ssm, d, true).await,
+            _ => ec2::update(&self.ec2, d, before, ids).await,
+        };
+        match updated {
+            Err(e) if e.is_done_already() => match Box::pin(self.made(d, ids)).await? {
+                Some(found) if found.spec.as_declared(&d.spec) == d.spec => Ok(found),
+                _ => Err(e),
+            },
+            other => other,
+        }
+    }
+
+    /// What discovery finds under `d`'s key, owned by the stack (and, for what has a value,
+    /// with the desired value), its references to resources of this run given as their keys.
+    async fn made(&self, d: &Desired, ids: &Ids) -> Result<Option<Observed>, CloudError> {
         let found = match (&d.key.kind, &d.spec) {
             (Kind::IamRole, Spec::IamRole { name, .. })
             | (Kind::InstanceProfile, Spec::InstanceProfile { name, .. }) => {
@@ -469,11 +506,11 @@ impl Aws {
                 };
                 match name.strip_suffix(&short) {
                     Some(prefix) => ssm::discover(&self.ssm, &self.owner, prefix).await,
-                    None => return Err(error),
+                    None => return Ok(None),
                 }
             }
             (Kind::IamRole | Kind::InstanceProfile | Kind::SsmParameter | Kind::Certificate, _) => {
-                return Err(error);
+                return Ok(None);
             }
             _ => ec2::discover(&self.ec2, &self.owner).await,
         };
@@ -482,7 +519,7 @@ impl Aws {
             .into_iter()
             .find(|o| o.key == d.key && (!has_value || o.spec == d.spec))
         else {
-            return Err(error);
+            return Ok(None);
         };
         let keys: BTreeMap<&str, &Key> = ids.iter().map(|(k, id)| (id.as_str(), k)).collect();
         found.spec.map_refs(|r| {
@@ -492,26 +529,7 @@ impl Aws {
                 *r = Ref::Key((*k).clone());
             }
         });
-        if found.spec.as_declared(&d.spec) == d.spec {
-            Ok(found)
-        } else {
-            self.update(d, &found, ids).await
-        }
-    }
-
-    /// Brings `before` to `d` in place.
-    pub async fn update(
-        &self,
-        d: &Desired,
-        before: &Observed,
-        ids: &Ids,
-    ) -> Result<Observed, CloudError> {
-        match d.key.kind {
-            Kind::IamRole | Kind::InstanceProfile => iam::update(&self.iam, d, before, ids).await,
-            Kind::SsmParameter => ssm::put(&self.ssm, d, true).await,
-            Kind::Certificate => ssm::put_certificate(&self.ssm, d, true).await,
-            _ => ec2::update(&self.ec2, d, before, ids).await,
-        }
+        Ok(Some(found))
     }
 
     /// Deletes an owned resource, retrying while dependents disappear. A broker's data volume

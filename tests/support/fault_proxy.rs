@@ -31,6 +31,21 @@ impl Account {
     pub fn calls_of(&self, action: &str) -> u64 {
         self.0["by_action"][action].as_u64().unwrap_or(0)
     }
+    /// The mutating actions, each once, in the order they were first called.
+    pub fn mutating_actions(&self) -> Vec<String> {
+        let mut seen = Vec::new();
+        for a in self.0["mutating_actions"].as_array().into_iter().flatten() {
+            let action = a.as_str().unwrap_or_default();
+            let action = action
+                .split_once(':')
+                .map_or(action, |(_, a)| a)
+                .to_string();
+            if !seen.contains(&action) {
+                seen.push(action);
+            }
+        }
+        seen
+    }
 }
 
 impl FaultProxy {
@@ -69,6 +84,16 @@ impl FaultProxy {
     /// `jitter_ms`, `rules` (see the script's help).
     pub fn configure(&self, changes: Value) {
         self.control("POST", "config", &changes.to_string());
+    }
+
+    /// The first call of each of `actions` is carried out and its answer cut, as a lost
+    /// answer is.
+    pub fn lose_first_answers_of(&self, actions: &[String]) {
+        let rules: Vec<Value> = actions
+            .iter()
+            .map(|a| json!({"action": a, "times": 1, "kind": "lost"}))
+            .collect();
+        self.configure(json!({ "rules": rules }));
     }
 
     /// Faults at `rate` of the kinds given, from a generator seeded with `seed`.
