@@ -31,6 +31,15 @@ pub struct Login {
 }
 
 impl Login {
+    /// The same login, connecting to `host:port`.
+    pub(crate) fn at(self, host: &str, port: u16) -> Login {
+        Login {
+            host: host.to_string(),
+            port,
+            ..self
+        }
+    }
+
     pub(crate) fn tls(&self) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
         let identity = self.identity.as_ref().map(|(c, k)| (c.as_str(), k));
         crate::pki::client_config(&self.ca_pem, identity)

@@ -384,21 +384,8 @@ fn device_logins(
     for location in locations {
         for n in 0..plan.devices_per_location.max(1) {
             let id = format!("drill-{location}-{n}");
-            let issued = authority
-                .issue_device(&id, SystemTime::now())
-                .map_err(|e| SandboxError::Failed(e.to_string()))?;
-            out.push((
-                id.clone(),
-                location.clone(),
-                Login {
-                    host: String::new(),
-                    port: 0,
-                    user: id,
-                    password: None,
-                    ca_pem: stack_ca.clone(),
-                    identity: Some((issued.cert_pem, issued.key_pem)),
-                },
-            ));
+            let login = super::device_login(&authority, &stack_ca, &id)?;
+            out.push((id, location.clone(), login));
         }
     }
     Ok(out)

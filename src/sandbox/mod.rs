@@ -652,20 +652,9 @@ impl Sandbox {
     /// A device of a gateway, at its MQTT-over-TLS port, with a fresh certificate of the
     /// device CA (the region files' `device_ca.key` must be set).
     pub fn device_login(&self, region: &str, device: &str) -> Result<Login, SandboxError> {
-        let ca = self.device_ca()?;
-        let issued = ca
-            .issue_device(device, std::time::SystemTime::now())
-            .map_err(|e| {
-                SandboxError::Failed(format!("issuing a certificate for {device}: {e}"))
-            })?;
-        Ok(Login {
-            host: self.layout.host.clone(),
-            port: self.layout.node(region)?.ports.mqtt,
-            user: device.to_string(),
-            password: None,
-            ca_pem: self.cas.stack.clone(),
-            identity: Some((issued.cert_pem, issued.key_pem)),
-        })
+        let port = self.layout.node(region)?.ports.mqtt;
+        let login = device_login(&self.device_ca()?, &self.cas.stack, device);
+        login.map(|l| l.at(&self.layout.host, port))
     }
 
     /// The device CA of the region files, able to issue.
@@ -781,4 +770,24 @@ pub(crate) fn node_name(cluster_name: &str) -> String {
             }
         })
         .collect()
+}
+
+/// A device as the fleet's are: a fresh certificate of the device CA for `device` (its user
+/// name and its client id), trusting the stack CA; where it connects is set by the caller.
+pub(crate) fn device_login(
+    device_ca: &crate::pki::Authority,
+    stack_ca: &str,
+    device: &str,
+) -> Result<Login, SandboxError> {
+    let issued = device_ca
+        .issue_device(device, std::time::SystemTime::now())
+        .map_err(|e| SandboxError::Failed(format!("issuing a certificate for {device}: {e}")))?;
+    Ok(Login {
+        host: String::new(),
+        port: 0,
+        user: device.to_string(),
+        password: None,
+        ca_pem: stack_ca.to_string(),
+        identity: Some((issued.cert_pem, issued.key_pem)),
+    })
 }

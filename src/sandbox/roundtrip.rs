@@ -63,18 +63,8 @@ pub async fn run(
         let port = a.mqtt_port.ok_or_else(|| {
             SandboxError::Failed(format!("the endpoint file has no MQTT port for `{region}`"))
         })?;
-        let id = format!("device-{region}");
-        let issued = device_ca
-            .issue_device(&id, std::time::SystemTime::now())
-            .map_err(|e| SandboxError::Failed(format!("issuing {id}: {e}")))?;
-        Ok(Login {
-            host: a.host.clone(),
-            port,
-            user: id,
-            password: None,
-            ca_pem: stack_ca.clone(),
-            identity: Some((issued.cert_pem, issued.key_pem)),
-        })
+        let login = super::device_login(&device_ca, &stack_ca, &format!("device-{region}"))?;
+        Ok(login.at(&a.host, port))
     };
     let devices = &stack.backend.spec.devices;
     let mut lines = Vec::new();
