@@ -10,18 +10,69 @@ use serde_json::Value;
 use crate::support::moto::{Moto, gwctl_on_sandbox as gwctl};
 use crate::support::{Regions, rabbitmq};
 
+/// With every gateway federating the backend's exchange (`routing.mode: broadcast`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_a_region_moves_its_devices_and_loses_no_command() {
+    let (report, _) = drill_us_east_1("broadcast").await;
+    assert_eq!(report["routing"], "broadcast", "{report:#}");
+    assert!(
+        report["delayed"].as_u64() > Some(0),
+        "some waited for their device: {report:#}"
+    );
+}
+
+/// With `gwctl router run` sending each command only to the region where its device was
+/// last seen: a command routed to us-east-1 while the region is frozen waits on the backend
+/// for the region's link (the upstream queue is kept) and reaches the device's persistent
+/// session there; those routed after the router heard of the device's connection in Japan
+/// go there. Nothing is lost either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_a_region_loses_no_command_the_router_sent_there() {
+    let (report, metrics) = drill_us_east_1("router").await;
+    assert_eq!(report["routing"], "router", "{report:#}");
+    let routed = |region: &str| {
+        let sample = format!("gwctl_router_routed_total{{region=\"{region}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&sample)?.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // Devices of both regions got commands through the router, and the moved devices' ones
+    // were routed to Japan once the router learned where they went.
+    assert!(
+        routed("us-east-1") > 0 && routed("ap-northeast-1") > 0,
+        "{metrics}\n{report:#}"
+    );
+}
+
+/// The examples brought up on moto and a sandbox (with a router in `routing_mode: router`),
+/// then `sandbox drill us-east-1 --outage 3`: its report, checked for what every drill must
+/// show, and the router's metrics after it (empty without a router).
+async fn drill_us_east_1(routing_mode: &str) -> (Value, String) {
     let (r, m) = (Regions::examples(), Moto::start());
+    r.edit(
+        "backend.yaml",
+        "mode: broadcast",
+        &format!("mode: {routing_mode}"),
+    );
     let stack = spec::load(r.dir(), &Selection::All).expect("examples validate");
     let work = tempfile::tempdir().expect("tempdir");
-    let sandbox = Sandbox::start(&stack, work.path(), &rabbitmq())
+    let mut sandbox = Sandbox::start(&stack, work.path(), &rabbitmq())
         .await
         .expect("nodes boot");
     gwctl(&r, &m, work.path())
         .args(["up", "--all", "--yes"])
         .assert()
         .success();
+    let router = if routing_mode == "router" {
+        let exe = assert_cmd::cargo::cargo_bin("gwctl");
+        let port = gwctl::sandbox::node::free_ports(1).expect("port")[0];
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let router = sandbox.start_router(&exe, "drill", Some(listen), true);
+        Some(router.await.expect("the router routes").listen)
+    } else {
+        None
+    };
     let out = gwctl(&r, &m, work.path())
         .args(["sandbox", "drill", "us-east-1", "--dir"])
         .arg(work.path())
@@ -44,10 +95,6 @@ async fn losing_a_region_moves_its_devices_and_loses_no_command() {
     assert!(sent > 20, "{report:#}");
     assert_eq!(report["commands_lost"], 0, "{report:#}");
     assert_eq!(report["commands_received"].as_u64(), Some(sent));
-    assert!(
-        report["delayed"].as_u64() > Some(0),
-        "some waited for their device: {report:#}"
-    );
     // On AWS: 10 s × 3 failures + TTL 60 + keepalive 2 × 1.5.
     assert_eq!(report["expected_on_aws_s"].as_f64(), Some(93.0));
     // The drill restored the health checks: Route53 answers us-east-1 again.
@@ -66,5 +113,18 @@ async fn losing_a_region_moves_its_devices_and_loses_no_command() {
             .is_some_and(|e| e.iter().all(|e| e["healthy"] == true)),
         "{dry:#}"
     );
+    let metrics = router.map(metrics_of).unwrap_or_default();
     drop(sandbox);
+    (report, metrics)
+}
+
+/// The router's `/metrics`.
+fn metrics_of(router: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(router).expect("router");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .expect("ask");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("metrics");
+    out
 }

@@ -196,7 +196,11 @@ pub fn drill(cli: &Cli, args: &SandboxDrillArgs, printer: &Printer) -> Result<St
                 outcome.return_s
             ),
             format!(
-                "commands: {} sent, {} received, {} lost, {} duplicates; {} delayed over 1 s (latest {:.1} s)",
+                "commands ({}): {} sent, {} received, {} lost, {} duplicates; {} delayed over 1 s (latest {:.1} s)",
+                match outcome.routing {
+                    spec::model::RoutingMode::Broadcast => "broadcast to every gateway",
+                    spec::model::RoutingMode::Router => "sent by the router where each device was",
+                },
                 outcome.commands_sent,
                 outcome.commands_received,
                 outcome.commands_lost,
@@ -206,6 +210,9 @@ pub fn drill(cli: &Cli, args: &SandboxDrillArgs, printer: &Printer) -> Result<St
             ),
         ] {
             printer.success("ok", &line);
+        }
+        for lost in &outcome.lost {
+            printer.warn(&format!("lost: {lost}"));
         }
     }
     match outcome.commands_lost {

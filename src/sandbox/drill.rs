@@ -53,10 +53,15 @@ pub struct DrillOutcome {
     pub moved_to: BTreeMap<String, usize>,
     /// From the restore until every moved device was home again.
     pub return_s: f64,
+    /// How commands reached the gateways (`routing.mode`): through every gateway's link, or
+    /// by `gwctl router run` to the region where the device was last seen.
+    pub routing: crate::spec::model::RoutingMode,
     pub commands_sent: u64,
     pub commands_received: u64,
     /// Sent and never received: must be 0.
     pub commands_lost: u64,
+    /// Which: "#N to DEVICE, sent T s after the freeze" (or the restore).
+    pub lost: Vec<String>,
     /// Received more than once (at-least-once delivery: a copy through each region).
     pub duplicates: u64,
     /// Received more than a second after they were sent, and the latest.
@@ -74,6 +79,34 @@ struct Book {
     at: BTreeMap<String, (String, Instant)>,
     /// (device, seq) → first receipt delay; and how many receipts.
     received: BTreeMap<(String, u64), (f64, u32)>,
+    /// seq → when it was sent.
+    sent: BTreeMap<u64, Instant>,
+    /// When the region was frozen, and thawed.
+    down_at: Option<Instant>,
+    up_at: Option<Instant>,
+}
+
+impl Book {
+    /// Each command sent and never received: its device, number and when it was sent.
+    fn lost(&self, ids: &[String]) -> Vec<String> {
+        let since = |at: Instant, mark: Option<Instant>, what: &str| {
+            mark.filter(|m| at >= *m)
+                .map(|m| format!("{:.1} s after the {what}", (at - m).as_secs_f64()))
+        };
+        self.sent
+            .iter()
+            .filter_map(|(n, at)| {
+                let device = &ids[(*n as usize) % ids.len()];
+                if self.received.contains_key(&(device.clone(), *n)) {
+                    return None;
+                }
+                let when = since(*at, self.up_at, "restore")
+                    .or_else(|| since(*at, self.down_at, "freeze"))
+                    .unwrap_or_else(|| "before the freeze".into());
+                Some(format!("#{n} to {device}, sent {when}"))
+            })
+            .collect()
+    }
 }
 
 pub async fn run(
@@ -179,16 +212,19 @@ pub async fn run(
         )
         .await?;
         let sent = Mutex::new(0u64);
-        let (sent_ref, ids_ref, publisher_ref) = (&sent, &ids, &publisher);
+        let (sent_ref, ids_ref, publisher_ref, book_ref) = (&sent, &ids, &publisher, &book);
         let send = move || async move {
             let (sent, ids, publisher) = (sent_ref, ids_ref, publisher_ref);
             let n = {
-                let mut s = sent
-                    .lock()
-                    .map_err(|_| SandboxError::Failed("poisoned".into()))?;
+                let mut s = sent.lock().map_err(|_| poisoned())?;
                 *s += 1;
                 *s
             };
+            book_ref
+                .lock()
+                .map_err(|_| poisoned())?
+                .sent
+                .insert(n, Instant::now());
             let device = &ids[(n as usize) % ids.len()];
             let key = Devices::routing_key(&Devices::topic(commands, device, "drill"));
             let payload = format!("{n} {}", unix_ms());
@@ -210,6 +246,9 @@ pub async fn run(
             tokio::time::sleep(Duration::from_secs(2)).await;
             freeze(node, true)?;
             let down_at = Instant::now();
+            if let Ok(mut b) = book.lock() {
+                b.down_at = Some(down_at);
+            }
             let opts = ApplyOptions {
                 lock_timeout: Duration::from_secs(30),
                 parallelism: 1,
@@ -255,6 +294,9 @@ pub async fn run(
             tokio::time::sleep(plan.outage).await;
             let thawed = freeze(node, false);
             let up_at = Instant::now();
+            if let Ok(mut b) = book.lock() {
+                b.up_at = Some(up_at);
+            }
             engine.bring_back(held, events).await.map_err(failed)?;
             moved?;
             thawed?;
@@ -314,9 +356,11 @@ pub async fn run(
         ),
         moved_to,
         return_s: returned,
+        routing: stack.backend.spec.routing.mode,
         commands_sent: total,
         commands_received: received,
         commands_lost: total.saturating_sub(received),
+        lost: b.lost(&ids),
         duplicates: b.received.values().map(|(_, n)| u64::from(n - 1)).sum(),
         delayed: delays.iter().filter(|d| **d > 1.0).count() as u64,
         max_delay_s: delays.iter().copied().fold(0.0, f64::max),
@@ -324,6 +368,10 @@ pub async fn run(
             + stack.backend.spec.dns.ttl as f64
             + plan.keepalive.as_secs_f64() * 1.5,
     })
+}
+
+fn poisoned() -> SandboxError {
+    SandboxError::Failed("poisoned".into())
 }
 
 fn unix_ms() -> u128 {
