@@ -145,7 +145,68 @@ impl Engine {
         if work.federation.is_none() {
             return Ok(());
         }
-        self.apply_federation(work, aws_changed, events).await
+        let changed = self.apply_federation(work, aws_changed, events).await?;
+        // Route53 comes after every region of the run: a region whose federation just changed
+        // is advertised only once its links from the backend run. A gateway's link from the backend
+        // that never ran has no buffer there: what the router sends a device connected to it
+        // could go nowhere (measured: `sandbox drill` in router mode lost every command sent
+        // in the seconds before the links' reconnect delay ran out).
+        match self.gateway(region) {
+            Some(gw) if changed => self.wait_for_links(gw, opts.broker_wait, events).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits, at most `wait`, until the gateway's links from the backend run, as its brokers'
+    /// management API reports them: each has its buffer on the backend from then on.
+    async fn wait_for_links(
+        &self,
+        gw: &crate::spec::GatewaySpec,
+        wait: std::time::Duration,
+        events: &dyn Events,
+    ) -> std::result::Result<(), String> {
+        let region = gw.region.as_str();
+        let work = self
+            .plan_region(Some(gw), region)
+            .await
+            .map_err(|e| e.to_string())?;
+        let address = self
+            .gateway_addresses(gw, &work.plan)
+            .and_then(|a| a.into_iter().next())
+            .ok_or_else(|| format!("{region}: the brokers have no address yet"))?;
+        let client = self
+            .gateway_client(gw, &address)
+            .map_err(|e| e.to_string())?;
+        let start = std::time::Instant::now();
+        let mut delay = std::time::Duration::from_millis(500);
+        loop {
+            let failures = self
+                .link_failures(gw, &client, &gw.cluster_name(), false)
+                .await;
+            if failures.is_empty() {
+                events.emit(Event::Done(format!(
+                    "{region}: federation links from the backend run ({} s)",
+                    start.elapsed().as_secs()
+                )));
+                return Ok(());
+            }
+            if start.elapsed() > wait {
+                return Err(format!(
+                    "{region}: federation links still not running after {} s: {}; Route53 \
+                     does not advertise the region until they run: run `gwctl up {region}` \
+                     again once they do (`gwctl status {region}`)",
+                    wait.as_secs(),
+                    failures.join("; ")
+                ));
+            }
+            events.emit(Event::Progress(format!(
+                "{region}: waiting for federation links before Route53 ({} s): {}",
+                start.elapsed().as_secs(),
+                failures.join("; ")
+            )));
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(std::time::Duration::from_secs(5));
+        }
     }
 
     /// New brokers boot, install and configure RabbitMQ (cloud-init): `up` is done only once

@@ -24,13 +24,14 @@ pub async fn converge(
 impl Engine {
     /// The backend's entries of a region after its AWS resources were applied. Planned again
     /// while this region has its turn at the backend: new brokers have addresses only now, and
-    /// another region may just have changed a shared upstream set.
+    /// another region may just have changed a shared upstream set. Returns whether it changed
+    /// anything.
     pub(super) async fn apply_federation(
         &self,
         work: &RegionWork,
         aws_changed: bool,
         events: &dyn Events,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<bool, String> {
         let region = work.region();
         let gw = self.gateway(region);
         let _turn = self.federation_turn.lock().await;
@@ -51,7 +52,7 @@ impl Engine {
             ));
         }
         if !fed.has_changes() {
-            return Ok(());
+            return Ok(false);
         }
         let client = self.backend_client().map_err(|e| e.to_string())?;
         let n = federation::apply(&client, &fed)
@@ -61,7 +62,7 @@ impl Engine {
             "{region} backend federation: {n} changes applied at {}",
             client.endpoint()
         )));
-        Ok(())
+        Ok(true)
     }
 
     /// Deletes a removed region's buffers on the backend, after its brokers are gone (their

@@ -136,7 +136,7 @@ impl Engine {
             Err(e) => failures.push(failed("quorum queues", e)),
         }
         let gated = cluster.map_or_else(|| gw.cluster_name(), str::to_string);
-        failures.extend(self.link_failures(gw, any, &gated).await);
+        failures.extend(self.link_failures(gw, any, &gated, true).await);
         let (probed, served) = self.route53_failures(gw).await?;
         failures.extend(served);
         Ok(GateCheck {
@@ -183,13 +183,14 @@ impl Engine {
         })
     }
 
-    /// Federation links of the region, both ways: the gateway's from the backend, the
-    /// backend's from the gateway.
-    async fn link_failures(
+    /// Federation links of the region: the gateway's from the backend, and with `both_ways`
+    /// the backend's from the gateway.
+    pub(super) async fn link_failures(
         &self,
         gw: &GatewaySpec,
         gateway: &crate::broker::Client,
         cluster: &str,
+        both_ways: bool,
     ) -> Vec<String> {
         let mut failures = Vec::new();
         /// Every named upstream has a running link; no link of the side is in error (the
@@ -242,7 +243,7 @@ impl Engine {
             )),
             Err(e) => failures.push(format!("federation links on the gateway: {e}")),
         }
-        if self.scope.federation() {
+        if both_ways && self.scope.federation() {
             let prefix = format!("gw.{}.", gw.region);
             match self.backend_client() {
                 Ok(backend) => match backend.federation_links().await {

@@ -306,8 +306,10 @@ impl Engine {
         if work.federation.is_none() {
             return Ok(());
         }
+        // The roll's gates wait for the links.
         self.apply_federation(&work, false, events)
             .await
+            .map(drop)
             .map_err(Error::Failed)
     }
 
