@@ -4,6 +4,7 @@
 //! them repeat — exactly the faults the proxy injected.
 
 use std::collections::BTreeMap;
+use std::process::Output;
 
 use crate::aws::inventory;
 use crate::dns::{checks, records};
@@ -59,12 +60,18 @@ fn repeated(stderr: &str) -> (u64, u64, u64, u64) {
     (numbers[1], numbers[2], numbers[3], numbers[4])
 }
 
-pub(crate) fn run(r: &Regions, m: &Moto, proxy: Option<&FaultProxy>, args: &[&str]) -> String {
+/// gwctl against moto, through `proxy` if given.
+fn gwctl_via(r: &Regions, m: &Moto, proxy: Option<&FaultProxy>, args: &[&str]) -> Output {
     let mut cmd = gwctl(r, m);
     if let Some(p) = proxy {
         cmd.env("AWS_ENDPOINT_URL", &p.endpoint);
     }
-    let out = cmd.args(args).output().expect("run gwctl");
+    cmd.args(args).output().expect("run gwctl")
+}
+
+/// gwctl's stderr, asserting it succeeded.
+pub(crate) fn run(r: &Regions, m: &Moto, proxy: Option<&FaultProxy>, args: &[&str]) -> String {
+    let out = gwctl_via(r, m, proxy, args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{args:?} failed:\n{stderr}");
     stderr
@@ -119,11 +126,7 @@ async fn each_mutating_call_of_up_and_down_survives_its_answer_being_lost() {
         }
         proxy.reset();
         proxy.lose_first_answers_of(lost);
-        let out = gwctl(&r, &m)
-            .env("AWS_ENDPOINT_URL", &proxy.endpoint)
-            .args(args)
-            .output()
-            .expect("run gwctl");
+        let out = gwctl_via(&r, &m, Some(&proxy), args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         let met = proxy.account().injected_of("lost");
         let what = format!("{} losing {lost:?}", args[0]);
@@ -191,11 +194,12 @@ async fn converge_through(kinds: &[&str], seed: u64) {
         calls += seen.calls();
         assert_eq!(&end_state(&m).await, clean, "{args:?} through {kinds:?}");
         if args == &up {
-            let plan = gwctl(&r, &m)
-                .env("AWS_ENDPOINT_URL", &proxy.endpoint)
-                .args(["plan", "--all", "--detailed-exitcode", "--scope", "aws"])
-                .output()
-                .expect("plan");
+            let plan = gwctl_via(
+                &r,
+                &m,
+                Some(&proxy),
+                &["plan", "--all", "--detailed-exitcode", "--scope", "aws"],
+            );
             assert_eq!(
                 plan.status.code(),
                 Some(0),
@@ -262,11 +266,7 @@ fn broken_region_files_change_nothing_and_say_where() {
         let place = format!("{}:", r.file(file).display());
         for args in commands {
             proxy.reset();
-            let out = gwctl(&r, &m)
-                .env("AWS_ENDPOINT_URL", &proxy.endpoint)
-                .args(args)
-                .output()
-                .expect("run gwctl");
+            let out = gwctl_via(&r, &m, Some(&proxy), args);
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(2), "{what}: {args:?}\n{stderr}");
             let located = stderr.lines().any(|l| {
