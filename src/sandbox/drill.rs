@@ -87,23 +87,29 @@ struct Book {
 }
 
 impl Book {
-    /// Each command sent and never received: its device, number and when it was sent.
+    /// Each command sent and not received (yet): its number, its device, when it was sent.
+    fn unreceived<'a>(
+        &'a self,
+        ids: &'a [String],
+    ) -> impl Iterator<Item = (u64, &'a String, Instant)> + 'a {
+        self.sent.iter().filter_map(move |(n, at)| {
+            let device = &ids[(*n as usize) % ids.len()];
+            (!self.received.contains_key(&(device.clone(), *n))).then_some((*n, device, *at))
+        })
+    }
+
+    /// Each command sent and never received, as "#N to DEVICE, sent T s after the freeze".
     fn lost(&self, ids: &[String]) -> Vec<String> {
         let since = |at: Instant, mark: Option<Instant>, what: &str| {
             mark.filter(|m| at >= *m)
                 .map(|m| format!("{:.1} s after the {what}", (at - m).as_secs_f64()))
         };
-        self.sent
-            .iter()
-            .filter_map(|(n, at)| {
-                let device = &ids[(*n as usize) % ids.len()];
-                if self.received.contains_key(&(device.clone(), *n)) {
-                    return None;
-                }
-                let when = since(*at, self.up_at, "restore")
-                    .or_else(|| since(*at, self.down_at, "freeze"))
+        self.unreceived(ids)
+            .map(|(n, device, at)| {
+                let when = since(at, self.up_at, "restore")
+                    .or_else(|| since(at, self.down_at, "freeze"))
                     .unwrap_or_else(|| "before the freeze".into());
-                Some(format!("#{n} to {device}, sent {when}"))
+                format!("#{n} to {device}, sent {when}")
             })
             .collect()
     }
@@ -211,20 +217,16 @@ pub async fn run(
             || everyone_at(&|d, r| home.get(d).is_some_and(|h| h == r)),
         )
         .await?;
-        let sent = Mutex::new(0u64);
-        let (sent_ref, ids_ref, publisher_ref, book_ref) = (&sent, &ids, &publisher, &book);
+        let (ids_ref, publisher_ref, book_ref) = (&ids, &publisher, &book);
         let send = move || async move {
-            let (sent, ids, publisher) = (sent_ref, ids_ref, publisher_ref);
+            let (ids, publisher) = (ids_ref, publisher_ref);
+            // Numbered from 1, in the order sent.
             let n = {
-                let mut s = sent.lock().map_err(|_| poisoned())?;
-                *s += 1;
-                *s
+                let mut b = book_ref.lock().map_err(|_| poisoned())?;
+                let n = b.sent.len() as u64 + 1;
+                b.sent.insert(n, Instant::now());
+                n
             };
-            book_ref
-                .lock()
-                .map_err(|_| poisoned())?
-                .sent
-                .insert(n, Instant::now());
             let device = &ids[(n as usize) % ids.len()];
             let key = Devices::routing_key(&Devices::topic(commands, device, "drill"));
             let payload = format!("{n} {}", unix_ms());
@@ -311,18 +313,11 @@ pub async fn run(
             r = script => r?,
             r = sender => return Err(r.err().unwrap_or_else(|| SandboxError::Failed("the command sender stopped".into()))),
         };
-        let total = *sent
-            .lock()
-            .map_err(|_| SandboxError::Failed("poisoned".into()))?;
+        let total = book.lock().map_err(|_| poisoned())?.sent.len() as u64;
         // Everything sent must arrive; what the region buffered comes when it is back.
         let all_in = || {
             book.lock()
-                .map(|b| {
-                    (1..=total).all(|n| {
-                        b.received
-                            .contains_key(&(ids[(n as usize) % ids.len()].clone(), n))
-                    })
-                })
+                .map(|b| b.unreceived(&ids).next().is_none())
                 .unwrap_or(false)
         };
         let _ = wait_until(plan.timeout, "every command delivered", all_in).await;
@@ -340,9 +335,7 @@ pub async fn run(
     publisher.close().await;
     let (mut failover, moved_to, returned, total) = result?;
     failover.sort_by(f64::total_cmp);
-    let b = book
-        .lock()
-        .map_err(|_| SandboxError::Failed("poisoned".into()))?;
+    let b = book.lock().map_err(|_| poisoned())?;
     let received = b.received.len() as u64;
     let delays: Vec<f64> = b.received.values().map(|(d, _)| *d).collect();
     let hc = &gw.spec.health_check;
