@@ -145,33 +145,34 @@ impl Engine {
         if work.federation.is_none() {
             return Ok(());
         }
-        let changed = self.apply_federation(work, aws_changed, events).await?;
+        let applied = self.apply_federation(work, aws_changed, events).await?;
         // Route53 comes after every region of the run: a region whose federation just changed
         // is advertised only once its links from the backend run. A gateway's link from the backend
         // that never ran has no buffer there: what the router sends a device connected to it
         // could go nowhere (measured: `sandbox drill` in router mode lost every command sent
         // in the seconds before the links' reconnect delay ran out).
-        match self.gateway(region) {
-            Some(gw) if changed => self.wait_for_links(gw, opts.broker_wait, events).await,
+        match (self.gateway(region), applied) {
+            (Some(gw), Some(plan)) => {
+                self.wait_for_links(gw, &plan, opts.broker_wait, events)
+                    .await
+            }
             _ => Ok(()),
         }
     }
 
     /// Waits, at most `wait`, until the gateway's links from the backend run, as its brokers'
-    /// management API reports them: each has its buffer on the backend from then on.
+    /// management API reports them (reached at an address of `plan`, the plan federation was
+    /// applied by): each has its buffer on the backend from then on.
     async fn wait_for_links(
         &self,
         gw: &crate::spec::GatewaySpec,
+        plan: &crate::plan::RegionPlan,
         wait: std::time::Duration,
         events: &dyn Events,
     ) -> std::result::Result<(), String> {
         let region = gw.region.as_str();
-        let work = self
-            .plan_region(Some(gw), region)
-            .await
-            .map_err(|e| e.to_string())?;
         let address = self
-            .gateway_addresses(gw, &work.plan)
+            .gateway_addresses(gw, plan)
             .and_then(|a| a.into_iter().next())
             .ok_or_else(|| format!("{region}: the brokers have no address yet"))?;
         let client = self

@@ -6,6 +6,7 @@ use super::events::{Event, Events};
 use super::planning::RegionWork;
 use crate::broker::{BrokerError, Client};
 use crate::error::{Error, Result};
+use crate::plan::RegionPlan;
 use crate::plan::federation::{self, FederationPlan};
 use crate::spec::GatewaySpec;
 
@@ -24,27 +25,29 @@ pub async fn converge(
 impl Engine {
     /// The backend's entries of a region after its AWS resources were applied. Planned again
     /// while this region has its turn at the backend: new brokers have addresses only now, and
-    /// another region may just have changed a shared upstream set. Returns whether it changed
-    /// anything.
+    /// another region may just have changed a shared upstream set. When it changed anything,
+    /// returns the region's plan it applied by (the brokers' addresses in it).
     pub(super) async fn apply_federation(
         &self,
         work: &RegionWork,
         aws_changed: bool,
         events: &dyn Events,
-    ) -> std::result::Result<bool, String> {
+    ) -> std::result::Result<Option<RegionPlan>, String> {
         let region = work.region();
         let gw = self.gateway(region);
         let _turn = self.federation_turn.lock().await;
-        let fed = if aws_changed {
+        let (fed, plan) = if aws_changed {
             let again = self
                 .plan_region(gw, region)
                 .await
                 .map_err(|e| e.to_string())?;
-            again.federation.unwrap_or_default()
+            (again.federation.unwrap_or_default(), again.plan)
         } else {
-            self.plan_federation(gw, region, &work.plan)
+            let fed = self
+                .plan_federation(gw, region, &work.plan)
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            (fed, work.plan.clone())
         };
         if fed.endpoints_pending {
             return Err(format!(
@@ -52,7 +55,7 @@ impl Engine {
             ));
         }
         if !fed.has_changes() {
-            return Ok(false);
+            return Ok(None);
         }
         let client = self.backend_client().map_err(|e| e.to_string())?;
         let n = federation::apply(&client, &fed)
@@ -62,7 +65,7 @@ impl Engine {
             "{region} backend federation: {n} changes applied at {}",
             client.endpoint()
         )));
-        Ok(true)
+        Ok(Some(plan))
     }
 
     /// Deletes a removed region's buffers on the backend, after its brokers are gone (their
