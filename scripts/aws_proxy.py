@@ -31,7 +31,9 @@ Control API (never faulted, never counted), JSON:
   POST /_proxy/config  changes fault_rate, kinds, latency_ms, jitter_ms, seed, and rules:
                        exact faults met first: {"action", "times", "status", "code"} answers
                        with that error; {"action", "times", "kind": "lost"} carries the
-                       call out and cuts its answer
+                       call out and cuts its answer; "skip": N lets the first N calls of
+                       the action pass before the rule applies, "every": N (1) lets N - 1
+                       pass after each call it applies to
   POST /_proxy/reset   zeroes the account
 """
 import argparse
@@ -132,6 +134,8 @@ class Account:
         self.injected = {}
         self.by_action = {}
         self.mutating_actions = []
+        # Every fault injected, in order: "service:Action kind" — what a failed run met.
+        self.faults = []
         self.service_time = 0.0
         self.forwarded = 0
         # The time the emulator had at least one call in hand: moto serves about one call at
@@ -149,6 +153,7 @@ class Account:
             "injected_total": sum(self.injected.values()),
             "by_action": dict(self.by_action),
             "mutating_actions": list(self.mutating_actions),
+            "faults": list(self.faults),
             "service_time_s": round(self.service_time, 4),
             "emulator_busy_s": round(self.busy, 4),
         }
@@ -162,14 +167,18 @@ class Config:
         self.jitter_ms = args.jitter_ms
         self.rng = random.Random(args.seed)
         # Exact faults before random ones: [{"action", "times", "status", "code"}], or
-        # [{"action", "times", "kind": "lost"}].
+        # [{"action", "times", "kind": "lost"}], each after its optional "skip" calls.
         self.rules = []
 
     def rule_for(self, action):
         """The rule's fault for this call, if one is due: ("lost", None) or ("rule", shape)."""
         for rule in self.rules:
             if rule["times"] > 0 and rule["action"] == action:
+                if rule.get("skip", 0) > 0:
+                    rule["skip"] -= 1
+                    continue
                 rule["times"] -= 1
+                rule["skip"] = rule.get("every", 1) - 1
                 if rule.get("kind") == "lost":
                     return "lost", None
                 return "rule", (rule["status"], rule["code"], "injected by rule")
@@ -260,6 +269,7 @@ def make_handler(upstream, config, account):
                     shape = choose_error(service, action, kind, rng)
                 if kind:
                     account.injected[kind] = account.injected.get(kind, 0) + 1
+                    account.faults.append(f"{service}:{action} {kind}")
                 request_id = str(uuid.UUID(int=rng.getrandbits(128)))
             if delay:
                 time.sleep(delay)

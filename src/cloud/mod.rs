@@ -187,6 +187,9 @@ where
 /// answers in well under a second (RunInstances in a few); 30 s is a stall, not a slow call.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How many times an update may go on from where a refused step left it (see `Aws::update`).
+const MAX_UPDATE_ROUNDS: usize = 8;
+
 /// Who owns what: the stack and the region, written as tags on everything.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owner {
@@ -468,26 +471,49 @@ impl Aws {
 
     /// Brings `before` to `d` in place. A change whose answer was lost is repeated by the SDK
     /// and refused as done already, like a create's (see `adopt`): the run goes on when
-    /// discovery then finds `d` exactly as desired.
+    /// discovery then finds `d` exactly as desired. An update is several calls (a route table's
+    /// routes, then its propagation, then its subnets), so the refusal may come part way:
+    /// when discovery finds the resource changed since `before` — the refused step and those
+    /// before it carried out — the update goes on from there.
     pub async fn update(
         &self,
         d: &Desired,
         before: &Observed,
         ids: &Ids,
     ) -> Result<Observed, CloudError> {
-        let updated = match d.key.kind {
-            Kind::IamRole | Kind::InstanceProfile => iam::update(&self.iam, d, before, ids).await,
-            Kind::SsmParameter => ssm::put(&self.ssm, d, true).await,
-            Kind::Certificate => ssm::put_certificate(&self.ssm, d, true).await,
-            _ => ec2::update(&self.ec2, d, before, ids).await,
-        };
-        match updated {
-            Err(e) if e.is_done_already() => match Box::pin(self.made(d, ids)).await? {
-                Some(found) if found.spec.as_declared(&d.spec) == d.spec => Ok(found),
-                _ => Err(e),
-            },
-            other => other,
+        let mut before = before.clone();
+        // Each round needs a step carried out since the last one; the bound is a backstop
+        // against a resource someone else keeps changing.
+        for _ in 0..MAX_UPDATE_ROUNDS {
+            let updated = match d.key.kind {
+                Kind::IamRole | Kind::InstanceProfile => {
+                    iam::update(&self.iam, d, &before, ids).await
+                }
+                Kind::SsmParameter => ssm::put(&self.ssm, d, true).await,
+                Kind::Certificate => ssm::put_certificate(&self.ssm, d, true).await,
+                _ => ec2::update(&self.ec2, d, &before, ids).await,
+            };
+            let refused = match updated {
+                Err(e) if e.is_done_already() => e,
+                other => return other,
+            };
+            match Box::pin(self.made(d, ids)).await? {
+                Some(found) if found.spec.as_declared(&d.spec) == d.spec => return Ok(found),
+                Some(found)
+                    if found.spec.as_declared(&d.spec) != before.spec.as_declared(&d.spec) =>
+                {
+                    before = found;
+                }
+                _ => return Err(refused),
+            }
         }
+        Err(CloudError::new(
+            "Update",
+            format!(
+                "{} kept changing while it was brought to spec ({MAX_UPDATE_ROUNDS} rounds)",
+                d.key
+            ),
+        ))
     }
 
     /// What discovery finds under `d`'s key, owned by the stack (and, for what has a value,

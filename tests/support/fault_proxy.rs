@@ -31,20 +31,61 @@ impl Account {
     pub fn calls_of(&self, action: &str) -> u64 {
         self.0["by_action"][action].as_u64().unwrap_or(0)
     }
-    /// The mutating actions, each once, in the order they were first called.
-    pub fn mutating_actions(&self) -> Vec<String> {
-        let mut seen = Vec::new();
+    /// The mutating actions, each once, in the order they were first called, with how many
+    /// calls of each were made.
+    pub fn mutating_actions(&self) -> Vec<(String, u64)> {
+        let mut seen: Vec<(String, u64)> = Vec::new();
         for a in self.0["mutating_actions"].as_array().into_iter().flatten() {
             let action = a.as_str().unwrap_or_default();
-            let action = action
-                .split_once(':')
-                .map_or(action, |(_, a)| a)
-                .to_string();
-            if !seen.contains(&action) {
-                seen.push(action);
+            let action = action.split_once(':').map_or(action, |(_, a)| a);
+            match seen.iter_mut().find(|(s, _)| s == action) {
+                Some((_, n)) => *n += 1,
+                None => seen.push((action.to_string(), 1)),
             }
         }
         seen
+    }
+
+    /// Every fault injected, in order: "service:Action kind".
+    pub fn faults(&self) -> Vec<String> {
+        self.0["faults"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str().map(str::to_string))
+            .collect()
+    }
+}
+
+/// Which answers to calls of one action the proxy cuts (the calls carried out): after the
+/// first `skip` calls, one in every `every`, `times` of them.
+#[derive(Debug, Clone)]
+pub struct Cut {
+    pub action: String,
+    pub skip: u64,
+    pub every: u64,
+    pub times: u64,
+}
+
+impl Cut {
+    /// The answer to the `n`th call (from 0) of `action` alone.
+    pub fn nth(action: &str, n: u64) -> Cut {
+        Cut {
+            action: action.to_string(),
+            skip: n,
+            every: 1,
+            times: 1,
+        }
+    }
+
+    /// The answers to every other call of `action`, from the `first` (0 or 1).
+    pub fn every_other(action: &str, first: u64) -> Cut {
+        Cut {
+            action: action.to_string(),
+            skip: first,
+            every: 2,
+            times: u64::MAX >> 12,
+        }
     }
 }
 
@@ -86,12 +127,14 @@ impl FaultProxy {
         self.control("POST", "config", &changes.to_string());
     }
 
-    /// The first call of each of `actions` is carried out and its answer cut, as a lost
-    /// answer is.
-    pub fn lose_first_answers_of(&self, actions: &[String]) {
-        let rules: Vec<Value> = actions
+    /// The calls `cuts` name are carried out and their answers cut, as a lost answer is.
+    pub fn cut_answers(&self, cuts: &[Cut]) {
+        let rules: Vec<Value> = cuts
             .iter()
-            .map(|a| json!({"action": a, "times": 1, "kind": "lost"}))
+            .map(|c| {
+                json!({"action": c.action, "skip": c.skip, "every": c.every,
+                       "times": c.times, "kind": "lost"})
+            })
             .collect();
         self.configure(json!({ "rules": rules }));
     }
