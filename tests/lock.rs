@@ -364,3 +364,52 @@ async fn the_lease_is_renewed_while_running_and_names_nobody() {
     }
     assert_eq!(lock_value(&m).await, None, "released after the run");
 }
+
+/// A lock broken (`gwctl unlock --id`) and taken by someone else while a run holds it: the
+/// run's renewal finds another id, the run warns when it ends, and its release leaves the
+/// new holder's lock alone. (A release whose DELETE lost its answer finds the record gone
+/// and warns of nothing: `faults::each_mutating_call_…` cuts that answer.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_broken_and_taken_while_held_is_reported_and_left_to_its_new_holder() {
+    let (r, m) = (Regions::examples(), Moto::start());
+    // Slow calls keep the run going for seconds: time to break its lock.
+    let proxy = crate::support::fault_proxy::FaultProxy::start(&m.endpoint);
+    proxy.configure(serde_json::json!({"latency_ms": 150}));
+    let mut c = Command::new(assert_cmd::cargo::cargo_bin("gwctl"));
+    c.arg("--regions")
+        .arg(r.dir())
+        .args(["up", "us-east-1", "--yes", "--scope", "aws"]);
+    m.std_env(&mut c);
+    c.env("AWS_ENDPOINT_URL", &proxy.endpoint)
+        .env("GWCTL_BROKER_ENDPOINTS", &r.endpoints)
+        .env("GWCTL_LOCK_LEASE_SECONDS", "3")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let child = c.spawn().expect("spawn");
+    // Held once the run changes something beside its lock.
+    while proxy.account().0["mutating"].as_u64().unwrap_or(0) < 3 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ours = lock_value(&m).await.expect("the run's lock");
+    let id = ours
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("id="))
+        .expect("lock id")
+        .to_string();
+    gwctl(&r, &m)
+        .args(["unlock", "us-east-1", "--id", &id])
+        .assert()
+        .success();
+    change_lock(&m, ChangeAction::Create).await;
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: the lock of us-east-1 was broken and taken by someone else"),
+        "{stderr}"
+    );
+    assert_eq!(
+        lock_value(&m).await.as_deref(),
+        Some(HELD),
+        "the new holder's"
+    );
+}

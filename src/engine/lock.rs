@@ -318,12 +318,16 @@ impl RegionLock {
         {
             return Ok(true);
         }
-        // A renewal applied whose answer was lost: the record holds a newer value of ours.
         match self.aws.read_txt(&self.zone_id, &self.name).await? {
+            // A renewal applied whose answer was lost: the record holds a newer value of ours.
             Some(now) if LockInfo::decode(&now).id == self.info.id => {
                 self.aws.delete_txt(&self.zone_id, &self.name, &now).await
             }
-            _ => Ok(false),
+            Some(_) => Ok(false),
+            // Gone: our DELETE was carried out and its answer lost, so the SDK's repeat was
+            // refused. (A breaker who took the lock and released it again since the last
+            // renewal looks the same; the renewals catch a lock taken while they run.)
+            None => Ok(true),
         }
     }
 }
