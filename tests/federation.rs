@@ -78,6 +78,52 @@ async fn a_saved_plan_is_refused_when_the_backends_federation_changed() {
 }
 
 /// Counts distinct payloads until `expected` arrived or nothing came for `idle`.
+/// `up`'s output says the region's links from the backend run before Route53's change.
+fn assert_links_seen_before_route53(stderr: &str, region: &str) {
+    let links = stderr.find(&format!("{region}: federation links from the backend run"));
+    let route53 = stderr.find("route53 zone");
+    assert!(
+        matches!((links, route53), (Some(l), Some(d)) if l < d),
+        "{region}: links, then Route53:\n{stderr}"
+    );
+}
+
+/// Deletes `region`'s record sets (its own name and its latency entry) from the zone.
+async fn unadvertise(m: &Moto, region: &str) {
+    use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch};
+    let (dns, zone) = (m.route53().await, m.zone_id().await);
+    let sets = dns
+        .list_resource_record_sets()
+        .hosted_zone_id(&zone)
+        .send()
+        .await
+        .expect("records");
+    let changes: Vec<Change> = sets
+        .resource_record_sets()
+        .iter()
+        .filter(|s| s.name().starts_with(region) || s.set_identifier() == Some(region))
+        .map(|s| {
+            Change::builder()
+                .action(ChangeAction::Delete)
+                .resource_record_set(s.clone())
+                .build()
+                .expect("change")
+        })
+        .collect();
+    assert!(changes.len() >= 2, "{sets:?}");
+    dns.change_resource_record_sets()
+        .hosted_zone_id(&zone)
+        .change_batch(
+            ChangeBatch::builder()
+                .set_changes(Some(changes))
+                .build()
+                .expect("batch"),
+        )
+        .send()
+        .await
+        .expect("delete the region's records");
+}
+
 async fn count(c: &mut AmqpConsumer, expected: usize, idle: Duration) -> (usize, usize) {
     let mut seen = BTreeSet::new();
     let mut total = 0;
@@ -131,11 +177,11 @@ async fn up_federates_each_gateway_and_down_removes_only_its_own_entries() {
         .args(["up", "--all", "--yes"])
         .output()
         .expect("up");
-    assert!(
-        up.status.success(),
-        "{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&up.stderr);
+    assert!(up.status.success(), "{stderr}");
+    for region in ["us-east-1", "ap-northeast-1"] {
+        assert_links_seen_before_route53(&stderr, region);
+    }
     let links = sandbox
         .wait_links_running(Duration::from_secs(30))
         .await
@@ -181,6 +227,22 @@ async fn up_federates_each_gateway_and_down_removes_only_its_own_entries() {
         us_link["queue-type"], "quorum",
         "three gateway brokers hold it"
     );
+    gwctl(&r, &m, work.path())
+        .args(["plan", "--all", "--detailed-exitcode"])
+        .assert()
+        .code(0);
+
+    // A region Route53 does not advertise (an earlier `up` gave up waiting for its links) is
+    // advertised by the next `up` only after its links are seen running, though its
+    // federation has nothing to change.
+    unadvertise(&m, "us-east-1").await;
+    let again = gwctl(&r, &m, work.path())
+        .args(["up", "us-east-1", "--yes"])
+        .output()
+        .expect("up");
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{stderr}");
+    assert_links_seen_before_route53(&stderr, "us-east-1");
     gwctl(&r, &m, work.path())
         .args(["plan", "--all", "--detailed-exitcode"])
         .assert()

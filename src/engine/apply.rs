@@ -146,14 +146,21 @@ impl Engine {
             return Ok(());
         }
         let applied = self.apply_federation(work, aws_changed, events).await?;
-        // Route53 comes after every region of the run: a region whose federation just changed
-        // is advertised only once its links from the backend run. A gateway's link from the backend
-        // that never ran has no buffer there: what the router sends a device connected to it
-        // could go nowhere (measured: `sandbox drill` in router mode lost every command sent
-        // in the seconds before the links' reconnect delay ran out).
+        // Route53 comes after every region of the run: a region whose federation just changed,
+        // or that Route53 does not advertise yet, is advertised only once its links from the
+        // backend run. A gateway's link from the backend that never ran has no buffer there:
+        // what the router sends a device connected to it could go nowhere (measured: `sandbox
+        // drill` in router mode lost every command sent in the seconds before the links'
+        // reconnect delay ran out). The second case is the run after one that gave up
+        // waiting: its federation is in place, its records are not.
+        let advertising = work.dns.as_ref().is_some_and(|d| d.advertises_anew());
         match (self.gateway(region), applied) {
             (Some(gw), Some(plan)) => {
                 self.wait_for_links(gw, &plan, opts.broker_wait, events)
+                    .await
+            }
+            (Some(gw), None) if advertising => {
+                self.wait_for_links(gw, &work.plan, opts.broker_wait, events)
                     .await
             }
             _ => Ok(()),

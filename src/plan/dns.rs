@@ -42,6 +42,11 @@ impl DnsPlan {
             || self.records.iter().any(|r| r.action != Action::NoOp)
     }
 
+    /// Whether it creates records: the region is not (fully) advertised yet.
+    pub fn advertises_anew(&self) -> bool {
+        self.records.iter().any(|r| r.action == Action::Create)
+    }
+
     /// What this plan knew, as a hash (checks and records before and after; brokers without
     /// an address yet enter as pending, known after apply).
     pub fn fingerprint(&self) -> String {
