@@ -113,18 +113,9 @@ async fn drill_us_east_1(routing_mode: &str) -> (Value, String) {
             .is_some_and(|e| e.iter().all(|e| e["healthy"] == true)),
         "{dry:#}"
     );
-    let metrics = router.map(metrics_of).unwrap_or_default();
+    let metrics = router
+        .map(|addr| crate::support::http_get(addr, "/metrics").expect("the router's metrics"))
+        .unwrap_or_default();
     drop(sandbox);
     (report, metrics)
-}
-
-/// The router's `/metrics`.
-fn metrics_of(router: std::net::SocketAddr) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(router).expect("router");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-        .expect("ask");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("metrics");
-    out
 }

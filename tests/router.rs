@@ -4,7 +4,6 @@
 //! hands over to another without loss.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -41,17 +40,8 @@ impl Router {
     }
 
     fn get(&self, path: &str) -> String {
-        let ask = || -> std::io::Result<String> {
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
-            s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())?;
-            let mut out = String::new();
-            s.read_to_string(&mut out)?;
-            Ok(out)
-        };
-        let out = ask().unwrap_or_else(|e| panic!("GET {path}: {e}; router log:\n{}", self.log()));
-        out.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default()
+        crate::support::http_get(("127.0.0.1", self.port), path)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}; router log:\n{}", self.log()))
     }
 
     /// The exchange the router would send `device`'s next message to.
