@@ -77,7 +77,6 @@ async fn a_saved_plan_is_refused_when_the_backends_federation_changed() {
     sandbox.stop(Duration::from_secs(5)).await;
 }
 
-/// Counts distinct payloads until `expected` arrived or nothing came for `idle`.
 /// `up`'s output says the region's links from the backend run before Route53's change.
 fn assert_links_seen_before_route53(stderr: &str, region: &str) {
     let links = stderr.find(&format!("{region}: federation links from the backend run"));
@@ -124,6 +123,7 @@ async fn unadvertise(m: &Moto, region: &str) {
         .expect("delete the region's records");
 }
 
+/// Counts distinct payloads until `expected` arrived or nothing came for `idle`.
 async fn count(c: &mut AmqpConsumer, expected: usize, idle: Duration) -> (usize, usize) {
     let mut seen = BTreeSet::new();
     let mut total = 0;

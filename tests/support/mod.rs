@@ -179,8 +179,8 @@ pub fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 
-/// The body of a plain HTTP GET of `path` at `addr` (the router's and the proxy's small
-/// servers answer one request per connection).
+/// The body of a plain HTTP GET of `path` at `addr` (the router's small server answers one
+/// request per connection).
 pub fn http_get(addr: impl std::net::ToSocketAddrs, path: &str) -> std::io::Result<String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr)?;
