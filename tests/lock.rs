@@ -387,7 +387,7 @@ async fn a_lock_broken_and_taken_while_held_is_reported_and_left_to_its_new_hold
         .stderr(Stdio::piped());
     let child = c.spawn().expect("spawn");
     // Held once the run changes something beside its lock.
-    while proxy.account().0["mutating"].as_u64().unwrap_or(0) < 3 {
+    while proxy.account().mutating() < 3 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let ours = lock_value(&m).await.expect("the run's lock");

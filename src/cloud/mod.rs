@@ -497,15 +497,17 @@ impl Aws {
                 Err(e) if e.is_done_already() => e,
                 other => return other,
             };
-            match Box::pin(self.made(d, ids)).await? {
-                Some(found) if found.spec.as_declared(&d.spec) == d.spec => return Ok(found),
-                Some(found)
-                    if found.spec.as_declared(&d.spec) != before.spec.as_declared(&d.spec) =>
-                {
-                    before = found;
-                }
-                _ => return Err(refused),
+            let Some(found) = Box::pin(self.made(d, ids)).await? else {
+                return Err(refused);
+            };
+            let seen = found.spec.as_declared(&d.spec);
+            if seen == d.spec {
+                return Ok(found);
             }
+            if seen == before.spec.as_declared(&d.spec) {
+                return Err(refused);
+            }
+            before = found;
         }
         Err(CloudError::new(
             "Update",

@@ -36,18 +36,19 @@ impl Engine {
         let region = work.region();
         let gw = self.gateway(region);
         let _turn = self.federation_turn.lock().await;
-        let (fed, plan) = if aws_changed {
+        // The region planned again when its AWS resources changed; `None`: `work.plan` holds.
+        let (fed, again) = if aws_changed {
             let again = self
                 .plan_region(gw, region)
                 .await
                 .map_err(|e| e.to_string())?;
-            (again.federation.unwrap_or_default(), again.plan)
+            (again.federation.unwrap_or_default(), Some(again.plan))
         } else {
             let fed = self
                 .plan_federation(gw, region, &work.plan)
                 .await
                 .map_err(|e| e.to_string())?;
-            (fed, work.plan.clone())
+            (fed, None)
         };
         if fed.endpoints_pending {
             return Err(format!(
@@ -65,7 +66,7 @@ impl Engine {
             "{region} backend federation: {n} changes applied at {}",
             client.endpoint()
         )));
-        Ok(Some(plan))
+        Ok(Some(again.unwrap_or_else(|| work.plan.clone())))
     }
 
     /// Deletes a removed region's buffers on the backend, after its brokers are gone (their

@@ -93,7 +93,7 @@ impl Book {
         ids: &'a [String],
     ) -> impl Iterator<Item = (u64, &'a String, Instant)> + 'a {
         self.sent.iter().filter_map(move |(n, at)| {
-            let device = &ids[(*n as usize) % ids.len()];
+            let device = addressee(ids, *n);
             (!self.received.contains_key(&(device.clone(), *n))).then_some((*n, device, *at))
         })
     }
@@ -227,7 +227,7 @@ pub async fn run(
                 b.sent.insert(n, Instant::now());
                 n
             };
-            let device = &ids[(n as usize) % ids.len()];
+            let device = addressee(ids, n);
             let key = Devices::routing_key(&Devices::topic(commands, device, "drill"));
             let payload = format!("{n} {}", unix_ms());
             publisher
@@ -361,6 +361,11 @@ pub async fn run(
             + stack.backend.spec.dns.ttl as f64
             + plan.keepalive.as_secs_f64() * 1.5,
     })
+}
+
+/// The device command `n` is sent to: the devices in turn.
+fn addressee(ids: &[String], n: u64) -> &String {
+    &ids[(n as usize) % ids.len()]
 }
 
 fn poisoned() -> SandboxError {

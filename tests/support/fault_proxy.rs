@@ -28,6 +28,9 @@ impl Account {
     pub fn injected_of(&self, kind: &str) -> u64 {
         self.0["injected"][kind].as_u64().unwrap_or(0)
     }
+    pub fn mutating(&self) -> u64 {
+        self.0["mutating"].as_u64().unwrap_or(0)
+    }
     pub fn calls_of(&self, action: &str) -> u64 {
         self.0["by_action"][action].as_u64().unwrap_or(0)
     }
@@ -84,7 +87,7 @@ impl Cut {
             action: action.to_string(),
             skip: first,
             every: 2,
-            times: u64::MAX >> 12,
+            times: u64::MAX,
         }
     }
 }
